@@ -1,0 +1,532 @@
+//! Upstream MCP servers and their tools: connecting, namespacing, the exposed tool index, refresh.
+
+pub mod names;
+
+mod http;
+mod routing;
+mod stdio;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorData, JsonObject, Tool};
+use serde::Serialize;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+pub use routing::CallSink;
+
+use crate::config::{Config, Limits, Timeouts, UpstreamTransport};
+use http::HttpConn;
+use stdio::StdioConn;
+
+/// Why an upstream could not answer a call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream is unavailable")]
+    Unavailable,
+    #[error("upstream closed the connection during the call")]
+    Closed,
+    #[error("upstream did not answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("upstream answer exceeds the {0}-byte limit")]
+    TooLarge(usize),
+    #[error("upstream answered with malformed data: {0}")]
+    Malformed(String),
+    #[error("upstream returned an error: {}", .0.message)]
+    Rpc(ErrorData),
+    #[error("upstream transport failed: {0}")]
+    Transport(String),
+    #[error("cannot connect to upstream: {0}")]
+    Connect(String),
+    #[error("call cancelled by the client")]
+    Cancelled,
+}
+
+impl UpstreamError {
+    /// Stable reason id for records and logs.
+    pub fn reason_id(&self) -> &'static str {
+        match self {
+            Self::Unavailable | Self::Connect(_) => "upstream_unavailable",
+            Self::Closed => "upstream_closed",
+            Self::Timeout(_) => "upstream_timeout",
+            Self::TooLarge(_) => "upstream_response_too_large",
+            Self::Malformed(_) => "upstream_malformed",
+            Self::Rpc(_) => "upstream_error",
+            Self::Transport(_) => "upstream_transport",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+enum Conn {
+    Stdio(StdioConn),
+    Http(Arc<HttpConn>),
+}
+
+impl Conn {
+    fn closed(&self) -> &CancellationToken {
+        match self {
+            Conn::Stdio(c) => c.closed(),
+            Conn::Http(c) => c.closed(),
+        }
+    }
+
+    fn shutdown(&self) {
+        match self {
+            Conn::Stdio(c) => c.shutdown(),
+            Conn::Http(c) => c.shutdown(),
+        }
+    }
+
+    async fn list_tools(
+        &self,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<Vec<Tool>, UpstreamError> {
+        match self {
+            Conn::Stdio(c) => tokio::time::timeout(timeout, c.list_tools())
+                .await
+                .map_err(|_| UpstreamError::Timeout(timeout))?,
+            Conn::Http(c) => c.list_tools(timeout, max_bytes).await,
+        }
+    }
+}
+
+/// A tool refused from the catalog, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedTool {
+    pub tool: String,
+    pub reason: String,
+}
+
+/// What an upstream is doing, for `/readyz` and operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamStatus {
+    pub name: String,
+    pub transport: &'static str,
+    pub required: bool,
+    /// `connecting`, `ready` or `down`.
+    pub state: &'static str,
+    /// Whether the upstream has answered `tools/list` at least once.
+    pub listed: bool,
+    pub tools: usize,
+    pub reconnects: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused_tools: Vec<RefusedTool>,
+}
+
+/// One configured upstream and its current session.
+pub struct Upstream {
+    pub name: Arc<str>,
+    transport: UpstreamTransport,
+    conn: ArcSwapOption<Conn>,
+    status: Mutex<UpstreamStatus>,
+    refresh: Arc<Notify>,
+}
+
+impl Upstream {
+    fn set_status(&self, f: impl FnOnce(&mut UpstreamStatus)) {
+        if let Ok(mut status) = self.status.lock() {
+            f(&mut status);
+        }
+    }
+
+    /// A snapshot of the upstream's status.
+    pub fn status(&self) -> Option<UpstreamStatus> {
+        self.status.lock().ok().map(|s| s.clone())
+    }
+}
+
+/// A tool as toolgate exposes it.
+#[derive(Debug)]
+pub struct ExposedTool {
+    /// `<upstream><separator><tool>`.
+    pub name: Arc<str>,
+    pub upstream: Arc<str>,
+    /// The tool's name on its upstream.
+    pub original: Arc<str>,
+    /// The upstream's definition, renamed to the exposed name and otherwise intact.
+    pub definition: Tool,
+}
+
+#[derive(Default)]
+struct Index {
+    tools: BTreeMap<Arc<str>, Arc<ExposedTool>>,
+}
+
+/// Every upstream and the index of exposed tools.
+pub struct Catalog {
+    separator: String,
+    timeouts: Timeouts,
+    limits: Limits,
+    upstreams: Vec<Arc<Upstream>>,
+    accepted: Mutex<HashMap<Arc<str>, Vec<Tool>>>,
+    index: ArcSwap<Index>,
+    changed: broadcast::Sender<()>,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl Catalog {
+    /// Builds the catalog from config; nothing connects until [`Catalog::start`].
+    pub fn new(config: &Config) -> Result<Arc<Self>, UpstreamError> {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                Arc::new(Upstream {
+                    name: Arc::from(u.name.as_str()),
+                    transport: u.transport.clone(),
+                    conn: ArcSwapOption::empty(),
+                    status: Mutex::new(UpstreamStatus {
+                        name: u.name.clone(),
+                        transport: match u.transport {
+                            UpstreamTransport::Stdio(_) => "stdio",
+                            UpstreamTransport::Http(_) => "http",
+                        },
+                        required: u.required,
+                        state: "connecting",
+                        listed: false,
+                        tools: 0,
+                        reconnects: 0,
+                        last_error: None,
+                        refused_tools: Vec::new(),
+                    }),
+                    refresh: Arc::new(Notify::new()),
+                })
+            })
+            .collect();
+        Ok(Arc::new(Self {
+            separator: config.namespace_separator.clone(),
+            timeouts: config.timeouts.clone(),
+            limits: config.limits.clone(),
+            upstreams,
+            accepted: Mutex::new(HashMap::new()),
+            index: ArcSwap::from_pointee(Index::default()),
+            changed: broadcast::channel(16).0,
+            client: http::pooled_client()?,
+            shutdown: CancellationToken::new(),
+        }))
+    }
+
+    /// Starts one supervisor per upstream: connect, list, watch, reconnect with backoff.
+    pub fn start(self: &Arc<Self>) {
+        for upstream in &self.upstreams {
+            tokio::spawn(Arc::clone(self).supervise(Arc::clone(upstream)));
+        }
+    }
+
+    /// Closes every upstream session.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+        for upstream in &self.upstreams {
+            if let Some(conn) = upstream.conn.swap(None) {
+                conn.shutdown();
+            }
+        }
+    }
+
+    /// True once every required upstream has answered `tools/list`.
+    pub fn ready(&self) -> bool {
+        self.upstreams
+            .iter()
+            .all(|u| u.status().is_some_and(|s| !s.required || s.listed))
+    }
+
+    /// Status of every upstream.
+    pub fn statuses(&self) -> Vec<UpstreamStatus> {
+        self.upstreams.iter().filter_map(|u| u.status()).collect()
+    }
+
+    /// Fires whenever the set of exposed tools or a definition changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<()> {
+        self.changed.subscribe()
+    }
+
+    /// Looks up an exposed tool.
+    pub fn resolve(&self, name: &str) -> Option<Arc<ExposedTool>> {
+        self.index.load().tools.get(name).cloned()
+    }
+
+    /// Every exposed tool after `cursor` (exclusive), in name order.
+    pub fn tools_after(&self, cursor: Option<&str>) -> Vec<Arc<ExposedTool>> {
+        let index = self.index.load();
+        let range = match cursor {
+            Some(c) => index
+                .tools
+                .range::<str, _>((Bound::Excluded(c), Bound::Unbounded)),
+            None => index.tools.range::<str, _>(..),
+        };
+        range.map(|(_, t)| Arc::clone(t)).collect()
+    }
+
+    /// Number of exposed tools.
+    pub fn len(&self) -> usize {
+        self.index.load().tools.len()
+    }
+
+    /// True when no tool is exposed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forwards a call to the tool's upstream under the upstream's own name for it.
+    pub async fn call(
+        &self,
+        tool: &ExposedTool,
+        arguments: Option<JsonObject>,
+        sink: CallSink,
+        cancel: &CancellationToken,
+    ) -> Result<CallToolResult, UpstreamError> {
+        let upstream = self
+            .upstreams
+            .iter()
+            .find(|u| u.name == tool.upstream)
+            .ok_or(UpstreamError::Unavailable)?;
+        let conn = upstream
+            .conn
+            .load_full()
+            .ok_or(UpstreamError::Unavailable)?;
+        let mut params = CallToolRequestParams::new(tool.original.to_string());
+        params.arguments = arguments;
+        let timeout = self.timeouts.call;
+        let max = self.limits.max_response_bytes;
+        match conn.as_ref() {
+            Conn::Stdio(c) => c.call_tool(params, sink, cancel, timeout, max).await,
+            Conn::Http(c) => c.call_tool(params, sink, cancel, timeout, max).await,
+        }
+    }
+
+    async fn connect(&self, upstream: &Upstream) -> Result<(Arc<Conn>, Vec<Tool>), UpstreamError> {
+        let conn = match &upstream.transport {
+            UpstreamTransport::Stdio(config) => Conn::Stdio(
+                StdioConn::connect(
+                    Arc::clone(&upstream.name),
+                    config,
+                    Arc::clone(&upstream.refresh),
+                )
+                .await?,
+            ),
+            UpstreamTransport::Http(config) => Conn::Http(
+                HttpConn::connect(
+                    Arc::clone(&upstream.name),
+                    config,
+                    self.client.clone(),
+                    Arc::clone(&upstream.refresh),
+                    self.limits.max_response_bytes,
+                )
+                .await?,
+            ),
+        };
+        let conn = Arc::new(conn);
+        match conn
+            .list_tools(self.timeouts.connect, self.limits.max_response_bytes)
+            .await
+        {
+            Ok(tools) => Ok((conn, tools)),
+            Err(e) => {
+                conn.shutdown();
+                Err(e)
+            }
+        }
+    }
+
+    async fn supervise(self: Arc<Self>, upstream: Arc<Upstream>) {
+        let mut delay = self.timeouts.reconnect_initial;
+        loop {
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            upstream.set_status(|s| s.state = "connecting");
+            let attempt = tokio::select! {
+                a = tokio::time::timeout(self.timeouts.connect, self.connect(&upstream)) => a,
+                () = self.shutdown.cancelled() => return,
+            };
+            match attempt {
+                Ok(Ok((conn, tools))) => {
+                    delay = self.timeouts.reconnect_initial;
+                    upstream.conn.store(Some(Arc::clone(&conn)));
+                    self.accept(&upstream, tools);
+                    tracing::info!(upstream = %upstream.name, "upstream ready");
+                    loop {
+                        tokio::select! {
+                            () = conn.closed().cancelled() => break,
+                            () = upstream.refresh.notified() => {
+                                match conn.list_tools(self.timeouts.connect, self.limits.max_response_bytes).await {
+                                    Ok(tools) => self.accept(&upstream, tools),
+                                    Err(e) => tracing::warn!(upstream = %upstream.name, "refresh failed: {e}"),
+                                }
+                            }
+                            () = self.shutdown.cancelled() => {
+                                conn.shutdown();
+                                return;
+                            }
+                        }
+                    }
+                    upstream.conn.store(None);
+                    conn.shutdown();
+                    tracing::warn!(upstream = %upstream.name, "upstream connection lost; reconnecting");
+                    upstream.set_status(|s| {
+                        s.state = "down";
+                        s.reconnects += 1;
+                        s.last_error = Some("connection lost".into());
+                    });
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(upstream = %upstream.name, "upstream not reachable: {e}");
+                    upstream.set_status(|s| {
+                        s.state = "down";
+                        s.last_error = Some(e.to_string());
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!(upstream = %upstream.name, "upstream did not come up within the connect timeout");
+                    upstream.set_status(|s| {
+                        s.state = "down";
+                        s.last_error = Some("connect timeout".into());
+                    });
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.shutdown.cancelled() => return,
+            }
+            delay = (delay * 2).min(self.timeouts.reconnect_max);
+        }
+    }
+
+    /// Takes an upstream's tool list: refuses bad and duplicate names, then rebuilds the index.
+    fn accept(&self, upstream: &Upstream, tools: Vec<Tool>) {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for tool in &tools {
+            *counts.entry(tool.name.as_ref()).or_default() += 1;
+        }
+        let mut refused = Vec::new();
+        let mut accepted = Vec::new();
+        for tool in &tools {
+            let verdict = if counts.get(tool.name.as_ref()).copied().unwrap_or(0) > 1 {
+                Err(format!(
+                    "upstream lists tool `{}` more than once",
+                    tool.name.escape_debug()
+                ))
+            } else {
+                names::exposed_name(&upstream.name, &self.separator, &tool.name).map(|_| ())
+            };
+            match verdict {
+                Ok(()) => accepted.push(tool.clone()),
+                Err(reason) => {
+                    tracing::error!(upstream = %upstream.name, "tool refused: {reason}");
+                    refused.push(RefusedTool {
+                        tool: tool.name.escape_debug().to_string(),
+                        reason,
+                    });
+                }
+            }
+        }
+        let count = accepted.len();
+        if let Ok(mut map) = self.accepted.lock() {
+            map.insert(Arc::clone(&upstream.name), accepted);
+        }
+        let collisions = self.rebuild();
+        refused.extend(
+            collisions
+                .into_iter()
+                .filter(|(owner, _)| owner == &upstream.name)
+                .map(|(_, r)| r),
+        );
+        upstream.set_status(|s| {
+            s.state = "ready";
+            s.listed = true;
+            s.tools = count;
+            s.last_error = None;
+            s.refused_tools = refused;
+        });
+    }
+
+    /// Rebuilds the exposed index from every upstream's accepted tools. A name claimed by two upstreams stays
+    /// with the upstream that already held it; with no prior holder every claimant is refused.
+    fn rebuild(&self) -> Vec<(Arc<str>, RefusedTool)> {
+        let Ok(accepted) = self.accepted.lock() else {
+            return Vec::new();
+        };
+        let old = self.index.load_full();
+        let mut claims: BTreeMap<String, Vec<(Arc<str>, &Tool)>> = BTreeMap::new();
+        for upstream in &self.upstreams {
+            let Some(tools) = accepted.get(&upstream.name) else {
+                continue;
+            };
+            for tool in tools {
+                if let Ok(exposed) =
+                    names::exposed_name(&upstream.name, &self.separator, &tool.name)
+                {
+                    claims
+                        .entry(exposed)
+                        .or_default()
+                        .push((Arc::clone(&upstream.name), tool));
+                }
+            }
+        }
+        let mut index = Index::default();
+        let mut refused = Vec::new();
+        for (exposed, claimants) in claims {
+            let winner = if claimants.len() == 1 {
+                claimants.first().cloned()
+            } else {
+                let holder = old
+                    .tools
+                    .get(exposed.as_str())
+                    .map(|t| Arc::clone(&t.upstream));
+                claimants
+                    .iter()
+                    .find(|(u, _)| Some(u) == holder.as_ref())
+                    .cloned()
+            };
+            for (upstream, tool) in &claimants {
+                if winner.as_ref().is_some_and(|(w, _)| w == upstream) {
+                    continue;
+                }
+                let reason =
+                    format!("exposed name `{exposed}` collides with another upstream's tool");
+                tracing::error!(upstream = %upstream, tool = %tool.name, "tool refused: {reason}");
+                refused.push((
+                    Arc::clone(upstream),
+                    RefusedTool {
+                        tool: tool.name.to_string(),
+                        reason,
+                    },
+                ));
+            }
+            if let Some((upstream, tool)) = winner {
+                let name: Arc<str> = Arc::from(exposed.as_str());
+                let mut definition = tool.clone();
+                definition.name = exposed.clone().into();
+                index.tools.insert(
+                    Arc::clone(&name),
+                    Arc::new(ExposedTool {
+                        name,
+                        upstream,
+                        original: Arc::from(tool.name.as_ref()),
+                        definition,
+                    }),
+                );
+            }
+        }
+        let changed = old.tools.len() != index.tools.len()
+            || old
+                .tools
+                .iter()
+                .zip(index.tools.iter())
+                .any(|((a, ta), (b, tb))| a != b || ta.definition != tb.definition);
+        self.index.store(Arc::new(index));
+        if changed {
+            let _ = self.changed.send(());
+        }
+        refused
+    }
+}

@@ -1,0 +1,506 @@
+//! Streamable-HTTP upstreams: toolgate's own client over one pooled keep-alive `reqwest` client, so calls
+//! reuse connections instead of opening one each.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ErrorCode, ErrorData, JsonRpcMessage, ListToolsResult,
+    RequestId, ServerNotification, ServerRequest, Tool,
+};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::UpstreamError;
+use super::routing::{CallSink, Routes};
+use crate::config::HttpUpstream;
+
+/// Protocol version toolgate asks HTTP upstreams for.
+const PROTOCOL_VERSION: &str = "2025-11-25";
+
+type UpstreamMessage = JsonRpcMessage<ServerRequest, Value, ServerNotification>;
+
+/// One initialized session with a streamable-HTTP upstream.
+pub struct HttpConn {
+    upstream: Arc<str>,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    next_id: AtomicI64,
+    routes: Arc<Routes>,
+    closed: CancellationToken,
+    refresh: Arc<Notify>,
+}
+
+/// Builds the pooled client shared by every HTTP upstream.
+pub fn pooled_client() -> Result<reqwest::Client, UpstreamError> {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("toolgate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| UpstreamError::Connect(format!("cannot build HTTP client: {e}")))
+}
+
+impl HttpConn {
+    /// Initializes a session with the upstream and starts listening on its GET stream.
+    pub async fn connect(
+        upstream: Arc<str>,
+        config: &HttpUpstream,
+        client: reqwest::Client,
+        refresh: Arc<Notify>,
+        max_bytes: usize,
+    ) -> Result<Arc<Self>, UpstreamError> {
+        let url = reqwest::Url::parse(&config.url)
+            .map_err(|e| UpstreamError::Connect(format!("bad url: {e}")))?;
+        let mut headers = HeaderMap::new();
+        for (key, value) in &config.headers {
+            let name = HeaderName::from_bytes(key.as_bytes())
+                .map_err(|_| UpstreamError::Connect(format!("bad header name `{key}`")))?;
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|_| UpstreamError::Connect(format!("bad value for header `{key}`")))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let mut conn = Self {
+            upstream,
+            client,
+            url,
+            headers,
+            next_id: AtomicI64::new(1),
+            routes: Arc::new(Routes::default()),
+            closed: CancellationToken::new(),
+            refresh,
+        };
+        let params = json!({
+            "protocolVersion": PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "toolgate", "version": env!("CARGO_PKG_VERSION")},
+        });
+        let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = request_body(id, "initialize", &params)?;
+        let response = conn.post(body).await?;
+        if let Some(session) = response.headers().get("mcp-session-id") {
+            conn.headers
+                .insert(HeaderName::from_static("mcp-session-id"), session.clone());
+        }
+        let result = conn.read_answer(response, id, None, max_bytes).await?;
+        let version = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                UpstreamError::Malformed("initialize result has no protocolVersion".into())
+            })?;
+        let version = HeaderValue::from_str(version)
+            .map_err(|_| UpstreamError::Malformed("bad protocolVersion".into()))?;
+        conn.headers
+            .insert(HeaderName::from_static("mcp-protocol-version"), version);
+        let initialized =
+            serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+                .map_err(|e| UpstreamError::Malformed(e.to_string()))?;
+        let response = conn.post(initialized).await?;
+        drop(response);
+        let conn = Arc::new(conn);
+        tokio::spawn(Arc::clone(&conn).listen());
+        Ok(conn)
+    }
+
+    /// Cancelled once the session is known to be gone.
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    /// Ends the session (best effort DELETE).
+    pub fn shutdown(self: &Arc<Self>) {
+        self.closed.cancel();
+        let conn = Arc::clone(self);
+        tokio::spawn(async move {
+            if conn.headers.contains_key("mcp-session-id") {
+                let _ = conn
+                    .client
+                    .delete(conn.url.clone())
+                    .headers(conn.headers.clone())
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await;
+            }
+        });
+    }
+
+    /// Lists every tool, following pagination.
+    pub async fn list_tools(
+        &self,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<Vec<Tool>, UpstreamError> {
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let body = request_body(id, "tools/list", &params)?;
+            let result = tokio::time::timeout(timeout, async {
+                let response = self.post(body).await?;
+                self.read_answer(response, id, None, max_bytes).await
+            })
+            .await
+            .map_err(|_| UpstreamError::Timeout(timeout))??;
+            let page: ListToolsResult = serde_json::from_value(result)
+                .map_err(|e| UpstreamError::Malformed(format!("tools/list result: {e}")))?;
+            tools.extend(page.tools);
+            match page.next_cursor {
+                Some(next) if !next.is_empty() => cursor = Some(next),
+                _ => return Ok(tools),
+            }
+            if tools.len() > 100_000 {
+                return Err(UpstreamError::Malformed("more than 100000 tools".into()));
+            }
+        }
+    }
+
+    /// Calls a tool; progress and log notifications on the call's stream go to `sink`.
+    pub async fn call_tool(
+        &self,
+        mut params: CallToolRequestParams,
+        sink: CallSink,
+        cancel: &CancellationToken,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<CallToolResult, UpstreamError> {
+        if self.closed.is_cancelled() {
+            return Err(UpstreamError::Unavailable);
+        }
+        let token = self.routes.fresh_token();
+        params
+            .meta
+            .get_or_insert_with(Default::default)
+            .set_progress_token(token.clone());
+        let _route = self.routes.register(sink.clone(), Some(token));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = request_body(id, "tools/call", &params)?;
+        let work = async {
+            let response = self.post(body).await?;
+            self.read_answer(response, id, Some(&sink), max_bytes).await
+        };
+        let result = tokio::select! {
+            result = work => result?,
+            () = tokio::time::sleep(timeout) => {
+                self.send_cancel(id, "timeout");
+                return Err(UpstreamError::Timeout(timeout));
+            }
+            () = cancel.cancelled() => {
+                self.send_cancel(id, "cancelled by client");
+                return Err(UpstreamError::Cancelled);
+            }
+        };
+        serde_json::from_value(result)
+            .map_err(|e| UpstreamError::Malformed(format!("tools/call result: {e}")))
+    }
+
+    fn send_cancel(&self, id: i64, reason: &str) {
+        let body = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                          "params": {"requestId": id, "reason": reason}});
+        let request = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone());
+        tokio::spawn(async move {
+            let _ = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::ACCEPT, "application/json, text/event-stream")
+                .json(&body)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+        });
+    }
+
+    async fn post(&self, body: Vec<u8>) -> Result<reqwest::Response, UpstreamError> {
+        let response = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    self.closed.cancel();
+                    UpstreamError::Unavailable
+                } else {
+                    UpstreamError::Transport(without_url(&e))
+                }
+            })?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND && self.headers.contains_key("mcp-session-id") {
+            // The upstream forgot our session: reconnect.
+            self.closed.cancel();
+            return Err(UpstreamError::Closed);
+        }
+        if !status.is_success() {
+            return Err(UpstreamError::Transport(format!(
+                "upstream answered HTTP {status}"
+            )));
+        }
+        Ok(response)
+    }
+
+    /// Reads the answer to request `id` from a JSON or SSE response, routing notifications to `sink`.
+    async fn read_answer(
+        &self,
+        response: reqwest::Response,
+        id: i64,
+        sink: Option<&CallSink>,
+        max_bytes: usize,
+    ) -> Result<Value, UpstreamError> {
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let bytes = limited(response.bytes_stream(), max_bytes);
+        if content_type.starts_with("text/event-stream") {
+            let mut events = std::pin::pin!(sse_stream::SseByteStream::new(bytes));
+            while let Some(event) = events.next().await {
+                let event = event.map_err(|e| match find_too_large(&e) {
+                    Some(limit) => UpstreamError::TooLarge(limit),
+                    None => UpstreamError::Transport(format!("event stream broke: {e}")),
+                })?;
+                let Some(data) = event.data else { continue };
+                if data.is_empty() {
+                    continue;
+                }
+                let message: UpstreamMessage = serde_json::from_str(&data)
+                    .map_err(|e| UpstreamError::Malformed(format!("event is not JSON-RPC: {e}")))?;
+                if let Some(result) = self.handle_message(message, id, sink)? {
+                    return Ok(result);
+                }
+            }
+            Err(UpstreamError::Closed)
+        } else if content_type.starts_with("application/json") {
+            let mut body = Vec::new();
+            let mut bytes = std::pin::pin!(bytes);
+            while let Some(chunk) = bytes.next().await {
+                match chunk {
+                    Ok(chunk) => body.extend_from_slice(&chunk),
+                    Err(TooLarge(limit)) => return Err(UpstreamError::TooLarge(limit)),
+                }
+            }
+            let message: UpstreamMessage = serde_json::from_slice(&body)
+                .map_err(|e| UpstreamError::Malformed(format!("answer is not JSON-RPC: {e}")))?;
+            self.handle_message(message, id, sink)?.ok_or_else(|| {
+                UpstreamError::Malformed("answer does not answer the request".into())
+            })
+        } else {
+            Err(UpstreamError::Malformed(format!(
+                "answer has content type `{content_type}`"
+            )))
+        }
+    }
+
+    /// Returns the result when `message` answers request `id`; routes notifications; refuses requests.
+    fn handle_message(
+        &self,
+        message: UpstreamMessage,
+        id: i64,
+        sink: Option<&CallSink>,
+    ) -> Result<Option<Value>, UpstreamError> {
+        match message {
+            JsonRpcMessage::Response(response) if response.id == RequestId::Number(id) => {
+                Ok(Some(response.result))
+            }
+            JsonRpcMessage::Error(error)
+                if error
+                    .id
+                    .as_ref()
+                    .is_none_or(|e| *e == RequestId::Number(id)) =>
+            {
+                Err(UpstreamError::Rpc(error.error))
+            }
+            JsonRpcMessage::Notification(notification) => {
+                self.notification(notification.notification, sink);
+                Ok(None)
+            }
+            JsonRpcMessage::Request(request) => {
+                self.refuse_request(request.id, &request.request);
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn notification(&self, notification: ServerNotification, sink: Option<&CallSink>) {
+        match notification {
+            ServerNotification::ProgressNotification(progress) => {
+                self.routes.progress(progress.params)
+            }
+            ServerNotification::LoggingMessageNotification(log) => match sink {
+                Some(sink) => sink.log(log.params),
+                None => self.routes.log(log.params),
+            },
+            ServerNotification::ToolListChangedNotification(_) => self.refresh.notify_one(),
+            _ => {}
+        }
+    }
+
+    /// Answers a request the upstream started towards the client: ping is answered, the rest refused.
+    fn refuse_request(&self, id: RequestId, request: &ServerRequest) {
+        let answer = match request {
+            ServerRequest::PingRequest(_) => json!({"jsonrpc": "2.0", "id": id, "result": {}}),
+            other => {
+                let method = server_request_method(other);
+                tracing::info!(upstream = %self.upstream, method, "refused a request from upstream");
+                let error = ErrorData::new(
+                    ErrorCode::METHOD_NOT_FOUND,
+                    format!("`{method}` requests are not routed to clients by toolgate"),
+                    None,
+                );
+                json!({"jsonrpc": "2.0", "id": id, "error": error})
+            }
+        };
+        let request = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .json(&answer)
+            .timeout(Duration::from_secs(5));
+        tokio::spawn(async move {
+            let _ = request.send().await;
+        });
+    }
+
+    /// Listens on the session's GET stream for notifications not tied to a call (tool list changes, logs).
+    async fn listen(self: Arc<Self>) {
+        let mut delay = Duration::from_millis(500);
+        while !self.closed.is_cancelled() {
+            let request = self
+                .client
+                .get(self.url.clone())
+                .headers(self.headers.clone())
+                .header(header::ACCEPT, "text/event-stream")
+                .send();
+            let response = tokio::select! {
+                r = request => r,
+                () = self.closed.cancelled() => return,
+            };
+            match response {
+                Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => return,
+                Ok(r) if r.status() == StatusCode::NOT_FOUND => {
+                    self.closed.cancel();
+                    return;
+                }
+                Ok(r) if r.status().is_success() => {
+                    let mut events =
+                        std::pin::pin!(sse_stream::SseByteStream::new(r.bytes_stream()));
+                    loop {
+                        let event = tokio::select! {
+                            e = events.next() => e,
+                            () = self.closed.cancelled() => return,
+                        };
+                        let Some(Ok(event)) = event else { break };
+                        let Some(data) = event.data else { continue };
+                        if let Ok(message) = serde_json::from_str::<UpstreamMessage>(&data) {
+                            match message {
+                                JsonRpcMessage::Notification(n) => {
+                                    self.notification(n.notification, None)
+                                }
+                                JsonRpcMessage::Request(r) => self.refuse_request(r.id, &r.request),
+                                _ => {}
+                            }
+                        }
+                    }
+                    delay = Duration::from_millis(500);
+                }
+                Ok(r) => {
+                    tracing::debug!(upstream = %self.upstream, status = %r.status(), "GET stream refused");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(upstream = %self.upstream, "GET stream failed: {}", without_url(&e))
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.closed.cancelled() => return,
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+}
+
+#[allow(deprecated)] // sampling and roots are deprecated by SEP-2577 but still sent by 2025 servers
+fn server_request_method(request: &ServerRequest) -> &str {
+    match request {
+        ServerRequest::PingRequest(_) => "ping",
+        ServerRequest::CreateMessageRequest(_) => "sampling/createMessage",
+        ServerRequest::ListRootsRequest(_) => "roots/list",
+        ServerRequest::ElicitRequest(_) => "elicitation/create",
+        ServerRequest::CustomRequest(r) => r.method.as_str(),
+        _ => "unknown",
+    }
+}
+
+fn request_body(
+    id: i64,
+    method: &str,
+    params: &impl serde::Serialize,
+) -> Result<Vec<u8>, UpstreamError> {
+    serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+        .map_err(|e| UpstreamError::Malformed(e.to_string()))
+}
+
+/// The response body grew past the limit.
+#[derive(Debug, thiserror::Error)]
+#[error("answer exceeds {0} bytes")]
+struct TooLarge(usize);
+
+fn find_too_large(error: &sse_stream::Error) -> Option<usize> {
+    match error {
+        sse_stream::Error::Body(inner) => inner.downcast_ref::<TooLarge>().map(|t| t.0),
+        _ => None,
+    }
+}
+
+/// Passes a body through until it exceeds `max` bytes, then fails; transport errors end the stream.
+fn limited(
+    body: impl Stream<Item = reqwest::Result<Bytes>>,
+    max: usize,
+) -> impl Stream<Item = Result<Bytes, TooLarge>> {
+    let mut seen = 0usize;
+    body.take_while(|chunk| std::future::ready(chunk.is_ok()))
+        .filter_map(|chunk| std::future::ready(chunk.ok()))
+        .scan(false, move |failed, chunk| {
+            if *failed {
+                return std::future::ready(None);
+            }
+            seen = seen.saturating_add(chunk.len());
+            if seen > max {
+                *failed = true;
+                return std::future::ready(Some(Err(TooLarge(max))));
+            }
+            std::future::ready(Some(Ok(chunk)))
+        })
+}
+
+/// A reqwest error's text without the URL (which may carry credentials in its query).
+fn without_url(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(url.as_str(), "<upstream>");
+    }
+    text
+}

@@ -1,0 +1,137 @@
+//! Naming rules: which upstream and tool names are accepted, and how exposed names are formed.
+//!
+//! Upstream names may not contain `_` or `.`, and the separator consists only of those, so the first
+//! separator character in an exposed name always ends the upstream name: `upstream + sep + tool` is
+//! injective and no choice of tool names can make two upstreams' tools collide.
+
+/// Longest upstream name.
+pub const MAX_UPSTREAM_NAME: usize = 32;
+/// Longest tool name (MCP's recommendation), for upstream tool names and exposed names alike.
+pub const MAX_TOOL_NAME: usize = 128;
+
+/// Checks an upstream name: lowercase ASCII letters, digits and `-`, starting with a letter, at most 32.
+pub fn validate_upstream_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    let rest_ok = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !first_ok || !rest_ok || name.len() > MAX_UPSTREAM_NAME {
+        return Err(format!(
+            "upstream name `{name}` is invalid: use lowercase ASCII letters, digits and `-`, \
+             starting with a letter, at most {MAX_UPSTREAM_NAME} characters"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a tool name against MCP's recommended `[A-Za-z0-9_.-]{1,128}`.
+pub fn validate_tool_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > MAX_TOOL_NAME
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(format!(
+            "tool name `{}` is invalid: use 1 to {MAX_TOOL_NAME} of `A-Z a-z 0-9 _ . -`",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the namespace separator: 1 to 4 characters, each `_` or `.`.
+pub fn validate_separator(separator: &str) -> Result<(), String> {
+    if separator.is_empty()
+        || separator.len() > 4
+        || !separator.bytes().all(|b| matches!(b, b'_' | b'.'))
+    {
+        return Err(format!(
+            "namespace_separator `{separator}` is invalid: use 1 to 4 characters, each `_` or `.`"
+        ));
+    }
+    Ok(())
+}
+
+/// Forms the exposed name of an upstream's tool, refusing names that break the rules.
+pub fn exposed_name(upstream: &str, separator: &str, tool: &str) -> Result<String, String> {
+    validate_tool_name(tool)?;
+    let exposed = format!("{upstream}{separator}{tool}");
+    if exposed.len() > MAX_TOOL_NAME {
+        return Err(format!(
+            "exposed name `{exposed}` would be longer than {MAX_TOOL_NAME} characters"
+        ));
+    }
+    Ok(exposed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_names() {
+        for ok in [
+            "a",
+            "hr",
+            "sql-2",
+            "a-b-c",
+            "abcdefghijklmnopqrstuvwxyzabcdef",
+        ] {
+            validate_upstream_name(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "A",
+            "1a",
+            "-a",
+            "a_b",
+            "a.b",
+            "a__b",
+            "héllo",
+            "abcdefghijklmnopqrstuvwxyzabcdefg",
+        ] {
+            assert!(validate_upstream_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tool_names() {
+        for ok in ["x", "get_time", "a.b-c", "A9"] {
+            validate_tool_name(ok).unwrap();
+        }
+        let long = "x".repeat(129);
+        for bad in [
+            "",
+            "with space",
+            "slash/no",
+            "ünï",
+            "semi;colon",
+            long.as_str(),
+        ] {
+            assert!(validate_tool_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn separator_tricks_cannot_collide() {
+        // upstream `a` + tool `b__c` is `a__b__c`; an upstream named `a__b` cannot exist.
+        assert_eq!(exposed_name("a", "__", "b__c").unwrap(), "a__b__c");
+        assert!(validate_upstream_name("a__b").is_err());
+        for sep in ["__", "_", ".", "._"] {
+            validate_separator(sep).unwrap();
+        }
+        for sep in ["", "-", "x", "__-", "/"] {
+            assert!(validate_separator(sep).is_err(), "{sep}");
+        }
+    }
+
+    #[test]
+    fn exposed_names_stay_within_128() {
+        let tool = "t".repeat(100);
+        let upstream = "u".repeat(30);
+        assert!(exposed_name(&upstream, "__", &tool).is_err());
+        assert!(exposed_name("hr", "__", &tool).is_ok());
+    }
+}

@@ -1,0 +1,149 @@
+//! Routing of an upstream's notifications back to the one downstream client whose call caused them.
+//!
+//! Progress notifications carry the token toolgate put on the forwarded call, so they are matched exactly and
+//! their token is put back to the client's own. Log messages on a shared stdio session carry no request id:
+//! they go to the caller only while exactly one call to that upstream is in flight, and are dropped otherwise,
+//! so a log line can never reach a client that did not cause it.
+
+// Logging, sampling and roots are deprecated by SEP-2577 (protocol 2026-07-28); the 2025 versions toolgate
+// speaks still use them.
+#![allow(deprecated)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use rmcp::model::{
+    LoggingMessageNotification, LoggingMessageNotificationParam, NumberOrString,
+    ProgressNotification, ProgressNotificationParam, ProgressToken, ServerJsonRpcMessage,
+    ServerNotification,
+};
+use tokio::sync::mpsc;
+
+/// Where one call's notifications go: the downstream client's channel and its own progress token.
+#[derive(Clone, Debug)]
+pub struct CallSink {
+    tx: Option<mpsc::Sender<ServerJsonRpcMessage>>,
+    progress_token: Option<ProgressToken>,
+}
+
+impl CallSink {
+    /// A sink delivering to `tx`; progress is delivered only if the client asked for it with a token.
+    pub fn new(
+        tx: mpsc::Sender<ServerJsonRpcMessage>,
+        progress_token: Option<ProgressToken>,
+    ) -> Self {
+        Self {
+            tx: Some(tx),
+            progress_token,
+        }
+    }
+
+    /// A sink that drops everything (the client cannot receive notifications).
+    pub fn discard() -> Self {
+        Self {
+            tx: None,
+            progress_token: None,
+        }
+    }
+
+    /// Forwards a progress notification under the client's own token.
+    pub fn progress(&self, mut params: ProgressNotificationParam) {
+        let Some(token) = &self.progress_token else {
+            return;
+        };
+        params.progress_token = token.clone();
+        self.send(ServerNotification::ProgressNotification(
+            ProgressNotification::new(params),
+        ));
+    }
+
+    /// Forwards a log message.
+    pub fn log(&self, params: LoggingMessageNotificationParam) {
+        self.send(ServerNotification::LoggingMessageNotification(
+            LoggingMessageNotification::new(params),
+        ));
+    }
+
+    fn send(&self, notification: ServerNotification) {
+        if let Some(tx) = &self.tx {
+            // Never block the shared upstream reader on one slow client: a full channel drops the notification.
+            if tx
+                .try_send(ServerJsonRpcMessage::notification(notification))
+                .is_err()
+            {
+                tracing::debug!("dropped a notification for a slow or gone client");
+            }
+        }
+    }
+}
+
+/// The calls in flight on one upstream session, by id and by the progress token toolgate gave them.
+#[derive(Default, Debug)]
+pub struct Routes {
+    next: AtomicU64,
+    calls: DashMap<u64, CallSink>,
+    progress: DashMap<ProgressToken, CallSink>,
+}
+
+/// Removes a call's routes when the call ends, however it ends.
+pub struct RouteGuard {
+    routes: Arc<Routes>,
+    id: u64,
+    token: Option<ProgressToken>,
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        self.routes.calls.remove(&self.id);
+        if let Some(token) = &self.token {
+            self.routes.progress.remove(token);
+        }
+    }
+}
+
+impl Routes {
+    /// Registers a call; `token` is the progress token the upstream will see, when known.
+    pub fn register(self: &Arc<Self>, sink: CallSink, token: Option<ProgressToken>) -> RouteGuard {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Some(token) = &token {
+            self.progress.insert(token.clone(), sink.clone());
+        }
+        self.calls.insert(id, sink);
+        RouteGuard {
+            routes: Arc::clone(self),
+            id,
+            token,
+        }
+    }
+
+    /// A fresh progress token unique on this upstream session.
+    pub fn fresh_token(&self) -> ProgressToken {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        ProgressToken(NumberOrString::String(format!("tg-{n}").into()))
+    }
+
+    /// Routes a progress notification by its token.
+    pub fn progress(&self, params: ProgressNotificationParam) {
+        let sink = self.progress.get(&params.progress_token).map(|s| s.clone());
+        match sink {
+            Some(sink) => sink.progress(params),
+            None => tracing::debug!("progress notification for no call in flight"),
+        }
+    }
+
+    /// Routes a log message that is not tied to a request.
+    pub fn log(&self, params: LoggingMessageNotificationParam) {
+        if self.calls.len() != 1 {
+            tracing::debug!(
+                in_flight = self.calls.len(),
+                "log message from upstream cannot be attributed to one call; dropped"
+            );
+            return;
+        }
+        let sink = self.calls.iter().next().map(|e| e.value().clone());
+        if let Some(sink) = sink {
+            sink.log(params);
+        }
+    }
+}

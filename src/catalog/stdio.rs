@@ -1,0 +1,292 @@
+//! Stdio upstreams: a child process driven by rmcp's child-process client, one session shared by all calls.
+
+// Logging, sampling and roots are deprecated by SEP-2577 (protocol 2026-07-28); the 2025 versions toolgate
+// speaks still use them.
+#![allow(deprecated)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotification,
+    CancelledNotificationParam, ClientCapabilities, ClientInfo, ClientNotification, ClientRequest,
+    CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult, ErrorCode,
+    ErrorData, Implementation, ListRootsResult, ListToolsRequest, LoggingMessageNotificationParam,
+    PaginatedRequestParams, ProgressNotificationParam, ServerResult, Tool,
+};
+use rmcp::service::{
+    NotificationContext, Peer, PeerRequestOptions, RequestContext, RoleClient, ServiceError,
+};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, ServiceExt};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::UpstreamError;
+use super::routing::{CallSink, Routes};
+use crate::config::StdioUpstream;
+
+/// Handles what a stdio upstream sends on its own: notifications are routed, requests towards the client refused.
+struct Handler {
+    upstream: Arc<str>,
+    routes: Arc<Routes>,
+    refresh: Arc<Notify>,
+}
+
+fn refused(kind: &str) -> ErrorData {
+    ErrorData::new(
+        ErrorCode::METHOD_NOT_FOUND,
+        format!("{kind} requests are not routed to clients by toolgate"),
+        None,
+    )
+}
+
+impl ClientHandler for Handler {
+    fn get_info(&self) -> ClientInfo {
+        ClientInfo::new(
+            ClientCapabilities::default(),
+            Implementation::new("toolgate", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    async fn create_message(
+        &self,
+        _params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        tracing::info!(upstream = %self.upstream, "refused a sampling request from upstream");
+        Err(refused("sampling"))
+    }
+
+    async fn create_elicitation(
+        &self,
+        _params: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        tracing::info!(upstream = %self.upstream, "refused an elicitation request from upstream");
+        Err(refused("elicitation"))
+    }
+
+    async fn list_roots(
+        &self,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        Err(refused("roots"))
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.routes.progress(params);
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.routes.log(params);
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.refresh.notify_one();
+    }
+}
+
+/// A running stdio upstream session.
+pub struct StdioConn {
+    upstream: Arc<str>,
+    peer: Peer<RoleClient>,
+    routes: Arc<Routes>,
+    closed: CancellationToken,
+    stop: CancellationToken,
+}
+
+impl StdioConn {
+    /// Spawns the child, initializes the MCP session and watches it until it ends.
+    pub async fn connect(
+        upstream: Arc<str>,
+        config: &StdioUpstream,
+        refresh: Arc<Notify>,
+    ) -> Result<Self, UpstreamError> {
+        let mut command = tokio::process::Command::new(&config.command);
+        command
+            .args(&config.args)
+            .envs(&config.env)
+            .kill_on_drop(true);
+        if let Some(cwd) = &config.cwd {
+            command.current_dir(cwd);
+        }
+        let (transport, stderr) = TokioChildProcess::builder(command)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                UpstreamError::Connect(format!("cannot start `{}`: {e}", config.command))
+            })?;
+        if let Some(stderr) = stderr {
+            let name = Arc::clone(&upstream);
+            tokio::spawn(async move {
+                let mut lines = tokio::io::BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::debug!(upstream = %name, "stderr: {line}");
+                }
+            });
+        }
+        let routes = Arc::new(Routes::default());
+        let handler = Handler {
+            upstream: Arc::clone(&upstream),
+            routes: Arc::clone(&routes),
+            refresh,
+        };
+        let running = handler
+            .serve(transport)
+            .await
+            .map_err(|e| UpstreamError::Connect(format!("initialize failed: {e}")))?;
+        let peer = running.peer().clone();
+        let closed = CancellationToken::new();
+        let stop = CancellationToken::new();
+        {
+            let closed = closed.clone();
+            let stop = stop.clone();
+            let name = Arc::clone(&upstream);
+            tokio::spawn(async move {
+                // Dropping the running service (when `stop` fires) cancels it and kills the child.
+                tokio::select! {
+                    reason = running.waiting() => {
+                        tracing::warn!(upstream = %name, ?reason, "upstream session ended");
+                    }
+                    () = stop.cancelled() => {}
+                }
+                closed.cancel();
+            });
+        }
+        Ok(Self {
+            upstream,
+            peer,
+            routes,
+            closed,
+            stop,
+        })
+    }
+
+    /// Cancelled once the session has ended.
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    /// Ends the session and the child process.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Lists every tool, following pagination.
+    pub async fn list_tools(&self) -> Result<Vec<Tool>, UpstreamError> {
+        let mut tools = Vec::new();
+        let mut cursor = None;
+        loop {
+            let params = PaginatedRequestParams::default().with_cursor(cursor);
+            // Sent as a plain request: rmcp's `list_tools` helper may answer from its response cache.
+            let request = ClientRequest::ListToolsRequest(ListToolsRequest::with_param(params));
+            let result = match self
+                .peer
+                .send_request(request)
+                .await
+                .map_err(|e| self.service_error(e))?
+            {
+                ServerResult::ListToolsResult(result) => result,
+                _ => {
+                    return Err(UpstreamError::Malformed(
+                        "answer to tools/list is not a tool list".into(),
+                    ));
+                }
+            };
+            tools.extend(result.tools);
+            match result.next_cursor {
+                Some(next) if !next.is_empty() => cursor = Some(next),
+                _ => return Ok(tools),
+            }
+            if tools.len() > 100_000 {
+                return Err(UpstreamError::Malformed("more than 100000 tools".into()));
+            }
+        }
+    }
+
+    /// Calls a tool; the call's notifications go to `sink`; `cancel` and `timeout` end it early and tell the
+    /// upstream so.
+    pub async fn call_tool(
+        &self,
+        params: CallToolRequestParams,
+        sink: CallSink,
+        cancel: &CancellationToken,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<CallToolResult, UpstreamError> {
+        if self.closed.is_cancelled() {
+            return Err(UpstreamError::Unavailable);
+        }
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let handle = self
+            .peer
+            .send_cancellable_request(request, PeerRequestOptions::no_options())
+            .await
+            .map_err(|e| self.service_error(e))?;
+        let _route = self
+            .routes
+            .register(sink, Some(handle.progress_token.clone()));
+        let id = handle.id.clone();
+        let outcome = tokio::select! {
+            response = handle.await_response() => response.map_err(|e| self.service_error(e)),
+            () = tokio::time::sleep(timeout) => {
+                self.send_cancel(id, "timeout").await;
+                return Err(UpstreamError::Timeout(timeout));
+            }
+            () = cancel.cancelled() => {
+                self.send_cancel(id, "cancelled by client").await;
+                return Err(UpstreamError::Cancelled);
+            }
+            () = self.closed.cancelled() => return Err(UpstreamError::Closed),
+        }?;
+        match outcome {
+            ServerResult::CallToolResult(result) => {
+                let size = serde_json::to_vec(&result)
+                    .map(|v| v.len())
+                    .unwrap_or(usize::MAX);
+                if size > max_bytes {
+                    return Err(UpstreamError::TooLarge(max_bytes));
+                }
+                Ok(result)
+            }
+            _ => Err(UpstreamError::Malformed(
+                "answer is not a tool result".into(),
+            )),
+        }
+    }
+
+    async fn send_cancel(&self, id: rmcp::model::RequestId, reason: &str) {
+        let notification = ClientNotification::CancelledNotification(CancelledNotification::new(
+            CancelledNotificationParam::new(Some(id), Some(reason.to_string())),
+        ));
+        if let Err(e) = self.peer.send_notification(notification).await {
+            tracing::debug!(upstream = %self.upstream, "could not send cancellation: {e}");
+        }
+    }
+
+    fn service_error(&self, e: ServiceError) -> UpstreamError {
+        match e {
+            ServiceError::McpError(error) => UpstreamError::Rpc(error),
+            ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+                self.closed.cancel();
+                UpstreamError::Closed
+            }
+            ServiceError::UnexpectedResponse => {
+                UpstreamError::Malformed("unexpected answer type".into())
+            }
+            ServiceError::Timeout { timeout } => UpstreamError::Timeout(timeout),
+            ServiceError::Cancelled { .. } => UpstreamError::Closed,
+            other => UpstreamError::Malformed(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! The gateway's configuration file: listen address, upstreams, timeouts and limits, validated on load.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::catalog::names;
+
+/// Errors raised while loading or validating a config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config `{path}` is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config `{path}`: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the MCP listener. Loopback by default.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Host names (without port) accepted in the `Host` header. Loopback names by default.
+    #[serde(default = "default_allowed_hosts")]
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`scheme://host[:port]`) accepted in the `Origin` header. By default any origin whose host is in
+    /// `allowed_hosts`; requests without `Origin` (non-browser clients) are accepted.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Binding to a non-loopback address must be asked for explicitly.
+    #[serde(default)]
+    pub allow_non_loopback: bool,
+    /// Separator between upstream name and tool name in exposed tool names.
+    #[serde(default = "default_separator")]
+    pub namespace_separator: String,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// Time limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Longest a `tools/call` may wait for its upstream.
+    #[serde(with = "humantime_serde")]
+    pub call: Duration,
+    /// Longest connecting to an upstream (spawn or connect, initialize and `tools/list`) may take.
+    #[serde(with = "humantime_serde")]
+    pub connect: Duration,
+    /// Sessions idle for longer are closed.
+    #[serde(with = "humantime_serde")]
+    pub session_idle: Duration,
+    /// First delay before reconnecting to a failed upstream; doubles up to `reconnect_max`.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            call: Duration::from_secs(60),
+            connect: Duration::from_secs(20),
+            session_idle: Duration::from_secs(30 * 60),
+            reconnect_initial: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Size and count limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body accepted on `/mcp` (and largest stdio line); larger bodies are refused before parsing.
+    pub max_request_bytes: usize,
+    /// Largest answer accepted from an upstream for one call.
+    pub max_response_bytes: usize,
+    /// Most downstream sessions open at once.
+    pub max_sessions: usize,
+    /// Tools per `tools/list` page.
+    pub page_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 1024 * 1024,
+            max_response_bytes: 8 * 1024 * 1024,
+            max_sessions: 10_000,
+            page_size: 200,
+        }
+    }
+}
+
+/// One upstream MCP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Namespace of the upstream's tools: lowercase ASCII letters, digits and `-`, starting with a letter, ≤ 32.
+    pub name: String,
+    /// `/readyz` waits for required upstreams to answer `tools/list`.
+    #[serde(default = "default_true")]
+    pub required: bool,
+    #[serde(flatten)]
+    pub transport: UpstreamTransport,
+}
+
+/// How to reach an upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamTransport {
+    Stdio(StdioUpstream),
+    Http(HttpUpstream),
+}
+
+/// A child process speaking MCP over stdin/stdout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdioUpstream {
+    /// Program to run. A relative path containing `/` is resolved against the config file's folder.
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables (`${NAME}` is expanded from the gateway's environment).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory, relative to the config file's folder.
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+}
+
+/// A streamable-HTTP MCP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpUpstream {
+    /// Endpoint URL, `http` or `https`.
+    pub url: String,
+    /// Headers sent on every request: the upstream's own credentials (`${NAME}` is expanded from the
+    /// environment). A client's token is never forwarded.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8700))
+}
+
+fn default_allowed_hosts() -> Vec<String> {
+    vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()]
+}
+
+fn default_separator() -> String {
+    "__".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            allowed_hosts: default_allowed_hosts(),
+            allowed_origins: Vec::new(),
+            allow_non_loopback: false,
+            namespace_separator: default_separator(),
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            upstreams: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file; relative paths in it are resolved against its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::from_yaml(&text, &base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            ConfigError::Invalid { message, .. } => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text; `base` is the folder relative paths are resolved against.
+    pub fn from_yaml(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        config
+            .resolve(base)
+            .map_err(|message| ConfigError::Invalid {
+                path: PathBuf::new(),
+                message,
+            })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: PathBuf::new(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn resolve(&mut self, base: &Path) -> Result<(), String> {
+        for upstream in &mut self.upstreams {
+            match &mut upstream.transport {
+                UpstreamTransport::Stdio(stdio) => {
+                    if stdio.command.contains('/') && Path::new(&stdio.command).is_relative() {
+                        stdio.command = base.join(&stdio.command).to_string_lossy().into_owned();
+                    }
+                    if let Some(cwd) = &stdio.cwd
+                        && cwd.is_relative()
+                    {
+                        stdio.cwd = Some(base.join(cwd));
+                    }
+                    for (key, value) in stdio.env.iter_mut() {
+                        *value = expand_env(value).map_err(|e| {
+                            format!("upstream `{}` env `{key}`: {e}", upstream.name)
+                        })?;
+                    }
+                }
+                UpstreamTransport::Http(http) => {
+                    for (key, value) in http.headers.iter_mut() {
+                        *value = expand_env(value).map_err(|e| {
+                            format!("upstream `{}` header `{key}`: {e}", upstream.name)
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks everything that can be checked without starting anything.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.allow_non_loopback && !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "listen address `{}` is not loopback; set `allow_non_loopback: true` to expose the gateway",
+                self.listen
+            ));
+        }
+        names::validate_separator(&self.namespace_separator)?;
+        if self.limits.page_size == 0 {
+            return Err("limits.page_size must be at least 1".into());
+        }
+        if self.limits.max_request_bytes < 1024 {
+            return Err("limits.max_request_bytes must be at least 1024".into());
+        }
+        if self.limits.max_response_bytes < 1024 {
+            return Err("limits.max_response_bytes must be at least 1024".into());
+        }
+        if self.timeouts.call.is_zero() || self.timeouts.connect.is_zero() {
+            return Err("timeouts must be greater than zero".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for upstream in &self.upstreams {
+            names::validate_upstream_name(&upstream.name)?;
+            if !seen.insert(upstream.name.as_str()) {
+                return Err(format!("upstream name `{}` is used twice", upstream.name));
+            }
+            match &upstream.transport {
+                UpstreamTransport::Stdio(stdio) => {
+                    if stdio.command.trim().is_empty() {
+                        return Err(format!("upstream `{}`: empty command", upstream.name));
+                    }
+                }
+                UpstreamTransport::Http(http) => {
+                    let url = reqwest::Url::parse(&http.url).map_err(|e| {
+                        format!("upstream `{}`: bad url `{}`: {e}", upstream.name, http.url)
+                    })?;
+                    if !matches!(url.scheme(), "http" | "https") {
+                        return Err(format!(
+                            "upstream `{}`: url scheme must be http or https, not `{}`",
+                            upstream.name,
+                            url.scheme()
+                        ));
+                    }
+                    for (key, value) in &http.headers {
+                        http::HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
+                            format!("upstream `{}`: bad header name `{key}`", upstream.name)
+                        })?;
+                        http::HeaderValue::from_str(value).map_err(|_| {
+                            format!("upstream `{}`: bad value for header `{key}`", upstream.name)
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Expands `${NAME}` from the process environment; an unset variable is an error, not an empty string.
+fn expand_env(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unterminated `${`".to_string())?;
+        let name = &after[..end];
+        let var =
+            std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))?;
+        out.push_str(&var);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_and_safe() {
+        let config = Config::from_yaml("{}", Path::new(".")).unwrap();
+        assert!(config.listen.ip().is_loopback());
+        assert_eq!(config.listen.port(), 8700);
+        assert_eq!(config.namespace_separator, "__");
+    }
+
+    #[test]
+    fn non_loopback_listen_needs_opt_in() {
+        let err = Config::from_yaml("listen: 0.0.0.0:8700", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("not loopback"), "{err}");
+        Config::from_yaml(
+            "listen: 0.0.0.0:8700\nallow_non_loopback: true",
+            Path::new("."),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn upstream_names_are_checked() {
+        for bad in [
+            "A",
+            "a__b",
+            "1a",
+            "a_b",
+            "",
+            "abcdefghijklmnopqrstuvwxyzabcdefg",
+        ] {
+            let yaml = format!("upstreams:\n  - name: \"{bad}\"\n    stdio: {{command: x}}\n");
+            assert!(
+                Config::from_yaml(&yaml, Path::new(".")).is_err(),
+                "{bad} accepted"
+            );
+        }
+        let dup = "upstreams:\n  - name: a\n    stdio: {command: x}\n  - name: a\n    stdio: {command: y}\n";
+        let err = Config::from_yaml(dup, Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("used twice"), "{err}");
+    }
+
+    #[test]
+    fn relative_command_resolves_against_config_folder() {
+        let yaml = "upstreams:\n  - name: a\n    stdio: {command: ./bin/server, cwd: data}\n  - name: b\n    stdio: {command: python3}\n";
+        let config = Config::from_yaml(yaml, Path::new("/etc/tg")).unwrap();
+        let UpstreamTransport::Stdio(a) = &config.upstreams[0].transport else {
+            panic!("stdio expected")
+        };
+        assert_eq!(a.command, "/etc/tg/./bin/server");
+        assert_eq!(a.cwd.as_deref(), Some(Path::new("/etc/tg/data")));
+        let UpstreamTransport::Stdio(b) = &config.upstreams[1].transport else {
+            panic!("stdio expected")
+        };
+        assert_eq!(b.command, "python3");
+    }
+
+    #[test]
+    fn env_expansion_refuses_unset_variables() {
+        assert!(expand_env("Bearer ${TOOLGATE_SURELY_UNSET_VAR}").is_err());
+        assert_eq!(expand_env("plain").unwrap(), "plain");
+    }
+
+    #[test]
+    fn http_upstream_needs_http_scheme() {
+        let yaml = "upstreams:\n  - name: a\n    http: {url: \"ftp://x\"}\n";
+        assert!(Config::from_yaml(yaml, Path::new(".")).is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! The request pipeline, top to bottom as in the design:
+//! authenticate → resolve tool → authorize → call upstream → redact → record → reply.
+//!
+//! Steps that later capabilities fill in (identity, policy, redaction, durable records) are explicit here so
+//! that every call already passes through them in this order.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ContentBlock, ErrorCode, ErrorData, ListToolsResult,
+    RequestId, ServerJsonRpcMessage,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Gateway;
+use crate::catalog::{CallSink, ExposedTool, UpstreamError};
+use crate::server::Session;
+
+impl Gateway {
+    /// `tools/list`: the tools this caller may call, one page at a time.
+    pub(super) fn list_tools(
+        &self,
+        session: &Session,
+        request_id: &RequestId,
+        cursor: Option<&str>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        // authenticate: the session's caller (identity arrives with the identity capability).
+        // authorize: every tool is shown until policy is configured.
+        let page_size = self.config.limits.page_size;
+        let mut tools = self.catalog.tools_after(cursor);
+        let next_cursor = if tools.len() > page_size {
+            tools.truncate(page_size);
+            tools.last().map(|t| t.name.to_string())
+        } else {
+            None
+        };
+        let mut result =
+            ListToolsResult::with_all_items(tools.iter().map(|t| t.definition.clone()).collect());
+        result.result_type = None;
+        result.next_cursor = next_cursor;
+        tracing::debug!(session = %session.id, request = ?request_id, count = result.tools.len(), "tools/list");
+        Ok(result)
+    }
+
+    /// `tools/call`: resolve, authorize, forward, redact, record.
+    pub(super) async fn call_tool(
+        &self,
+        session: &Session,
+        request_id: &RequestId,
+        params: CallToolRequestParams,
+        notify: Option<mpsc::Sender<ServerJsonRpcMessage>>,
+        cancel: &CancellationToken,
+    ) -> Result<CallToolResult, ErrorData> {
+        let started = Instant::now();
+        tracing::debug!(session = %session.id, request = ?request_id, tool = %params.name, "tools/call received");
+        // 1. authenticate: the session's caller (identity arrives with the identity capability).
+        // 2. resolve the tool; unknown and hidden tools get the same answer.
+        let Some(tool) = self.catalog.resolve(&params.name) else {
+            tracing::info!(session = %session.id, tool = %params.name, outcome = "unknown_tool", "tools/call");
+            return Err(unknown_tool(&params.name));
+        };
+        // 3. authorize: allowed until policy is configured.
+        // 4. call the upstream; the call's notifications go back to this client only.
+        let progress = params.meta.as_ref().and_then(|m| m.get_progress_token());
+        let sink = match notify {
+            Some(tx) => CallSink::new(tx, progress),
+            None => CallSink::discard(),
+        };
+        let outcome = self
+            .catalog
+            .call(&tool, params.arguments, sink, cancel)
+            .await;
+        // 5. redact: responses pass unchanged until classifications are configured.
+        // 6. record.
+        let result = match outcome {
+            Ok(mut result) => {
+                result.result_type = None;
+                record(session, &tool, "allowed", None, started);
+                result
+            }
+            Err(error) => {
+                record(session, &tool, "upstream_error", Some(&error), started);
+                upstream_failure(&tool, &error)
+            }
+        };
+        Ok(result)
+    }
+}
+
+/// The JSON-RPC error for a tool that does not exist or that the caller may not see.
+pub fn unknown_tool(name: &str) -> ErrorData {
+    ErrorData::new(
+        ErrorCode::INVALID_PARAMS,
+        format!("Unknown tool: {name}"),
+        None,
+    )
+}
+
+/// A failed upstream call becomes an `isError` result the model can read.
+fn upstream_failure(tool: &ExposedTool, error: &UpstreamError) -> CallToolResult {
+    let text = format!(
+        "toolgate: {} (tool `{}`, upstream `{}`, reason `{}`)",
+        error,
+        tool.name,
+        tool.upstream,
+        error.reason_id()
+    );
+    CallToolResult::error(vec![ContentBlock::text(text)])
+}
+
+fn record(
+    session: &Session,
+    tool: &Arc<ExposedTool>,
+    outcome: &str,
+    error: Option<&UpstreamError>,
+    started: Instant,
+) {
+    tracing::info!(
+        session = %session.id,
+        tool = %tool.name,
+        upstream = %tool.upstream,
+        outcome,
+        reason = error.map(UpstreamError::reason_id),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "tools/call"
+    );
+}

@@ -1,0 +1,9 @@
+//! toolgate: an MCP gateway that enforces tool-level access for AI agents.
+//!
+//! One governed MCP endpoint aggregates the tools of many upstream MCP servers; every request walks the
+//! pipeline in [`gateway`].
+
+pub mod catalog;
+pub mod config;
+pub mod gateway;
+pub mod server;

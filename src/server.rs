@@ -1,0 +1,455 @@
+//! The downstream MCP endpoint: toolgate's own streamable-HTTP session layer on axum, and stdio mode.
+
+mod guard;
+mod jsonrpc;
+mod session;
+mod stdio;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientRequest, ErrorCode, RequestId, ServerJsonRpcMessage,
+    ServerNotification, ServerResult, ToolListChangedNotification,
+};
+use tokio::sync::mpsc;
+
+pub use guard::HostGuard;
+pub use session::{Session, Sessions};
+pub use stdio::serve_stdio;
+
+use crate::gateway::{Gateway, SUPPORTED_PROTOCOL_VERSIONS};
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// Shared state of the HTTP listener.
+#[derive(Clone)]
+pub struct AppState {
+    gateway: Arc<Gateway>,
+    sessions: Arc<Sessions>,
+    guard: Arc<HostGuard>,
+}
+
+/// Builds the router: `/mcp`, `/healthz`, `/readyz`, behind the Host/Origin guard.
+pub fn router(gateway: Arc<Gateway>) -> (Router, Arc<Sessions>) {
+    let config = Arc::clone(&gateway.config);
+    let sessions = Sessions::new(config.limits.max_sessions);
+    let state = AppState {
+        gateway,
+        sessions: Arc::clone(&sessions),
+        guard: Arc::new(HostGuard::new(
+            &config.allowed_hosts,
+            &config.allowed_origins,
+        )),
+    };
+    let router = Router::new()
+        .route(
+            "/mcp",
+            get(get_stream).post(post_message).delete(delete_session),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .layer(middleware::from_fn_with_state(state.clone(), host_guard))
+        .with_state(state);
+    (router, sessions)
+}
+
+/// Serves HTTP until `shutdown` resolves; also runs session expiry and tool-list-change fan-out.
+pub async fn serve_http(
+    gateway: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (router, sessions) = router(Arc::clone(&gateway));
+    let idle = gateway.config.timeouts.session_idle;
+    {
+        let sessions = Arc::clone(&sessions);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10).min(idle));
+            loop {
+                tick.tick().await;
+                sessions.expire(idle);
+            }
+        });
+    }
+    {
+        let sessions = Arc::clone(&sessions);
+        let mut changes = gateway.catalog.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match changes.recv().await {
+                    Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        sessions.for_each(|s| s.push(list_changed()));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// `notifications/tools/list_changed`.
+pub fn list_changed() -> ServerJsonRpcMessage {
+    ServerJsonRpcMessage::notification(ServerNotification::ToolListChangedNotification(
+        ToolListChangedNotification::default(),
+    ))
+}
+
+async fn host_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state.guard.check(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(reason) => {
+            tracing::warn!(reason, "request refused by the Host/Origin guard");
+            http_error(StatusCode::FORBIDDEN, ErrorCode::INVALID_REQUEST, reason)
+        }
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let ready = state.gateway.catalog.ready();
+    let body = serde_json::json!({
+        "ready": ready,
+        "upstreams": state.gateway.catalog.statuses(),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn http_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    let body = jsonrpc::to_bytes(&jsonrpc::error_message(None, code, message.to_string()));
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn json_response(message: &ServerJsonRpcMessage, session: Option<&str>) -> Response {
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        jsonrpc::to_bytes(message),
+    )
+        .into_response();
+    if let Some(id) = session
+        && let Ok(value) = HeaderValue::from_str(id)
+    {
+        response.headers_mut().insert(SESSION_HEADER, value);
+    }
+    response
+}
+
+fn sse_frame(message: &ServerJsonRpcMessage) -> Bytes {
+    let mut frame = b"event: message\ndata: ".to_vec();
+    frame.extend_from_slice(&jsonrpc::to_bytes(message));
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
+}
+
+fn sse_response(body: Body) -> Response {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .any(|v| v == mime || v == "*/*")
+}
+
+fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
+    let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return Err(http_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::INVALID_REQUEST,
+            "missing Mcp-Session-Id header; send initialize first",
+        ));
+    };
+    state.sessions.get(id).ok_or_else(|| {
+        http_error(
+            StatusCode::NOT_FOUND,
+            ErrorCode::INVALID_REQUEST,
+            "unknown or expired session",
+        )
+    })
+}
+
+fn check_version(headers: &HeaderMap) -> Result<(), Response> {
+    match headers.get(VERSION_HEADER).map(|v| v.to_str()) {
+        None => Ok(()),
+        Some(Ok(v)) if SUPPORTED_PROTOCOL_VERSIONS.contains(&v) => Ok(()),
+        Some(_) => Err(http_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::INVALID_REQUEST,
+            "unsupported MCP-Protocol-Version",
+        )),
+    }
+}
+
+async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let limit = state.gateway.config.limits.max_request_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return too_large(limit);
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !is_json {
+        return http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::INVALID_REQUEST,
+            "Content-Type must be application/json",
+        );
+    }
+    if headers.contains_key(header::ACCEPT)
+        && !accepts(&headers, "application/json")
+        && !accepts(&headers, "text/event-stream")
+    {
+        return http_error(
+            StatusCode::NOT_ACCEPTABLE,
+            ErrorCode::INVALID_REQUEST,
+            "Accept must include application/json and text/event-stream",
+        );
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return too_large(limit);
+    };
+    let message = match jsonrpc::parse(&bytes) {
+        Ok(message) => message,
+        Err(error) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/json")],
+                jsonrpc::to_bytes(&error),
+            )
+                .into_response();
+        }
+    };
+    match message {
+        ClientJsonRpcMessage::Request(request) => {
+            if let ClientRequest::InitializeRequest(init) = &request.request {
+                let result = state.gateway.initialize(&init.params);
+                let session = Session::new(result.protocol_version.to_string());
+                let Some(session) = state.sessions.insert(session) else {
+                    return http_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorCode::INTERNAL_ERROR,
+                        "too many sessions",
+                    );
+                };
+                tracing::info!(session = %session.id, client = %init.params.client_info.name, version = %result.protocol_version, "session opened");
+                let message = ServerJsonRpcMessage::response(
+                    ServerResult::InitializeResult(result),
+                    request.id,
+                );
+                return json_response(&message, Some(&session.id));
+            }
+            if let Err(response) = check_version(&headers) {
+                return response;
+            }
+            let session = match session_of(&state, &headers) {
+                Ok(s) => s,
+                Err(response) => return response,
+            };
+            let streaming = matches!(request.request, ClientRequest::CallToolRequest(_))
+                && accepts(&headers, "text/event-stream");
+            if streaming {
+                call_with_stream(state, session, request.id, request.request).await
+            } else {
+                let answer = state
+                    .gateway
+                    .handle_request(&session, request.id, request.request, None)
+                    .await;
+                json_response(&answer, None)
+            }
+        }
+        ClientJsonRpcMessage::Notification(notification) => {
+            if let Err(response) = check_version(&headers) {
+                return response;
+            }
+            match session_of(&state, &headers) {
+                Ok(session) => {
+                    state
+                        .gateway
+                        .handle_notification(&session, notification.notification);
+                    StatusCode::ACCEPTED.into_response()
+                }
+                Err(response) => response,
+            }
+        }
+        ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_) => {
+            match session_of(&state, &headers) {
+                Ok(_) => StatusCode::ACCEPTED.into_response(),
+                Err(response) => response,
+            }
+        }
+    }
+}
+
+fn too_large(limit: usize) -> Response {
+    http_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::INVALID_REQUEST,
+        &format!("request body exceeds {limit} bytes"),
+    )
+}
+
+/// A `tools/call` whose answer is JSON when it arrives before any notification, else an SSE stream carrying the
+/// call's notifications and then its answer.
+async fn call_with_stream(
+    state: AppState,
+    session: Arc<Session>,
+    id: RequestId,
+    request: ClientRequest,
+) -> Response {
+    let (tx, mut rx) = mpsc::channel::<ServerJsonRpcMessage>(64);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    {
+        let gateway = Arc::clone(&state.gateway);
+        tokio::spawn(async move {
+            let answer = gateway
+                .handle_request(&session, id, request, Some(tx))
+                .await;
+            let _ = done_tx.send(answer);
+        });
+    }
+    let mut done_rx = done_rx;
+    let first = tokio::select! {
+        biased;
+        answer = &mut done_rx => {
+            return match answer {
+                Ok(answer) => json_response(&answer, None),
+                Err(_) => http_error(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::INTERNAL_ERROR, "call ended without an answer"),
+            };
+        }
+        first = rx.recv() => first,
+    };
+    let Some(first) = first else {
+        return match done_rx.await {
+            Ok(answer) => json_response(&answer, None),
+            Err(_) => http_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::INTERNAL_ERROR,
+                "call ended without an answer",
+            ),
+        };
+    };
+    let head = futures::stream::once(async move { sse_frame(&first) });
+    let rest = futures::stream::unfold((rx, Some(done_rx)), |(mut rx, done)| async move {
+        let mut done = done?;
+        tokio::select! {
+            biased;
+            Some(message) = rx.recv() => Some((sse_frame(&message), (rx, Some(done)))),
+            answer = &mut done => {
+                // Flush notifications sent before the answer, then the answer.
+                let mut frames = Vec::new();
+                while let Ok(message) = rx.try_recv() {
+                    frames.extend_from_slice(&sse_frame(&message));
+                }
+                if let Ok(answer) = answer {
+                    frames.extend_from_slice(&sse_frame(&answer));
+                }
+                Some((Bytes::from(frames), (rx, None)))
+            }
+        }
+    });
+    let stream = head.chain(rest).map(Ok::<_, Infallible>);
+    sse_response(Body::from_stream(stream))
+}
+
+async fn get_stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !accepts(&headers, "text/event-stream") {
+        return http_error(
+            StatusCode::NOT_ACCEPTABLE,
+            ErrorCode::INVALID_REQUEST,
+            "Accept must include text/event-stream",
+        );
+    }
+    if let Err(response) = check_version(&headers) {
+        return response;
+    }
+    let session = match session_of(&state, &headers) {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let Some(rx) = session.open_stream() else {
+        return http_error(
+            StatusCode::CONFLICT,
+            ErrorCode::INVALID_REQUEST,
+            "this session already has a GET stream",
+        );
+    };
+    let messages = futures::stream::unfold(rx, |mut rx| async move {
+        let message = rx.recv().await?;
+        Some((sse_frame(&message), rx))
+    });
+    let keepalive = futures::stream::unfold((), |()| async {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        Some((Bytes::from_static(b": keepalive\n\n"), ()))
+    });
+    let stream = futures::stream::select(messages.map(Some), keepalive.map(Some))
+        .take_while(|m| std::future::ready(m.is_some()))
+        .filter_map(std::future::ready)
+        .map(Ok::<_, Infallible>);
+    // End the stream when the session closes.
+    let closed = session_closed(session);
+    let stream = stream.take_until(closed);
+    sse_response(Body::from_stream(stream))
+}
+
+async fn session_closed(session: Arc<Session>) {
+    session.closed().await;
+}
+
+async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return http_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::INVALID_REQUEST,
+            "missing Mcp-Session-Id header",
+        );
+    };
+    match state.sessions.remove(id) {
+        Some(session) => {
+            tracing::info!(session = %session.id, "session closed by client");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => http_error(
+            StatusCode::NOT_FOUND,
+            ErrorCode::INVALID_REQUEST,
+            "unknown or expired session",
+        ),
+    }
+}

@@ -1,0 +1,139 @@
+//! Parsing one client JSON-RPC message, once, into rmcp's model types, and the errors for what does not parse.
+
+use rmcp::model::{ClientJsonRpcMessage, ErrorCode, ErrorData, RequestId, ServerJsonRpcMessage};
+use serde_json::Value;
+
+/// Parses a message; on failure returns the JSON-RPC error to send back (parse error or invalid request).
+pub fn parse(bytes: &[u8]) -> Result<ClientJsonRpcMessage, ServerJsonRpcMessage> {
+    match serde_json::from_slice::<ClientJsonRpcMessage>(bytes) {
+        Ok(message) => Ok(message),
+        Err(error) => Err(classify(bytes, &error)),
+    }
+}
+
+/// Works out why a message did not parse; runs only on the error path.
+fn classify(bytes: &[u8], error: &serde_json::Error) -> ServerJsonRpcMessage {
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(value) => value,
+        Err(_) => {
+            return error_message(
+                None,
+                ErrorCode::PARSE_ERROR,
+                format!("parse error: {}", short(error)),
+            );
+        }
+    };
+    let Some(object) = value.as_object() else {
+        let what = if value.is_array() {
+            "batches are not supported; send one JSON-RPC message per request"
+        } else {
+            "a JSON-RPC message must be an object"
+        };
+        return error_message(None, ErrorCode::INVALID_REQUEST, what.to_string());
+    };
+    let id = object
+        .get("id")
+        .and_then(|id| serde_json::from_value::<RequestId>(id.clone()).ok());
+    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return error_message(
+            id,
+            ErrorCode::INVALID_REQUEST,
+            "`jsonrpc` must be \"2.0\"".into(),
+        );
+    }
+    match object.get("method") {
+        Some(Value::String(method)) if id.is_some() => error_message(
+            id,
+            ErrorCode::INVALID_PARAMS,
+            format!("invalid params for `{method}`: {}", short(error)),
+        ),
+        Some(Value::String(_)) => error_message(
+            None,
+            ErrorCode::INVALID_REQUEST,
+            "invalid notification".into(),
+        ),
+        Some(_) => error_message(
+            id,
+            ErrorCode::INVALID_REQUEST,
+            "`method` must be a string".into(),
+        ),
+        None if object.contains_key("id") && id.is_none() => error_message(
+            None,
+            ErrorCode::INVALID_REQUEST,
+            "`id` must be a string or an integer".into(),
+        ),
+        None => error_message(
+            id,
+            ErrorCode::INVALID_REQUEST,
+            "not a JSON-RPC request or notification".into(),
+        ),
+    }
+}
+
+fn short(error: &serde_json::Error) -> String {
+    let mut text = error.to_string();
+    text.truncate(200);
+    text
+}
+
+/// A JSON-RPC error message.
+pub fn error_message(
+    id: Option<RequestId>,
+    code: ErrorCode,
+    message: String,
+) -> ServerJsonRpcMessage {
+    ServerJsonRpcMessage::error(ErrorData::new(code, message, None), id)
+}
+
+/// Serializes a message for the wire. JSON-RPC wants `"id": null` on errors whose id is unknown.
+pub fn to_bytes(message: &ServerJsonRpcMessage) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(message).unwrap_or_else(|_| {
+        br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"internal error"}}"#
+            .to_vec()
+    });
+    if let ServerJsonRpcMessage::Error(error) = message
+        && error.id.is_none()
+        && let Ok(mut value) = serde_json::from_slice::<Value>(&bytes)
+        && let Some(object) = value.as_object_mut()
+    {
+        object.insert("id".into(), Value::Null);
+        if let Ok(b) = serde_json::to_vec(&value) {
+            bytes = b;
+        }
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(bytes: &[u8]) -> i32 {
+        match parse(bytes) {
+            Ok(_) => 0,
+            Err(ServerJsonRpcMessage::Error(e)) => e.error.code.0,
+            Err(_) => -1,
+        }
+    }
+
+    #[test]
+    fn codes() {
+        assert_eq!(code(b"{not json"), -32700);
+        assert_eq!(code(b"[]"), -32600);
+        assert_eq!(code(b"42"), -32600);
+        assert_eq!(code(br#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#), -32600);
+        assert_eq!(code(br#"{"jsonrpc":"2.0","id":1,"method":7}"#), -32600);
+        assert_eq!(code(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), 0);
+        assert_eq!(
+            code(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#),
+            0
+        );
+    }
+
+    #[test]
+    fn unknown_id_serializes_as_null() {
+        let message = error_message(None, ErrorCode::PARSE_ERROR, "x".into());
+        let value: Value = serde_json::from_slice(&to_bytes(&message)).unwrap();
+        assert_eq!(value["id"], Value::Null);
+    }
+}

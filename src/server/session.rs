@@ -1,0 +1,185 @@
+//! Downstream sessions: ids, negotiated version, calls in flight (for cancellation) and the GET stream.
+
+// Logging, sampling and roots are deprecated by SEP-2577 (protocol 2026-07-28); the 2025 versions toolgate
+// speaks still use them.
+#![allow(deprecated)]
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use rmcp::model::{LoggingLevel, RequestId, ServerJsonRpcMessage};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// One client's MCP session.
+pub struct Session {
+    pub id: Arc<str>,
+    pub protocol_version: String,
+    epoch: Instant,
+    last_seen_ms: AtomicU64,
+    initialized: AtomicBool,
+    log_level: Mutex<Option<LoggingLevel>>,
+    calls: DashMap<RequestId, CancellationToken>,
+    stream: Mutex<Option<mpsc::Sender<ServerJsonRpcMessage>>>,
+    closed: CancellationToken,
+}
+
+impl Session {
+    /// A new session with a random, unguessable id.
+    pub fn new(protocol_version: String) -> Arc<Self> {
+        Arc::new(Self {
+            id: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+            protocol_version,
+            epoch: Instant::now(),
+            last_seen_ms: AtomicU64::new(0),
+            initialized: AtomicBool::new(false),
+            log_level: Mutex::new(None),
+            calls: DashMap::new(),
+            stream: Mutex::new(None),
+            closed: CancellationToken::new(),
+        })
+    }
+
+    /// Notes activity, for idle expiry.
+    pub fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_seen_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Time since the last request.
+    pub fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.last_seen_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    pub fn mark_initialized(&self) {
+        self.initialized.store(true, Ordering::Relaxed);
+    }
+
+    pub fn set_log_level(&self, level: LoggingLevel) {
+        if let Ok(mut l) = self.log_level.lock() {
+            *l = Some(level);
+        }
+    }
+
+    /// Registers a call so that `notifications/cancelled` can reach it.
+    pub fn begin_call(&self, id: &RequestId) -> CancellationToken {
+        let token = self.closed.child_token();
+        self.calls.insert(id.clone(), token.clone());
+        token
+    }
+
+    pub fn end_call(&self, id: &RequestId) {
+        self.calls.remove(id);
+    }
+
+    /// Cancels a call in flight, if there is one with that id.
+    pub fn cancel_call(&self, id: &RequestId) {
+        if let Some((_, token)) = self.calls.remove(id) {
+            token.cancel();
+        }
+    }
+
+    /// Ends the session: calls in flight are cancelled, the GET stream closed.
+    pub fn close(&self) {
+        self.closed.cancel();
+        if let Ok(mut stream) = self.stream.lock() {
+            *stream = None;
+        }
+    }
+
+    /// Resolves when the session is closed.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await;
+    }
+
+    /// Opens the session's GET stream; `None` when one is already open.
+    pub fn open_stream(&self) -> Option<mpsc::Receiver<ServerJsonRpcMessage>> {
+        let mut stream = self.stream.lock().ok()?;
+        if stream.as_ref().is_some_and(|tx| !tx.is_closed()) {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(64);
+        *stream = Some(tx);
+        Some(rx)
+    }
+
+    /// Sends a message on the GET stream, if one is open; never blocks.
+    pub fn push(&self, message: ServerJsonRpcMessage) {
+        if let Ok(stream) = self.stream.lock()
+            && let Some(tx) = stream.as_ref()
+        {
+            let _ = tx.try_send(message);
+        }
+    }
+}
+
+/// Every open session, bounded in number and expired when idle.
+pub struct Sessions {
+    map: DashMap<Arc<str>, Arc<Session>>,
+    max: usize,
+}
+
+impl Sessions {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            map: DashMap::new(),
+            max,
+        })
+    }
+
+    /// Adds a session; `None` when the limit is reached.
+    pub fn insert(&self, session: Arc<Session>) -> Option<Arc<Session>> {
+        if self.map.len() >= self.max {
+            return None;
+        }
+        session.touch();
+        self.map
+            .insert(Arc::clone(&session.id), Arc::clone(&session));
+        Some(session)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        let session = self.map.get(id).map(|s| Arc::clone(&s))?;
+        session.touch();
+        Some(session)
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
+        let (_, session) = self.map.remove(id)?;
+        session.close();
+        Some(session)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Calls `f` for every session.
+    pub fn for_each(&self, mut f: impl FnMut(&Session)) {
+        for entry in self.map.iter() {
+            f(entry.value());
+        }
+    }
+
+    /// Closes sessions idle for longer than `idle`.
+    pub fn expire(&self, idle: Duration) {
+        let stale: Vec<Arc<str>> = self
+            .map
+            .iter()
+            .filter(|e| e.value().idle() > idle)
+            .map(|e| Arc::clone(e.key()))
+            .collect();
+        for id in stale {
+            tracing::debug!(session = %id, "session expired");
+            self.remove(&id);
+        }
+    }
+}

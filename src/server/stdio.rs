@@ -1,0 +1,113 @@
+//! Stdio mode: the same gateway for one local client over newline-delimited JSON-RPC on stdin/stdout.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientRequest, ErrorCode, ServerJsonRpcMessage, ServerResult,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+
+use super::{Session, jsonrpc, list_changed};
+use crate::gateway::Gateway;
+
+/// Serves one session on stdin/stdout until stdin closes.
+pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
+    let (out_tx, mut out_rx) = mpsc::channel::<ServerJsonRpcMessage>(256);
+    let writer = tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        while let Some(message) = out_rx.recv().await {
+            let mut line = jsonrpc::to_bytes(&message);
+            line.push(b'\n');
+            if stdout.write_all(&line).await.is_err() || stdout.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut session: Option<Arc<Session>> = None;
+    let mut changes = gateway.catalog.subscribe();
+    {
+        let out = out_tx.clone();
+        tokio::spawn(async move {
+            while changes.recv().await.is_ok() {
+                if out.send(list_changed()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let limit = gateway.config.limits.max_request_bytes;
+    let mut lines = FramedRead::new(tokio::io::stdin(), LinesCodec::new_with_max_length(limit));
+    while let Some(line) = lines.next().await {
+        let line = match line {
+            Ok(line) => line,
+            Err(LinesCodecError::MaxLineLengthExceeded) => {
+                let error = jsonrpc::error_message(
+                    None,
+                    ErrorCode::INVALID_REQUEST,
+                    format!("message exceeds {limit} bytes"),
+                );
+                let _ = out_tx.send(error).await;
+                continue;
+            }
+            Err(LinesCodecError::Io(e)) => return Err(e),
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let message = match jsonrpc::parse(line.as_bytes()) {
+            Ok(message) => message,
+            Err(error) => {
+                let _ = out_tx.send(error).await;
+                continue;
+            }
+        };
+        match message {
+            ClientJsonRpcMessage::Request(request) => {
+                if let ClientRequest::InitializeRequest(init) = &request.request {
+                    let result = gateway.initialize(&init.params);
+                    let new = Session::new(result.protocol_version.to_string());
+                    tracing::info!(session = %new.id, client = %init.params.client_info.name, "stdio session opened");
+                    session = Some(new);
+                    let answer = ServerJsonRpcMessage::response(
+                        ServerResult::InitializeResult(result),
+                        request.id,
+                    );
+                    let _ = out_tx.send(answer).await;
+                    continue;
+                }
+                let Some(session) = session.clone() else {
+                    let error = jsonrpc::error_message(
+                        Some(request.id),
+                        ErrorCode::INVALID_REQUEST,
+                        "send initialize first".into(),
+                    );
+                    let _ = out_tx.send(error).await;
+                    continue;
+                };
+                let gateway = Arc::clone(&gateway);
+                let out = out_tx.clone();
+                tokio::spawn(async move {
+                    let answer = gateway
+                        .handle_request(&session, request.id, request.request, Some(out.clone()))
+                        .await;
+                    let _ = out.send(answer).await;
+                });
+            }
+            ClientJsonRpcMessage::Notification(notification) => {
+                if let Some(session) = &session {
+                    gateway.handle_notification(session, notification.notification);
+                }
+            }
+            ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_) => {}
+        }
+    }
+    if let Some(session) = session {
+        session.close();
+    }
+    drop(out_tx);
+    let _ = writer.await;
+    Ok(())
+}
