@@ -14,6 +14,7 @@ use rmcp::model::{
     InitializeRequestParams, InitializeResult, ProtocolVersion, RequestId, ServerCapabilities,
     ServerJsonRpcMessage, ServerResult,
 };
+use rmcp::model::GetMeta;
 use tokio::sync::mpsc;
 
 use crate::catalog::Catalog;
@@ -82,6 +83,8 @@ impl Gateway {
         request: ClientRequest,
         notify: Option<mpsc::Sender<ServerJsonRpcMessage>>,
     ) -> ServerJsonRpcMessage {
+        // rmcp keeps a request's `_meta` beside its params.
+        let progress = request.get_meta().get_progress_token();
         let result = match request {
             ClientRequest::PingRequest(_) => Ok(ServerResult::EmptyResult(EmptyResult {})),
             ClientRequest::InitializeRequest(r) => {
@@ -99,7 +102,7 @@ impl Gateway {
             ClientRequest::CallToolRequest(r) => {
                 let cancel = session.begin_call(&id);
                 let result = self
-                    .call_tool(session, &id, r.params, notify, &cancel)
+                    .call_tool(session, &id, r.params, progress, notify, &cancel)
                     .await;
                 session.end_call(&id);
                 result.map(ServerResult::CallToolResult)

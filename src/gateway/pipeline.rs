@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ContentBlock, ErrorCode, ErrorData, ListToolsResult,
-    RequestId, ServerJsonRpcMessage,
+    ProgressToken, RequestId, ServerJsonRpcMessage,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +50,7 @@ impl Gateway {
         session: &Session,
         request_id: &RequestId,
         params: CallToolRequestParams,
+        progress: Option<ProgressToken>,
         notify: Option<mpsc::Sender<ServerJsonRpcMessage>>,
         cancel: &CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
@@ -63,7 +64,6 @@ impl Gateway {
         };
         // 3. authorize: allowed until policy is configured.
         // 4. call the upstream; the call's notifications go back to this client only.
-        let progress = params.meta.as_ref().and_then(|m| m.get_progress_token());
         let sink = match notify {
             Some(tx) => CallSink::new(tx, progress),
             None => CallSink::discard(),

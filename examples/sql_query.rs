@@ -1,0 +1,110 @@
+//! Example upstream: SQL over an embedded SQLite sample database (employees, salaries, projects, customers),
+//! created in memory at start. Deliberately permissive: it runs whatever SQL it is given, writes included.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::{schemars, tool, tool_router};
+use rusqlite::types::ValueRef;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+const SCHEMA: &str = "
+CREATE TABLE employees (id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, department TEXT NOT NULL);
+CREATE TABLE salaries (employee_id TEXT NOT NULL REFERENCES employees(id), amount INTEGER NOT NULL, currency TEXT NOT NULL);
+CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT NOT NULL, owner_id TEXT REFERENCES employees(id), status TEXT NOT NULL);
+CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, country TEXT NOT NULL);
+INSERT INTO employees VALUES
+  ('E1001','Ada Lovelace','ada.lovelace@example.com','engineering'),
+  ('E1002','Grace Hopper','grace.hopper@example.com','engineering'),
+  ('E1003','Katherine Johnson','katherine.johnson@example.com','finance'),
+  ('E1004','Alan Turing','alan.turing@example.com','research'),
+  ('E1005','Mary Jackson','mary.jackson@example.com','hr'),
+  ('E1006','Dorothy Vaughan','dorothy.vaughan@example.com','hr');
+INSERT INTO salaries VALUES ('E1001',185000,'USD'),('E1002',178000,'USD'),('E1003',142000,'USD'),
+  ('E1004',190000,'USD'),('E1005',121000,'USD'),('E1006',133000,'USD');
+INSERT INTO projects (name, owner_id, status) VALUES ('Analytical Engine','E1001','active'),
+  ('COBOL','E1002','done'),('Trajectory','E1003','active'),('Enigma','E1004','active');
+INSERT INTO customers (name, email, country) VALUES ('Acme Corp','buyer@acme.example','US'),
+  ('Globex','ap@globex.example','DE'),('Initech','it@initech.example','US');
+";
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct QueryArgs {
+    /// The SQL to run.
+    sql: String,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+struct QueryResult {
+    columns: Vec<String>,
+    rows: Vec<Vec<Value>>,
+    /// Rows changed, for statements that do not return rows.
+    changes: u64,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+struct Tables {
+    tables: Vec<String>,
+}
+
+#[derive(Clone)]
+struct SqlQuery {
+    db: Arc<Mutex<rusqlite::Connection>>,
+}
+
+fn to_json(value: ValueRef<'_>) -> Value {
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::from(i),
+        ValueRef::Real(f) => Value::from(f),
+        ValueRef::Text(t) => Value::from(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::from(format!("<{} bytes>", b.len())),
+    }
+}
+
+#[tool_router(server_handler)]
+impl SqlQuery {
+    #[tool(description = "Run a SQL query against the company database and return its rows.")]
+    async fn query(&self, Parameters(args): Parameters<QueryArgs>) -> Result<Json<QueryResult>, String> {
+        let db = self.db.lock().map_err(|_| "database unavailable".to_string())?;
+        let mut statement = db.prepare(&args.sql).map_err(|e| format!("sql error: {e}"))?;
+        let columns: Vec<String> = statement.column_names().map(|c| c.to_string()).collect();
+        if columns.is_empty() {
+            drop(statement);
+            db.execute_batch(&args.sql).map_err(|e| format!("sql error: {e}"))?;
+            return Ok(Json(QueryResult { columns, rows: Vec::new(), changes: db.changes() }));
+        }
+        let mut rows = Vec::new();
+        let mut cursor = statement.query([]).map_err(|e| format!("sql error: {e}"))?;
+        while let Some(row) = cursor.next().map_err(|e| format!("sql error: {e}"))? {
+            rows.push((0..columns.len()).map(|i| row.get_ref(i).map(to_json).unwrap_or(Value::Null)).collect());
+        }
+        Ok(Json(QueryResult { columns, rows, changes: 0 }))
+    }
+
+    #[tool(description = "List the tables of the company database.")]
+    async fn list_tables(&self) -> Result<Json<Tables>, String> {
+        let db = self.db.lock().map_err(|_| "database unavailable".to_string())?;
+        let mut statement = db
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .map_err(|e| e.to_string())?;
+        let tables = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(|e| e.to_string())?
+            .filter_map(Result::ok)
+            .collect();
+        Ok(Json(Tables { tables }))
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let db = rusqlite::Connection::open_in_memory()?;
+    db.execute_batch(SCHEMA)?;
+    let db = Arc::new(Mutex::new(db));
+    common::serve(move || SqlQuery { db: db.clone() }).await
+}
