@@ -1,0 +1,125 @@
+//! One endpoint over several upstreams: namespaced listing, pagination, forwarding unchanged.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use rmcp::ServiceExt;
+use rmcp::transport::TokioChildProcess;
+use serde_json::json;
+
+fn quickstart_like(extra: &str) -> String {
+    let sandbox = tempfile::tempdir().unwrap().keep();
+    std::fs::write(sandbox.join("hello.txt"), "hello from the store").unwrap();
+    format!(
+        "listen: 127.0.0.1:0\n{extra}upstreams:\n{}{}{}{}",
+        stdio_upstream("hr", "hr_directory", &[]),
+        stdio_upstream("sql", "sql_query", &[]),
+        stdio_upstream("files", "file_store", &["--root", sandbox.to_str().unwrap()]),
+        stdio_upstream("testbed", "testbed", &[]),
+    )
+}
+
+#[tokio::test]
+async fn lists_namespaced_tools_with_definitions_intact() {
+    let gateway = Gateway::start(&quickstart_like(""));
+    let client = gateway.client().await;
+    let tools = client.service.peer().list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    for expected in [
+        "hr__lookup_employee",
+        "hr__search_employees",
+        "sql__query",
+        "sql__list_tables",
+        "files__read_file",
+        "files__write_file",
+        "testbed__echo",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    // Compare with the upstream's own definitions, fetched directly.
+    let direct = ().serve(TokioChildProcess::new(tokio::process::Command::new(example("hr_directory"))).unwrap())
+        .await
+        .unwrap();
+    let upstream_tools = direct.peer().list_all_tools().await.unwrap();
+    assert!(!upstream_tools.is_empty());
+    for original in upstream_tools {
+        let exposed = tools.iter().find(|t| t.name == format!("hr__{}", original.name)).unwrap();
+        let mut renamed = original.clone();
+        renamed.name = exposed.name.clone();
+        assert_eq!(&renamed, exposed, "definition of {} changed in transit", original.name);
+        assert!(original.output_schema.is_some() || original.name == "employee_card");
+    }
+}
+
+#[tokio::test]
+async fn paginates_long_lists() {
+    let gateway = Gateway::start(&quickstart_like("limits:\n  page_size: 3\n"));
+    let client = gateway.client().await;
+    let first = client.service.peer().list_tools(None).await.unwrap();
+    assert_eq!(first.tools.len(), 3);
+    let cursor = first.next_cursor.clone().expect("a next cursor");
+    let second = client
+        .service
+        .peer()
+        .list_tools(Some(rmcp::model::PaginatedRequestParams::default().with_cursor(Some(cursor))))
+        .await
+        .unwrap();
+    assert_eq!(second.tools.len(), 3);
+    assert!(second.tools.iter().all(|t| !first.tools.contains(t)));
+    let all = client.tool_names().await;
+    assert!(all.len() > 15, "{all:?}");
+    let mut dedup = all.clone();
+    dedup.dedup();
+    assert_eq!(all, dedup, "pages overlap");
+}
+
+#[tokio::test]
+async fn calls_reach_each_upstream_and_come_back_unchanged() {
+    let gateway = Gateway::start(&quickstart_like(""));
+    let client = gateway.client().await;
+
+    let hr = client.call("hr__lookup_employee", json!({"id_or_email": "E1001"})).await.unwrap();
+    let record = hr.structured_content.clone().unwrap();
+    assert_eq!(record["name"], "Ada Lovelace");
+    assert_eq!(record["national_id"], "123-45-6789");
+
+    let sql = client.call("sql__query", json!({"sql": "SELECT name FROM customers ORDER BY id"})).await.unwrap();
+    assert_eq!(sql.structured_content.unwrap()["rows"][0][0], "Acme Corp");
+
+    let file = client.call("files__read_file", json!({"path": "hello.txt"})).await.unwrap();
+    assert_eq!(text(&file), "hello from the store");
+
+    // Mixed content and isError results pass through exactly as the upstream sent them.
+    let direct = ().serve(TokioChildProcess::new(tokio::process::Command::new(example("testbed"))).unwrap())
+        .await
+        .unwrap();
+    for tool in ["mixed", "fail"] {
+        let expected = direct
+            .peer()
+            .call_tool(rmcp::model::CallToolRequestParams::new(tool))
+            .await
+            .unwrap();
+        let mut through = client.call(&format!("testbed__{tool}"), json!({})).await.unwrap();
+        through.result_type = expected.result_type.clone();
+        assert_eq!(through, expected, "{tool} changed in transit");
+    }
+    let failed = client.call("testbed__fail", json!({})).await.unwrap();
+    assert_eq!(failed.is_error, Some(true));
+}
+
+#[tokio::test]
+async fn unknown_tool_is_a_json_rpc_error() {
+    let gateway = Gateway::start(&quickstart_like(""));
+    let client = gateway.client().await;
+    let err = client.call("nope__nothing", json!({})).await.unwrap_err();
+    match err {
+        rmcp::ServiceError::McpError(e) => {
+            assert_eq!(e.code.0, -32602);
+            assert_eq!(e.message, "Unknown tool: nope__nothing");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The un-namespaced upstream name is not reachable either.
+    assert!(client.call("echo", json!({"text": "x"})).await.is_err());
+}

@@ -1,0 +1,266 @@
+//! Test harness: starts the real `toolgate` binary and real example upstreams on ephemeral ports, and connects
+//! real rmcp clients to it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, deprecated)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientInfo, Implementation,
+    LoggingMessageNotificationParam, ProgressNotificationParam,
+};
+use rmcp::service::{NotificationContext, RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientHandler, ServiceExt};
+use serde_json::{Map, Value};
+
+/// Folder of the built binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_toolgate")).parent().unwrap().to_path_buf()
+}
+
+/// Path of a built example server.
+pub fn example(name: &str) -> String {
+    let path = bin_dir().join("examples").join(name);
+    assert!(path.exists(), "example `{name}` is not built: run `cargo build --examples`");
+    path.to_string_lossy().into_owned()
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub stderr_log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_and_read_url(mut command: Command, marker: &str, dir: &Path) -> (Proc, String) {
+    let stderr_log = dir.join(format!("stderr-{}.log", uuid::Uuid::new_v4().simple()));
+    let stderr = std::fs::File::create(&stderr_log).unwrap();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let marker = marker.to_string();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Some(Ok(line)) = lines.next() {
+            if let Some(url) = line.strip_prefix(&marker) {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let proc = Proc { child, stderr_log };
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(url) => (proc, url),
+        Err(_) => panic!(
+            "process did not print its address; stderr:\n{}",
+            std::fs::read_to_string(&proc.stderr_log).unwrap_or_default()
+        ),
+    }
+}
+
+/// An example server over streamable HTTP on an ephemeral port.
+pub struct HttpUpstream {
+    pub proc: Proc,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpUpstream {
+    pub fn start(name: &str, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(example(name));
+        command.args(["--http", "127.0.0.1:0"]).args(args);
+        let (proc, url) = spawn_and_read_url(command, "listening on ", dir.path());
+        Self { proc, url, _dir: dir }
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub proc: Proc,
+    /// `http://127.0.0.1:PORT/mcp`
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Starts `toolgate serve` with `yaml` as its config; waits until `/readyz` says ready.
+    pub fn start(yaml: &str) -> Self {
+        let gateway = Self::start_unready(yaml);
+        gateway.wait_ready();
+        gateway
+    }
+
+    pub fn start_unready(yaml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("toolgate.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_toolgate"));
+        command
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("TOOLGATE_LOG", "info,toolgate=debug");
+        let (proc, url) = spawn_and_read_url(command, "toolgate listening on ", dir.path());
+        Self { proc, url, dir }
+    }
+
+    pub fn base(&self) -> String {
+        self.url.trim_end_matches("/mcp").to_string()
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("{}/readyz", self.base());
+        loop {
+            if let Ok(r) = reqwest::blocking_get(&url)
+                && r == 200
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "gateway not ready:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.proc.stderr_log).unwrap_or_default()
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.url).await
+    }
+}
+
+mod reqwest {
+    /// Status of a GET, without an async runtime.
+    pub fn blocking_get(url: &str) -> std::io::Result<u16> {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').unwrap();
+        let mut stream = std::net::TcpStream::connect(host)?;
+        write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        Ok(status)
+    }
+}
+
+/// Collects what the gateway sends a client on its own: progress, log messages, list changes.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+    pub logs: Arc<Mutex<Vec<Value>>>,
+    pub list_changed: Arc<AtomicUsize>,
+}
+
+impl ClientHandler for Recorder {
+    fn get_info(&self) -> ClientInfo {
+        ClientInfo::new(ClientCapabilities::default(), Implementation::new("toolgate-tests", "0"))
+    }
+
+    async fn on_progress(&self, params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
+        self.progress.lock().unwrap().push(params);
+    }
+
+    async fn on_logging_message(&self, params: LoggingMessageNotificationParam, _context: NotificationContext<RoleClient>) {
+        self.logs.lock().unwrap().push(params.data);
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.list_changed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// An rmcp client session with the gateway.
+pub struct Client {
+    pub service: RunningService<RoleClient, Recorder>,
+    pub recorder: Recorder,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Self {
+        let recorder = Recorder::default();
+        let transport = StreamableHttpClientTransport::from_uri(url.to_string());
+        let service = recorder.clone().serve(transport).await.expect("client connects");
+        Self { service, recorder }
+    }
+
+    pub async fn tool_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .service
+            .peer()
+            .list_all_tools()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub async fn call(&self, name: &str, args: Value) -> Result<CallToolResult, rmcp::ServiceError> {
+        let mut params = CallToolRequestParams::new(name.to_string());
+        params.arguments = match args {
+            Value::Object(map) => Some(map),
+            Value::Null => None,
+            other => Some(Map::from_iter([("value".to_string(), other)])),
+        };
+        self.service.peer().call_tool(params).await
+    }
+}
+
+/// The text of a result's first text block.
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .find_map(|c| c.as_text().map(|t| t.text.clone()))
+        .unwrap_or_default()
+}
+
+/// YAML for a stdio upstream entry.
+pub fn stdio_upstream(name: &str, example_name: &str, args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "  - name: {name}\n    stdio:\n      command: \"{}\"\n      args: [{}]\n",
+        example(example_name),
+        args.join(", ")
+    )
+}
+
+/// YAML for an HTTP upstream entry.
+pub fn http_upstream(name: &str, url: &str) -> String {
+    format!("  - name: {name}\n    http:\n      url: \"{url}\"\n")
+}
+
+/// Polls `f` until it returns `Some`, for at most `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "condition not met within {secs}s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
