@@ -348,7 +348,7 @@ impl HttpConn {
             }
             ServerNotification::LoggingMessageNotification(log) => match sink {
                 Some(sink) => sink.log(log.params),
-                None => self.routes.log(log.params),
+                None => self.routes.untied_log(&self.upstream, &log.params),
             },
             ServerNotification::ToolListChangedNotification(_) => self.refresh.notify_one(),
             _ => {}

@@ -1,9 +1,10 @@
 //! Routing of an upstream's notifications back to the one downstream client whose call caused them.
 //!
 //! Progress notifications carry the token toolgate put on the forwarded call, so they are matched exactly and
-//! their token is put back to the client's own. Log messages on a shared stdio session carry no request id:
-//! they go to the caller only while exactly one call to that upstream is in flight, and are dropped otherwise,
-//! so a log line can never reach a client that did not cause it.
+//! their token is put back to the client's own. Log messages that arrive on a call's own response stream
+//! (streamable-HTTP upstreams) go to that call's client. Log messages with no such tie (a shared stdio session,
+//! an HTTP upstream's GET stream) cannot be attributed: a log emitted during one call can arrive after it ended,
+//! while another client's call is running. They are kept in toolgate's own log and never sent to a client.
 
 // Logging, sampling and roots are deprecated by SEP-2577 (protocol 2026-07-28); the 2025 versions toolgate
 // speaks still use them.
@@ -132,18 +133,8 @@ impl Routes {
         }
     }
 
-    /// Routes a log message that is not tied to a request.
-    pub fn log(&self, params: LoggingMessageNotificationParam) {
-        if self.calls.len() != 1 {
-            tracing::debug!(
-                in_flight = self.calls.len(),
-                "log message from upstream cannot be attributed to one call; dropped"
-            );
-            return;
-        }
-        let sink = self.calls.iter().next().map(|e| e.value().clone());
-        if let Some(sink) = sink {
-            sink.log(params);
-        }
+    /// A log message not tied to a request: recorded in toolgate's log, never sent to a client.
+    pub fn untied_log(&self, upstream: &str, params: &LoggingMessageNotificationParam) {
+        tracing::debug!(upstream, level = ?params.level, data = %params.data, "upstream log message (not forwarded)");
     }
 }

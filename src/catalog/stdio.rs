@@ -88,7 +88,7 @@ impl ClientHandler for Handler {
         params: LoggingMessageNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        self.routes.log(params);
+        self.routes.untied_log(&self.upstream, &params);
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {

@@ -1,0 +1,131 @@
+//! A call's progress and log notifications reach the client that made it and no other; a client's
+//! cancellation reaches the upstream; tool list changes reach the clients.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::*;
+use rmcp::model::{CallToolRequest, CallToolRequestParams, ClientRequest};
+use rmcp::service::PeerRequestOptions;
+use serde_json::json;
+
+async fn two_clients_concurrently(gateway: &Gateway, tool: &str) -> (Client, Client) {
+    let a = gateway.client().await;
+    let b = gateway.client().await;
+    let (ra, rb) = tokio::join!(
+        a.call(tool, json!({"ms": 600, "steps": 4, "tag": "from-a"})),
+        b.call(tool, json!({"ms": 600, "steps": 6, "tag": "from-b"})),
+    );
+    assert_eq!(text(&ra.unwrap()), "done after 4 steps");
+    assert_eq!(text(&rb.unwrap()), "done after 6 steps");
+    (a, b)
+}
+
+#[tokio::test]
+async fn progress_reaches_only_the_calling_client() {
+    let web = HttpUpstream::start("testbed", &[]);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}",
+        stdio_upstream("testbed", "testbed", &[]),
+        http_upstream("web", &web.url),
+    );
+    let gateway = Gateway::start(&yaml);
+    for tool in ["testbed__slow", "web__slow"] {
+        let (a, b) = two_clients_concurrently(&gateway, tool).await;
+        let pa = a.recorder.progress.lock().unwrap().clone();
+        let pb = b.recorder.progress.lock().unwrap().clone();
+        // Each client gets its own steps, under the progress token it chose.
+        assert_eq!(pa.len(), 4, "{tool}: client a got {pa:?}");
+        assert_eq!(pb.len(), 6, "{tool}: client b got {pb:?}");
+        assert!(pa.iter().all(|p| p.total == Some(4.0)), "{tool}: {pa:?}");
+        assert!(pb.iter().all(|p| p.total == Some(6.0)), "{tool}: {pb:?}");
+    }
+}
+
+#[tokio::test]
+async fn log_messages_reach_only_the_calling_client() {
+    let web = HttpUpstream::start("testbed", &[]);
+    let yaml = format!("listen: 127.0.0.1:0\nupstreams:\n{}", http_upstream("web", &web.url));
+    let gateway = Gateway::start(&yaml);
+    let (a, b) = two_clients_concurrently(&gateway, "web__slow").await;
+    // rmcp's HTTP server sends these logs on its GET stream, untied to a request: toolgate cannot attribute them
+    // and keeps them out of every client's stream, so no client ever sees another's log.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let la = a.recorder.logs.lock().unwrap().clone();
+    let lb = b.recorder.logs.lock().unwrap().clone();
+    assert!(la.iter().all(|l| l["tag"] == "from-a"), "{la:?}");
+    assert!(lb.iter().all(|l| l["tag"] == "from-b"), "{lb:?}");
+}
+
+#[tokio::test]
+async fn untied_stdio_log_messages_reach_no_client() {
+    let yaml = format!("listen: 127.0.0.1:0\nupstreams:\n{}", stdio_upstream("testbed", "testbed", &[]));
+    let gateway = Gateway::start(&yaml);
+    let a = gateway.client().await;
+    let other = gateway.client().await;
+    a.call("testbed__slow", json!({"ms": 300, "steps": 3, "tag": "solo"})).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(a.recorder.logs.lock().unwrap().is_empty());
+    assert!(other.recorder.logs.lock().unwrap().is_empty());
+    assert!(gateway.logs().contains("upstream log message (not forwarded)"));
+}
+
+#[tokio::test]
+async fn client_cancellation_reaches_the_upstream() {
+    let web = HttpUpstream::start("testbed", &[]);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}",
+        stdio_upstream("testbed", "testbed", &[]),
+        http_upstream("web", &web.url),
+    );
+    let gateway = Gateway::start(&yaml);
+    let client = gateway.client().await;
+    for prefix in ["testbed", "web"] {
+        let mut params = CallToolRequestParams::new(format!("{prefix}__slow"));
+        params.arguments = json!({"ms": 20000}).as_object().cloned();
+        let handle = client
+            .service
+            .peer()
+            .send_cancellable_request(
+                ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+                PeerRequestOptions::no_options(),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        handle.cancel(Some("user gave up".into())).await.unwrap();
+        let counters = eventually(10, || async {
+            let r = client.call(&format!("{prefix}__counters"), json!({})).await.ok()?;
+            let c = r.structured_content?;
+            (c["cancelled"] == 1).then_some(c)
+        })
+        .await;
+        assert_eq!(counters["completed_slow"], 0, "{prefix}");
+    }
+}
+
+#[tokio::test]
+async fn tool_list_changes_are_announced_and_runtime_collisions_refused() {
+    let yaml = format!("listen: 127.0.0.1:0\nupstreams:\n{}", stdio_upstream("testbed", "testbed", &[]));
+    let gateway = Gateway::start(&yaml);
+    let client = gateway.client().await;
+    assert!(client.tool_names().await.contains(&"testbed__echo".to_string()));
+    // The upstream starts listing `echo` twice: neither copy may shadow the other, so `echo` is refused.
+    client.call("testbed__set_duplicate", json!({"on": true})).await.unwrap();
+    eventually(10, || async {
+        (!client.tool_names().await.contains(&"testbed__echo".to_string())).then_some(())
+    })
+    .await;
+    assert!(client.recorder.list_changed.load(Ordering::SeqCst) >= 1, "no list_changed notification");
+    let err = client.call("testbed__echo", json!({"text": "x"})).await.unwrap_err();
+    assert!(err.to_string().contains("Unknown tool"), "{err}");
+    assert!(gateway.logs().contains("more than once"));
+    // Fixed upstream: the tool comes back.
+    client.call("testbed__set_duplicate", json!({"on": false})).await.unwrap();
+    eventually(10, || async {
+        client.tool_names().await.contains(&"testbed__echo".to_string()).then_some(())
+    })
+    .await;
+}
