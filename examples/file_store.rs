@@ -69,19 +69,30 @@ impl FileStore {
     #[tool(description = "Read a text file from the store.")]
     async fn read_file(&self, Parameters(args): Parameters<PathArgs>) -> Result<String, String> {
         let path = self.resolve(&args.path)?;
-        tokio::fs::read_to_string(&path).await.map_err(|e| format!("cannot read `{}`: {e}", args.path))
+        tokio::fs::read_to_string(&path)
+            .await
+            .map_err(|e| format!("cannot read `{}`: {e}", args.path))
     }
 
     #[tool(description = "List the files in a folder of the store.")]
-    async fn list_files(&self, Parameters(args): Parameters<ListArgs>) -> Result<Json<Listing>, String> {
+    async fn list_files(
+        &self,
+        Parameters(args): Parameters<ListArgs>,
+    ) -> Result<Json<Listing>, String> {
         let path = self.resolve(&args.path)?;
-        let mut dir = tokio::fs::read_dir(&path).await.map_err(|e| format!("cannot list `{}`: {e}", args.path))?;
+        let mut dir = tokio::fs::read_dir(&path)
+            .await
+            .map_err(|e| format!("cannot list `{}`: {e}", args.path))?;
         let mut entries = Vec::new();
         while let Ok(Some(entry)) = dir.next_entry().await {
             let meta = entry.metadata().await.map_err(|e| e.to_string())?;
             entries.push(Entry {
                 name: entry.file_name().to_string_lossy().into_owned(),
-                kind: if meta.is_dir() { "dir".into() } else { "file".into() },
+                kind: if meta.is_dir() {
+                    "dir".into()
+                } else {
+                    "file".into()
+                },
                 size: meta.len(),
             });
         }
@@ -93,10 +104,18 @@ impl FileStore {
     async fn write_file(&self, Parameters(args): Parameters<WriteArgs>) -> Result<String, String> {
         let path = self.resolve(&args.path)?;
         if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| e.to_string())?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| e.to_string())?;
         }
-        tokio::fs::write(&path, args.content.as_bytes()).await.map_err(|e| format!("cannot write `{}`: {e}", args.path))?;
-        Ok(format!("wrote {} bytes to {}", args.content.len(), args.path))
+        tokio::fs::write(&path, args.content.as_bytes())
+            .await
+            .map_err(|e| format!("cannot write `{}`: {e}", args.path))?;
+        Ok(format!(
+            "wrote {} bytes to {}",
+            args.content.len(),
+            args.path
+        ))
     }
 }
 

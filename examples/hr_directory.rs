@@ -22,24 +22,80 @@ struct Employee {
 
 fn directory() -> Vec<Employee> {
     let rows = [
-        ("E1001", "Ada Lovelace", "ada.lovelace@example.com", "+1-555-0101", "123-45-6789", 185000, "engineering", "Principal Engineer"),
-        ("E1002", "Grace Hopper", "grace.hopper@example.com", "+1-555-0102", "234-56-7890", 178000, "engineering", "Staff Engineer"),
-        ("E1003", "Katherine Johnson", "katherine.johnson@example.com", "+1-555-0103", "345-67-8901", 142000, "finance", "Analyst"),
-        ("E1004", "Alan Turing", "alan.turing@example.com", "+1-555-0104", "456-78-9012", 190000, "research", "Research Lead"),
-        ("E1005", "Mary Jackson", "mary.jackson@example.com", "+1-555-0105", "567-89-0123", 121000, "hr", "HR Partner"),
-        ("E1006", "Dorothy Vaughan", "dorothy.vaughan@example.com", "+1-555-0106", "678-90-1234", 133000, "hr", "HR Manager"),
+        (
+            "E1001",
+            "Ada Lovelace",
+            "ada.lovelace@example.com",
+            "+1-555-0101",
+            "123-45-6789",
+            185000,
+            "engineering",
+            "Principal Engineer",
+        ),
+        (
+            "E1002",
+            "Grace Hopper",
+            "grace.hopper@example.com",
+            "+1-555-0102",
+            "234-56-7890",
+            178000,
+            "engineering",
+            "Staff Engineer",
+        ),
+        (
+            "E1003",
+            "Katherine Johnson",
+            "katherine.johnson@example.com",
+            "+1-555-0103",
+            "345-67-8901",
+            142000,
+            "finance",
+            "Analyst",
+        ),
+        (
+            "E1004",
+            "Alan Turing",
+            "alan.turing@example.com",
+            "+1-555-0104",
+            "456-78-9012",
+            190000,
+            "research",
+            "Research Lead",
+        ),
+        (
+            "E1005",
+            "Mary Jackson",
+            "mary.jackson@example.com",
+            "+1-555-0105",
+            "567-89-0123",
+            121000,
+            "hr",
+            "HR Partner",
+        ),
+        (
+            "E1006",
+            "Dorothy Vaughan",
+            "dorothy.vaughan@example.com",
+            "+1-555-0106",
+            "678-90-1234",
+            133000,
+            "hr",
+            "HR Manager",
+        ),
     ];
     rows.iter()
-        .map(|(id, name, email, phone, nid, salary, dept, title)| Employee {
-            id: id.to_string(),
-            name: name.to_string(),
-            email: email.to_string(),
-            phone: phone.to_string(),
-            national_id: nid.to_string(),
-            salary: *salary,
-            department: dept.to_string(),
-            title: title.to_string(),
-        })
+        .map(
+            |(id, name, email, phone, nid, salary, dept, title)| Employee {
+                id: id.to_string(),
+                name: name.to_string(),
+                email: email.to_string(),
+                phone: phone.to_string(),
+                national_id: nid.to_string(),
+                salary: *salary,
+                department: dept.to_string(),
+                title: title.to_string(),
+            },
+        )
         .collect()
 }
 
@@ -72,7 +128,10 @@ struct HrDirectory {
 #[tool_router(server_handler)]
 impl HrDirectory {
     #[tool(description = "Look up one employee by id or email; returns the full HR record.")]
-    async fn lookup_employee(&self, Parameters(args): Parameters<LookupArgs>) -> Result<Json<Employee>, String> {
+    async fn lookup_employee(
+        &self,
+        Parameters(args): Parameters<LookupArgs>,
+    ) -> Result<Json<Employee>, String> {
         let key = args.id_or_email.to_lowercase();
         self.employees
             .iter()
@@ -83,7 +142,10 @@ impl HrDirectory {
     }
 
     #[tool(description = "Search employees by name or title, optionally within a department.")]
-    async fn search_employees(&self, Parameters(args): Parameters<SearchArgs>) -> Json<SearchResult> {
+    async fn search_employees(
+        &self,
+        Parameters(args): Parameters<SearchArgs>,
+    ) -> Json<SearchResult> {
         let query = args.query.to_lowercase();
         let employees = self
             .employees
@@ -97,8 +159,13 @@ impl HrDirectory {
         Json(SearchResult { employees })
     }
 
-    #[tool(description = "Summarise an employee in one line of text (name, email, phone, national id, salary).")]
-    async fn employee_card(&self, Parameters(args): Parameters<LookupArgs>) -> Result<String, String> {
+    #[tool(
+        description = "Summarise an employee in one line of text (name, email, phone, national id, salary)."
+    )]
+    async fn employee_card(
+        &self,
+        Parameters(args): Parameters<LookupArgs>,
+    ) -> Result<String, String> {
         let key = args.id_or_email.to_lowercase();
         let e = self
             .employees

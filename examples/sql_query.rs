@@ -69,26 +69,50 @@ fn to_json(value: ValueRef<'_>) -> Value {
 #[tool_router(server_handler)]
 impl SqlQuery {
     #[tool(description = "Run a SQL query against the company database and return its rows.")]
-    async fn query(&self, Parameters(args): Parameters<QueryArgs>) -> Result<Json<QueryResult>, String> {
-        let db = self.db.lock().map_err(|_| "database unavailable".to_string())?;
-        let mut statement = db.prepare(&args.sql).map_err(|e| format!("sql error: {e}"))?;
+    async fn query(
+        &self,
+        Parameters(args): Parameters<QueryArgs>,
+    ) -> Result<Json<QueryResult>, String> {
+        let db = self
+            .db
+            .lock()
+            .map_err(|_| "database unavailable".to_string())?;
+        let mut statement = db
+            .prepare(&args.sql)
+            .map_err(|e| format!("sql error: {e}"))?;
         let columns: Vec<String> = statement.column_names().map(|c| c.to_string()).collect();
         if columns.is_empty() {
             drop(statement);
-            db.execute_batch(&args.sql).map_err(|e| format!("sql error: {e}"))?;
-            return Ok(Json(QueryResult { columns, rows: Vec::new(), changes: db.changes() }));
+            db.execute_batch(&args.sql)
+                .map_err(|e| format!("sql error: {e}"))?;
+            return Ok(Json(QueryResult {
+                columns,
+                rows: Vec::new(),
+                changes: db.changes(),
+            }));
         }
         let mut rows = Vec::new();
         let mut cursor = statement.query([]).map_err(|e| format!("sql error: {e}"))?;
         while let Some(row) = cursor.next().map_err(|e| format!("sql error: {e}"))? {
-            rows.push((0..columns.len()).map(|i| row.get_ref(i).map(to_json).unwrap_or(Value::Null)).collect());
+            rows.push(
+                (0..columns.len())
+                    .map(|i| row.get_ref(i).map(to_json).unwrap_or(Value::Null))
+                    .collect(),
+            );
         }
-        Ok(Json(QueryResult { columns, rows, changes: 0 }))
+        Ok(Json(QueryResult {
+            columns,
+            rows,
+            changes: 0,
+        }))
     }
 
     #[tool(description = "List the tables of the company database.")]
     async fn list_tables(&self) -> Result<Json<Tables>, String> {
-        let db = self.db.lock().map_err(|_| "database unavailable".to_string())?;
+        let db = self
+            .db
+            .lock()
+            .map_err(|_| "database unavailable".to_string())?;
         let mut statement = db
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
             .map_err(|e| e.to_string())?;

@@ -69,7 +69,11 @@ impl Testbed {
     }
 
     #[tool(description = "Take `ms` milliseconds, sending `steps` progress and log notifications.")]
-    async fn slow(&self, Parameters(args): Parameters<SlowArgs>, context: RequestContext<RoleServer>) -> String {
+    async fn slow(
+        &self,
+        Parameters(args): Parameters<SlowArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> String {
         let steps = args.steps.max(1);
         let pause = Duration::from_millis(args.ms / u64::from(steps));
         let token = context.meta.get_progress_token();
@@ -124,7 +128,9 @@ impl Testbed {
         "x".repeat(args.bytes)
     }
 
-    #[tool(description = "Answer with text, an image, an embedded resource and structured content.")]
+    #[tool(
+        description = "Answer with text, an image, an embedded resource and structured content."
+    )]
     async fn mixed(&self) -> CallToolResult {
         let mut result = CallToolResult::success(vec![
             ContentBlock::text("hello"),
@@ -153,8 +159,14 @@ impl Testbed {
         }
     }
 
-    #[tool(description = "Make the tool list report `echo` twice (or stop), and announce the change.")]
-    async fn set_duplicate(&self, Parameters(args): Parameters<FlagArgs>, context: RequestContext<RoleServer>) -> String {
+    #[tool(
+        description = "Make the tool list report `echo` twice (or stop), and announce the change."
+    )]
+    async fn set_duplicate(
+        &self,
+        Parameters(args): Parameters<FlagArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> String {
         self.duplicate.store(args.on, Ordering::SeqCst);
         let _ = context.peer.notify_tool_list_changed().await;
         format!("duplicate = {}", args.on)
@@ -207,7 +219,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Streamable HTTP where a call of `garbage` is answered with malformed JSON.
-async fn serve_http_with_garbage(addr: &str, make: impl Fn() -> Testbed + Send + Sync + 'static) -> anyhow::Result<()> {
+async fn serve_http_with_garbage(
+    addr: &str,
+    make: impl Fn() -> Testbed + Send + Sync + 'static,
+) -> anyhow::Result<()> {
     use axum::body::Body;
     use axum::extract::Request;
     use axum::middleware::Next;
@@ -217,19 +232,30 @@ async fn serve_http_with_garbage(addr: &str, make: impl Fn() -> Testbed + Send +
 
     async fn garbage(request: Request, next: Next) -> Response {
         let (parts, body) = request.into_parts();
-        let bytes = axum::body::to_bytes(body, 16 * 1024 * 1024).await.unwrap_or_default();
+        let bytes = axum::body::to_bytes(body, 16 * 1024 * 1024)
+            .await
+            .unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
         if text.contains("\"tools/call\"") && text.contains("\"garbage\"") {
-            return ([(http::header::CONTENT_TYPE, "application/json")], "{\"jsonrpc\": \"2.0\", \"id\": ").into_response();
+            return (
+                [(http::header::CONTENT_TYPE, "application/json")],
+                "{\"jsonrpc\": \"2.0\", \"id\": ",
+            )
+                .into_response();
         }
-        next.run(Request::from_parts(parts, Body::from(bytes))).await
+        next.run(Request::from_parts(parts, Body::from(bytes)))
+            .await
     }
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let mut config = StreamableHttpServerConfig::default();
     config.json_response = std::env::var("EXAMPLE_JSON_RESPONSE").is_ok();
-    let service = StreamableHttpService::new(move || Ok(make()), Arc::new(LocalSessionManager::default()), config);
+    let service = StreamableHttpService::new(
+        move || Ok(make()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
     let router = axum::Router::new()
         .nest_service("/mcp", service)
         .layer(axum::middleware::from_fn(garbage));

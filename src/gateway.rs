@@ -9,12 +9,12 @@ mod pipeline;
 
 use std::sync::Arc;
 
+use rmcp::model::GetMeta;
 use rmcp::model::{
     ClientNotification, ClientRequest, EmptyResult, ErrorCode, ErrorData, Implementation,
     InitializeRequestParams, InitializeResult, ProtocolVersion, RequestId, ServerCapabilities,
     ServerJsonRpcMessage, ServerResult,
 };
-use rmcp::model::GetMeta;
 use tokio::sync::mpsc;
 
 use crate::catalog::Catalog;

@@ -15,7 +15,11 @@ fn quickstart_like(extra: &str) -> String {
         "listen: 127.0.0.1:0\n{extra}upstreams:\n{}{}{}{}",
         stdio_upstream("hr", "hr_directory", &[]),
         stdio_upstream("sql", "sql_query", &[]),
-        stdio_upstream("files", "file_store", &["--root", sandbox.to_str().unwrap()]),
+        stdio_upstream(
+            "files",
+            "file_store",
+            &["--root", sandbox.to_str().unwrap()]
+        ),
         stdio_upstream("testbed", "testbed", &[]),
     )
 }
@@ -35,19 +39,32 @@ async fn lists_namespaced_tools_with_definitions_intact() {
         "files__write_file",
         "testbed__echo",
     ] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
     }
     // Compare with the upstream's own definitions, fetched directly.
-    let direct = ().serve(TokioChildProcess::new(tokio::process::Command::new(example("hr_directory"))).unwrap())
+    let direct = ()
+        .serve(
+            TokioChildProcess::new(tokio::process::Command::new(example("hr_directory"))).unwrap(),
+        )
         .await
         .unwrap();
     let upstream_tools = direct.peer().list_all_tools().await.unwrap();
     assert!(!upstream_tools.is_empty());
     for original in upstream_tools {
-        let exposed = tools.iter().find(|t| t.name == format!("hr__{}", original.name)).unwrap();
+        let exposed = tools
+            .iter()
+            .find(|t| t.name == format!("hr__{}", original.name))
+            .unwrap();
         let mut renamed = original.clone();
         renamed.name = exposed.name.clone();
-        assert_eq!(&renamed, exposed, "definition of {} changed in transit", original.name);
+        assert_eq!(
+            &renamed, exposed,
+            "definition of {} changed in transit",
+            original.name
+        );
         assert!(original.output_schema.is_some() || original.name == "employee_card");
     }
 }
@@ -62,7 +79,9 @@ async fn paginates_long_lists() {
     let second = client
         .service
         .peer()
-        .list_tools(Some(rmcp::model::PaginatedRequestParams::default().with_cursor(Some(cursor))))
+        .list_tools(Some(
+            rmcp::model::PaginatedRequestParams::default().with_cursor(Some(cursor)),
+        ))
         .await
         .unwrap();
     assert_eq!(second.tools.len(), 3);
@@ -79,28 +98,44 @@ async fn calls_reach_each_upstream_and_come_back_unchanged() {
     let gateway = Gateway::start(&quickstart_like(""));
     let client = gateway.client().await;
 
-    let hr = client.call("hr__lookup_employee", json!({"id_or_email": "E1001"})).await.unwrap();
+    let hr = client
+        .call("hr__lookup_employee", json!({"id_or_email": "E1001"}))
+        .await
+        .unwrap();
     let record = hr.structured_content.clone().unwrap();
     assert_eq!(record["name"], "Ada Lovelace");
     assert_eq!(record["national_id"], "123-45-6789");
 
-    let sql = client.call("sql__query", json!({"sql": "SELECT name FROM customers ORDER BY id"})).await.unwrap();
+    let sql = client
+        .call(
+            "sql__query",
+            json!({"sql": "SELECT name FROM customers ORDER BY id"}),
+        )
+        .await
+        .unwrap();
     assert_eq!(sql.structured_content.unwrap()["rows"][0][0], "Acme Corp");
 
-    let file = client.call("files__read_file", json!({"path": "hello.txt"})).await.unwrap();
+    let file = client
+        .call("files__read_file", json!({"path": "hello.txt"}))
+        .await
+        .unwrap();
     assert_eq!(text(&file), "hello from the store");
 
     // Mixed content and isError results pass through exactly as the upstream sent them.
-    let direct = ().serve(TokioChildProcess::new(tokio::process::Command::new(example("testbed"))).unwrap())
-        .await
-        .unwrap();
+    let direct =
+        ().serve(TokioChildProcess::new(tokio::process::Command::new(example("testbed"))).unwrap())
+            .await
+            .unwrap();
     for tool in ["mixed", "fail"] {
         let expected = direct
             .peer()
             .call_tool(rmcp::model::CallToolRequestParams::new(tool))
             .await
             .unwrap();
-        let mut through = client.call(&format!("testbed__{tool}"), json!({})).await.unwrap();
+        let mut through = client
+            .call(&format!("testbed__{tool}"), json!({}))
+            .await
+            .unwrap();
         through.result_type = expected.result_type.clone();
         assert_eq!(through, expected, "{tool} changed in transit");
     }

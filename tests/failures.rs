@@ -19,13 +19,22 @@ async fn crash_mid_call_is_an_error_result_and_the_upstream_comes_back() {
     let crashed = client.call("testbed__crash", json!({})).await.unwrap();
     assert_eq!(crashed.is_error, Some(true));
     let message = text(&crashed);
-    assert!(message.contains("upstream_closed") || message.contains("upstream_unavailable"), "{message}");
+    assert!(
+        message.contains("upstream_closed") || message.contains("upstream_unavailable"),
+        "{message}"
+    );
     // Other upstreams are unaffected.
-    let hr = client.call("hr__employee_card", json!({"id_or_email": "E1002"})).await.unwrap();
+    let hr = client
+        .call("hr__employee_card", json!({"id_or_email": "E1002"}))
+        .await
+        .unwrap();
     assert!(text(&hr).contains("Grace Hopper"));
     // The crashed upstream is restarted and answers again.
     let echoed = eventually(20, || async {
-        let r = client.call("testbed__echo", json!({"text": "back"})).await.ok()?;
+        let r = client
+            .call("testbed__echo", json!({"text": "back"}))
+            .await
+            .ok()?;
         (r.is_error != Some(true)).then_some(r)
     })
     .await;
@@ -42,10 +51,17 @@ async fn slow_upstream_times_out_and_is_cancelled_upstream() {
     let gateway = Gateway::start(&yaml);
     let client = gateway.client().await;
     let started = std::time::Instant::now();
-    let result = client.call("testbed__slow", json!({"ms": 10000})).await.unwrap();
+    let result = client
+        .call("testbed__slow", json!({"ms": 10000}))
+        .await
+        .unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(result.is_error, Some(true));
-    assert!(text(&result).contains("upstream_timeout"), "{}", text(&result));
+    assert!(
+        text(&result).contains("upstream_timeout"),
+        "{}",
+        text(&result)
+    );
     // The upstream was told to stop.
     let counters = eventually(10, || async {
         let r = client.call("testbed__counters", json!({})).await.ok()?;
@@ -69,7 +85,11 @@ async fn oversized_answers_are_refused() {
     for tool in ["testbed__big", "web__big"] {
         let result = client.call(tool, json!({"bytes": 200_000})).await.unwrap();
         assert_eq!(result.is_error, Some(true), "{tool}");
-        assert!(text(&result).contains("upstream_response_too_large"), "{tool}: {}", text(&result));
+        assert!(
+            text(&result).contains("upstream_response_too_large"),
+            "{tool}: {}",
+            text(&result)
+        );
         let small = client.call(tool, json!({"bytes": 1000})).await.unwrap();
         assert_eq!(text(&small).len(), 1000);
     }
@@ -78,13 +98,23 @@ async fn oversized_answers_are_refused() {
 #[tokio::test]
 async fn malformed_answers_are_refused() {
     let web = HttpUpstream::start("testbed", &[]);
-    let yaml = format!("listen: 127.0.0.1:0\nupstreams:\n{}", http_upstream("web", &web.url));
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}",
+        http_upstream("web", &web.url)
+    );
     let gateway = Gateway::start(&yaml);
     let client = gateway.client().await;
     let result = client.call("web__garbage", json!({})).await.unwrap();
     assert_eq!(result.is_error, Some(true));
-    assert!(text(&result).contains("upstream_malformed"), "{}", text(&result));
-    let ok = client.call("web__echo", json!({"text": "still fine"})).await.unwrap();
+    assert!(
+        text(&result).contains("upstream_malformed"),
+        "{}",
+        text(&result)
+    );
+    let ok = client
+        .call("web__echo", json!({"text": "still fine"}))
+        .await
+        .unwrap();
     assert_eq!(text(&ok), "still fine");
 }
 
@@ -98,12 +128,30 @@ async fn down_upstream_does_not_take_others_with_it() {
     );
     let gateway = Gateway::start(&yaml);
     let client = gateway.client().await;
-    assert_eq!(text(&client.call("web__echo", json!({"text": "a"})).await.unwrap()), "a");
+    assert_eq!(
+        text(
+            &client
+                .call("web__echo", json!({"text": "a"}))
+                .await
+                .unwrap()
+        ),
+        "a"
+    );
     drop(web); // the upstream process is killed
-    let result = client.call("web__echo", json!({"text": "b"})).await.unwrap();
+    let result = client
+        .call("web__echo", json!({"text": "b"}))
+        .await
+        .unwrap();
     assert_eq!(result.is_error, Some(true));
-    assert!(text(&result).contains("upstream_unavailable"), "{}", text(&result));
-    let hr = client.call("hr__employee_card", json!({"id_or_email": "E1003"})).await.unwrap();
+    assert!(
+        text(&result).contains("upstream_unavailable"),
+        "{}",
+        text(&result)
+    );
+    let hr = client
+        .call("hr__employee_card", json!({"id_or_email": "E1003"}))
+        .await
+        .unwrap();
     assert!(text(&hr).contains("Katherine Johnson"));
 }
 
@@ -121,6 +169,9 @@ async fn requests_towards_the_client_are_refused() {
         let result = client.call(tool, json!({})).await.unwrap();
         let message = text(&result);
         assert!(message.starts_with("sampling refused"), "{tool}: {message}");
-        assert!(message.contains("not routed to clients by toolgate"), "{tool}: {message}");
+        assert!(
+            message.contains("not routed to clients by toolgate"),
+            "{tool}: {message}"
+        );
     }
 }

@@ -47,7 +47,10 @@ async fn progress_reaches_only_the_calling_client() {
 #[tokio::test]
 async fn log_messages_reach_only_the_calling_client() {
     let web = HttpUpstream::start("testbed", &[]);
-    let yaml = format!("listen: 127.0.0.1:0\nupstreams:\n{}", http_upstream("web", &web.url));
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}",
+        http_upstream("web", &web.url)
+    );
     let gateway = Gateway::start(&yaml);
     let (a, b) = two_clients_concurrently(&gateway, "web__slow").await;
     // rmcp's HTTP server sends these logs on its GET stream, untied to a request: toolgate cannot attribute them
@@ -61,15 +64,27 @@ async fn log_messages_reach_only_the_calling_client() {
 
 #[tokio::test]
 async fn untied_stdio_log_messages_reach_no_client() {
-    let yaml = format!("listen: 127.0.0.1:0\nupstreams:\n{}", stdio_upstream("testbed", "testbed", &[]));
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}",
+        stdio_upstream("testbed", "testbed", &[])
+    );
     let gateway = Gateway::start(&yaml);
     let a = gateway.client().await;
     let other = gateway.client().await;
-    a.call("testbed__slow", json!({"ms": 300, "steps": 3, "tag": "solo"})).await.unwrap();
+    a.call(
+        "testbed__slow",
+        json!({"ms": 300, "steps": 3, "tag": "solo"}),
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(a.recorder.logs.lock().unwrap().is_empty());
     assert!(other.recorder.logs.lock().unwrap().is_empty());
-    assert!(gateway.logs().contains("upstream log message (not forwarded)"));
+    assert!(
+        gateway
+            .logs()
+            .contains("upstream log message (not forwarded)")
+    );
 }
 
 #[tokio::test]
@@ -97,7 +112,10 @@ async fn client_cancellation_reaches_the_upstream() {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         handle.cancel(Some("user gave up".into())).await.unwrap();
         let counters = eventually(10, || async {
-            let r = client.call(&format!("{prefix}__counters"), json!({})).await.ok()?;
+            let r = client
+                .call(&format!("{prefix}__counters"), json!({}))
+                .await
+                .ok()?;
             let c = r.structured_content?;
             (c["cancelled"] == 1).then_some(c)
         })
@@ -108,24 +126,52 @@ async fn client_cancellation_reaches_the_upstream() {
 
 #[tokio::test]
 async fn tool_list_changes_are_announced_and_runtime_collisions_refused() {
-    let yaml = format!("listen: 127.0.0.1:0\nupstreams:\n{}", stdio_upstream("testbed", "testbed", &[]));
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}",
+        stdio_upstream("testbed", "testbed", &[])
+    );
     let gateway = Gateway::start(&yaml);
     let client = gateway.client().await;
-    assert!(client.tool_names().await.contains(&"testbed__echo".to_string()));
+    assert!(
+        client
+            .tool_names()
+            .await
+            .contains(&"testbed__echo".to_string())
+    );
     // The upstream starts listing `echo` twice: neither copy may shadow the other, so `echo` is refused.
-    client.call("testbed__set_duplicate", json!({"on": true})).await.unwrap();
+    client
+        .call("testbed__set_duplicate", json!({"on": true}))
+        .await
+        .unwrap();
     eventually(10, || async {
-        (!client.tool_names().await.contains(&"testbed__echo".to_string())).then_some(())
+        (!client
+            .tool_names()
+            .await
+            .contains(&"testbed__echo".to_string()))
+        .then_some(())
     })
     .await;
-    assert!(client.recorder.list_changed.load(Ordering::SeqCst) >= 1, "no list_changed notification");
-    let err = client.call("testbed__echo", json!({"text": "x"})).await.unwrap_err();
+    assert!(
+        client.recorder.list_changed.load(Ordering::SeqCst) >= 1,
+        "no list_changed notification"
+    );
+    let err = client
+        .call("testbed__echo", json!({"text": "x"}))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("Unknown tool"), "{err}");
     assert!(gateway.logs().contains("more than once"));
     // Fixed upstream: the tool comes back.
-    client.call("testbed__set_duplicate", json!({"on": false})).await.unwrap();
+    client
+        .call("testbed__set_duplicate", json!({"on": false}))
+        .await
+        .unwrap();
     eventually(10, || async {
-        client.tool_names().await.contains(&"testbed__echo".to_string()).then_some(())
+        client
+            .tool_names()
+            .await
+            .contains(&"testbed__echo".to_string())
+            .then_some(())
     })
     .await;
 }

@@ -30,7 +30,10 @@ where
     // Logs go to stderr; stdout is the protocol in stdio mode.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("EXAMPLE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EXAMPLE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .try_init();
     match arg("--http") {
         None => {

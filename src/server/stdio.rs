@@ -28,7 +28,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
     });
     let mut session: Option<Arc<Session>> = None;
     let mut changes = gateway.catalog.subscribe();
-    {
+    let announcer = {
         let out = out_tx.clone();
         tokio::spawn(async move {
             while changes.recv().await.is_ok() {
@@ -36,8 +36,8 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                     return;
                 }
             }
-        });
-    }
+        })
+    };
     let limit = gateway.config.limits.max_request_bytes;
     let mut lines = FramedRead::new(tokio::io::stdin(), LinesCodec::new_with_max_length(limit));
     while let Some(line) = lines.next().await {
@@ -107,7 +107,9 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
     if let Some(session) = session {
         session.close();
     }
+    announcer.abort();
     drop(out_tx);
-    let _ = writer.await;
+    // Answers of calls still running are written if they finish within a moment.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
     Ok(())
 }

@@ -1,6 +1,12 @@
 //! Test harness: starts the real `toolgate` binary and real example upstreams on ephemeral ports, and connects
 //! real rmcp clients to it.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, deprecated)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    deprecated
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -20,13 +26,19 @@ use serde_json::{Map, Value};
 
 /// Folder of the built binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_toolgate")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_BIN_EXE_toolgate"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Path of a built example server.
 pub fn example(name: &str) -> String {
     let path = bin_dir().join("examples").join(name);
-    assert!(path.exists(), "example `{name}` is not built: run `cargo build --examples`");
+    assert!(
+        path.exists(),
+        "example `{name}` is not built: run `cargo build --examples`"
+    );
     path.to_string_lossy().into_owned()
 }
 
@@ -85,7 +97,11 @@ impl HttpUpstream {
         let mut command = Command::new(example(name));
         command.args(["--http", "127.0.0.1:0"]).args(args);
         let (proc, url) = spawn_and_read_url(command, "listening on ", dir.path());
-        Self { proc, url, _dir: dir }
+        Self {
+            proc,
+            url,
+            _dir: dir,
+        }
     }
 }
 
@@ -131,7 +147,11 @@ impl Gateway {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "gateway not ready:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "gateway not ready:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -152,10 +172,17 @@ mod reqwest {
         let rest = url.strip_prefix("http://").unwrap();
         let (host, path) = rest.split_once('/').unwrap();
         let mut stream = std::net::TcpStream::connect(host)?;
-        write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        write!(
+            stream,
+            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
-        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         Ok(status)
     }
 }
@@ -170,14 +197,25 @@ pub struct Recorder {
 
 impl ClientHandler for Recorder {
     fn get_info(&self) -> ClientInfo {
-        ClientInfo::new(ClientCapabilities::default(), Implementation::new("toolgate-tests", "0"))
+        ClientInfo::new(
+            ClientCapabilities::default(),
+            Implementation::new("toolgate-tests", "0"),
+        )
     }
 
-    async fn on_progress(&self, params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
         self.progress.lock().unwrap().push(params);
     }
 
-    async fn on_logging_message(&self, params: LoggingMessageNotificationParam, _context: NotificationContext<RoleClient>) {
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
         self.logs.lock().unwrap().push(params.data);
     }
 
@@ -196,7 +234,11 @@ impl Client {
     pub async fn connect(url: &str) -> Self {
         let recorder = Recorder::default();
         let transport = StreamableHttpClientTransport::from_uri(url.to_string());
-        let service = recorder.clone().serve(transport).await.expect("client connects");
+        let service = recorder
+            .clone()
+            .serve(transport)
+            .await
+            .expect("client connects");
         Self { service, recorder }
     }
 
@@ -214,7 +256,11 @@ impl Client {
         names
     }
 
-    pub async fn call(&self, name: &str, args: Value) -> Result<CallToolResult, rmcp::ServiceError> {
+    pub async fn call(
+        &self,
+        name: &str,
+        args: Value,
+    ) -> Result<CallToolResult, rmcp::ServiceError> {
         let mut params = CallToolRequestParams::new(name.to_string());
         params.arguments = match args {
             Value::Object(map) => Some(map),
@@ -260,7 +306,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "condition not met within {secs}s");
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {secs}s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -1,0 +1,407 @@
+//! The streamable-HTTP session layer over raw HTTP, stdio mode, start-up validation and upstream connection reuse.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+use rmcp::ServiceExt;
+use rmcp::transport::TokioChildProcess;
+use serde_json::{Value, json};
+
+fn testbed_gateway(extra: &str) -> Gateway {
+    Gateway::start(&format!(
+        "listen: 127.0.0.1:0\n{extra}upstreams:\n{}",
+        stdio_upstream("testbed", "testbed", &[])
+    ))
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    body: &str,
+) -> reqwest::Response {
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(s) = session {
+        request = request.header("mcp-session-id", s);
+    }
+    request.send().await.unwrap()
+}
+
+async fn initialize(client: &reqwest::Client, url: &str) -> String {
+    let response = post(
+        client,
+        url,
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["result"]["protocolVersion"], "2025-06-18");
+    session
+}
+
+async fn error_code(response: reqwest::Response) -> (u16, i64) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    (status, body["error"]["code"].as_i64().unwrap_or(0))
+}
+
+#[tokio::test]
+async fn malformed_json_rpc_gets_the_right_codes() {
+    let gateway = testbed_gateway("limits:\n  max_request_bytes: 4096\n");
+    let http = reqwest::Client::new();
+    let url = &gateway.url;
+    let session = initialize(&http, url).await;
+    let s = Some(session.as_str());
+    assert_eq!(
+        error_code(post(&http, url, s, "{not json").await).await,
+        (400, -32700)
+    );
+    assert_eq!(
+        error_code(post(&http, url, s, "[]").await).await,
+        (400, -32600)
+    );
+    assert_eq!(
+        error_code(post(&http, url, s, r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#).await).await,
+        (400, -32600)
+    );
+    let unknown = post(
+        &http,
+        url,
+        s,
+        r#"{"jsonrpc":"2.0","id":7,"method":"nope/nothing"}"#,
+    )
+    .await;
+    let body: Value = unknown.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32601);
+    assert_eq!(body["id"], 7);
+    let bad_params = post(
+        &http,
+        url,
+        s,
+        r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"arguments":{}}}"#,
+    )
+    .await;
+    let body: Value = bad_params.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    // Oversized bodies are refused before parsing, whether or not they declare their length.
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"ping","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(10_000)
+    );
+    assert_eq!(error_code(post(&http, url, s, &big).await).await.0, 413);
+    let chunks = futures::stream::iter(vec![Ok::<_, std::io::Error>(big.clone().into_bytes())]);
+    let streamed = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("mcp-session-id", &session)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 413);
+    // Still serving.
+    let ping = post(
+        &http,
+        url,
+        s,
+        r#"{"jsonrpc":"2.0","id":10,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(ping.status(), 200);
+}
+
+#[tokio::test]
+async fn sessions_headers_and_dns_rebinding_guard() {
+    let gateway = testbed_gateway("");
+    let http = reqwest::Client::new();
+    let url = &gateway.url;
+    let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+    assert_eq!(
+        post(&http, url, None, ping).await.status(),
+        400,
+        "missing session"
+    );
+    assert_eq!(
+        post(&http, url, Some("nope"), ping).await.status(),
+        404,
+        "unknown session"
+    );
+    let session = initialize(&http, url).await;
+    assert_eq!(post(&http, url, Some(&session), ping).await.status(), 200);
+    // Unsupported protocol version header.
+    let bad_version = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "1999-01-01")
+        .body(ping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_version.status(), 400);
+    // Wrong content type.
+    let text = http
+        .post(url)
+        .header("mcp-session-id", &session)
+        .body(ping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status(), 415);
+    // DNS rebinding: a foreign Host or Origin is refused.
+    let foreign_host = http
+        .post(url)
+        .header("host", "evil.example")
+        .header("content-type", "application/json")
+        .body(ping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign_host.status(), 403);
+    let foreign_origin = http
+        .post(url)
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/json")
+        .header("mcp-session-id", &session)
+        .body(ping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign_origin.status(), 403);
+    let local_origin = http
+        .post(url)
+        .header("origin", "http://localhost:3000")
+        .header("content-type", "application/json")
+        .header("mcp-session-id", &session)
+        .body(ping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(local_origin.status(), 200);
+    // Notifications are accepted with 202.
+    let initialized = post(
+        &http,
+        url,
+        Some(&session),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    assert_eq!(initialized.status(), 202);
+    // DELETE ends the session.
+    let deleted = http
+        .delete(url)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(post(&http, url, Some(&session), ping).await.status(), 404);
+    // Health and readiness.
+    let base = gateway.base();
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ready: Value = http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["upstreams"][0]["state"], "ready");
+}
+
+#[tokio::test]
+async fn get_stream_carries_tool_list_changes() {
+    let gateway = testbed_gateway("");
+    let http = reqwest::Client::new();
+    let url = &gateway.url;
+    let session = initialize(&http, url).await;
+    let mut stream = http
+        .get(url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let second = http
+        .get(url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 409, "one GET stream per session");
+    let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"testbed__set_duplicate","arguments":{"on":true}}}"#;
+    assert_eq!(post(&http, url, Some(&session), call).await.status(), 200);
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.contains("notifications/tools/list_changed") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("list_changed in time")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+}
+
+#[tokio::test]
+async fn stdio_mode_serves_the_same_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("toolgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "upstreams:\n{}{}",
+            stdio_upstream("testbed", "testbed", &[]),
+            stdio_upstream("hr", "hr_directory", &[])
+        ),
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_toolgate"));
+    command.args(["serve", "--stdio", "--config"]).arg(&config);
+    let client = ().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
+    let tools = eventually(20, || async {
+        let tools = client.peer().list_all_tools().await.ok()?;
+        (tools.len() >= 10).then_some(tools)
+    })
+    .await;
+    assert!(tools.iter().any(|t| t.name == "hr__lookup_employee"));
+    let mut params = rmcp::model::CallToolRequestParams::new("testbed__echo");
+    params.arguments = json!({"text": "over stdio"}).as_object().cloned();
+    let result = client.peer().call_tool(params).await.unwrap();
+    assert_eq!(text(&result), "over stdio");
+    let err = client
+        .peer()
+        .call_tool(rmcp::model::CallToolRequestParams::new("nope"))
+        .await
+        .unwrap_err();
+    match err {
+        rmcp::ServiceError::McpError(e) => assert_eq!(e.message, "Unknown tool: nope"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn bad_configs_refuse_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "upstreams:\n  - name: a__b\n    stdio: {command: x}\n",
+            "upstream name `a__b` is invalid",
+        ),
+        (
+            "upstreams:\n  - name: a\n    stdio: {command: x}\n  - name: a\n    stdio: {command: y}\n",
+            "used twice",
+        ),
+        ("listen: 0.0.0.0:0\n", "not loopback"),
+        ("namespace_separator: \"-\"\n", "namespace_separator"),
+        ("upstreams: [\n", "not valid"),
+    ];
+    for (yaml, expected) in cases {
+        let config = dir.path().join("bad.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{yaml} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{yaml}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn badly_named_upstream_tools_are_refused_and_reported() {
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n  - name: testbed\n    stdio:\n      command: \"{}\"\n      env: {{TESTBED_BAD_NAME: \"1\"}}\n",
+        example("testbed")
+    );
+    let gateway = Gateway::start(&yaml);
+    let client = gateway.client().await;
+    let names = client.tool_names().await;
+    assert!(names.contains(&"testbed__echo".to_string()));
+    assert!(names.iter().all(|n| !n.contains(' ')), "{names:?}");
+    let ready: Value = reqwest::get(format!("{}/readyz", gateway.base()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refused = &ready["upstreams"][0]["refused_tools"];
+    assert_eq!(refused[0]["tool"], "bad name!", "{ready}");
+    assert!(gateway.logs().contains("tool refused"));
+}
+
+/// A TCP proxy that counts the connections it accepts.
+async fn counting_proxy(target: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&count);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (address, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_upstream_connections_are_reused() {
+    let web = HttpUpstream::start("testbed", &[]);
+    let target: std::net::SocketAddr = web
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .parse()
+        .unwrap();
+    let (proxy, connections) = counting_proxy(target).await;
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}",
+        http_upstream("web", &format!("http://{proxy}/mcp"))
+    );
+    let gateway = Gateway::start(&yaml);
+    let client = gateway.client().await;
+    let before = connections.load(Ordering::SeqCst);
+    for i in 0..1000 {
+        let result = client
+            .call("web__echo", json!({"text": format!("call {i}")}))
+            .await
+            .unwrap();
+        assert_eq!(text(&result), format!("call {i}"));
+    }
+    let opened = connections.load(Ordering::SeqCst) - before;
+    assert!(
+        opened <= 4,
+        "1000 calls opened {opened} upstream connections"
+    );
+}
