@@ -260,6 +260,10 @@ async fn serve_http_with_garbage(
         .nest_service("/mcp", service)
         .layer(axum::middleware::from_fn(garbage));
     println!("listening on http://{local}/mcp");
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router).await?;
     Ok(())
 }

@@ -180,6 +180,7 @@ fn accepts(headers: &HeaderMap, mime: &str) -> bool {
         .any(|v| v == mime || v == "*/*")
 }
 
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
 fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
         return Err(http_error(
@@ -197,6 +198,7 @@ fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Session>, Res
     })
 }
 
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
 fn check_version(headers: &HeaderMap) -> Result<(), Response> {
     match headers.get(VERSION_HEADER).map(|v| v.to_str()) {
         None => Ok(()),

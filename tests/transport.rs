@@ -366,7 +366,9 @@ async fn counting_proxy(target: std::net::SocketAddr) -> (std::net::SocketAddr, 
         while let Ok((mut inbound, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
+                let _ = inbound.set_nodelay(true);
                 if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = outbound.set_nodelay(true);
                     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                 }
             });

@@ -52,6 +52,10 @@ where
             );
             let router = axum::Router::new().nest_service("/mcp", service);
             println!("listening on http://{local}/mcp");
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, router).await?;
         }
     }

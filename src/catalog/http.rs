@@ -272,7 +272,7 @@ impl HttpConn {
             .to_ascii_lowercase();
         let bytes = limited(response.bytes_stream(), max_bytes);
         if content_type.starts_with("text/event-stream") {
-            let mut events = std::pin::pin!(sse_stream::SseByteStream::new(bytes));
+            let mut events = Box::pin(sse_stream::SseByteStream::new(bytes));
             while let Some(event) = events.next().await {
                 let event = event.map_err(|e| match find_too_large(&e) {
                     Some(limit) => UpstreamError::TooLarge(limit),
@@ -285,6 +285,11 @@ impl HttpConn {
                 let message: UpstreamMessage = serde_json::from_str(&data)
                     .map_err(|e| UpstreamError::Malformed(format!("event is not JSON-RPC: {e}")))?;
                 if let Some(result) = self.handle_message(message, id, sink)? {
+                    // Read the stream to its end in the background so that the connection goes back to the pool.
+                    tokio::spawn(async move {
+                        let drain = async { while events.next().await.is_some() {} };
+                        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+                    });
                     return Ok(result);
                 }
             }

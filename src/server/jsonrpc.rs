@@ -4,10 +4,10 @@ use rmcp::model::{ClientJsonRpcMessage, ErrorCode, ErrorData, RequestId, ServerJ
 use serde_json::Value;
 
 /// Parses a message; on failure returns the JSON-RPC error to send back (parse error or invalid request).
-pub fn parse(bytes: &[u8]) -> Result<ClientJsonRpcMessage, ServerJsonRpcMessage> {
+pub fn parse(bytes: &[u8]) -> Result<ClientJsonRpcMessage, Box<ServerJsonRpcMessage>> {
     match serde_json::from_slice::<ClientJsonRpcMessage>(bytes) {
         Ok(message) => Ok(message),
-        Err(error) => Err(classify(bytes, &error)),
+        Err(error) => Err(Box::new(classify(bytes, &error))),
     }
 }
 
@@ -111,8 +111,10 @@ mod tests {
     fn code(bytes: &[u8]) -> i32 {
         match parse(bytes) {
             Ok(_) => 0,
-            Err(ServerJsonRpcMessage::Error(e)) => e.error.code.0,
-            Err(_) => -1,
+            Err(e) => match *e {
+                ServerJsonRpcMessage::Error(e) => e.error.code.0,
+                _ => -1,
+            },
         }
     }
 

@@ -60,7 +60,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
         let message = match jsonrpc::parse(line.as_bytes()) {
             Ok(message) => message,
             Err(error) => {
-                let _ = out_tx.send(error).await;
+                let _ = out_tx.send(*error).await;
                 continue;
             }
         };

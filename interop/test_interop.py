@@ -1,0 +1,155 @@
+"""Interop: the official Python MCP SDK drives toolgate, which fronts third-party upstreams
+(mcp-server-time over stdio, @modelcontextprotocol/server-everything over streamable HTTP)."""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLGATE = ROOT / "target" / "debug" / "toolgate"
+TIME_SERVER = ROOT / ".venv" / "interop" / "bin" / "mcp-server-time"
+EVERYTHING = ROOT / "interop" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, seconds: float = 30) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    procs = []
+    port = free_port()
+    everything = subprocess.Popen(
+        ["node", str(EVERYTHING), "streamableHttp"],
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    procs.append(everything)
+    wait_port(port)
+    workdir = tempfile.mkdtemp()
+    config = Path(workdir) / "toolgate.yaml"
+    config.write_text(
+        "listen: 127.0.0.1:0\n"
+        "upstreams:\n"
+        f"  - name: time\n    stdio:\n      command: \"{TIME_SERVER}\"\n      args: [\"--local-timezone\", \"UTC\"]\n"
+        f"  - name: everything\n    http:\n      url: \"http://127.0.0.1:{port}/mcp\"\n"
+    )
+    log = open(Path(workdir) / "toolgate.log", "w")
+    gw = subprocess.Popen(
+        [str(TOOLGATE), "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    procs.append(gw)
+    line = gw.stdout.readline()
+    assert line.startswith("toolgate listening on "), line
+    url = line.split()[-1]
+    base = url.rsplit("/mcp", 1)[0]
+    deadline = time.time() + 60
+    import urllib.request
+
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/readyz") as r:
+                if r.status == 200:
+                    break
+        except Exception:
+            pass
+        if time.time() > deadline:
+            raise TimeoutError("toolgate not ready: " + (Path(workdir) / "toolgate.log").read_text())
+        time.sleep(0.2)
+    yield url
+    for p in procs:
+        p.terminate()
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+async def with_session(url, fn):
+    async with streamable_http_client(url) as (read, write, *_):
+        async with ClientSession(read, write) as session:
+            info = await session.initialize()
+            assert info.server_info.name == "toolgate"
+            return await fn(session)
+
+
+def run(url, fn):
+    return asyncio.run(with_session(url, fn))
+
+
+def test_lists_third_party_tools_namespaced(gateway):
+    async def body(session):
+        tools = (await session.list_tools()).tools
+        return {t.name: t for t in tools}
+
+    tools = run(gateway, body)
+    assert "time__get_current_time" in tools
+    assert "time__convert_time" in tools
+    assert "everything__echo" in tools
+    assert "everything__get-sum" in tools
+    assert tools["time__get_current_time"].input_schema["properties"]["timezone"]
+
+
+def test_calls_stdio_third_party_upstream(gateway):
+    async def body(session):
+        return await session.call_tool("time__get_current_time", {"timezone": "UTC"})
+
+    result = run(gateway, body)
+    assert not result.is_error
+    payload = json.loads(result.content[0].text)
+    assert payload["timezone"] == "UTC"
+
+
+def test_calls_http_third_party_upstream(gateway):
+    async def body(session):
+        echo = await session.call_tool("everything__echo", {"message": "through toolgate"})
+        total = await session.call_tool("everything__get-sum", {"a": 2, "b": 40})
+        return echo, total
+
+    echo, total = run(gateway, body)
+    assert not echo.is_error
+    assert "through toolgate" in echo.content[0].text
+    assert "42" in total.content[0].text
+
+
+def test_unknown_tool_is_an_error(gateway):
+    async def body(session):
+        try:
+            await session.call_tool("everything__no-such-tool", {})
+        except Exception as e:  # the SDK raises on JSON-RPC errors
+            return str(e)
+        return None
+
+    message = run(gateway, body)
+    assert message is not None and "Unknown tool" in message
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
