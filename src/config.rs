@@ -195,10 +195,12 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let base = path
+        // Absolute, so that a relative command still resolves when the upstream gets its own `cwd`.
+        let parent = path
             .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
         Self::from_yaml(&text, &base).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_path_buf(),
@@ -279,8 +281,26 @@ impl Config {
         if self.limits.max_response_bytes < 1024 {
             return Err("limits.max_response_bytes must be at least 1024".into());
         }
-        if self.timeouts.call.is_zero() || self.timeouts.connect.is_zero() {
+        let t = &self.timeouts;
+        if [
+            t.call,
+            t.connect,
+            t.session_idle,
+            t.reconnect_initial,
+            t.reconnect_max,
+        ]
+        .iter()
+        .any(Duration::is_zero)
+        {
             return Err("timeouts must be greater than zero".into());
+        }
+        if t.reconnect_max < t.reconnect_initial {
+            return Err(
+                "timeouts.reconnect_max must not be below timeouts.reconnect_initial".into(),
+            );
+        }
+        if self.limits.max_sessions == 0 {
+            return Err("limits.max_sessions must be at least 1".into());
         }
         let mut seen = std::collections::HashSet::new();
         for upstream in &self.upstreams {
@@ -403,6 +423,34 @@ mod tests {
     fn env_expansion_refuses_unset_variables() {
         assert!(expand_env("Bearer ${TOOLGATE_SURELY_UNSET_VAR}").is_err());
         assert_eq!(expand_env("plain").unwrap(), "plain");
+    }
+
+    #[test]
+    fn quickstart_config_loads_with_absolute_paths() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/toolgate.yaml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.upstreams.len(), 3);
+        for upstream in &config.upstreams {
+            let UpstreamTransport::Stdio(stdio) = &upstream.transport else {
+                panic!("stdio expected")
+            };
+            assert!(Path::new(&stdio.command).is_absolute(), "{}", stdio.command);
+        }
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused() {
+        for yaml in [
+            "timeouts: {call: 0s}",
+            "timeouts: {session_idle: 0s}",
+            "timeouts: {reconnect_initial: 0s}",
+        ] {
+            assert!(Config::from_yaml(yaml, Path::new(".")).is_err(), "{yaml}");
+        }
+        let config =
+            Config::from_yaml("timeouts: {call: 1500ms, session_idle: 2m}", Path::new("."))
+                .unwrap();
+        assert_eq!(config.timeouts.call, Duration::from_millis(1500));
     }
 
     #[test]
