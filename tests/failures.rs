@@ -156,6 +156,44 @@ async fn down_upstream_does_not_take_others_with_it() {
 }
 
 #[tokio::test]
+async fn http_upstream_recovers_after_a_restart() {
+    let web = HttpUpstream::start("testbed", &[]);
+    let address = web.address();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ntimeouts:\n  reconnect_initial: 100ms\n  reconnect_max: 400ms\nupstreams:\n{}",
+        http_upstream("web", &web.url),
+    );
+    let gateway = Gateway::start(&yaml);
+    let client = gateway.client().await;
+    assert_eq!(
+        text(
+            &client
+                .call("web__echo", json!({"text": "one"}))
+                .await
+                .unwrap()
+        ),
+        "one"
+    );
+    drop(web);
+    let down = client
+        .call("web__echo", json!({"text": "two"}))
+        .await
+        .unwrap();
+    assert_eq!(down.is_error, Some(true));
+    // A new upstream process on the same address knows nothing of the old session: toolgate starts a new one.
+    let _web = HttpUpstream::start_on("testbed", &address, &[]);
+    let back = eventually(20, || async {
+        let r = client
+            .call("web__echo", json!({"text": "three"}))
+            .await
+            .ok()?;
+        (r.is_error != Some(true)).then_some(r)
+    })
+    .await;
+    assert_eq!(text(&back), "three");
+}
+
+#[tokio::test]
 async fn requests_towards_the_client_are_refused() {
     let web = HttpUpstream::start("testbed", &[]);
     let yaml = format!(

@@ -126,52 +126,42 @@ async fn client_cancellation_reaches_the_upstream() {
 
 #[tokio::test]
 async fn tool_list_changes_are_announced_and_runtime_collisions_refused() {
+    let web = HttpUpstream::start("testbed", &[]);
     let yaml = format!(
-        "listen: 127.0.0.1:0\nupstreams:\n{}",
-        stdio_upstream("testbed", "testbed", &[])
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}",
+        stdio_upstream("testbed", "testbed", &[]),
+        http_upstream("web", &web.url),
     );
     let gateway = Gateway::start(&yaml);
     let client = gateway.client().await;
-    assert!(
+    for prefix in ["testbed", "web"] {
+        let echo = format!("{prefix}__echo");
+        assert!(client.tool_names().await.contains(&echo));
+        let announced = client.recorder.list_changed.load(Ordering::SeqCst);
+        // The upstream starts listing `echo` twice: neither copy may shadow the other, so `echo` is refused.
         client
-            .tool_names()
+            .call(&format!("{prefix}__set_duplicate"), json!({"on": true}))
             .await
-            .contains(&"testbed__echo".to_string())
-    );
-    // The upstream starts listing `echo` twice: neither copy may shadow the other, so `echo` is refused.
-    client
-        .call("testbed__set_duplicate", json!({"on": true}))
-        .await
-        .unwrap();
-    eventually(10, || async {
-        (!client
-            .tool_names()
+            .unwrap();
+        eventually(10, || async {
+            (!client.tool_names().await.contains(&echo)).then_some(())
+        })
+        .await;
+        eventually(10, || async {
+            (client.recorder.list_changed.load(Ordering::SeqCst) > announced).then_some(())
+        })
+        .await;
+        let err = client.call(&echo, json!({"text": "x"})).await.unwrap_err();
+        assert!(err.to_string().contains("Unknown tool"), "{err}");
+        // Fixed upstream: the tool comes back.
+        client
+            .call(&format!("{prefix}__set_duplicate"), json!({"on": false}))
             .await
-            .contains(&"testbed__echo".to_string()))
-        .then_some(())
-    })
-    .await;
-    assert!(
-        client.recorder.list_changed.load(Ordering::SeqCst) >= 1,
-        "no list_changed notification"
-    );
-    let err = client
-        .call("testbed__echo", json!({"text": "x"}))
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("Unknown tool"), "{err}");
+            .unwrap();
+        eventually(10, || async {
+            client.tool_names().await.contains(&echo).then_some(())
+        })
+        .await;
+    }
     assert!(gateway.logs().contains("more than once"));
-    // Fixed upstream: the tool comes back.
-    client
-        .call("testbed__set_duplicate", json!({"on": false}))
-        .await
-        .unwrap();
-    eventually(10, || async {
-        client
-            .tool_names()
-            .await
-            .contains(&"testbed__echo".to_string())
-            .then_some(())
-    })
-    .await;
 }

@@ -93,15 +93,30 @@ pub struct HttpUpstream {
 
 impl HttpUpstream {
     pub fn start(name: &str, args: &[&str]) -> Self {
+        Self::start_on(name, "127.0.0.1:0", args)
+    }
+
+    /// Starts on a given address, for restarting an upstream where it was.
+    pub fn start_on(name: &str, address: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut command = Command::new(example(name));
-        command.args(["--http", "127.0.0.1:0"]).args(args);
+        command.args(["--http", address]).args(args);
         let (proc, url) = spawn_and_read_url(command, "listening on ", dir.path());
         Self {
             proc,
             url,
             _dir: dir,
         }
+    }
+}
+
+impl HttpUpstream {
+    /// `127.0.0.1:PORT`
+    pub fn address(&self) -> String {
+        self.url
+            .trim_start_matches("http://")
+            .trim_end_matches("/mcp")
+            .to_string()
     }
 }
 
