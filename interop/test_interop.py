@@ -14,10 +14,22 @@ from pathlib import Path
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLGATE = ROOT / "target" / "debug" / "toolgate"
 TIME_SERVER = ROOT / ".venv" / "interop" / "bin" / "mcp-server-time"
+JWKS = ROOT / "examples" / "quickstart" / "dev-keys" / "dev.jwks.json"
+AGENTS = """agents:
+  interop:
+    owner: qa
+    description: Interop test client acting alone.
+    scope: ['*']
+    max_classification: restricted
+    acts_alone:
+      - issuer: toolgate-dev
+        subject: interop
+"""
 EVERYTHING = ROOT / "interop" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 
 
@@ -52,11 +64,14 @@ def gateway():
     wait_port(port)
     workdir = tempfile.mkdtemp()
     config = Path(workdir) / "toolgate.yaml"
+    (Path(workdir) / "agents.yaml").write_text(AGENTS)
     config.write_text(
         "listen: 127.0.0.1:0\n"
         "upstreams:\n"
         f"  - name: time\n    stdio:\n      command: \"{TIME_SERVER}\"\n      args: [\"--local-timezone\", \"UTC\"]\n"
         f"  - name: everything\n    http:\n      url: \"http://127.0.0.1:{port}/mcp\"\n"
+        "auth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n"
+        f"      jwks_file: \"{JWKS}\"\n      dev: true\n  agents_file: agents.yaml\n"
     )
     log = open(Path(workdir) / "toolgate.log", "w")
     gw = subprocess.Popen(
@@ -92,8 +107,13 @@ def gateway():
             p.kill()
 
 
-async def with_session(url, fn):
-    async with streamable_http_client(url) as (read, write, *_):
+def token() -> str:
+    return subprocess.check_output([str(TOOLGATE), "token", "--agent", "interop"], text=True).strip()
+
+
+async def with_session(url, fn, bearer=None):
+    headers = {"Authorization": f"Bearer {bearer or token()}"}
+    async with streamable_http_client(url, http_client=create_mcp_http_client(headers=headers)) as (read, write, *_):
         async with ClientSession(read, write) as session:
             info = await session.initialize()
             assert info.server_info.name == "toolgate"
@@ -149,6 +169,20 @@ def test_unknown_tool_is_an_error(gateway):
 
     message = run(gateway, body)
     assert message is not None and "Unknown tool" in message
+
+
+def test_requests_without_a_valid_token_are_refused(gateway):
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
+    request = urllib.request.Request(gateway, data=body, headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request)
+        raise AssertionError("accepted without a token")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401
+        assert "resource_metadata=" in e.headers["WWW-Authenticate"]
 
 
 if __name__ == "__main__":

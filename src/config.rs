@@ -49,6 +49,98 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
+    /// Who may call: trusted token issuers and the agent inventory. Required: without it nothing is served.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// Folder the config file was read from; relative paths in it are resolved against it.
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+/// Authentication of callers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub issuers: Vec<IssuerConfig>,
+    /// The agent inventory (YAML), relative to the config file.
+    pub agents_file: PathBuf,
+    /// Longest delegation chain accepted.
+    #[serde(default = "default_chain_depth")]
+    pub max_chain_depth: usize,
+    /// Authorization servers named in the protected-resource metadata (RFC 9728).
+    #[serde(default)]
+    pub authorization_servers: Vec<String>,
+    /// Environment variable holding the caller's token in stdio mode.
+    #[serde(default = "default_token_env")]
+    pub stdio_token_env: String,
+}
+
+/// One trusted token issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Exact `iss` value.
+    pub issuer: String,
+    /// Accepted `aud` values (one must match).
+    #[serde(deserialize_with = "one_or_many")]
+    pub audience: Vec<String>,
+    /// Accepted signing algorithms (public-key algorithms only).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// JWKS file with the issuer's public keys, relative to the config file.
+    pub jwks_file: PathBuf,
+    /// Allowed clock skew for `exp`, `nbf` and `iat`.
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Claim carrying a human's roles.
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// Claim carrying a human's groups.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// The quickstart's development issuer: accepted on a loopback listener only.
+    #[serde(default)]
+    pub dev: bool,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+fn default_chain_depth() -> usize {
+    4
+}
+
+fn default_token_env() -> String {
+    "TOOLGATE_TOKEN".into()
+}
+
+fn default_algorithms() -> Vec<jsonwebtoken::Algorithm> {
+    vec![
+        jsonwebtoken::Algorithm::RS256,
+        jsonwebtoken::Algorithm::ES256,
+    ]
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_roles_claim() -> String {
+    "roles".into()
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
 }
 
 /// Time limits.
@@ -184,6 +276,8 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             upstreams: Vec::new(),
+            auth: None,
+            base: PathBuf::from("."),
         }
     }
 }
@@ -234,6 +328,7 @@ impl Config {
     }
 
     fn resolve(&mut self, base: &Path) -> Result<(), String> {
+        self.base = base.to_path_buf();
         for upstream in &mut self.upstreams {
             match &mut upstream.transport {
                 UpstreamTransport::Stdio(stdio) => {
@@ -272,6 +367,38 @@ impl Config {
             ));
         }
         names::validate_separator(&self.namespace_separator)?;
+        if let Some(auth) = &self.auth {
+            if auth.issuers.is_empty() {
+                return Err("auth.issuers is empty: no caller could ever be authenticated".into());
+            }
+            if auth.max_chain_depth == 0 {
+                return Err("auth.max_chain_depth must be at least 1".into());
+            }
+            for issuer in &auth.issuers {
+                if issuer.dev && !self.listen.ip().is_loopback() {
+                    return Err(format!(
+                        "issuer `{}` is a development issuer and is accepted on a loopback listener only",
+                        issuer.issuer
+                    ));
+                }
+                if issuer.audience.is_empty() {
+                    return Err(format!("issuer `{}` has no audience", issuer.issuer));
+                }
+                for alg in &issuer.algorithms {
+                    if matches!(
+                        alg,
+                        jsonwebtoken::Algorithm::HS256
+                            | jsonwebtoken::Algorithm::HS384
+                            | jsonwebtoken::Algorithm::HS512
+                    ) {
+                        return Err(format!(
+                            "issuer `{}`: symmetric algorithm `{alg:?}` is not accepted; use public-key algorithms",
+                            issuer.issuer
+                        ));
+                    }
+                }
+            }
+        }
         if self.limits.page_size == 0 {
             return Err("limits.page_size must be at least 1".into());
         }

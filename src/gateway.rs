@@ -17,8 +17,9 @@ use rmcp::model::{
 };
 use tokio::sync::mpsc;
 
-use crate::catalog::Catalog;
+use crate::catalog::{CallSink, Catalog};
 use crate::config::Config;
+use crate::identity::{Caller, Identity};
 use crate::server::Session;
 
 /// Protocol versions toolgate speaks downstream, newest first.
@@ -29,16 +30,24 @@ pub const SUPPORTED_PROTOCOL_VERSIONS: &[&str] =
 pub struct Gateway {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
+    pub identity: Arc<Identity>,
 }
 
 impl Gateway {
     /// Builds the gateway and starts connecting its upstreams.
-    pub fn start(config: Config) -> Result<Arc<Self>, crate::catalog::UpstreamError> {
-        let catalog = Catalog::new(&config)?;
+    pub fn start(config: Config) -> Result<Arc<Self>, String> {
+        let auth = config.auth.as_ref().ok_or_else(|| {
+            "the config has no `auth` section: toolgate authenticates every request, so it needs trusted issuers \
+             and an agent inventory"
+                .to_string()
+        })?;
+        let identity = Arc::new(Identity::load(auth, &config.base)?);
+        let catalog = Catalog::new(&config).map_err(|e| e.to_string())?;
         catalog.start();
         Ok(Arc::new(Self {
             config: Arc::new(config),
             catalog,
+            identity,
         }))
     }
 
@@ -79,6 +88,7 @@ impl Gateway {
     pub async fn handle_request(
         &self,
         session: &Arc<Session>,
+        caller: &Caller,
         id: RequestId,
         request: ClientRequest,
         notify: Option<mpsc::Sender<ServerJsonRpcMessage>>,
@@ -96,13 +106,18 @@ impl Gateway {
             }
             ClientRequest::ListToolsRequest(r) => {
                 let cursor = r.params.and_then(|p| p.cursor);
-                self.list_tools(session, &id, cursor.as_deref())
+                self.list_tools(session, caller, &id, cursor.as_deref())
                     .map(ServerResult::ListToolsResult)
             }
             ClientRequest::CallToolRequest(r) => {
+                // The call's notifications go back to this client only, under its own progress token.
+                let sink = match notify {
+                    Some(tx) => CallSink::new(tx, progress),
+                    None => CallSink::discard(),
+                };
                 let cancel = session.begin_call(&id);
                 let result = self
-                    .call_tool(session, &id, r.params, progress, notify, &cancel)
+                    .call_tool(session, caller, &id, r.params, sink, &cancel)
                     .await;
                 session.end_call(&id);
                 result.map(ServerResult::CallToolResult)

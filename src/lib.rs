@@ -6,4 +6,5 @@
 pub mod catalog;
 pub mod config;
 pub mod gateway;
+pub mod identity;
 pub mod server;

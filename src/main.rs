@@ -40,6 +40,30 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Mint a development token signed with the quickstart's development key (trusted only by an issuer marked
+    /// `dev: true`, on a loopback listener).
+    Token {
+        /// The human the agents act for (principal-context); omit for an agent acting alone.
+        #[arg(long)]
+        sub: Option<String>,
+        /// The human's roles, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// The first agent acting for the human, or the agent acting alone.
+        #[arg(long)]
+        agent: Option<String>,
+        /// A later actor in the delegation chain (repeatable; the last is the current actor).
+        #[arg(long)]
+        via: Vec<String>,
+        /// Space-separated tool patterns narrowing what the token may do.
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long, default_value = "toolgate")]
+        audience: String,
+        /// Lifetime, for example `1h` or `15m`.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +96,29 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Token {
+            sub,
+            roles,
+            agent,
+            via,
+            scope,
+            audience,
+            ttl,
+        } => {
+            let request = toolgate::identity::token::TokenRequest {
+                subject: sub,
+                roles,
+                agent,
+                via,
+                scope,
+                audience,
+                ttl,
+            };
+            let token =
+                toolgate::identity::token::mint_dev(&request).map_err(|e| anyhow::anyhow!(e))?;
+            println!("{token}");
+            Ok(())
+        }
         Command::Check { config } => {
             let config = Config::load(&config)?;
             println!("config ok: {} upstream(s)", config.upstreams.len());
@@ -87,7 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.listen = listen;
                 config.validate().map_err(|e| anyhow::anyhow!(e))?;
             }
-            let gateway = Gateway::start(config)?;
+            let gateway = Gateway::start(config).map_err(|e| anyhow::anyhow!(e))?;
             if stdio {
                 toolgate::server::serve_stdio(std::sync::Arc::clone(&gateway)).await?;
                 gateway.shutdown();

@@ -28,6 +28,7 @@ pub use session::{Session, Sessions};
 pub use stdio::serve_stdio;
 
 use crate::gateway::{Gateway, SUPPORTED_PROTOCOL_VERSIONS};
+use crate::identity::{AuthError, Caller, Identity};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -58,6 +59,14 @@ pub fn router(gateway: Arc<Gateway>) -> (Router, Arc<Sessions>) {
             get(get_stream).post(post_message).delete(delete_session),
         )
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(resource_metadata),
+        )
         .route("/readyz", get(readyz))
         .layer(middleware::from_fn_with_state(state.clone(), host_guard))
         .with_state(state);
@@ -132,6 +141,82 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// RFC 9728 protected-resource metadata for `/mcp`.
+async fn resource_metadata(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let origin = origin_of(&headers);
+    let body = serde_json::json!({
+        "resource": format!("{origin}/mcp"),
+        "authorization_servers": state.gateway.identity.authorization_servers,
+        "bearer_methods_supported": ["header"],
+        "resource_name": "toolgate",
+    });
+    axum::Json(body).into_response()
+}
+
+/// `http://host[:port]` of this gateway as the client addressed it (the Host header passed the guard).
+fn origin_of(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+/// Authenticates a request from its Authorization header; the refusal is the HTTP answer itself.
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Caller, Response> {
+    let result = Identity::bearer(headers, query)
+        .and_then(|token| state.gateway.identity.authenticate(token));
+    result.map_err(|error| auth_refusal(&error, headers))
+}
+
+/// 401 (with the `WWW-Authenticate` challenge) or 403, with a JSON-RPC error naming the reason id.
+fn auth_refusal(error: &AuthError, headers: &HeaderMap) -> Response {
+    tracing::info!(reason = error.reason_id(), "request refused: {error}");
+    let message = jsonrpc::error_message(
+        None,
+        ErrorCode(-32001),
+        format!("{error} ({})", error.reason_id()),
+    );
+    let message = match message {
+        ServerJsonRpcMessage::Error(mut e) => {
+            e.error.data = Some(serde_json::json!({"reason": error.reason_id()}));
+            ServerJsonRpcMessage::Error(e)
+        }
+        other => other,
+    };
+    let mut response = (
+        error.status(),
+        [(header::CONTENT_TYPE, "application/json")],
+        jsonrpc::to_bytes(&message),
+    )
+        .into_response();
+    let metadata = format!(
+        "{}/.well-known/oauth-protected-resource",
+        origin_of(headers)
+    );
+    let challenge = match (error.status(), error) {
+        (StatusCode::UNAUTHORIZED, AuthError::Missing) => {
+            format!("Bearer resource_metadata=\"{metadata}\"")
+        }
+        (StatusCode::UNAUTHORIZED, _) => format!(
+            "Bearer resource_metadata=\"{metadata}\", error=\"invalid_token\", error_description=\"{}\"",
+            error.reason_id()
+        ),
+        _ => format!("Bearer resource_metadata=\"{metadata}\", error=\"insufficient_scope\""),
+    };
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
 fn http_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     let body = jsonrpc::to_bytes(&jsonrpc::error_message(None, code, message.to_string()));
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -181,7 +266,11 @@ fn accepts(headers: &HeaderMap, mime: &str) -> bool {
 }
 
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself
-fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
+fn session_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+) -> Result<Arc<Session>, Response> {
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
         return Err(http_error(
             StatusCode::BAD_REQUEST,
@@ -189,13 +278,18 @@ fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Session>, Res
             "missing Mcp-Session-Id header; send initialize first",
         ));
     };
-    state.sessions.get(id).ok_or_else(|| {
+    let session = state.sessions.get(id).ok_or_else(|| {
         http_error(
             StatusCode::NOT_FOUND,
             ErrorCode::INVALID_REQUEST,
             "unknown or expired session",
         )
-    })
+    })?;
+    // A session belongs to the subject that opened it.
+    if session.subject != caller.subject_key() {
+        return Err(auth_refusal(&AuthError::SessionSubject, headers));
+    }
+    Ok(session)
 }
 
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself
@@ -211,7 +305,17 @@ fn check_version(headers: &HeaderMap) -> Result<(), Response> {
     }
 }
 
-async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn post_message(
+    State(state): State<AppState>,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    // Identity is checked on every request, before the body is read.
+    let caller = match authenticate(&state, &headers, uri.query()) {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
     let limit = state.gateway.config.limits.max_request_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -263,7 +367,8 @@ async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: B
         ClientJsonRpcMessage::Request(request) => {
             if let ClientRequest::InitializeRequest(init) = &request.request {
                 let result = state.gateway.initialize(&init.params);
-                let session = Session::new(result.protocol_version.to_string());
+                let session =
+                    Session::new(result.protocol_version.to_string(), caller.subject_key());
                 let Some(session) = state.sessions.insert(session) else {
                     return http_error(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -271,7 +376,11 @@ async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: B
                         "too many sessions",
                     );
                 };
-                tracing::info!(session = %session.id, client = %init.params.client_info.name, version = %result.protocol_version, "session opened");
+                tracing::info!(
+                    session = %session.id, client = %init.params.client_info.name,
+                    version = %result.protocol_version, subject = %caller.subject, actor = %caller.actor,
+                    "session opened"
+                );
                 let message = ServerJsonRpcMessage::response(
                     ServerResult::InitializeResult(result),
                     request.id,
@@ -281,18 +390,18 @@ async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: B
             if let Err(response) = check_version(&headers) {
                 return response;
             }
-            let session = match session_of(&state, &headers) {
+            let session = match session_of(&state, &headers, &caller) {
                 Ok(s) => s,
                 Err(response) => return response,
             };
             let streaming = matches!(request.request, ClientRequest::CallToolRequest(_))
                 && accepts(&headers, "text/event-stream");
             if streaming {
-                call_with_stream(state, session, request.id, request.request).await
+                call_with_stream(state, session, caller, request.id, request.request).await
             } else {
                 let answer = state
                     .gateway
-                    .handle_request(&session, request.id, request.request, None)
+                    .handle_request(&session, &caller, request.id, request.request, None)
                     .await;
                 json_response(&answer, None)
             }
@@ -301,7 +410,7 @@ async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: B
             if let Err(response) = check_version(&headers) {
                 return response;
             }
-            match session_of(&state, &headers) {
+            match session_of(&state, &headers, &caller) {
                 Ok(session) => {
                     state
                         .gateway
@@ -312,7 +421,7 @@ async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: B
             }
         }
         ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_) => {
-            match session_of(&state, &headers) {
+            match session_of(&state, &headers, &caller) {
                 Ok(_) => StatusCode::ACCEPTED.into_response(),
                 Err(response) => response,
             }
@@ -333,6 +442,7 @@ fn too_large(limit: usize) -> Response {
 async fn call_with_stream(
     state: AppState,
     session: Arc<Session>,
+    caller: Caller,
     id: RequestId,
     request: ClientRequest,
 ) -> Response {
@@ -342,7 +452,7 @@ async fn call_with_stream(
         let gateway = Arc::clone(&state.gateway);
         tokio::spawn(async move {
             let answer = gateway
-                .handle_request(&session, id, request, Some(tx))
+                .handle_request(&session, &caller, id, request, Some(tx))
                 .await;
             let _ = done_tx.send(answer);
         });
@@ -391,7 +501,11 @@ async fn call_with_stream(
     sse_response(Body::from_stream(stream))
 }
 
-async fn get_stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn get_stream(State(state): State<AppState>, uri: http::Uri, headers: HeaderMap) -> Response {
+    let caller = match authenticate(&state, &headers, uri.query()) {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
     if !accepts(&headers, "text/event-stream") {
         return http_error(
             StatusCode::NOT_ACCEPTABLE,
@@ -402,7 +516,7 @@ async fn get_stream(State(state): State<AppState>, headers: HeaderMap) -> Respon
     if let Err(response) = check_version(&headers) {
         return response;
     }
-    let session = match session_of(&state, &headers) {
+    let session = match session_of(&state, &headers, &caller) {
         Ok(s) => s,
         Err(response) => return response,
     };
@@ -435,7 +549,18 @@ async fn session_closed(session: Arc<Session>) {
     session.closed().await;
 }
 
-async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn delete_session(
+    State(state): State<AppState>,
+    uri: http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match authenticate(&state, &headers, uri.query()) {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    if let Err(response) = session_of(&state, &headers, &caller) {
+        return response;
+    }
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
         return http_error(
             StatusCode::BAD_REQUEST,

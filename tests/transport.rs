@@ -18,6 +18,19 @@ fn testbed_gateway(extra: &str) -> Gateway {
     ))
 }
 
+/// An HTTP client that sends the tester's token on every request.
+fn authed_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", tester_token()).parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 async fn post(
     client: &reqwest::Client,
     url: &str,
@@ -26,6 +39,7 @@ async fn post(
 ) -> reqwest::Response {
     let mut request = client
         .post(url)
+        .bearer_auth(tester_token())
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .body(body.to_string());
@@ -62,7 +76,7 @@ async fn error_code(response: reqwest::Response) -> (u16, i64) {
 #[tokio::test]
 async fn malformed_json_rpc_gets_the_right_codes() {
     let gateway = testbed_gateway("limits:\n  max_request_bytes: 4096\n");
-    let http = reqwest::Client::new();
+    let http = authed_client();
     let url = &gateway.url;
     let session = initialize(&http, url).await;
     let s = Some(session.as_str());
@@ -127,7 +141,7 @@ async fn malformed_json_rpc_gets_the_right_codes() {
 #[tokio::test]
 async fn sessions_headers_and_dns_rebinding_guard() {
     let gateway = testbed_gateway("");
-    let http = reqwest::Client::new();
+    let http = authed_client();
     let url = &gateway.url;
     let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
     assert_eq!(
@@ -235,7 +249,7 @@ async fn sessions_headers_and_dns_rebinding_guard() {
 #[tokio::test]
 async fn get_stream_carries_tool_list_changes() {
     let gateway = testbed_gateway("");
-    let http = reqwest::Client::new();
+    let http = authed_client();
     let url = &gateway.url;
     let session = initialize(&http, url).await;
     let mut stream = http
@@ -271,17 +285,22 @@ async fn get_stream_carries_tool_list_changes() {
 async fn stdio_mode_serves_the_same_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("toolgate.yaml");
+    std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
     std::fs::write(
         &config,
         format!(
-            "upstreams:\n{}{}",
+            "upstreams:\n{}{}{}",
             stdio_upstream("testbed", "testbed", &[]),
-            stdio_upstream("hr", "hr_directory", &[])
+            stdio_upstream("hr", "hr_directory", &[]),
+            test_auth("agents.yaml"),
         ),
     )
     .unwrap();
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_toolgate"));
-    command.args(["serve", "--stdio", "--config"]).arg(&config);
+    command
+        .args(["serve", "--stdio", "--config"])
+        .arg(&config)
+        .env("TOOLGATE_TOKEN", tester_token());
     let client = ().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
     let tools = eventually(20, || async {
         let tools = client.peer().list_all_tools().await.ok()?;
@@ -319,6 +338,7 @@ fn bad_configs_refuse_to_start() {
         ("listen: 0.0.0.0:0\n", "not loopback"),
         ("namespace_separator: \"-\"\n", "namespace_separator"),
         ("upstreams: [\n", "not valid"),
+        ("listen: 127.0.0.1:0\n", "no `auth` section"),
     ];
     for (yaml, expected) in cases {
         let config = dir.path().join("bad.yaml");

@@ -9,13 +9,13 @@ use std::time::Instant;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ContentBlock, ErrorCode, ErrorData, ListToolsResult,
-    ProgressToken, RequestId, ServerJsonRpcMessage,
+    RequestId,
 };
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
 use crate::catalog::{CallSink, ExposedTool, UpstreamError};
+use crate::identity::Caller;
 use crate::server::Session;
 
 impl Gateway {
@@ -23,13 +23,15 @@ impl Gateway {
     pub(super) fn list_tools(
         &self,
         session: &Session,
+        caller: &Caller,
         request_id: &RequestId,
         cursor: Option<&str>,
     ) -> Result<ListToolsResult, ErrorData> {
-        // authenticate: the session's caller (identity arrives with the identity capability).
-        // authorize: every tool is shown until policy is configured.
+        // authenticate: `caller` was verified for this very request.
+        // authorize: only tools within the caller's effective scope are shown.
         let page_size = self.config.limits.page_size;
         let mut tools = self.catalog.tools_after(cursor);
+        tools.retain(|t| caller.in_scope(&t.name));
         let next_cursor = if tools.len() > page_size {
             tools.truncate(page_size);
             tools.last().map(|t| t.name.to_string())
@@ -48,26 +50,29 @@ impl Gateway {
     pub(super) async fn call_tool(
         &self,
         session: &Session,
+        caller: &Caller,
         request_id: &RequestId,
         params: CallToolRequestParams,
-        progress: Option<ProgressToken>,
-        notify: Option<mpsc::Sender<ServerJsonRpcMessage>>,
+        sink: CallSink,
         cancel: &CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
         let started = Instant::now();
         tracing::debug!(session = %session.id, request = ?request_id, tool = %params.name, "tools/call received");
-        // 1. authenticate: the session's caller (identity arrives with the identity capability).
-        // 2. resolve the tool; unknown and hidden tools get the same answer.
-        let Some(tool) = self.catalog.resolve(&params.name) else {
-            tracing::info!(session = %session.id, tool = %params.name, outcome = "unknown_tool", "tools/call");
+        // 1. authenticate: `caller` was verified for this very request.
+        // 2. resolve the tool; unknown tools and tools outside the caller's scope get the same answer.
+        let Some(tool) = self
+            .catalog
+            .resolve(&params.name)
+            .filter(|t| caller.in_scope(&t.name))
+        else {
+            tracing::info!(
+                session = %session.id, actor = %caller.actor, subject = %caller.subject,
+                tool = %params.name, outcome = "unknown_tool", "tools/call"
+            );
             return Err(unknown_tool(&params.name));
         };
-        // 3. authorize: allowed until policy is configured.
+        // 3. authorize: scope is enforced above; policy decisions arrive with the policy capability.
         // 4. call the upstream; the call's notifications go back to this client only.
-        let sink = match notify {
-            Some(tx) => CallSink::new(tx, progress),
-            None => CallSink::discard(),
-        };
         let outcome = self
             .catalog
             .call(&tool, params.arguments, sink, cancel)
@@ -77,11 +82,18 @@ impl Gateway {
         let result = match outcome {
             Ok(mut result) => {
                 result.result_type = None;
-                record(session, &tool, "allowed", None, started);
+                record(session, caller, &tool, "allowed", None, started);
                 result
             }
             Err(error) => {
-                record(session, &tool, "upstream_error", Some(&error), started);
+                record(
+                    session,
+                    caller,
+                    &tool,
+                    "upstream_error",
+                    Some(&error),
+                    started,
+                );
                 upstream_failure(&tool, &error)
             }
         };
@@ -112,6 +124,7 @@ fn upstream_failure(tool: &ExposedTool, error: &UpstreamError) -> CallToolResult
 
 fn record(
     session: &Session,
+    caller: &Caller,
     tool: &Arc<ExposedTool>,
     outcome: &str,
     error: Option<&UpstreamError>,
@@ -119,6 +132,10 @@ fn record(
 ) {
     tracing::info!(
         session = %session.id,
+        mode = ?caller.mode,
+        issuer = %caller.issuer,
+        subject = %caller.subject,
+        chain = ?caller.chain,
         tool = %tool.name,
         upstream = %tool.upstream,
         outcome,

@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Session {
     pub id: Arc<str>,
     pub protocol_version: String,
+    /// The subject (`iss` and `sub`) that opened the session; no other subject may use it.
+    pub subject: String,
     epoch: Instant,
     last_seen_ms: AtomicU64,
     initialized: AtomicBool,
@@ -29,10 +31,11 @@ pub struct Session {
 
 impl Session {
     /// A new session with a random, unguessable id.
-    pub fn new(protocol_version: String) -> Arc<Self> {
+    pub fn new(protocol_version: String, subject: String) -> Arc<Self> {
         Arc::new(Self {
             id: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
             protocol_version,
+            subject,
             epoch: Instant::now(),
             last_seen_ms: AtomicU64::new(0),
             initialized: AtomicBool::new(false),

@@ -12,6 +12,24 @@ use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
 use super::{Session, jsonrpc, list_changed};
 use crate::gateway::Gateway;
+use crate::identity::{AuthError, Caller};
+
+/// Authenticates the stdio caller's token (from the environment) afresh, for one request.
+fn authenticate(gateway: &Gateway, token: Option<&str>) -> Result<Caller, AuthError> {
+    let token = token.ok_or(AuthError::Missing)?;
+    gateway.identity.authenticate(token)
+}
+
+fn refusal(id: Option<rmcp::model::RequestId>, error: &AuthError) -> ServerJsonRpcMessage {
+    tracing::info!(reason = error.reason_id(), "stdio request refused: {error}");
+    let mut data = rmcp::model::ErrorData::new(
+        ErrorCode(-32001),
+        format!("{error} ({})", error.reason_id()),
+        None,
+    );
+    data.data = Some(serde_json::json!({"reason": error.reason_id()}));
+    ServerJsonRpcMessage::error(data, id)
+}
 
 /// Serves one session on stdin/stdout until stdin closes.
 pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
@@ -39,6 +57,13 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
         })
     };
     let limit = gateway.config.limits.max_request_bytes;
+    // The caller's token comes from the environment and is checked on every request (expiry included).
+    let token = gateway
+        .config
+        .auth
+        .as_ref()
+        .and_then(|a| std::env::var(&a.stdio_token_env).ok())
+        .filter(|t| !t.trim().is_empty());
     let mut lines = FramedRead::new(tokio::io::stdin(), LinesCodec::new_with_max_length(limit));
     while let Some(line) = lines.next().await {
         let line = match line {
@@ -66,9 +91,17 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
         };
         match message {
             ClientJsonRpcMessage::Request(request) => {
+                let caller = match authenticate(&gateway, token.as_deref()) {
+                    Ok(caller) => caller,
+                    Err(error) => {
+                        let _ = out_tx.send(refusal(Some(request.id), &error)).await;
+                        continue;
+                    }
+                };
                 if let ClientRequest::InitializeRequest(init) = &request.request {
                     let result = gateway.initialize(&init.params);
-                    let new = Session::new(result.protocol_version.to_string());
+                    let new =
+                        Session::new(result.protocol_version.to_string(), caller.subject_key());
                     tracing::info!(session = %new.id, client = %init.params.client_info.name, "stdio session opened");
                     session = Some(new);
                     let answer = ServerJsonRpcMessage::response(
@@ -91,7 +124,13 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                 let out = out_tx.clone();
                 tokio::spawn(async move {
                     let answer = gateway
-                        .handle_request(&session, request.id, request.request, Some(out.clone()))
+                        .handle_request(
+                            &session,
+                            &caller,
+                            request.id,
+                            request.request,
+                            Some(out.clone()),
+                        )
                         .await;
                     let _ = out.send(answer).await;
                 });

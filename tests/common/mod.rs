@@ -21,6 +21,7 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::{Map, Value};
 
@@ -139,6 +140,12 @@ impl Gateway {
     pub fn start_unready(yaml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("toolgate.yaml");
+        let yaml = if yaml.contains("\nauth:") || yaml.starts_with("auth:") {
+            yaml.to_string()
+        } else {
+            std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
+            format!("{yaml}{}", test_auth("agents.yaml"))
+        };
         std::fs::write(&config, yaml).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_toolgate"));
         command
@@ -176,7 +183,7 @@ impl Gateway {
     }
 
     pub async fn client(&self) -> Client {
-        Client::connect(&self.url).await
+        Client::connect(&self.url, &tester_token()).await
     }
 }
 
@@ -246,9 +253,11 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn connect(url: &str) -> Self {
+    pub async fn connect(url: &str, token: &str) -> Self {
         let recorder = Recorder::default();
-        let transport = StreamableHttpClientTransport::from_uri(url.to_string());
+        let config = StreamableHttpClientTransportConfig::with_uri(url.to_string())
+            .auth_header(token.to_string());
+        let transport = StreamableHttpClientTransport::from_config(config);
         let service = recorder
             .clone()
             .serve(transport)
@@ -293,6 +302,58 @@ pub fn text(result: &CallToolResult) -> String {
         .iter()
         .find_map(|c| c.as_text().map(|t| t.text.clone()))
         .unwrap_or_default()
+}
+
+/// Agents for tests that are not about identity: one agent-only caller with every tool in scope.
+pub const TEST_AGENTS: &str = "agents:
+  tester:
+    owner: qa
+    description: Test client acting alone with every tool in scope.
+    scope: ['*']
+    max_classification: restricted
+    acts_alone:
+      - issuer: toolgate-dev
+        subject: tester
+";
+
+/// The JWKS of the development issuer.
+pub fn dev_jwks() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/quickstart/dev-keys/dev.jwks.json")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// An `auth` section trusting the development issuer, with the given inventory file.
+pub fn test_auth(agents_file: &str) -> String {
+    format!(
+        "auth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n  agents_file: \"{agents_file}\"\n",
+        dev_jwks()
+    )
+}
+
+/// A development token.
+pub fn dev_token(
+    subject: Option<&str>,
+    agent: Option<&str>,
+    via: &[&str],
+    scope: Option<&str>,
+) -> String {
+    toolgate::identity::token::mint_dev(&toolgate::identity::token::TokenRequest {
+        subject: subject.map(str::to_string),
+        roles: Vec::new(),
+        agent: agent.map(str::to_string),
+        via: via.iter().map(|v| v.to_string()).collect(),
+        scope: scope.map(str::to_string),
+        audience: "toolgate".into(),
+        ttl: Duration::from_secs(3600),
+    })
+    .unwrap()
+}
+
+/// Token of the `tester` agent acting alone.
+pub fn tester_token() -> String {
+    dev_token(None, Some("tester"), &[], None)
 }
 
 /// YAML for a stdio upstream entry.

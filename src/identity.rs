@@ -1,0 +1,353 @@
+//! Who is acting, decided on every request: bearer-token verification, the caller model (principal-context or
+//! agent-only), delegation lineage and scope.
+
+mod inventory;
+mod jwt;
+mod scope;
+pub mod token;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use http::{HeaderMap, StatusCode};
+use serde_json::Value;
+
+pub use inventory::{Agent, AgentSpec, Classification, Inventory};
+pub use jwt::{Act, Claims};
+pub use scope::Scope;
+
+use crate::config::AuthConfig;
+use jwt::Issuer;
+
+/// Why a request's credentials were refused. Each has a stable reason id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no bearer token in the Authorization header")]
+    Missing,
+    #[error("tokens are accepted only in the Authorization header, not in the URL")]
+    InQuery,
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token names its own verification key (jku, x5u or jwk), which is never trusted")]
+    HeaderKey,
+    #[error("the token's algorithm is not accepted for this issuer and key")]
+    Algorithm,
+    #[error("the token's key id is not known for its issuer")]
+    UnknownKey,
+    #[error("the token's issuer is not trusted")]
+    UnknownIssuer,
+    #[error("the token's signature is invalid")]
+    Signature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token is not meant for this gateway (audience)")]
+    Audience,
+    #[error("the token's issuer does not match")]
+    Issuer,
+    #[error("the token lacks a required claim (exp, iat, iss, aud, sub)")]
+    ClaimMissing,
+    #[error("agent `{0}` is not registered")]
+    AgentUnregistered(String),
+    #[error("the token names no acting agent")]
+    AgentMissing,
+    #[error("agent `{0}` may not act alone")]
+    ActAloneForbidden(String),
+    #[error("agent `{0}` may not be asserted by this issuer and subject")]
+    BindingMismatch(String),
+    #[error("agent `{0}` may not act for a human")]
+    NotForHumans(String),
+    #[error("agent `{from}` may not delegate to `{to}`")]
+    DelegationNotAllowed { from: String, to: String },
+    #[error("agent `{0}` appears twice in the delegation chain")]
+    ChainCycle(String),
+    #[error("the delegation chain is longer than {0}")]
+    ChainTooDeep(usize),
+    #[error("the token asks for scope beyond what its delegation chain allows")]
+    Escalation,
+    #[error("the token's scope claim is invalid")]
+    BadScope,
+    #[error("this session belongs to another subject")]
+    SessionSubject,
+}
+
+impl AuthError {
+    /// Stable, documented reason id.
+    pub fn reason_id(&self) -> &'static str {
+        match self {
+            Self::Missing => "token_missing",
+            Self::InQuery => "token_in_query",
+            Self::Malformed => "token_malformed",
+            Self::HeaderKey => "token_header_key",
+            Self::Algorithm => "token_algorithm",
+            Self::UnknownKey => "token_unknown_key",
+            Self::UnknownIssuer => "token_unknown_issuer",
+            Self::Signature => "token_signature",
+            Self::Expired => "token_expired",
+            Self::NotYetValid => "token_not_yet_valid",
+            Self::Audience => "token_audience",
+            Self::Issuer => "token_issuer",
+            Self::ClaimMissing => "token_claim_missing",
+            Self::AgentUnregistered(_) => "agent_unregistered",
+            Self::AgentMissing => "agent_missing",
+            Self::ActAloneForbidden(_) => "agent_may_not_act_alone",
+            Self::BindingMismatch(_) => "agent_binding_mismatch",
+            Self::NotForHumans(_) => "agent_may_not_act_for_humans",
+            Self::DelegationNotAllowed { .. } => "delegation_not_allowed",
+            Self::ChainCycle(_) => "delegation_cycle",
+            Self::ChainTooDeep(_) => "delegation_too_deep",
+            Self::Escalation => "delegation_escalation",
+            Self::BadScope => "token_scope_invalid",
+            Self::SessionSubject => "session_subject_mismatch",
+        }
+    }
+
+    /// 401 when the credential itself is bad, 403 when it is valid but may not use the gateway this way.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::AgentUnregistered(_)
+            | Self::AgentMissing
+            | Self::ActAloneForbidden(_)
+            | Self::BindingMismatch(_)
+            | Self::NotForHumans(_)
+            | Self::DelegationNotAllowed { .. }
+            | Self::ChainCycle(_)
+            | Self::ChainTooDeep(_)
+            | Self::Escalation
+            | Self::BadScope
+            | Self::SessionSubject => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+/// How the caller acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A human principal and the agents acting for them.
+    PrincipalContext,
+    /// A registered agent acting alone.
+    AgentOnly,
+}
+
+/// The human on whose behalf agents act.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Principal {
+    pub issuer: String,
+    pub subject: String,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+/// Who is acting on this request, verified.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Caller {
+    pub mode: Mode,
+    /// The token's `iss` and `sub`: identity is this pair, never `sub` alone.
+    pub issuer: String,
+    pub subject: String,
+    pub principal: Option<Principal>,
+    /// Agent ids, oldest first; the last is the current actor.
+    pub chain: Vec<String>,
+    pub actor: String,
+    /// A tool is in scope when every one of these allows it.
+    #[serde(skip)]
+    pub scopes: Vec<Scope>,
+    pub clearance: Classification,
+    pub token_id: Option<String>,
+    pub expires_at: i64,
+}
+
+impl Caller {
+    /// Whether the effective scope (principal ∩ every actor ∩ token) includes `tool`.
+    pub fn in_scope(&self, tool: &str) -> bool {
+        self.scopes.iter().all(|s| s.allows(tool))
+    }
+
+    /// The subject a session is bound to.
+    pub fn subject_key(&self) -> String {
+        format!("{}\u{1f}{}", self.issuer, self.subject)
+    }
+}
+
+/// Everything needed to authenticate a request, built once at start.
+pub struct Identity {
+    issuers: HashMap<String, Issuer>,
+    inventory: Inventory,
+    max_chain_depth: usize,
+    pub authorization_servers: Vec<String>,
+}
+
+impl Identity {
+    /// Loads issuers' keys and the agent inventory; `base` resolves relative paths.
+    pub fn load(config: &AuthConfig, base: &Path) -> Result<Self, String> {
+        let mut issuers = HashMap::new();
+        for issuer in &config.issuers {
+            issuers.insert(issuer.issuer.clone(), Issuer::load(issuer, base)?);
+        }
+        let inventory = Inventory::load(&base.join(&config.agents_file))?;
+        Ok(Self {
+            issuers,
+            inventory,
+            max_chain_depth: config.max_chain_depth,
+            authorization_servers: config.authorization_servers.clone(),
+        })
+    }
+
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// The bearer token of an HTTP request; tokens in the URL are refused.
+    pub fn bearer<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<&'a str, AuthError> {
+        if query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token="))) {
+            return Err(AuthError::InQuery);
+        }
+        let value = headers
+            .get(http::header::AUTHORIZATION)
+            .ok_or(AuthError::Missing)?
+            .to_str()
+            .map_err(|_| AuthError::Malformed)?;
+        let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(AuthError::Malformed);
+        }
+        Ok(token.trim())
+    }
+
+    /// Verifies a token and works out who is acting.
+    pub fn authenticate(&self, token: &str) -> Result<Caller, AuthError> {
+        let issuer_name = jwt::peek_issuer(token)?;
+        let issuer = self
+            .issuers
+            .get(&issuer_name)
+            .ok_or(AuthError::UnknownIssuer)?;
+        let claims = issuer.verify(token)?;
+        let token_scope = match &claims.scope {
+            Some(s) => Some(Scope::from_claim(s).map_err(|_| AuthError::BadScope)?),
+            None => None,
+        };
+        let (mode, principal, chain) = match &claims.act {
+            Some(act) => {
+                let chain = self.lineage(act, &claims.iss)?;
+                let principal = Principal {
+                    issuer: claims.iss.clone(),
+                    subject: claims.sub.clone(),
+                    roles: string_list(claims.other.get(&issuer.config.roles_claim)),
+                    groups: string_list(claims.other.get(&issuer.config.groups_claim)),
+                };
+                (Mode::PrincipalContext, Some(principal), chain)
+            }
+            None => {
+                let agent = self.agent_alone(&claims)?;
+                (Mode::AgentOnly, None, vec![agent.id.clone()])
+            }
+        };
+        let agents: Vec<&Agent> = chain
+            .iter()
+            .filter_map(|id| self.inventory.get(id))
+            .collect();
+        let mut scopes: Vec<Scope> = agents.iter().map(|a| a.scope.clone()).collect();
+        if let Some(asked) = token_scope {
+            // The token may only narrow what every actor in its chain may do.
+            if !scopes.iter().all(|s| s.covers(&asked)) {
+                return Err(AuthError::Escalation);
+            }
+            scopes.push(asked);
+        }
+        let clearance = agents
+            .iter()
+            .map(|a| a.spec.max_classification)
+            .min()
+            .unwrap_or(Classification::Public);
+        let actor = chain.last().cloned().ok_or(AuthError::AgentMissing)?;
+        Ok(Caller {
+            mode,
+            issuer: claims.iss,
+            subject: claims.sub,
+            principal,
+            chain,
+            actor,
+            scopes,
+            clearance,
+            token_id: claims.jti,
+            expires_at: claims.exp,
+        })
+    }
+
+    /// The chain named by nested `act` claims, oldest first, checked against the inventory.
+    fn lineage(&self, act: &Act, issuer: &str) -> Result<Vec<String>, AuthError> {
+        let mut newest_first = Vec::new();
+        let mut current = Some(act);
+        while let Some(a) = current {
+            if newest_first.len() >= self.max_chain_depth {
+                return Err(AuthError::ChainTooDeep(self.max_chain_depth));
+            }
+            if a.iss.as_deref().is_some_and(|i| i != issuer) {
+                return Err(AuthError::BindingMismatch(a.sub.clone()));
+            }
+            newest_first.push(a.sub.clone());
+            current = a.act.as_deref();
+        }
+        let chain: Vec<String> = newest_first.into_iter().rev().collect();
+        for (i, id) in chain.iter().enumerate() {
+            if self.inventory.get(id).is_none() {
+                return Err(AuthError::AgentUnregistered(id.clone()));
+            }
+            if chain[..i].contains(id) {
+                return Err(AuthError::ChainCycle(id.clone()));
+            }
+        }
+        let first = chain
+            .first()
+            .and_then(|id| self.inventory.get(id))
+            .ok_or(AuthError::AgentMissing)?;
+        if !first.spec.acts_for_humans {
+            return Err(AuthError::NotForHumans(first.id.clone()));
+        }
+        for pair in chain.windows(2) {
+            let (from, to) = (&pair[0], &pair[1]);
+            let allowed = self
+                .inventory
+                .get(from)
+                .is_some_and(|a| a.spec.delegates_to.iter().any(|d| d == to));
+            if !allowed {
+                return Err(AuthError::DelegationNotAllowed {
+                    from: from.clone(),
+                    to: to.clone(),
+                });
+            }
+        }
+        Ok(chain)
+    }
+
+    /// The registered agent an agent-only token asserts.
+    fn agent_alone(&self, claims: &Claims) -> Result<&Agent, AuthError> {
+        if let Some(agent) =
+            self.inventory
+                .bound_agent(&claims.iss, &claims.sub, claims.client_id.as_deref())
+        {
+            return Ok(agent);
+        }
+        match self.inventory.get(&claims.sub) {
+            Some(agent) if agent.spec.acts_alone.is_empty() => {
+                Err(AuthError::ActAloneForbidden(agent.id.clone()))
+            }
+            Some(agent) => Err(AuthError::BindingMismatch(agent.id.clone())),
+            None => Err(AuthError::AgentMissing),
+        }
+    }
+}
+
+fn string_list(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        _ => Vec::new(),
+    }
+}

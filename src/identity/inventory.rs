@@ -1,0 +1,170 @@
+//! The agent inventory (`tool-manifests/agents.yaml`): every agent toolgate will let act, its owner and limits.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::scope::Scope;
+
+/// Data classifications, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Classification {
+    Public,
+    Internal,
+    Confidential,
+    Restricted,
+}
+
+/// Which issuer and subject (or client id) may assert an agent acting alone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binding {
+    pub issuer: String,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+}
+
+/// One registered agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    /// Accountable owner (a team or person).
+    pub owner: String,
+    pub description: String,
+    /// Most this agent may ever reach: tool patterns (`files__read_file`, `sql__*`, `*`).
+    pub scope: Vec<String>,
+    /// Highest data classification this agent may carry.
+    pub max_classification: Classification,
+    /// May act for a human (principal-context).
+    #[serde(default)]
+    pub acts_for_humans: bool,
+    /// May act alone (agent-only), asserted by these bindings.
+    #[serde(default)]
+    pub acts_alone: Vec<Binding>,
+    /// Agents this one may delegate to.
+    #[serde(default)]
+    pub delegates_to: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    agents: BTreeMap<String, AgentSpec>,
+}
+
+/// A validated agent.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub id: String,
+    pub spec: AgentSpec,
+    pub scope: Scope,
+}
+
+/// Every registered agent, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    agents: BTreeMap<String, Agent>,
+}
+
+impl Inventory {
+    /// Loads and validates the inventory file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read agent inventory `{}`: {e}", path.display()))?;
+        Self::from_yaml(&text).map_err(|e| format!("agent inventory `{}`: {e}", path.display()))
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Self, String> {
+        let file: File = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        let mut agents = BTreeMap::new();
+        for (id, spec) in &file.agents {
+            if id.is_empty()
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                return Err(format!("agent id `{id}` is invalid"));
+            }
+            if spec.owner.trim().is_empty() {
+                return Err(format!("agent `{id}` has no owner"));
+            }
+            for target in &spec.delegates_to {
+                if !file.agents.contains_key(target) {
+                    return Err(format!(
+                        "agent `{id}` delegates to unknown agent `{target}`"
+                    ));
+                }
+            }
+            for binding in &spec.acts_alone {
+                if binding.subject.is_none() && binding.client_id.is_none() {
+                    return Err(format!(
+                        "agent `{id}`: an acts_alone binding needs a subject or a client_id"
+                    ));
+                }
+            }
+            let scope = Scope::parse(&spec.scope).map_err(|e| format!("agent `{id}`: {e}"))?;
+            agents.insert(
+                id.clone(),
+                Agent {
+                    id: id.clone(),
+                    spec: spec.clone(),
+                    scope,
+                },
+            );
+        }
+        Ok(Self { agents })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Agent> {
+        self.agents.get(id)
+    }
+
+    /// The agent that `(issuer, subject)` (or its client id) is bound to, for agent-only tokens.
+    pub fn bound_agent(
+        &self,
+        issuer: &str,
+        subject: &str,
+        client_id: Option<&str>,
+    ) -> Option<&Agent> {
+        self.agents.values().find(|agent| {
+            agent.spec.acts_alone.iter().any(|b| {
+                b.issuer == issuer
+                    && (b.subject.as_deref() == Some(subject)
+                        || (b.client_id.is_some() && b.client_id.as_deref() == client_id))
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_unknown_delegate_and_missing_owner() {
+        let bad = "agents:\n  a:\n    owner: x\n    description: d\n    scope: ['*']\n    max_classification: public\n    delegates_to: [ghost]\n";
+        assert!(Inventory::from_yaml(bad).unwrap_err().contains("ghost"));
+        let no_owner = "agents:\n  a:\n    owner: ''\n    description: d\n    scope: ['*']\n    max_classification: public\n";
+        assert!(
+            Inventory::from_yaml(no_owner)
+                .unwrap_err()
+                .contains("owner")
+        );
+    }
+
+    #[test]
+    fn loads_the_quickstart_inventory() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tool-manifests/agents.yaml");
+        let inventory = Inventory::load(&path).unwrap();
+        assert!(inventory.get("assistant").unwrap().spec.acts_for_humans);
+        assert!(
+            inventory
+                .bound_agent("toolgate-dev", "nightly-report", None)
+                .is_some()
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Verifying bearer tokens: issuer by `iss`, key by `kid` from the issuer's JWKS, algorithm from the issuer's
+//! allowlist and consistent with the key, then `exp`, `iat`, `nbf`, `iss` and `aud`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::AuthError;
+use crate::config::IssuerConfig;
+
+/// The RFC 8693 `act` claim: the actor, and the one before it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Act {
+    pub sub: String,
+    #[serde(default)]
+    pub iss: Option<String>,
+    #[serde(default)]
+    pub act: Option<Box<Act>>,
+}
+
+/// The claims toolgate reads from a verified token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    #[serde(default)]
+    pub nbf: Option<i64>,
+    #[serde(default)]
+    pub jti: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub act: Option<Act>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+/// One trusted issuer, built once at start.
+pub struct Issuer {
+    pub config: IssuerConfig,
+    keys: Vec<(Option<String>, Jwk, DecodingKey)>,
+}
+
+fn key_algorithms(jwk: &Jwk) -> &'static [Algorithm] {
+    match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => &[
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ],
+        AlgorithmParameters::EllipticCurve(_) => &[Algorithm::ES256, Algorithm::ES384],
+        AlgorithmParameters::OctetKeyPair(_) => &[Algorithm::EdDSA],
+        // Symmetric keys are never accepted from a JWKS: a public key set must not hold secrets.
+        AlgorithmParameters::OctetKey(_) => &[],
+        _ => &[],
+    }
+}
+
+impl Issuer {
+    /// Loads the issuer's keys from its JWKS file; `base` resolves a relative path.
+    pub fn load(config: &IssuerConfig, base: &Path) -> Result<Self, String> {
+        let path = base.join(&config.jwks_file);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "issuer `{}`: cannot read JWKS `{}`: {e}",
+                config.issuer,
+                path.display()
+            )
+        })?;
+        let set: JwkSet = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "issuer `{}`: JWKS `{}` is not valid: {e}",
+                config.issuer,
+                path.display()
+            )
+        })?;
+        let mut keys = Vec::new();
+        for jwk in set.keys {
+            if key_algorithms(&jwk).is_empty() {
+                return Err(format!(
+                    "issuer `{}`: symmetric keys are not accepted in a JWKS",
+                    config.issuer
+                ));
+            }
+            let key = DecodingKey::from_jwk(&jwk)
+                .map_err(|e| format!("issuer `{}`: bad key: {e}", config.issuer))?;
+            keys.push((jwk.common.key_id.clone(), jwk, key));
+        }
+        if keys.is_empty() {
+            return Err(format!("issuer `{}`: JWKS has no keys", config.issuer));
+        }
+        Ok(Self {
+            config: config.clone(),
+            keys,
+        })
+    }
+
+    /// Verifies a token of this issuer.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        // Keys named by the token itself are never followed or trusted.
+        if header.jku.is_some() || header.x5u.is_some() || header.jwk.is_some() {
+            return Err(AuthError::HeaderKey);
+        }
+        if !self.config.algorithms.contains(&header.alg) {
+            return Err(AuthError::Algorithm);
+        }
+        let (_, jwk, key) = match &header.kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|(k, _, _)| k.as_deref() == Some(kid.as_str())),
+            None if self.keys.len() == 1 => self.keys.first(),
+            None => None,
+        }
+        .ok_or(AuthError::UnknownKey)?;
+        // The algorithm must fit the key: an RSA public key never verifies an HMAC token.
+        if !key_algorithms(jwk).contains(&header.alg) {
+            return Err(AuthError::Algorithm);
+        }
+        if let Some(pinned) = jwk.common.key_algorithm
+            && format!("{pinned:?}") != format!("{:?}", header.alg)
+        {
+            return Err(AuthError::Algorithm);
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&self.config.audience);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = self.config.leeway.as_secs();
+        validation.validate_nbf = true;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(map_error)?;
+        let claims = data.claims;
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        if claims.iat > now + self.config.leeway.as_secs() as i64 {
+            return Err(AuthError::NotYetValid);
+        }
+        Ok(claims)
+    }
+}
+
+fn map_error(error: jsonwebtoken::errors::Error) -> AuthError {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidAudience => AuthError::Audience,
+        ErrorKind::InvalidIssuer => AuthError::Issuer,
+        ErrorKind::InvalidSignature => AuthError::Signature,
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm => AuthError::Algorithm,
+        ErrorKind::MissingRequiredClaim(_) => AuthError::ClaimMissing,
+        ErrorKind::Json(e) if e.to_string().contains("missing field") => AuthError::ClaimMissing,
+        _ => AuthError::Malformed,
+    }
+}
+
+/// The unverified `iss` of a token, only to pick which issuer verifies it.
+pub fn peek_issuer(token: &str) -> Result<String, AuthError> {
+    #[derive(Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    let claims: Iss =
+        jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| AuthError::Malformed)?;
+    claims.iss.ok_or(AuthError::ClaimMissing)
+}
