@@ -310,6 +310,7 @@ impl Catalog {
                     Arc::clone(&upstream.name),
                     config,
                     Arc::clone(&upstream.refresh),
+                    self.timeouts.connect,
                 )
                 .await?,
             ),
@@ -320,6 +321,7 @@ impl Catalog {
                     self.client.clone(),
                     Arc::clone(&upstream.refresh),
                     self.limits.max_response_bytes,
+                    self.timeouts.connect,
                 )
                 .await?,
             ),
@@ -345,11 +347,13 @@ impl Catalog {
             }
             upstream.set_status(|s| s.state = "connecting");
             let attempt = tokio::select! {
-                a = tokio::time::timeout(self.timeouts.connect, self.connect(&upstream)) => a,
+                // Each phase of connecting is bounded by the connect timeout inside `connect`, so that a phase
+                // that times out still cleans up what it started.
+                a = self.connect(&upstream) => a,
                 () = self.shutdown.cancelled() => return,
             };
             match attempt {
-                Ok(Ok((conn, tools))) => {
+                Ok((conn, tools)) => {
                     delay = self.timeouts.reconnect_initial;
                     upstream.conn.store(Some(Arc::clone(&conn)));
                     self.accept(&upstream, tools);
@@ -378,18 +382,11 @@ impl Catalog {
                         s.last_error = Some("connection lost".into());
                     });
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::warn!(upstream = %upstream.name, "upstream not reachable: {e}");
                     upstream.set_status(|s| {
                         s.state = "down";
                         s.last_error = Some(e.to_string());
-                    });
-                }
-                Err(_) => {
-                    tracing::warn!(upstream = %upstream.name, "upstream did not come up within the connect timeout");
-                    upstream.set_status(|s| {
-                        s.state = "down";
-                        s.last_error = Some("connect timeout".into());
                     });
                 }
             }

@@ -115,11 +115,11 @@ impl Gateway {
                     Some(tx) => CallSink::new(tx, progress),
                     None => CallSink::discard(),
                 };
-                let cancel = session.begin_call(&id);
+                let call = session.track_call(&id);
                 let result = self
-                    .call_tool(session, caller, &id, r.params, sink, &cancel)
+                    .call_tool(session, caller, &id, r.params, sink, &call.token)
                     .await;
-                session.end_call(&id);
+                drop(call);
                 result.map(ServerResult::CallToolResult)
             }
             ClientRequest::CustomRequest(r) => Err(match r.method.as_str() {

@@ -105,6 +105,14 @@ pub async fn serve_http(
             }
         });
     }
+    // On shutdown, close every session first: open GET streams would otherwise hold the drain forever.
+    let shutdown = {
+        let sessions = Arc::clone(&sessions);
+        async move {
+            shutdown.await;
+            sessions.for_each(|s| s.close());
+        }
+    };
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

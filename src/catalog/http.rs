@@ -56,6 +56,7 @@ impl HttpConn {
         client: reqwest::Client,
         refresh: Arc<Notify>,
         max_bytes: usize,
+        timeout: Duration,
     ) -> Result<Arc<Self>, UpstreamError> {
         let url = reqwest::Url::parse(&config.url)
             .map_err(|e| UpstreamError::Connect(format!("bad url: {e}")))?;
@@ -85,12 +86,19 @@ impl HttpConn {
         });
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let body = request_body(id, "initialize", &params)?;
-        let response = conn.post(body).await?;
-        if let Some(session) = response.headers().get("mcp-session-id") {
+        let answer = tokio::time::timeout(timeout, async {
+            let response = conn.post(body).await?;
+            let session = response.headers().get("mcp-session-id").cloned();
+            let result = conn.read_answer(response, id, None, max_bytes).await?;
+            Ok::<_, UpstreamError>((session, result))
+        })
+        .await
+        .map_err(|_| UpstreamError::Connect("initialize timed out".into()))?;
+        let (session, result) = answer?;
+        if let Some(session) = session {
             conn.headers
-                .insert(HeaderName::from_static("mcp-session-id"), session.clone());
+                .insert(HeaderName::from_static("mcp-session-id"), session);
         }
-        let result = conn.read_answer(response, id, None, max_bytes).await?;
         let version = result
             .get("protocolVersion")
             .and_then(Value::as_str)

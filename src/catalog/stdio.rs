@@ -27,6 +27,11 @@ use super::UpstreamError;
 use super::routing::{CallSink, Routes};
 use crate::config::StdioUpstream;
 
+/// Variables a stdio upstream inherits from the gateway; everything else comes from its `env` config.
+const PASSTHROUGH_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TERM", "TMPDIR", "TZ",
+];
+
 /// Handles what a stdio upstream sends on its own: notifications are routed, requests towards the client refused.
 struct Handler {
     upstream: Arc<str>,
@@ -96,6 +101,12 @@ impl ClientHandler for Handler {
     }
 }
 
+impl Drop for StdioConn {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 /// A running stdio upstream session.
 pub struct StdioConn {
     upstream: Arc<str>,
@@ -111,8 +122,16 @@ impl StdioConn {
         upstream: Arc<str>,
         config: &StdioUpstream,
         refresh: Arc<Notify>,
+        timeout: Duration,
     ) -> Result<Self, UpstreamError> {
         let mut command = tokio::process::Command::new(&config.command);
+        // A child gets a minimal environment plus its own configured variables, never the gateway's secrets.
+        command.env_clear();
+        for name in PASSTHROUGH_ENV {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
         command
             .args(&config.args)
             .envs(&config.env)
@@ -141,9 +160,10 @@ impl StdioConn {
             routes: Arc::clone(&routes),
             refresh,
         };
-        let running = handler
-            .serve(transport)
+        // Dropping the half-started service on timeout drops the transport, which kills the child.
+        let running = tokio::time::timeout(timeout, handler.serve(transport))
             .await
+            .map_err(|_| UpstreamError::Connect("initialize timed out".into()))?
             .map_err(|e| UpstreamError::Connect(format!("initialize failed: {e}")))?;
         let peer = running.peer().clone();
         let closed = CancellationToken::new();
@@ -265,13 +285,21 @@ impl StdioConn {
         }
     }
 
+    /// Tells the upstream to stop a call, without waiting on a child that may be stuck.
     async fn send_cancel(&self, id: rmcp::model::RequestId, reason: &str) {
         let notification = ClientNotification::CancelledNotification(CancelledNotification::new(
             CancelledNotificationParam::new(Some(id), Some(reason.to_string())),
         ));
-        if let Err(e) = self.peer.send_notification(notification).await {
-            tracing::debug!(upstream = %self.upstream, "could not send cancellation: {e}");
-        }
+        let peer = self.peer.clone();
+        let upstream = Arc::clone(&self.upstream);
+        tokio::spawn(async move {
+            let sent =
+                tokio::time::timeout(Duration::from_secs(5), peer.send_notification(notification))
+                    .await;
+            if !matches!(sent, Ok(Ok(()))) {
+                tracing::debug!(upstream = %upstream, "could not send cancellation");
+            }
+        });
     }
 
     fn service_error(&self, e: ServiceError) -> UpstreamError {

@@ -119,7 +119,9 @@ fn upstream_failure(tool: &ExposedTool, error: &UpstreamError) -> CallToolResult
         tool.upstream,
         error.reason_id()
     );
-    CallToolResult::error(vec![ContentBlock::text(text)])
+    let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
+    result.result_type = None;
+    result
 }
 
 fn record(

@@ -79,6 +79,15 @@ impl Session {
         self.calls.remove(id);
     }
 
+    /// Registers a call and unregisters it when the guard drops, even if the request is abandoned.
+    pub fn track_call(&self, id: &RequestId) -> CallGuard<'_> {
+        CallGuard {
+            session: self,
+            id: id.clone(),
+            token: self.begin_call(id),
+        }
+    }
+
     /// Cancels a call in flight, if there is one with that id.
     pub fn cancel_call(&self, id: &RequestId) {
         if let Some((_, token)) = self.calls.remove(id) {
@@ -110,6 +119,14 @@ impl Session {
         Some(rx)
     }
 
+    /// Whether a GET stream is open (a listening client keeps its session alive).
+    pub fn has_stream(&self) -> bool {
+        self.stream
+            .lock()
+            .map(|s| s.as_ref().is_some_and(|tx| !tx.is_closed()))
+            .unwrap_or(false)
+    }
+
     /// Sends a message on the GET stream, if one is open; never blocks.
     pub fn push(&self, message: ServerJsonRpcMessage) {
         if let Ok(stream) = self.stream.lock()
@@ -117,6 +134,19 @@ impl Session {
         {
             let _ = tx.try_send(message);
         }
+    }
+}
+
+/// A call in flight; dropping it unregisters the call.
+pub struct CallGuard<'a> {
+    session: &'a Session,
+    id: RequestId,
+    pub token: CancellationToken,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.session.end_call(&self.id);
     }
 }
 
@@ -177,7 +207,7 @@ impl Sessions {
         let stale: Vec<Arc<str>> = self
             .map
             .iter()
-            .filter(|e| e.value().idle() > idle)
+            .filter(|e| e.value().idle() > idle && !e.value().has_stream())
             .map(|e| Arc::clone(e.key()))
             .collect();
         for id in stale {

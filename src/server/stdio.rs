@@ -8,7 +8,7 @@ use rmcp::model::{
 };
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 
 use super::{Session, jsonrpc, list_changed};
 use crate::gateway::Gateway;
@@ -49,9 +49,14 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
     let announcer = {
         let out = out_tx.clone();
         tokio::spawn(async move {
-            while changes.recv().await.is_ok() {
-                if out.send(list_changed()).await.is_err() {
-                    return;
+            loop {
+                match changes.recv().await {
+                    Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if out.send(list_changed()).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }
         })
@@ -64,11 +69,13 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
         .as_ref()
         .and_then(|a| std::env::var(&a.stdio_token_env).ok())
         .filter(|t| !t.trim().is_empty());
-    let mut lines = FramedRead::new(tokio::io::stdin(), LinesCodec::new_with_max_length(limit));
+    // Lines are split on raw bytes, so input that is not UTF-8 is a parse error, not the end of the session.
+    let codec = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), limit);
+    let mut lines = FramedRead::new(tokio::io::stdin(), codec);
     while let Some(line) = lines.next().await {
         let line = match line {
             Ok(line) => line,
-            Err(LinesCodecError::MaxLineLengthExceeded) => {
+            Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => {
                 let error = jsonrpc::error_message(
                     None,
                     ErrorCode::INVALID_REQUEST,
@@ -77,12 +84,12 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                 let _ = out_tx.send(error).await;
                 continue;
             }
-            Err(LinesCodecError::Io(e)) => return Err(e),
+            Err(AnyDelimiterCodecError::Io(e)) => return Err(e),
         };
-        if line.trim().is_empty() {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let message = match jsonrpc::parse(line.as_bytes()) {
+        let message = match jsonrpc::parse(&line) {
             Ok(message) => message,
             Err(error) => {
                 let _ = out_tx.send(*error).await;
