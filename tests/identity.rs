@@ -1,0 +1,511 @@
+//! Identity on every request: bad tokens get 401 with the resource-metadata challenge, valid tokens that may not
+//! use the gateway get 403, delegation chains are checked, scope decides what a caller sees and may call, and a
+//! session belongs to the subject that opened it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use common::*;
+use serde_json::{Map, Value, json};
+use toolgate::identity::token::{TokenRequest, claims, sign_dev};
+
+fn quickstart_gateway() -> Gateway {
+    let agents =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tool-manifests/agents.yaml");
+    let sandbox = tempfile::tempdir().unwrap().keep();
+    std::fs::write(sandbox.join("notes.txt"), "team notes").unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}{}{}  - issuer: other-idp\n",
+        stdio_upstream("hr", "hr_directory", &[]),
+        stdio_upstream("sql", "sql_query", &[]),
+        stdio_upstream(
+            "files",
+            "file_store",
+            &["--root", sandbox.to_str().unwrap()]
+        ),
+        test_auth(agents.to_str().unwrap()),
+    );
+    // A second issuer (same key, different name) for cross-issuer binding checks.
+    let yaml = yaml.replace("  - issuer: other-idp\n", "");
+    let yaml = yaml.replace(
+        "      dev: true\n",
+        &format!("      dev: true\n    - issuer: other-idp\n      audience: toolgate\n      jwks_file: \"{}\"\n", dev_jwks()),
+    );
+    Gateway::start(&yaml)
+}
+
+fn request(
+    subject: Option<&str>,
+    agent: Option<&str>,
+    via: &[&str],
+    scope: Option<&str>,
+) -> TokenRequest {
+    TokenRequest {
+        subject: subject.map(str::to_string),
+        roles: vec!["hr".into()],
+        agent: agent.map(str::to_string),
+        via: via.iter().map(|v| v.to_string()).collect(),
+        scope: scope.map(str::to_string),
+        audience: "toolgate".into(),
+        ttl: Duration::from_secs(600),
+    }
+}
+
+fn now() -> i64 {
+    jsonwebtoken::get_current_timestamp() as i64
+}
+
+/// Claims of alice's assistant, to alter.
+fn base_claims() -> Map<String, Value> {
+    claims(&request(Some("alice"), Some("assistant"), &[], None), now()).unwrap()
+}
+
+fn with(mut claims: Map<String, Value>, key: &str, value: Value) -> String {
+    if value.is_null() {
+        claims.remove(key);
+    } else {
+        claims.insert(key.into(), value);
+    }
+    sign_dev(&claims).unwrap()
+}
+
+fn b64(value: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+}
+
+/// POSTs an initialize with `token` (and `url_suffix`), returning status, reason id and challenge.
+async fn try_token(
+    gateway: &Gateway,
+    token: Option<&str>,
+    url_suffix: &str,
+) -> (u16, String, String) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}{url_suffix}", gateway.url))
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let reason = body["error"]["data"]["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    (status, reason, challenge)
+}
+
+#[tokio::test]
+async fn bad_tokens_get_401_with_a_reason() {
+    let gateway = quickstart_gateway();
+    let expect = |(status, reason, challenge): (u16, String, String), want: &str| {
+        assert_eq!(status, 401, "{want}: got {status} {reason}");
+        assert_eq!(reason, want);
+        assert!(
+            challenge.starts_with("Bearer resource_metadata=\""),
+            "{challenge}"
+        );
+        assert!(
+            challenge.contains("/.well-known/oauth-protected-resource"),
+            "{challenge}"
+        );
+    };
+    expect(try_token(&gateway, None, "").await, "token_missing");
+    expect(
+        try_token(&gateway, Some("not-a-jwt"), "").await,
+        "token_malformed",
+    );
+    // alg: none
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&Value::Object(base_claims()))
+    );
+    let (status, reason, _) = try_token(&gateway, Some(&none), "").await;
+    assert_eq!(status, 401);
+    assert!(
+        reason == "token_malformed" || reason == "token_algorithm",
+        "{reason}"
+    );
+    // HS256 signed with the RSA public key as the HMAC secret (key confusion).
+    let public = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/quickstart/dev-keys/dev-public-key.pem"),
+    )
+    .unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("toolgate-dev-1".into());
+    let confused = jsonwebtoken::encode(
+        &header,
+        &base_claims(),
+        &jsonwebtoken::EncodingKey::from_secret(&public),
+    )
+    .unwrap();
+    expect(
+        try_token(&gateway, Some(&confused), "").await,
+        "token_algorithm",
+    );
+    // Unknown key id, and a key embedded in the header.
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
+        &std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/quickstart/dev-keys/dev-signing-key.pem"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("someone-elses-key".into());
+    let unknown_kid = jsonwebtoken::encode(&header, &base_claims(), &key).unwrap();
+    expect(
+        try_token(&gateway, Some(&unknown_kid), "").await,
+        "token_unknown_key",
+    );
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("toolgate-dev-1".into());
+    header.jku = Some("https://attacker.example/jwks.json".into());
+    let jku = jsonwebtoken::encode(&header, &base_claims(), &key).unwrap();
+    expect(
+        try_token(&gateway, Some(&jku), "").await,
+        "token_header_key",
+    );
+    // Time and audience claims.
+    expect(
+        try_token(
+            &gateway,
+            Some(&with(base_claims(), "exp", json!(now() - 3600))),
+            "",
+        )
+        .await,
+        "token_expired",
+    );
+    expect(
+        try_token(
+            &gateway,
+            Some(&with(base_claims(), "nbf", json!(now() + 3600))),
+            "",
+        )
+        .await,
+        "token_not_yet_valid",
+    );
+    expect(
+        try_token(&gateway, Some(&with(base_claims(), "exp", Value::Null)), "").await,
+        "token_claim_missing",
+    );
+    expect(
+        try_token(&gateway, Some(&with(base_claims(), "iat", Value::Null)), "").await,
+        "token_claim_missing",
+    );
+    expect(
+        try_token(
+            &gateway,
+            Some(&with(base_claims(), "aud", json!("someone-else"))),
+            "",
+        )
+        .await,
+        "token_audience",
+    );
+    expect(
+        try_token(
+            &gateway,
+            Some(&with(
+                base_claims(),
+                "iss",
+                json!("https://unknown.example"),
+            )),
+            "",
+        )
+        .await,
+        "token_unknown_issuer",
+    );
+    // A token in the URL is refused even alongside nothing else.
+    let good = sign_dev(&base_claims()).unwrap();
+    expect(
+        try_token(&gateway, None, &format!("?access_token={good}")).await,
+        "token_in_query",
+    );
+    // And the good token works.
+    assert_eq!(try_token(&gateway, Some(&good), "").await.0, 200);
+}
+
+#[tokio::test]
+async fn callers_that_may_not_use_the_gateway_get_403() {
+    let gateway = quickstart_gateway();
+    let expect = |(status, reason, _): (u16, String, String), want: &str| {
+        assert_eq!((status, reason.as_str()), (403, want));
+    };
+    let token = |s: Option<&str>, a: Option<&str>, via: &[&str], scope: Option<&str>| {
+        toolgate::identity::token::mint_dev(&request(s, a, via, scope)).unwrap()
+    };
+    expect(
+        try_token(
+            &gateway,
+            Some(&token(Some("alice"), Some("ghost"), &[], None)),
+            "",
+        )
+        .await,
+        "agent_unregistered",
+    );
+    expect(
+        try_token(&gateway, Some(&token(Some("alice"), None, &[], None)), "").await,
+        "agent_missing",
+    );
+    // The sub-agent may not act for a human directly, only through its parent.
+    expect(
+        try_token(
+            &gateway,
+            Some(&token(Some("alice"), Some("summarizer"), &[], None)),
+            "",
+        )
+        .await,
+        "agent_may_not_act_for_humans",
+    );
+    // A forged hop: the assistant may not delegate to the nightly job.
+    expect(
+        try_token(
+            &gateway,
+            Some(&token(
+                Some("alice"),
+                Some("assistant"),
+                &["nightly-report"],
+                None,
+            )),
+            "",
+        )
+        .await,
+        "delegation_not_allowed",
+    );
+    expect(
+        try_token(
+            &gateway,
+            Some(&token(
+                Some("alice"),
+                Some("assistant"),
+                &["summarizer", "assistant"],
+                None,
+            )),
+            "",
+        )
+        .await,
+        "delegation_cycle",
+    );
+    expect(
+        try_token(
+            &gateway,
+            Some(&token(
+                Some("alice"),
+                Some("assistant"),
+                &["summarizer", "a", "b", "c"],
+                None,
+            )),
+            "",
+        )
+        .await,
+        "delegation_too_deep",
+    );
+    // A child asking for more than its parent allows.
+    expect(
+        try_token(
+            &gateway,
+            Some(&token(
+                Some("alice"),
+                Some("assistant"),
+                &["summarizer"],
+                Some("files__write_file"),
+            )),
+            "",
+        )
+        .await,
+        "delegation_escalation",
+    );
+    expect(
+        try_token(
+            &gateway,
+            Some(&token(
+                None,
+                Some("nightly-report"),
+                &[],
+                Some("sql__* hr__*"),
+            )),
+            "",
+        )
+        .await,
+        "delegation_escalation",
+    );
+    // Agent-only tokens: the agent must be allowed to act alone, asserted by its bound issuer.
+    expect(
+        try_token(
+            &gateway,
+            Some(&token(None, Some("assistant"), &[], None)),
+            "",
+        )
+        .await,
+        "agent_may_not_act_alone",
+    );
+    let mut foreign = claims(&request(None, Some("nightly-report"), &[], None), now()).unwrap();
+    foreign.insert("iss".into(), json!("other-idp"));
+    expect(
+        try_token(&gateway, Some(&sign_dev(&foreign).unwrap()), "").await,
+        "agent_binding_mismatch",
+    );
+    assert_eq!(
+        try_token(
+            &gateway,
+            Some(&token(None, Some("nightly-report"), &[], None)),
+            ""
+        )
+        .await
+        .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn scope_decides_what_each_caller_sees_and_calls() {
+    let gateway = quickstart_gateway();
+    let alice = Client::connect(
+        &gateway.url,
+        &toolgate::identity::token::mint_dev(&request(Some("alice"), Some("assistant"), &[], None))
+            .unwrap(),
+    )
+    .await;
+    let summarizer = Client::connect(
+        &gateway.url,
+        &toolgate::identity::token::mint_dev(&request(
+            Some("alice"),
+            Some("assistant"),
+            &["summarizer"],
+            None,
+        ))
+        .unwrap(),
+    )
+    .await;
+    let nightly = Client::connect(
+        &gateway.url,
+        &toolgate::identity::token::mint_dev(&request(None, Some("nightly-report"), &[], None))
+            .unwrap(),
+    )
+    .await;
+
+    let all = alice.tool_names().await;
+    assert!(
+        all.contains(&"hr__lookup_employee".to_string())
+            && all.contains(&"files__write_file".to_string())
+    );
+    assert_eq!(
+        summarizer.tool_names().await,
+        vec!["files__list_files", "files__read_file"]
+    );
+    assert_eq!(
+        nightly.tool_names().await,
+        vec!["sql__list_tables", "sql__query"]
+    );
+
+    let read = summarizer
+        .call("files__read_file", json!({"path": "notes.txt"}))
+        .await
+        .unwrap();
+    assert_eq!(text(&read), "team notes");
+    // Out of scope is indistinguishable from unknown.
+    for (client, tool) in [
+        (&summarizer, "files__write_file"),
+        (&nightly, "hr__lookup_employee"),
+    ] {
+        match client
+            .call(
+                tool,
+                json!({"path": "x", "content": "y", "id_or_email": "E1001"}),
+            )
+            .await
+            .unwrap_err()
+        {
+            rmcp::ServiceError::McpError(e) => {
+                assert_eq!(e.message, format!("Unknown tool: {tool}"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_session_belongs_to_the_subject_that_opened_it() {
+    let gateway = quickstart_gateway();
+    let alice =
+        toolgate::identity::token::mint_dev(&request(Some("alice"), Some("assistant"), &[], None))
+            .unwrap();
+    let bob =
+        toolgate::identity::token::mint_dev(&request(Some("bob"), Some("assistant"), &[], None))
+            .unwrap();
+    let http = reqwest::Client::new();
+    let init = http
+        .post(&gateway.url)
+        .bearer_auth(&alice)
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let ping = |token: String| {
+        http.post(&gateway.url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("mcp-session-id", &session)
+            .body(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#)
+            .send()
+    };
+    assert_eq!(ping(alice.clone()).await.unwrap().status(), 200);
+    let stolen = ping(bob).await.unwrap();
+    assert_eq!(stolen.status(), 403);
+    let body: Value = stolen.json().await.unwrap();
+    assert_eq!(body["error"]["data"]["reason"], "session_subject_mismatch");
+    // Every request is authenticated: an expired token on an open session is refused.
+    let mut expired = base_claims();
+    expired.insert("exp".into(), json!(now() - 120));
+    assert_eq!(
+        ping(sign_dev(&expired).unwrap()).await.unwrap().status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn protected_resource_metadata_and_dev_tokens_need_the_dev_issuer() {
+    let gateway = quickstart_gateway();
+    let metadata: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource",
+        gateway.base()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(metadata["resource"], gateway.url);
+    assert_eq!(metadata["bearer_methods_supported"], json!(["header"]));
+
+    // A gateway that does not trust the development issuer refuses development tokens.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
+    let agents = dir.path().join("agents.yaml");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}auth:\n  issuers:\n    - issuer: https://idp.example\n      audience: toolgate\n      jwks_file: \"{}\"\n  agents_file: \"{}\"\n",
+        stdio_upstream("hr", "hr_directory", &[]),
+        dev_jwks(),
+        agents.display()
+    );
+    let strict = Gateway::start(&yaml);
+    let (status, reason, _) = try_token(&strict, Some(&tester_token()), "").await;
+    assert_eq!((status, reason.as_str()), (401, "token_unknown_issuer"));
+}
