@@ -121,6 +121,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Check { config } => {
             let config = Config::load(&config)?;
+            if let Some(auth) = &config.auth {
+                let identity = toolgate::identity::Identity::load(auth, &config.base)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                drop(identity);
+            }
             println!("config ok: {} upstream(s)", config.upstreams.len());
             Ok(())
         }
