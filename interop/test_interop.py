@@ -72,6 +72,7 @@ def gateway():
         f"  - name: everything\n    http:\n      url: \"http://127.0.0.1:{port}/mcp\"\n"
         "auth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n"
         f"      jwks_file: \"{JWKS}\"\n      dev: true\n  agents_file: agents.yaml\n"
+        "admin:\n  listen: 127.0.0.1:0\n"
     )
     log = open(Path(workdir) / "toolgate.log", "w")
     gw = subprocess.Popen(
@@ -82,6 +83,8 @@ def gateway():
     )
     procs.append(gw)
     line = gw.stdout.readline()
+    while line and not line.startswith("toolgate listening on "):
+        line = gw.stdout.readline()
     assert line.startswith("toolgate listening on "), line
     url = line.split()[-1]
     base = url.rsplit("/mcp", 1)[0]

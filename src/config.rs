@@ -52,9 +52,64 @@ pub struct Config {
     /// Who may call: trusted token issuers and the agent inventory. Required: without it nothing is served.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// The admin API's listener and credentials.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// The embedded store (revocations; later decision records and registered upstreams).
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// Folder the config file was read from; relative paths in it are resolved against it.
     #[serde(skip)]
     pub base: PathBuf,
+}
+
+/// The admin API: a separate listener, authenticated from the start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Loopback by default; a non-loopback address also needs `allow_non_loopback`.
+    pub listen: SocketAddr,
+    /// Audience of admin tokens; user and agent tokens (another audience) are never admin tokens.
+    pub audience: String,
+    /// Admin subjects: `(issuer, subject)` pairs whose admin tokens are accepted.
+    pub subjects: Vec<AdminSubject>,
+    /// File holding the bootstrap admin credential; created with a random secret (mode 0600) if missing.
+    pub bootstrap_token_file: PathBuf,
+}
+
+/// One admin identity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSubject {
+    pub issuer: String,
+    pub subject: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8701)),
+            audience: "toolgate-admin".into(),
+            subjects: Vec::new(),
+            bootstrap_token_file: PathBuf::from("admin.token"),
+        }
+    }
+}
+
+/// Where the embedded store lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// SQLite file, relative to the config file.
+    pub path: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("toolgate.db"),
+        }
+    }
 }
 
 /// Authentication of callers.
@@ -277,6 +332,8 @@ impl Default for Config {
             limits: Limits::default(),
             upstreams: Vec::new(),
             auth: None,
+            admin: AdminConfig::default(),
+            storage: StorageConfig::default(),
             base: PathBuf::from("."),
         }
     }
@@ -329,6 +386,8 @@ impl Config {
 
     fn resolve(&mut self, base: &Path) -> Result<(), String> {
         self.base = base.to_path_buf();
+        self.storage.path = base.join(&self.storage.path);
+        self.admin.bootstrap_token_file = base.join(&self.admin.bootstrap_token_file);
         for upstream in &mut self.upstreams {
             match &mut upstream.transport {
                 UpstreamTransport::Stdio(stdio) => {
@@ -367,6 +426,19 @@ impl Config {
             ));
         }
         names::validate_separator(&self.namespace_separator)?;
+        if !self.allow_non_loopback && !self.admin.listen.ip().is_loopback() {
+            return Err(format!(
+                "admin listen address `{}` is not loopback; set `allow_non_loopback: true` to expose it",
+                self.admin.listen
+            ));
+        }
+        if self.auth.as_ref().is_some_and(|a| {
+            a.issuers
+                .iter()
+                .any(|i| i.audience.contains(&self.admin.audience))
+        }) {
+            return Err("an issuer's caller audience equals the admin audience: admin tokens must be distinct".into());
+        }
         if let Some(auth) = &self.auth {
             if auth.issuers.is_empty() {
                 return Err("auth.issuers is empty: no caller could ever be authenticated".into());

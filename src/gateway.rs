@@ -19,8 +19,9 @@ use tokio::sync::mpsc;
 
 use crate::catalog::{CallSink, Catalog};
 use crate::config::Config;
-use crate::identity::{Caller, Identity};
+use crate::identity::{Caller, Identity, Revocations};
 use crate::server::Session;
+use crate::store::Store;
 
 /// Protocol versions toolgate speaks downstream, newest first.
 pub const SUPPORTED_PROTOCOL_VERSIONS: &[&str] =
@@ -35,13 +36,20 @@ pub struct Gateway {
 
 impl Gateway {
     /// Builds the gateway and starts connecting its upstreams.
-    pub fn start(config: Config) -> Result<Arc<Self>, String> {
+    pub async fn start(config: Config) -> Result<Arc<Self>, String> {
         let auth = config.auth.as_ref().ok_or_else(|| {
             "the config has no `auth` section: toolgate authenticates every request, so it needs trusted issuers \
              and an agent inventory"
                 .to_string()
         })?;
-        let identity = Arc::new(Identity::load(auth, &config.base)?);
+        let store = Store::open(&config.storage.path).map_err(|e| e.to_string())?;
+        // Revocations must be readable before anything is served: fail closed.
+        let revocations = Arc::new(
+            Revocations::load(store.clone())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        let identity = Arc::new(Identity::load(auth, &config.base, revocations)?);
         let catalog = Catalog::new(&config).map_err(|e| e.to_string())?;
         catalog.start();
         Ok(Arc::new(Self {

@@ -3,6 +3,7 @@
 
 mod inventory;
 mod jwt;
+mod revocation;
 mod scope;
 pub mod token;
 
@@ -14,6 +15,7 @@ use serde_json::Value;
 
 pub use inventory::{Agent, AgentSpec, Classification, Inventory};
 pub use jwt::{Act, Claims};
+pub use revocation::Revocations;
 pub use scope::Scope;
 
 use crate::config::AuthConfig;
@@ -70,6 +72,8 @@ pub enum AuthError {
     BadScope,
     #[error("this session belongs to another subject")]
     SessionSubject,
+    #[error("credential revoked: {0}")]
+    Revoked(String),
 }
 
 impl AuthError {
@@ -100,6 +104,7 @@ impl AuthError {
             Self::Escalation => "delegation_escalation",
             Self::BadScope => "token_scope_invalid",
             Self::SessionSubject => "session_subject_mismatch",
+            Self::Revoked(_) => "token_revoked",
         }
     }
 
@@ -157,6 +162,7 @@ pub struct Caller {
     pub scopes: Vec<Scope>,
     pub clearance: Classification,
     pub token_id: Option<String>,
+    pub issued_at: i64,
     pub expires_at: i64,
 }
 
@@ -175,6 +181,7 @@ impl Caller {
 /// Everything needed to authenticate a request, built once at start.
 pub struct Identity {
     issuers: HashMap<String, Issuer>,
+    revocations: std::sync::Arc<Revocations>,
     inventory: Inventory,
     max_chain_depth: usize,
     pub authorization_servers: Vec<String>,
@@ -182,7 +189,11 @@ pub struct Identity {
 
 impl Identity {
     /// Loads issuers' keys and the agent inventory; `base` resolves relative paths.
-    pub fn load(config: &AuthConfig, base: &Path) -> Result<Self, String> {
+    pub fn load(
+        config: &AuthConfig,
+        base: &Path,
+        revocations: std::sync::Arc<Revocations>,
+    ) -> Result<Self, String> {
         let mut issuers = HashMap::new();
         for issuer in &config.issuers {
             issuers.insert(issuer.issuer.clone(), Issuer::load(issuer, base)?);
@@ -190,6 +201,7 @@ impl Identity {
         let inventory = Inventory::load(&base.join(&config.agents_file))?;
         Ok(Self {
             issuers,
+            revocations,
             inventory,
             max_chain_depth: config.max_chain_depth,
             authorization_servers: config.authorization_servers.clone(),
@@ -198,6 +210,20 @@ impl Identity {
 
     pub fn inventory(&self) -> &Inventory {
         &self.inventory
+    }
+
+    pub fn revocations(&self) -> &std::sync::Arc<Revocations> {
+        &self.revocations
+    }
+
+    /// Verifies a token of a trusted issuer for another audience (the admin API's), without agent rules.
+    pub fn verify_for_audience(&self, token: &str, audience: &str) -> Result<Claims, AuthError> {
+        let issuer_name = jwt::peek_issuer(token)?;
+        let issuer = self
+            .issuers
+            .get(&issuer_name)
+            .ok_or(AuthError::UnknownIssuer)?;
+        issuer.verify(token, &[audience.to_string()])
     }
 
     /// The bearer token of an HTTP request; tokens in the URL are refused.
@@ -224,7 +250,7 @@ impl Identity {
             .issuers
             .get(&issuer_name)
             .ok_or(AuthError::UnknownIssuer)?;
-        let claims = issuer.verify(token)?;
+        let claims = issuer.verify(token, &issuer.config.audience)?;
         let token_scope = match &claims.scope {
             Some(s) => Some(Scope::from_claim(s).map_err(|_| AuthError::BadScope)?),
             None => None,
@@ -263,7 +289,7 @@ impl Identity {
             .min()
             .unwrap_or(Classification::Public);
         let actor = chain.last().cloned().ok_or(AuthError::AgentMissing)?;
-        Ok(Caller {
+        let caller = Caller {
             mode,
             issuer: claims.iss,
             subject: claims.sub,
@@ -273,8 +299,12 @@ impl Identity {
             scopes,
             clearance,
             token_id: claims.jti,
+            issued_at: claims.iat,
             expires_at: claims.exp,
-        })
+        };
+        // Revocation is checked on every request, after the signature: a revoked credential never passes.
+        self.revocations.check(&caller)?;
+        Ok(caller)
     }
 
     /// The chain named by nested `act` claims, oldest first, checked against the inventory.

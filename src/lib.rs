@@ -3,8 +3,10 @@
 //! One governed MCP endpoint aggregates the tools of many upstream MCP servers; every request walks the
 //! pipeline in [`gateway`].
 
+pub mod admin;
 pub mod catalog;
 pub mod config;
 pub mod gateway;
 pub mod identity;
 pub mod server;
+pub mod store;

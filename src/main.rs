@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -39,6 +41,31 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Revoke a credential in the running gateway, through its admin API. Takes effect on the next request.
+    Revoke {
+        /// Admin API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        admin_url: String,
+        /// File holding the admin credential (the bootstrap credential or an admin token).
+        #[arg(long, env = "TOOLGATE_ADMIN_CREDENTIAL_FILE")]
+        credential_file: Option<PathBuf>,
+        /// Revoke one token by its `jti`.
+        #[arg(long, group = "target")]
+        jti: Option<String>,
+        /// Revoke every token of a subject (with --issuer).
+        #[arg(long, group = "target", requires = "issuer")]
+        subject: Option<String>,
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Revoke an agent wherever it appears in a delegation chain.
+        #[arg(long, group = "target")]
+        agent: Option<String>,
+        /// Only tokens issued before this time (RFC 3339, e.g. 2026-11-24T12:00:00Z).
+        #[arg(long, value_parser = humantime::parse_rfc3339)]
+        issued_before: Option<std::time::SystemTime>,
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Mint a development token signed with the quickstart's development key (trusted only by an issuer marked
     /// `dev: true`, on a loopback listener).
@@ -96,6 +123,60 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Revoke {
+            admin_url,
+            credential_file,
+            jti,
+            subject,
+            issuer,
+            agent,
+            issued_before,
+            reason,
+        } => {
+            let credential = match (credential_file, std::env::var("TOOLGATE_ADMIN_TOKEN").ok()) {
+                (Some(path), _) => std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?
+                    .trim()
+                    .to_string(),
+                (None, Some(token)) => token,
+                (None, None) => anyhow::bail!("give --credential-file or set TOOLGATE_ADMIN_TOKEN"),
+            };
+            let mut body = match (jti, subject, issuer, agent) {
+                (Some(jti), None, _, None) => serde_json::json!({"kind": "token", "jti": jti}),
+                (None, Some(subject), Some(issuer), None) => {
+                    serde_json::json!({"kind": "subject", "issuer": issuer, "subject": subject})
+                }
+                (None, None, _, Some(agent)) => {
+                    serde_json::json!({"kind": "agent", "agent": agent})
+                }
+                _ => {
+                    anyhow::bail!("give exactly one of --jti, --subject with --issuer, or --agent")
+                }
+            };
+            if let Some(time) = issued_before {
+                let secs = time.duration_since(std::time::UNIX_EPOCH)?.as_secs();
+                body["issued_before"] = serde_json::json!(secs);
+            }
+            if let Some(reason) = reason {
+                body["reason"] = serde_json::json!(reason);
+            }
+            let response = reqwest::Client::new()
+                .post(format!(
+                    "{}/admin/revocations",
+                    admin_url.trim_end_matches('/')
+                ))
+                .bearer_auth(credential)
+                .json(&body)
+                .send()
+                .await?;
+            let status = response.status();
+            let text = response.text().await?;
+            if !status.is_success() {
+                anyhow::bail!("admin API answered {status}: {text}");
+            }
+            println!("{text}");
+            Ok(())
+        }
         Command::Token {
             sub,
             roles,
@@ -122,9 +203,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => {
             let config = Config::load(&config)?;
             if let Some(auth) = &config.auth {
-                let identity = toolgate::identity::Identity::load(auth, &config.base)
+                // Checks keys and inventory without touching the configured store.
+                let store = toolgate::store::Store::in_memory()?;
+                let revocations =
+                    std::sync::Arc::new(toolgate::identity::Revocations::load(store).await?);
+                toolgate::identity::Identity::load(auth, &config.base, revocations)
                     .map_err(|e| anyhow::anyhow!(e))?;
-                drop(identity);
             }
             println!("config ok: {} upstream(s)", config.upstreams.len());
             Ok(())
@@ -139,42 +223,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.listen = listen;
                 config.validate().map_err(|e| anyhow::anyhow!(e))?;
             }
-            let gateway = Gateway::start(config).map_err(|e| anyhow::anyhow!(e))?;
+            let bootstrap =
+                toolgate::admin::bootstrap_credential(&config.admin.bootstrap_token_file)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            let gateway = Gateway::start(config)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let admin_listener = tokio::net::TcpListener::bind(gateway.config.admin.listen).await?;
+            let admin_address = admin_listener.local_addr()?;
+            let admin_line = format!("toolgate admin listening on http://{admin_address}/admin");
+            let admin = toolgate::admin::router(Arc::clone(&gateway), bootstrap);
+            let admin_task = tokio::spawn(async move {
+                if let Err(e) = axum::serve(admin_listener, admin).await {
+                    tracing::error!("admin listener failed: {e}");
+                }
+            });
             if stdio {
-                toolgate::server::serve_stdio(std::sync::Arc::clone(&gateway)).await?;
+                // stdout is the protocol in stdio mode.
+                eprintln!("{admin_line}");
+                toolgate::server::serve_stdio(Arc::clone(&gateway)).await?;
+                admin_task.abort();
                 gateway.shutdown();
                 return Ok(());
             }
             let listener = tokio::net::TcpListener::bind(gateway.config.listen).await?;
             let address = listener.local_addr()?;
-            // A machine-readable line so that scripts and tests can find an ephemeral port.
+            // Machine-readable lines so that scripts and tests can find ephemeral ports.
+            println!("{admin_line}");
             println!("toolgate listening on http://{address}/mcp");
-            tracing::info!(%address, "listening");
-            let shutdown = async {
-                let ctrl_c = tokio::signal::ctrl_c();
-                #[cfg(unix)]
-                {
-                    let mut term = match tokio::signal::unix::signal(
-                        tokio::signal::unix::SignalKind::terminate(),
-                    ) {
-                        Ok(t) => t,
-                        Err(_) => {
-                            let _ = ctrl_c.await;
-                            return;
-                        }
-                    };
-                    tokio::select! {
-                        _ = ctrl_c => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                #[cfg(not(unix))]
-                let _ = ctrl_c.await;
-            };
-            toolgate::server::serve_http(std::sync::Arc::clone(&gateway), listener, shutdown)
-                .await?;
+            tracing::info!(%address, %admin_address, "listening");
+            toolgate::server::serve_http(Arc::clone(&gateway), listener, shutdown_signal()).await?;
+            admin_task.abort();
             gateway.shutdown();
             Ok(())
         }
     }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = ctrl_c.await;
+            return;
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

@@ -509,3 +509,209 @@ async fn protected_resource_metadata_and_dev_tokens_need_the_dev_issuer() {
     let (status, reason, _) = try_token(&strict, Some(&tester_token()), "").await;
     assert_eq!((status, reason.as_str()), (401, "token_unknown_issuer"));
 }
+
+fn jti_of(token: &str) -> String {
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(token).unwrap();
+    claims["jti"].as_str().unwrap().to_string()
+}
+
+fn revoke_cli(gateway: &Gateway, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .arg("revoke")
+        .args(["--admin-url", gateway.admin_url.trim_end_matches("/admin")])
+        .args(args)
+        .env("TOOLGATE_ADMIN_TOKEN", gateway.admin_credential())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn revocation_takes_effect_on_the_next_request_and_survives_restart() {
+    let mut gateway = quickstart_gateway();
+    let alice =
+        toolgate::identity::token::mint_dev(&request(Some("alice"), Some("assistant"), &[], None))
+            .unwrap();
+    let client = Client::connect(&gateway.url, &alice).await;
+    let ok = client.call("sql__list_tables", json!({})).await.unwrap();
+    assert!(ok.structured_content.is_some());
+
+    let out = revoke_cli(
+        &gateway,
+        &["--jti", &jti_of(&alice), "--reason", "laptop lost"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Same session, no reconnect: the next call is refused.
+    assert!(client.call("sql__list_tables", json!({})).await.is_err());
+    let (status, reason, _) = try_token(&gateway, Some(&alice), "").await;
+    assert_eq!((status, reason.as_str()), (401, "token_revoked"));
+    assert!(gateway.logs().contains("revoked credential presented"));
+
+    // Revoking a parent agent refuses every chain that goes through it.
+    let delegated = toolgate::identity::token::mint_dev(&request(
+        Some("carol"),
+        Some("assistant"),
+        &["summarizer"],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(try_token(&gateway, Some(&delegated), "").await.0, 200);
+    let out = revoke_cli(&gateway, &["--agent", "assistant"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, reason, _) = try_token(&gateway, Some(&delegated), "").await;
+    assert_eq!((status, reason.as_str()), (401, "token_revoked"));
+    let nightly =
+        toolgate::identity::token::mint_dev(&request(None, Some("nightly-report"), &[], None))
+            .unwrap();
+    assert_eq!(try_token(&gateway, Some(&nightly), "").await.0, 200);
+
+    // Revocations are stored: a restarted gateway still refuses.
+    gateway.restart();
+    assert_eq!(
+        try_token(&gateway, Some(&alice), "").await.1,
+        "token_revoked"
+    );
+    assert_eq!(
+        try_token(&gateway, Some(&delegated), "").await.1,
+        "token_revoked"
+    );
+    assert_eq!(try_token(&gateway, Some(&nightly), "").await.0, 200);
+
+    // A subject revoked for tokens issued before a time.
+    let later = humantime::format_rfc3339(std::time::SystemTime::now() + Duration::from_secs(5))
+        .to_string();
+    let out = revoke_cli(
+        &gateway,
+        &[
+            "--subject",
+            "nightly-report",
+            "--issuer",
+            "toolgate-dev",
+            "--issued-before",
+            &later,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        try_token(&gateway, Some(&nightly), "").await.1,
+        "token_revoked"
+    );
+}
+
+#[tokio::test]
+async fn admin_api_needs_an_admin_credential() {
+    let gateway = quickstart_gateway();
+    let http = reqwest::Client::new();
+    let url = format!("{}/revocations", gateway.admin_url);
+    let body = json!({"kind": "agent", "agent": "summarizer"});
+    // No token, a user's token, an agent's token: refused, whatever they claim.
+    let no_token = http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(no_token.status(), 401);
+    let mut user = claims(&request(Some("alice"), Some("assistant"), &[], None), now()).unwrap();
+    user.insert("roles".into(), json!(["admin"]));
+    for token in [sign_dev(&user).unwrap(), tester_token()] {
+        let response = http
+            .post(&url)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        let reason: Value = response.json().await.unwrap();
+        assert_eq!(reason["reason"], "token_audience");
+    }
+    // A token in the URL is refused too.
+    let in_query = http
+        .post(format!("{url}?access_token={}", gateway.admin_credential()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(in_query.status(), 401);
+    // The bootstrap credential works; bad bodies and unknown agents are refused clearly.
+    let admin = gateway.admin_credential();
+    let bad = http
+        .post(&url)
+        .bearer_auth(&admin)
+        .json(&json!({"kind": "planet"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let ghost = http
+        .post(&url)
+        .bearer_auth(&admin)
+        .json(&json!({"kind": "agent", "agent": "ghost"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ghost.status(), 400);
+    let created = http
+        .post(&url)
+        .bearer_auth(&admin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let list: Value = http
+        .get(&url)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["revocations"][0]["agent"], "summarizer");
+    assert_eq!(list["revocations"][0]["created_by"], "bootstrap");
+}
+
+#[tokio::test]
+async fn admin_tokens_from_listed_subjects_are_accepted() {
+    let dir_agents =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tool-manifests/agents.yaml");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}admin:\n  listen: 127.0.0.1:0\n  subjects:\n    - {{issuer: toolgate-dev, subject: ops}}\n",
+        stdio_upstream("hr", "hr_directory", &[]),
+        test_auth(dir_agents.to_str().unwrap()),
+    );
+    let gateway = Gateway::start(&yaml);
+    let admin_token = |sub: &str| {
+        let mut c = claims(&request(Some(sub), None, &[], None), now()).unwrap();
+        c.insert("aud".into(), json!("toolgate-admin"));
+        sign_dev(&c).unwrap()
+    };
+    let http = reqwest::Client::new();
+    let url = format!("{}/revocations", gateway.admin_url);
+    let ok = http
+        .get(&url)
+        .bearer_auth(admin_token("ops"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let stranger = http
+        .get(&url)
+        .bearer_auth(admin_token("mallory"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 401);
+    // An admin token is not a caller token either.
+    let (status, _, _) = try_token(&gateway, Some(&admin_token("ops")), "").await;
+    assert_eq!(status, 401);
+}

@@ -289,7 +289,7 @@ async fn stdio_mode_serves_the_same_gateway() {
     std::fs::write(
         &config,
         format!(
-            "upstreams:\n{}{}{}",
+            "upstreams:\n{}{}{}admin:\n  listen: 127.0.0.1:0\n",
             stdio_upstream("testbed", "testbed", &[]),
             stdio_upstream("hr", "hr_directory", &[]),
             test_auth("agents.yaml"),

@@ -107,7 +107,7 @@ impl Issuer {
     }
 
     /// Verifies a token of this issuer.
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+    pub fn verify(&self, token: &str, audience: &[String]) -> Result<Claims, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         // Keys named by the token itself are never followed or trusted.
         if header.jku.is_some() || header.x5u.is_some() || header.jwk.is_some() {
@@ -136,7 +136,7 @@ impl Issuer {
         }
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.config.issuer]);
-        validation.set_audience(&self.config.audience);
+        validation.set_audience(audience);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = self.config.leeway.as_secs();
         validation.validate_nbf = true;

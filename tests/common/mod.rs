@@ -56,7 +56,14 @@ impl Drop for Proc {
     }
 }
 
-fn spawn_and_read_url(mut command: Command, marker: &str, dir: &Path) -> (Proc, String) {
+fn spawn_and_read_url(command: Command, marker: &str, dir: &Path) -> (Proc, String) {
+    let (proc, mut lines) = spawn_and_read_lines(command, &[marker], dir);
+    (proc, lines.remove(0))
+}
+
+/// Spawns a process and waits for one stdout line starting with each marker (in any order); returns what follows
+/// each marker, in marker order.
+fn spawn_and_read_lines(mut command: Command, markers: &[&str], dir: &Path) -> (Proc, Vec<String>) {
     let stderr_log = dir.join(format!("stderr-{}.log", uuid::Uuid::new_v4().simple()));
     let stderr = std::fs::File::create(&stderr_log).unwrap();
     let mut child = command
@@ -65,24 +72,36 @@ fn spawn_and_read_url(mut command: Command, marker: &str, dir: &Path) -> (Proc, 
         .spawn()
         .expect("spawn");
     let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let marker = marker.to_string();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
         while let Some(Ok(line)) = lines.next() {
-            if let Some(url) = line.strip_prefix(&marker) {
-                let _ = tx.send(url.trim().to_string());
-            }
+            let _ = tx.send(line);
         }
     });
     let proc = Proc { child, stderr_log };
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(url) => (proc, url),
-        Err(_) => panic!(
-            "process did not print its address; stderr:\n{}",
-            std::fs::read_to_string(&proc.stderr_log).unwrap_or_default()
-        ),
+    let mut found: Vec<Option<String>> = vec![None; markers.len()];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while found.iter().any(Option::is_none) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(remaining) {
+            Ok(line) => {
+                for (i, marker) in markers.iter().enumerate() {
+                    if let Some(rest) = line.strip_prefix(marker) {
+                        found[i] = Some(rest.trim().to_string());
+                    }
+                }
+            }
+            Err(_) => panic!(
+                "process did not print {markers:?}; stderr:\n{}",
+                std::fs::read_to_string(&proc.stderr_log).unwrap_or_default()
+            ),
+        }
     }
+    (
+        proc,
+        found.into_iter().map(Option::unwrap_or_default).collect(),
+    )
 }
 
 /// An example server over streamable HTTP on an ephemeral port.
@@ -126,6 +145,8 @@ pub struct Gateway {
     pub proc: Proc,
     /// `http://127.0.0.1:PORT/mcp`
     pub url: String,
+    /// `http://127.0.0.1:PORT/admin`
+    pub admin_url: String,
     pub dir: tempfile::TempDir,
 }
 
@@ -146,14 +167,58 @@ impl Gateway {
             std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
             format!("{yaml}{}", test_auth("agents.yaml"))
         };
+        let yaml = if yaml.contains("\nadmin:") {
+            yaml
+        } else {
+            format!("{yaml}admin:\n  listen: 127.0.0.1:0\n")
+        };
         std::fs::write(&config, yaml).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_toolgate"));
         command
             .args(["serve", "--config"])
             .arg(&config)
             .env("TOOLGATE_LOG", "info,toolgate=debug");
-        let (proc, url) = spawn_and_read_url(command, "toolgate listening on ", dir.path());
-        Self { proc, url, dir }
+        let (proc, mut urls) = spawn_and_read_lines(
+            command,
+            &["toolgate listening on ", "toolgate admin listening on "],
+            dir.path(),
+        );
+        let admin_url = urls.pop().unwrap_or_default();
+        let url = urls.pop().unwrap_or_default();
+        Self {
+            proc,
+            url,
+            admin_url,
+            dir,
+        }
+    }
+
+    /// The bootstrap admin credential the gateway created.
+    pub fn admin_credential(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Restarts the gateway with the same config, folder and store.
+    pub fn restart(&mut self) {
+        let _ = self.proc.child.kill();
+        let _ = self.proc.child.wait();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_toolgate"));
+        command
+            .args(["serve", "--config"])
+            .arg(self.dir.path().join("toolgate.yaml"))
+            .env("TOOLGATE_LOG", "info,toolgate=debug");
+        let (proc, mut urls) = spawn_and_read_lines(
+            command,
+            &["toolgate listening on ", "toolgate admin listening on "],
+            self.dir.path(),
+        );
+        self.admin_url = urls.pop().unwrap_or_default();
+        self.url = urls.pop().unwrap_or_default();
+        self.proc = proc;
+        self.wait_ready();
     }
 
     pub fn base(&self) -> String {

@@ -1,0 +1,232 @@
+//! The admin API: a separate listener (loopback by default), authenticated from the start. Admins are either
+//! the holder of the bootstrap credential or an admin token — a JWT of a trusted issuer for the admin audience
+//! whose `(iss, sub)` is listed in config. A user or agent token is never an admin token.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::gateway::Gateway;
+use crate::identity::Identity;
+use crate::server::HostGuard;
+use crate::store::{Revocation, RevocationTarget};
+
+#[derive(Clone)]
+struct AdminState {
+    gateway: Arc<Gateway>,
+    bootstrap: Arc<str>,
+    guard: Arc<HostGuard>,
+}
+
+/// Who an admin request came from.
+#[derive(Clone, Debug)]
+struct Admin(String);
+
+/// Reads the bootstrap credential, creating the file with a random secret (mode 0600) on first run.
+pub fn bootstrap_credential(path: &Path) -> Result<String, String> {
+    if path.exists() {
+        let secret = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read admin credential `{}`: {e}", path.display()))?;
+        let secret = secret.trim().to_string();
+        if secret.len() < 32 {
+            return Err(format!(
+                "admin credential in `{}` is shorter than 32 characters",
+                path.display()
+            ));
+        }
+        return Ok(secret);
+    }
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    write_private(path, &secret)
+        .map_err(|e| format!("cannot write admin credential `{}`: {e}", path.display()))?;
+    tracing::info!(path = %path.display(), "created the bootstrap admin credential");
+    Ok(secret)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+    std::fs::write(path, format!("{secret}\n"))
+}
+
+/// The admin router.
+pub fn router(gateway: Arc<Gateway>, bootstrap: String) -> Router {
+    let guard = Arc::new(HostGuard::new(
+        &gateway.config.allowed_hosts,
+        &gateway.config.allowed_origins,
+    ));
+    let state = AdminState {
+        gateway,
+        bootstrap: Arc::from(bootstrap),
+        guard,
+    };
+    Router::new()
+        .route("/admin/revocations", get(list_revocations).post(revoke))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+fn refusal(status: StatusCode, reason: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": message, "reason": reason})),
+    )
+        .into_response()
+}
+
+async fn authenticate(
+    State(state): State<AdminState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if let Err(reason) = state.guard.check(request.headers()) {
+        return refusal(StatusCode::FORBIDDEN, "host_not_allowed", reason);
+    }
+    match admin_of(&state, request.headers(), request.uri().query()) {
+        Ok(admin) => {
+            request.extensions_mut().insert(admin);
+            next.run(request).await
+        }
+        Err((reason, message)) => {
+            tracing::warn!(reason, "admin request refused");
+            let mut response = refusal(StatusCode::UNAUTHORIZED, reason, &message);
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"toolgate-admin\""),
+            );
+            response
+        }
+    }
+}
+
+fn admin_of(
+    state: &AdminState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Admin, (&'static str, String)> {
+    let token = Identity::bearer(headers, query).map_err(|e| (e.reason_id(), e.to_string()))?;
+    if bool::from(token.as_bytes().ct_eq(state.bootstrap.as_bytes())) {
+        return Ok(Admin("bootstrap".into()));
+    }
+    let admin = &state.gateway.config.admin;
+    let claims = state
+        .gateway
+        .identity
+        .verify_for_audience(token, &admin.audience)
+        .map_err(|e| (e.reason_id(), format!("not an admin token: {e}")))?;
+    let listed = admin
+        .subjects
+        .iter()
+        .any(|s| s.issuer == claims.iss && s.subject == claims.sub);
+    if !listed {
+        return Err((
+            "admin_subject_not_listed",
+            format!("`{}` is not an admin", claims.sub),
+        ));
+    }
+    Ok(Admin(format!("{}/{}", claims.iss, claims.sub)))
+}
+
+async fn list_revocations(State(state): State<AdminState>) -> Response {
+    match state.gateway.identity.revocations().list().await {
+        Ok(list) => axum::Json(json!({
+            "revocations": list,
+            "revoked_credentials_presented": state.gateway.identity.revocations().presented(),
+        }))
+        .into_response(),
+        Err(e) => refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            &e.to_string(),
+        ),
+    }
+}
+
+/// Body of `POST /admin/revocations`.
+#[derive(Debug, Deserialize)]
+struct RevokeRequest {
+    #[serde(flatten)]
+    target: RevocationTarget,
+    /// Only tokens issued before this time (Unix seconds).
+    #[serde(default)]
+    issued_before: Option<i64>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn revoke(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    body: axum::body::Bytes,
+) -> Response {
+    let request: RevokeRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("invalid revocation: {e}"),
+            );
+        }
+    };
+    if let RevocationTarget::Agent { agent } = &request.target
+        && state.gateway.identity.inventory().get(agent).is_none()
+    {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "unknown_agent",
+            &format!("agent `{agent}` is not registered"),
+        );
+    }
+    let revocation = Revocation {
+        id: 0,
+        target: request.target,
+        issued_before: request.issued_before,
+        reason: request.reason,
+        created_at: jsonwebtoken::get_current_timestamp() as i64,
+        created_by: admin.0.clone(),
+    };
+    match state
+        .gateway
+        .identity
+        .revocations()
+        .revoke(revocation)
+        .await
+    {
+        Ok(stored) => {
+            tracing::info!(admin = %admin.0, revocation = ?stored.target, "credential revoked");
+            (StatusCode::CREATED, axum::Json(stored)).into_response()
+        }
+        // Nothing is applied that could not be stored.
+        Err(e) => refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            &e.to_string(),
+        ),
+    }
+}

@@ -1,0 +1,117 @@
+//! Revoked credentials: by token id, by `(iss, sub)`, by agent, optionally only for tokens issued before a time.
+//! The store keeps them across restarts; this index answers on every request without touching the disk.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+
+use super::{AuthError, Caller};
+use crate::store::{Revocation, RevocationTarget, Store, StoreError};
+
+/// In-memory index of every revocation, loaded from the store at start and updated with it.
+pub struct Revocations {
+    store: Store,
+    tokens: DashMap<String, Option<i64>>,
+    subjects: DashMap<(String, String), Option<i64>>,
+    agents: DashMap<String, Option<i64>>,
+    presented: AtomicU64,
+}
+
+/// `None` (everything) wins over any time; a later cut-off wins over an earlier one.
+fn widen(current: Option<Option<i64>>, new: Option<i64>) -> Option<i64> {
+    match (current, new) {
+        (None, new) => new,
+        (Some(None), _) | (_, None) => None,
+        (Some(Some(a)), Some(b)) => Some(a.max(b)),
+    }
+}
+
+fn applies(cut_off: Option<i64>, issued_at: i64) -> bool {
+    cut_off.is_none_or(|t| issued_at < t)
+}
+
+impl Revocations {
+    /// Loads every stored revocation; failing to read them fails start-up.
+    pub async fn load(store: Store) -> Result<Self, StoreError> {
+        let revocations = Self {
+            store,
+            tokens: DashMap::new(),
+            subjects: DashMap::new(),
+            agents: DashMap::new(),
+            presented: AtomicU64::new(0),
+        };
+        for revocation in revocations.store.revocations().await? {
+            revocations.index(&revocation);
+        }
+        Ok(revocations)
+    }
+
+    fn index(&self, revocation: &Revocation) {
+        let cut = revocation.issued_before;
+        match &revocation.target {
+            RevocationTarget::Token { jti } => {
+                let merged = widen(self.tokens.get(jti).map(|v| *v), cut);
+                self.tokens.insert(jti.clone(), merged);
+            }
+            RevocationTarget::Subject { issuer, subject } => {
+                let key = (issuer.clone(), subject.clone());
+                let merged = widen(self.subjects.get(&key).map(|v| *v), cut);
+                self.subjects.insert(key, merged);
+            }
+            RevocationTarget::Agent { agent } => {
+                let merged = widen(self.agents.get(agent).map(|v| *v), cut);
+                self.agents.insert(agent.clone(), merged);
+            }
+        }
+    }
+
+    /// Stores a revocation, then applies it: it takes effect on the next request.
+    pub async fn revoke(&self, revocation: Revocation) -> Result<Revocation, StoreError> {
+        let stored = self.store.add_revocation(revocation).await?;
+        self.index(&stored);
+        Ok(stored)
+    }
+
+    pub async fn list(&self) -> Result<Vec<Revocation>, StoreError> {
+        self.store.revocations().await
+    }
+
+    /// How many requests presented a revoked credential.
+    pub fn presented(&self) -> u64 {
+        self.presented.load(Ordering::Relaxed)
+    }
+
+    /// Refuses a caller whose token, subject or any agent in its chain is revoked.
+    pub fn check(&self, caller: &Caller) -> Result<(), AuthError> {
+        let issued = caller.issued_at;
+        let hit = if let Some(jti) = &caller.token_id
+            && self.tokens.get(jti).is_some_and(|c| applies(*c, issued))
+        {
+            Some(format!("token `{jti}`"))
+        } else if self
+            .subjects
+            .get(&(caller.issuer.clone(), caller.subject.clone()))
+            .is_some_and(|c| applies(*c, issued))
+        {
+            Some(format!("subject `{}`", caller.subject))
+        } else {
+            caller
+                .chain
+                .iter()
+                .find(|agent| self.agents.get(*agent).is_some_and(|c| applies(*c, issued)))
+                .map(|agent| format!("agent `{agent}`"))
+        };
+        match hit {
+            None => Ok(()),
+            Some(what) => {
+                let count = self.presented.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    issuer = %caller.issuer, subject = %caller.subject, chain = ?caller.chain,
+                    token = caller.token_id.as_deref().unwrap_or(""), revoked = %what, presented_total = count,
+                    "revoked credential presented"
+                );
+                Err(AuthError::Revoked(what))
+            }
+        }
+    }
+}
