@@ -128,6 +128,10 @@ pub struct AuthConfig {
     /// Environment variable holding the caller's token in stdio mode.
     #[serde(default = "default_token_env")]
     pub stdio_token_env: String,
+    /// Skip re-verifying the signature of a token seen before (keyed on a hash of the whole token, never past its
+    /// `exp`). Revocation, lineage and scope are still checked on every request.
+    #[serde(default = "default_true")]
+    pub verified_token_cache: bool,
 }
 
 /// One trusted token issuer.

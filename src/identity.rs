@@ -178,9 +178,15 @@ impl Caller {
     }
 }
 
+/// Most verified tokens kept in the signature cache.
+const VERIFIED_CACHE_MAX: usize = 65_536;
+
 /// Everything needed to authenticate a request, built once at start.
 pub struct Identity {
     issuers: HashMap<String, Issuer>,
+    /// Verified claims by SHA-256 of the whole token, never used past the token's `exp`; revocation and lineage
+    /// are still checked on every request.
+    verified: Option<dashmap::DashMap<[u8; 32], std::sync::Arc<Claims>>>,
     revocations: std::sync::Arc<Revocations>,
     inventory: Inventory,
     max_chain_depth: usize,
@@ -201,6 +207,7 @@ impl Identity {
         let inventory = Inventory::load(&base.join(&config.agents_file))?;
         Ok(Self {
             issuers,
+            verified: config.verified_token_cache.then(dashmap::DashMap::new),
             revocations,
             inventory,
             max_chain_depth: config.max_chain_depth,
@@ -245,12 +252,12 @@ impl Identity {
 
     /// Verifies a token and works out who is acting.
     pub fn authenticate(&self, token: &str) -> Result<Caller, AuthError> {
-        let issuer_name = jwt::peek_issuer(token)?;
+        let claims = self.verified_claims(token)?;
+        let claims = claims.as_ref();
         let issuer = self
             .issuers
-            .get(&issuer_name)
+            .get(&claims.iss)
             .ok_or(AuthError::UnknownIssuer)?;
-        let claims = issuer.verify(token, &issuer.config.audience)?;
         let token_scope = match &claims.scope {
             Some(s) => Some(Scope::from_claim(s).map_err(|_| AuthError::BadScope)?),
             None => None,
@@ -267,7 +274,7 @@ impl Identity {
                 (Mode::PrincipalContext, Some(principal), chain)
             }
             None => {
-                let agent = self.agent_alone(&claims)?;
+                let agent = self.agent_alone(claims)?;
                 (Mode::AgentOnly, None, vec![agent.id.clone()])
             }
         };
@@ -291,20 +298,55 @@ impl Identity {
         let actor = chain.last().cloned().ok_or(AuthError::AgentMissing)?;
         let caller = Caller {
             mode,
-            issuer: claims.iss,
-            subject: claims.sub,
+            issuer: claims.iss.clone(),
+            subject: claims.sub.clone(),
             principal,
             chain,
             actor,
             scopes,
             clearance,
-            token_id: claims.jti,
+            token_id: claims.jti.clone(),
             issued_at: claims.iat,
             expires_at: claims.exp,
         };
         // Revocation is checked on every request, after the signature: a revoked credential never passes.
         self.revocations.check(&caller)?;
         Ok(caller)
+    }
+
+    /// The token's verified claims: from the cache when this exact token was verified before and has not expired,
+    /// else verified now (and cached).
+    fn verified_claims(&self, token: &str) -> Result<std::sync::Arc<Claims>, AuthError> {
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let key: Option<[u8; 32]> = self.verified.as_ref().map(|_| {
+            use sha2::Digest;
+            sha2::Sha256::digest(token.as_bytes()).into()
+        });
+        if let (Some(cache), Some(key)) = (&self.verified, &key)
+            && let Some(claims) = cache.get(key)
+        {
+            if claims.exp > now {
+                return Ok(std::sync::Arc::clone(&claims));
+            }
+            drop(claims);
+            cache.remove(key);
+        }
+        let issuer_name = jwt::peek_issuer(token)?;
+        let issuer = self
+            .issuers
+            .get(&issuer_name)
+            .ok_or(AuthError::UnknownIssuer)?;
+        let claims = std::sync::Arc::new(issuer.verify(token, &issuer.config.audience)?);
+        if let (Some(cache), Some(key)) = (&self.verified, key) {
+            if cache.len() >= VERIFIED_CACHE_MAX {
+                cache.retain(|_, c| c.exp > now);
+                if cache.len() >= VERIFIED_CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, std::sync::Arc::clone(&claims));
+        }
+        Ok(claims)
     }
 
     /// The chain named by nested `act` claims, oldest first, checked against the inventory.
