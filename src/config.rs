@@ -147,7 +147,14 @@ pub struct IssuerConfig {
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<jsonwebtoken::Algorithm>,
     /// JWKS file with the issuer's public keys, relative to the config file.
-    pub jwks_file: PathBuf,
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// JWKS URL (http or https), fetched at start and every `jwks_refresh`, and early when a token names an
+    /// unknown key id. Until the first fetch succeeds, the issuer's tokens are refused.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(default = "default_jwks_refresh", with = "humantime_serde")]
+    pub jwks_refresh: Duration,
     /// Allowed clock skew for `exp`, `nbf` and `iat`.
     #[serde(default = "default_leeway", with = "humantime_serde")]
     pub leeway: Duration,
@@ -173,6 +180,10 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
         OneOrMany::One(s) => vec![s],
         OneOrMany::Many(v) => v,
     })
+}
+
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_chain_depth() -> usize {
@@ -454,6 +465,28 @@ impl Config {
                 if issuer.dev && !self.listen.ip().is_loopback() {
                     return Err(format!(
                         "issuer `{}` is a development issuer and is accepted on a loopback listener only",
+                        issuer.issuer
+                    ));
+                }
+                if issuer.jwks_file.is_some() == issuer.jwks_url.is_some() {
+                    return Err(format!(
+                        "issuer `{}`: give exactly one of jwks_file and jwks_url",
+                        issuer.issuer
+                    ));
+                }
+                if let Some(url) = &issuer.jwks_url {
+                    let parsed = reqwest::Url::parse(url)
+                        .map_err(|e| format!("issuer `{}`: bad jwks_url: {e}", issuer.issuer))?;
+                    if !matches!(parsed.scheme(), "http" | "https") {
+                        return Err(format!(
+                            "issuer `{}`: jwks_url must be http or https",
+                            issuer.issuer
+                        ));
+                    }
+                }
+                if issuer.jwks_refresh < Duration::from_millis(100) {
+                    return Err(format!(
+                        "issuer `{}`: jwks_refresh is too short",
                         issuer.issuer
                     ));
                 }

@@ -50,6 +50,13 @@ impl Gateway {
                 .map_err(|e| e.to_string())?,
         );
         let identity = Arc::new(Identity::load(auth, &config.base, revocations)?);
+        let jwks_client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        identity
+            .start_key_refresh(jwks_client, config.timeouts.connect)
+            .await;
         let catalog = Catalog::new(&config).map_err(|e| e.to_string())?;
         catalog.start();
         Ok(Arc::new(Self {

@@ -183,7 +183,7 @@ const VERIFIED_CACHE_MAX: usize = 65_536;
 
 /// Everything needed to authenticate a request, built once at start.
 pub struct Identity {
-    issuers: HashMap<String, Issuer>,
+    issuers: HashMap<String, std::sync::Arc<Issuer>>,
     /// Verified claims by SHA-256 of the whole token, never used past the token's `exp`; revocation and lineage
     /// are still checked on every request.
     verified: Option<dashmap::DashMap<[u8; 32], std::sync::Arc<Claims>>>,
@@ -202,7 +202,10 @@ impl Identity {
     ) -> Result<Self, String> {
         let mut issuers = HashMap::new();
         for issuer in &config.issuers {
-            issuers.insert(issuer.issuer.clone(), Issuer::load(issuer, base)?);
+            issuers.insert(
+                issuer.issuer.clone(),
+                std::sync::Arc::new(Issuer::load(issuer, base)?),
+            );
         }
         let inventory = Inventory::load(&base.join(&config.agents_file))?;
         Ok(Self {
@@ -213,6 +216,44 @@ impl Identity {
             max_chain_depth: config.max_chain_depth,
             authorization_servers: config.authorization_servers.clone(),
         })
+    }
+
+    /// Fetches every JWKS URL once (bounded in time), then keeps them fresh in the background: every
+    /// `jwks_refresh`, and early (at most once a second) when a token names an unknown key id.
+    pub async fn start_key_refresh(
+        &self,
+        client: reqwest::Client,
+        first_fetch_timeout: std::time::Duration,
+    ) {
+        for issuer in self
+            .issuers
+            .values()
+            .filter(|i| i.config.jwks_url.is_some())
+        {
+            match tokio::time::timeout(first_fetch_timeout, issuer.fetch(&client)).await {
+                Ok(Ok(count)) => {
+                    tracing::info!(issuer = %issuer.config.issuer, keys = count, "JWKS fetched")
+                }
+                Ok(Err(e)) => tracing::error!("{e}; its tokens are refused until a fetch succeeds"),
+                Err(_) => {
+                    tracing::error!(issuer = %issuer.config.issuer, "JWKS fetch timed out; its tokens are refused until a fetch succeeds")
+                }
+            }
+            let issuer = std::sync::Arc::clone(issuer);
+            let client = client.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(issuer.config.jwks_refresh) => {}
+                        () = issuer.refresh.notified() => {}
+                    }
+                    if let Err(e) = issuer.fetch(&client).await {
+                        tracing::warn!("{e}; keeping the previous keys");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            });
+        }
     }
 
     pub fn inventory(&self) -> &Inventory {

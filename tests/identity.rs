@@ -715,3 +715,42 @@ async fn admin_tokens_from_listed_subjects_are_accepted() {
     let (status, _, _) = try_token(&gateway, Some(&admin_token("ops")), "").await;
     assert_eq!(status, 401);
 }
+
+// Multi-threaded: the JWKS server must answer while the test thread waits for the gateway to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_from_a_jwks_url_are_refreshed() {
+    let real = std::fs::read_to_string(dev_jwks()).unwrap();
+    let other = real.replace("toolgate-dev-1", "an-older-key");
+    let served = std::sync::Arc::new(std::sync::Mutex::new(other));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_address = listener.local_addr().unwrap();
+    {
+        let served = std::sync::Arc::clone(&served);
+        let app = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let served = std::sync::Arc::clone(&served);
+                async move { served.lock().unwrap().clone() }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}auth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_url: \"http://{jwks_address}/jwks.json\"\n      jwks_refresh: 300ms\n  agents_file: \"{}\"\n",
+        stdio_upstream("hr", "hr_directory", &[]),
+        dir.path().join("agents.yaml").display(),
+    );
+    let gateway = Gateway::start(&yaml);
+    let token = tester_token();
+    let (status, reason, _) = try_token(&gateway, Some(&token), "").await;
+    assert_eq!((status, reason.as_str()), (401, "token_unknown_key"));
+    // The issuer rotates to the key the token was signed with.
+    *served.lock().unwrap() = real;
+    eventually(10, || async {
+        (try_token(&gateway, Some(&token), "").await.0 == 200).then_some(())
+    })
+    .await;
+    assert!(gateway.logs().contains("JWKS fetched"));
+}

@@ -43,10 +43,35 @@ pub struct Claims {
     pub other: BTreeMap<String, Value>,
 }
 
-/// One trusted issuer, built once at start.
+type Key = (Option<String>, Jwk, DecodingKey);
+
+/// One trusted issuer, built once at start; keys from a JWKS file, or from a JWKS URL refreshed periodically.
 pub struct Issuer {
     pub config: IssuerConfig,
-    keys: Vec<(Option<String>, Jwk, DecodingKey)>,
+    keys: arc_swap::ArcSwap<Vec<Key>>,
+    /// Asks the refresher for an early fetch (a token named a key id not seen yet).
+    pub refresh: tokio::sync::Notify,
+}
+
+/// Parses a JWKS document; symmetric keys are refused.
+fn parse_jwks(issuer: &str, text: &str) -> Result<Vec<Key>, String> {
+    let set: JwkSet = serde_json::from_str(text)
+        .map_err(|e| format!("issuer `{issuer}`: JWKS is not valid: {e}"))?;
+    let mut keys = Vec::new();
+    for jwk in set.keys {
+        if key_algorithms(&jwk).is_empty() {
+            return Err(format!(
+                "issuer `{issuer}`: symmetric keys are not accepted in a JWKS"
+            ));
+        }
+        let key =
+            DecodingKey::from_jwk(&jwk).map_err(|e| format!("issuer `{issuer}`: bad key: {e}"))?;
+        keys.push((jwk.common.key_id.clone(), jwk, key));
+    }
+    if keys.is_empty() {
+        return Err(format!("issuer `{issuer}`: JWKS has no keys"));
+    }
+    Ok(keys)
 }
 
 fn key_algorithms(jwk: &Jwk) -> &'static [Algorithm] {
@@ -68,42 +93,74 @@ fn key_algorithms(jwk: &Jwk) -> &'static [Algorithm] {
 }
 
 impl Issuer {
-    /// Loads the issuer's keys from its JWKS file; `base` resolves a relative path.
+    /// Loads the issuer's keys from its JWKS file; an issuer with a JWKS URL starts with none (every token is
+    /// refused) until [`Issuer::fetch`] succeeds.
     pub fn load(config: &IssuerConfig, base: &Path) -> Result<Self, String> {
-        let path = base.join(&config.jwks_file);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "issuer `{}`: cannot read JWKS `{}`: {e}",
-                config.issuer,
-                path.display()
-            )
-        })?;
-        let set: JwkSet = serde_json::from_str(&text).map_err(|e| {
-            format!(
-                "issuer `{}`: JWKS `{}` is not valid: {e}",
-                config.issuer,
-                path.display()
-            )
-        })?;
-        let mut keys = Vec::new();
-        for jwk in set.keys {
-            if key_algorithms(&jwk).is_empty() {
+        let keys = match (&config.jwks_file, &config.jwks_url) {
+            (Some(file), None) => {
+                let path = base.join(file);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    format!(
+                        "issuer `{}`: cannot read JWKS `{}`: {e}",
+                        config.issuer,
+                        path.display()
+                    )
+                })?;
+                parse_jwks(&config.issuer, &text)?
+            }
+            (None, Some(_)) => Vec::new(),
+            _ => {
                 return Err(format!(
-                    "issuer `{}`: symmetric keys are not accepted in a JWKS",
+                    "issuer `{}`: give exactly one of jwks_file and jwks_url",
                     config.issuer
                 ));
             }
-            let key = DecodingKey::from_jwk(&jwk)
-                .map_err(|e| format!("issuer `{}`: bad key: {e}", config.issuer))?;
-            keys.push((jwk.common.key_id.clone(), jwk, key));
-        }
-        if keys.is_empty() {
-            return Err(format!("issuer `{}`: JWKS has no keys", config.issuer));
-        }
+        };
         Ok(Self {
             config: config.clone(),
-            keys,
+            keys: arc_swap::ArcSwap::from_pointee(keys),
+            refresh: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Fetches the JWKS URL and swaps the keys in; on failure the previous keys stay.
+    pub async fn fetch(&self, client: &reqwest::Client) -> Result<usize, String> {
+        let Some(url) = &self.config.jwks_url else {
+            return Ok(self.keys.load().len());
+        };
+        let response = client
+            .get(url)
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| format!("issuer `{}`: JWKS fetch failed: {e}", self.config.issuer))?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "issuer `{}`: JWKS URL answered {}",
+                self.config.issuer,
+                response.status()
+            ));
+        }
+        if response.content_length().is_some_and(|n| n > 1024 * 1024) {
+            return Err(format!(
+                "issuer `{}`: JWKS larger than 1 MiB",
+                self.config.issuer
+            ));
+        }
+        let text = response
+            .text()
+            .await
+            .map_err(|e| format!("issuer `{}`: {e}", self.config.issuer))?;
+        if text.len() > 1024 * 1024 {
+            return Err(format!(
+                "issuer `{}`: JWKS larger than 1 MiB",
+                self.config.issuer
+            ));
+        }
+        let keys = parse_jwks(&self.config.issuer, &text)?;
+        let count = keys.len();
+        self.keys.store(std::sync::Arc::new(keys));
+        Ok(count)
     }
 
     /// Verifies a token of this issuer.
@@ -116,15 +173,21 @@ impl Issuer {
         if !self.config.algorithms.contains(&header.alg) {
             return Err(AuthError::Algorithm);
         }
-        let (_, jwk, key) = match &header.kid {
-            Some(kid) => self
-                .keys
+        let keys = self.keys.load();
+        let found = match &header.kid {
+            Some(kid) => keys
                 .iter()
                 .find(|(k, _, _)| k.as_deref() == Some(kid.as_str())),
-            None if self.keys.len() == 1 => self.keys.first(),
+            None if keys.len() == 1 => keys.first(),
             None => None,
-        }
-        .ok_or(AuthError::UnknownKey)?;
+        };
+        let Some((_, jwk, key)) = found else {
+            if self.config.jwks_url.is_some() {
+                // Perhaps the issuer rotated its keys: ask for an early refresh.
+                self.refresh.notify_one();
+            }
+            return Err(AuthError::UnknownKey);
+        };
         // The algorithm must fit the key: an RSA public key never verifies an HMAC token.
         if !key_algorithms(jwk).contains(&header.alg) {
             return Err(AuthError::Algorithm);
