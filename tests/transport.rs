@@ -427,3 +427,53 @@ async fn http_upstream_connections_are_reused() {
         "1000 calls opened {opened} upstream connections"
     );
 }
+
+#[test]
+fn stdio_mode_checks_the_token_on_every_request() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("toolgate.yaml");
+    std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "upstreams:\n{}{}admin:\n  listen: 127.0.0.1:0\n",
+            stdio_upstream("testbed", "testbed", &[]),
+            test_auth("agents.yaml")
+        ),
+    )
+    .unwrap();
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+    for (token, reason) in [
+        (None, "token_missing"),
+        (Some("garbage".to_string()), "token_malformed"),
+    ] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"));
+        command
+            .args(["serve", "--stdio", "--config"])
+            .arg(&config)
+            .env_remove("TOOLGATE_TOKEN")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if let Some(t) = &token {
+            command.env("TOOLGATE_TOKEN", t);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // A line that is not UTF-8 is a parse error, not the end of the session.
+        stdin.write_all(b"\xff\xfe\n").unwrap();
+        writeln!(stdin, "{init}").unwrap();
+        stdin.flush().unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(first["error"]["code"], -32700);
+        let second: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(second["id"], 1);
+        assert_eq!(second["error"]["code"], -32001);
+        assert_eq!(second["error"]["data"]["reason"], reason);
+        drop(stdin);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
