@@ -184,7 +184,15 @@ fn authenticate(
 
 /// 401 (with the `WWW-Authenticate` challenge) or 403, with a JSON-RPC error naming the reason id.
 fn auth_refusal(error: &AuthError, headers: &HeaderMap) -> Response {
-    tracing::info!(reason = error.reason_id(), "request refused: {error}");
+    if error.status() == StatusCode::FORBIDDEN {
+        // A valid token whose chain or binding breaks the rules is an escalation attempt.
+        tracing::warn!(
+            reason = error.reason_id(),
+            "refused as an escalation attempt: {error}"
+        );
+    } else {
+        tracing::info!(reason = error.reason_id(), "request refused: {error}");
+    }
     let message = jsonrpc::error_message(
         None,
         ErrorCode(-32001),

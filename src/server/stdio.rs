@@ -21,7 +21,14 @@ fn authenticate(gateway: &Gateway, token: Option<&str>) -> Result<Caller, AuthEr
 }
 
 fn refusal(id: Option<rmcp::model::RequestId>, error: &AuthError) -> ServerJsonRpcMessage {
-    tracing::info!(reason = error.reason_id(), "stdio request refused: {error}");
+    if error.status() == http::StatusCode::FORBIDDEN {
+        tracing::warn!(
+            reason = error.reason_id(),
+            "stdio request refused as an escalation attempt: {error}"
+        );
+    } else {
+        tracing::info!(reason = error.reason_id(), "stdio request refused: {error}");
+    }
     let mut data = rmcp::model::ErrorData::new(
         ErrorCode(-32001),
         format!("{error} ({})", error.reason_id()),
