@@ -203,7 +203,7 @@ impl ServerHandler for Testbed {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let duplicate = Arc::new(AtomicBool::new(false));
+    let duplicate = Arc::new(AtomicBool::new(std::env::var("TESTBED_DUPLICATE").is_ok()));
     let cancelled = Arc::new(AtomicU64::new(0));
     let completed = Arc::new(AtomicU64::new(0));
     let make = move || Testbed {

@@ -44,32 +44,39 @@ async fn crash_mid_call_is_an_error_result_and_the_upstream_comes_back() {
 
 #[tokio::test]
 async fn slow_upstream_times_out_and_is_cancelled_upstream() {
+    let web = HttpUpstream::start("testbed", &[]);
     let yaml = format!(
-        "listen: 127.0.0.1:0\ntimeouts:\n  call: 500ms\nupstreams:\n{}",
+        "listen: 127.0.0.1:0\ntimeouts:\n  call: 500ms\nupstreams:\n{}{}",
         stdio_upstream("testbed", "testbed", &[]),
+        http_upstream("web", &web.url),
     );
     let gateway = Gateway::start(&yaml);
     let client = gateway.client().await;
-    let started = std::time::Instant::now();
-    let result = client
-        .call("testbed__slow", json!({"ms": 10000}))
-        .await
-        .unwrap();
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
-    assert_eq!(result.is_error, Some(true));
-    assert!(
-        text(&result).contains("upstream_timeout"),
-        "{}",
-        text(&result)
-    );
-    // The upstream was told to stop.
-    let counters = eventually(10, || async {
-        let r = client.call("testbed__counters", json!({})).await.ok()?;
-        let c = r.structured_content?;
-        (c["cancelled"] == 1).then_some(c)
-    })
-    .await;
-    assert_eq!(counters["completed_slow"], 0);
+    for prefix in ["testbed", "web"] {
+        let started = std::time::Instant::now();
+        let result = client
+            .call(&format!("{prefix}__slow"), json!({"ms": 10000}))
+            .await
+            .unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(result.is_error, Some(true));
+        assert!(
+            text(&result).contains("upstream_timeout"),
+            "{}",
+            text(&result)
+        );
+        // The upstream was told to stop.
+        let counters = eventually(10, || async {
+            let r = client
+                .call(&format!("{prefix}__counters"), json!({}))
+                .await
+                .ok()?;
+            let c = r.structured_content?;
+            (c["cancelled"] == 1).then_some(c)
+        })
+        .await;
+        assert_eq!(counters["completed_slow"], 0, "{prefix}");
+    }
 }
 
 #[tokio::test]

@@ -357,13 +357,13 @@ fn bad_configs_refuse_to_start() {
 #[tokio::test]
 async fn badly_named_upstream_tools_are_refused_and_reported() {
     let yaml = format!(
-        "listen: 127.0.0.1:0\nupstreams:\n  - name: testbed\n    stdio:\n      command: \"{}\"\n      env: {{TESTBED_BAD_NAME: \"1\"}}\n",
+        "listen: 127.0.0.1:0\nupstreams:\n  - name: testbed\n    stdio:\n      command: \"{}\"\n      env: {{TESTBED_BAD_NAME: \"1\", TESTBED_DUPLICATE: \"1\"}}\n",
         example("testbed")
     );
     let gateway = Gateway::start(&yaml);
     let client = gateway.client().await;
     let names = client.tool_names().await;
-    assert!(names.contains(&"testbed__echo".to_string()));
+    assert!(names.contains(&"testbed__big".to_string()));
     assert!(names.iter().all(|n| !n.contains(' ')), "{names:?}");
     let ready: Value = reqwest::get(format!("{}/readyz", gateway.base()))
         .await
@@ -371,8 +371,22 @@ async fn badly_named_upstream_tools_are_refused_and_reported() {
         .json()
         .await
         .unwrap();
-    let refused = &ready["upstreams"][0]["refused_tools"];
-    assert_eq!(refused[0]["tool"], "bad name!", "{ready}");
+    let refused = ready["upstreams"][0]["refused_tools"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let refused: Vec<&str> = refused
+        .iter()
+        .map(|r| r["tool"].as_str().unwrap())
+        .collect();
+    // A name that breaks the rules, and a name the upstream lists twice from the start (both copies).
+    assert!(refused.contains(&"bad name!"), "{ready}");
+    assert_eq!(
+        refused.iter().filter(|t| **t == "echo").count(),
+        2,
+        "{ready}"
+    );
+    assert!(!names.contains(&"testbed__echo".to_string()));
     assert!(gateway.logs().contains("tool refused"));
 }
 

@@ -30,11 +30,18 @@ impl Gateway {
         // authenticate: `caller` was verified for this very request.
         // authorize: only tools within the caller's effective scope are shown.
         let page_size = self.config.limits.page_size;
-        let mut tools = self.catalog.tools_after(cursor);
+        let after = match cursor {
+            Some(c) => Some(
+                decode_cursor(c)
+                    .ok_or_else(|| ErrorData::invalid_params("invalid cursor", None))?,
+            ),
+            None => None,
+        };
+        let mut tools = self.catalog.tools_after(after.as_deref());
         tools.retain(|t| caller.in_scope(&t.name));
         let next_cursor = if tools.len() > page_size {
             tools.truncate(page_size);
-            tools.last().map(|t| t.name.to_string())
+            tools.last().map(|t| encode_cursor(&t.name))
         } else {
             None
         };
@@ -99,6 +106,20 @@ impl Gateway {
         };
         Ok(result)
     }
+}
+
+/// Cursors are opaque to clients: the last listed name, base64url-encoded.
+fn encode_cursor(name: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name)
+}
+
+fn decode_cursor(cursor: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// The JSON-RPC error for a tool that does not exist or that the caller may not see.
