@@ -82,32 +82,34 @@ def gateway():
         text=True,
     )
     procs.append(gw)
-    line = gw.stdout.readline()
-    while line and not line.startswith("toolgate listening on "):
+    try:
         line = gw.stdout.readline()
-    assert line.startswith("toolgate listening on "), line
-    url = line.split()[-1]
-    base = url.rsplit("/mcp", 1)[0]
-    deadline = time.time() + 60
-    import urllib.request
+        while line and not line.startswith("toolgate listening on "):
+            line = gw.stdout.readline()
+        assert line.startswith("toolgate listening on "), line
+        url = line.split()[-1]
+        base = url.rsplit("/mcp", 1)[0]
+        deadline = time.time() + 60
+        import urllib.request
 
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/readyz") as r:
-                if r.status == 200:
-                    break
-        except Exception:
-            pass
-        if time.time() > deadline:
-            raise TimeoutError("toolgate not ready: " + (Path(workdir) / "toolgate.log").read_text())
-        time.sleep(0.2)
-    yield url
-    for p in procs:
-        p.terminate()
-        try:
-            p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/readyz") as r:
+                    if r.status == 200:
+                        break
+            except Exception:
+                pass
+            if time.time() > deadline:
+                raise TimeoutError("toolgate not ready: " + (Path(workdir) / "toolgate.log").read_text())
+            time.sleep(0.2)
+        yield url
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def token() -> str:
