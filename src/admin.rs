@@ -149,6 +149,19 @@ fn admin_of(
             format!("`{}` is not an admin", claims.sub),
         ));
     }
+    // Admin tokens are revocable like any other credential.
+    state
+        .gateway
+        .identity
+        .revocations()
+        .check_parts(
+            &claims.iss,
+            &claims.sub,
+            claims.jti.as_deref(),
+            claims.iat,
+            &[],
+        )
+        .map_err(|e| (e.reason_id(), e.to_string()))?;
     Ok(Admin(format!("{}/{}", claims.iss, claims.sub)))
 }
 

@@ -714,6 +714,20 @@ async fn admin_tokens_from_listed_subjects_are_accepted() {
     // An admin token is not a caller token either.
     let (status, _, _) = try_token(&gateway, Some(&admin_token("ops")), "").await;
     assert_eq!(status, 401);
+    // Admin tokens can be revoked too.
+    let ops = admin_token("ops");
+    let revoked = http
+        .post(&url)
+        .bearer_auth(gateway.admin_credential())
+        .json(&json!({"kind": "token", "jti": jti_of(&ops)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 201);
+    let refused = http.get(&url).bearer_auth(&ops).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["reason"], "token_revoked");
 }
 
 // Multi-threaded: the JWKS server must answer while the test thread waits for the gateway to start.

@@ -83,20 +83,36 @@ impl Revocations {
 
     /// Refuses a caller whose token, subject or any agent in its chain is revoked.
     pub fn check(&self, caller: &Caller) -> Result<(), AuthError> {
-        let issued = caller.issued_at;
-        let hit = if let Some(jti) = &caller.token_id
+        self.check_parts(
+            &caller.issuer,
+            &caller.subject,
+            caller.token_id.as_deref(),
+            caller.issued_at,
+            &caller.chain,
+        )
+    }
+
+    /// The same check for a token's parts (also used for admin tokens).
+    pub fn check_parts(
+        &self,
+        issuer: &str,
+        subject: &str,
+        token_id: Option<&str>,
+        issued: i64,
+        chain: &[String],
+    ) -> Result<(), AuthError> {
+        let hit = if let Some(jti) = token_id
             && self.tokens.get(jti).is_some_and(|c| applies(*c, issued))
         {
             Some(format!("token `{jti}`"))
         } else if self
             .subjects
-            .get(&(caller.issuer.clone(), caller.subject.clone()))
+            .get(&(issuer.to_string(), subject.to_string()))
             .is_some_and(|c| applies(*c, issued))
         {
-            Some(format!("subject `{}`", caller.subject))
+            Some(format!("subject `{subject}`"))
         } else {
-            caller
-                .chain
+            chain
                 .iter()
                 .find(|agent| self.agents.get(*agent).is_some_and(|c| applies(*c, issued)))
                 .map(|agent| format!("agent `{agent}`"))
@@ -106,9 +122,8 @@ impl Revocations {
             Some(what) => {
                 let count = self.presented.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::warn!(
-                    issuer = %caller.issuer, subject = %caller.subject, chain = ?caller.chain,
-                    token = caller.token_id.as_deref().unwrap_or(""), revoked = %what, presented_total = count,
-                    "revoked credential presented"
+                    %issuer, %subject, ?chain, token = token_id.unwrap_or(""), revoked = %what,
+                    presented_total = count, "revoked credential presented"
                 );
                 Err(AuthError::Revoked(what))
             }
