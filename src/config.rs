@@ -462,7 +462,9 @@ impl Config {
                 return Err("auth.max_chain_depth must be at least 1".into());
             }
             for issuer in &auth.issuers {
-                if issuer.dev && !self.listen.ip().is_loopback() {
+                if issuer.dev
+                    && !(self.listen.ip().is_loopback() && self.admin.listen.ip().is_loopback())
+                {
                     return Err(format!(
                         "issuer `{}` is a development issuer and is accepted on a loopback listener only",
                         issuer.issuer
@@ -477,12 +479,25 @@ impl Config {
                 if let Some(url) = &issuer.jwks_url {
                     let parsed = reqwest::Url::parse(url)
                         .map_err(|e| format!("issuer `{}`: bad jwks_url: {e}", issuer.issuer))?;
-                    if !matches!(parsed.scheme(), "http" | "https") {
+                    let loopback = match parsed.host() {
+                        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                        Some(url::Host::Domain(d)) => d == "localhost",
+                        None => false,
+                    };
+                    // Keys fetched over plain HTTP could be swapped by anyone on the path.
+                    if !(parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback)) {
                         return Err(format!(
-                            "issuer `{}`: jwks_url must be http or https",
+                            "issuer `{}`: jwks_url must be https (plain http only on loopback)",
                             issuer.issuer
                         ));
                     }
+                }
+                if issuer.leeway > Duration::from_secs(600) {
+                    return Err(format!(
+                        "issuer `{}`: leeway above 10 minutes is not accepted",
+                        issuer.issuer
+                    ));
                 }
                 if issuer.jwks_refresh < Duration::from_millis(100) {
                     return Err(format!(
@@ -672,6 +687,42 @@ mod tests {
             };
             assert!(Path::new(&stdio.command).is_absolute(), "{}", stdio.command);
         }
+    }
+
+    #[test]
+    fn issuer_limits() {
+        let issuer = |extra: &str| {
+            format!(
+                "auth:\n  issuers:\n    - issuer: i\n      audience: a\n      jwks_file: k.json\n{extra}  agents_file: a.yaml\n"
+            )
+        };
+        Config::from_yaml(&issuer(""), Path::new(".")).unwrap();
+        for (extra, message) in [
+            ("      leeway: 1000years\n", "leeway"),
+            ("      algorithms: [HS256]\n", "symmetric"),
+            ("      audience: toolgate-admin\n", "admin"),
+        ] {
+            let yaml = issuer(extra).replace(
+                "      audience: a\n",
+                if extra.contains("audience") {
+                    ""
+                } else {
+                    "      audience: a\n"
+                },
+            );
+            let err = Config::from_yaml(&yaml, Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(message), "{extra}: {err}");
+        }
+        let url = |u: &str| {
+            format!(
+                "auth:\n  issuers:\n    - issuer: i\n      audience: a\n      jwks_url: \"{u}\"\n  agents_file: a.yaml\n"
+            )
+        };
+        assert!(Config::from_yaml(&url("http://idp.example/jwks"), Path::new(".")).is_err());
+        Config::from_yaml(&url("https://idp.example/jwks"), Path::new(".")).unwrap();
+        Config::from_yaml(&url("http://127.0.0.1:9/jwks"), Path::new(".")).unwrap();
     }
 
     #[test]

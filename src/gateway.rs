@@ -49,7 +49,10 @@ impl Gateway {
                 .await
                 .map_err(|e| e.to_string())?,
         );
-        let identity = Arc::new(Identity::load(auth, &config.base, revocations)?);
+        let identity = Arc::new(
+            Identity::load(auth, &config.base, revocations)?
+                .with_admin_audience(&config.admin.audience),
+        );
         let jwks_client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

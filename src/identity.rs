@@ -74,6 +74,8 @@ pub enum AuthError {
     SessionSubject,
     #[error("credential revoked: {0}")]
     Revoked(String),
+    #[error("`{0}` is an agent and cannot be the human principal of a delegation")]
+    PrincipalIsAgent(String),
 }
 
 impl AuthError {
@@ -105,6 +107,7 @@ impl AuthError {
             Self::BadScope => "token_scope_invalid",
             Self::SessionSubject => "session_subject_mismatch",
             Self::Revoked(_) => "token_revoked",
+            Self::PrincipalIsAgent(_) => "principal_is_agent",
         }
     }
 
@@ -121,6 +124,7 @@ impl AuthError {
             | Self::ChainTooDeep(_)
             | Self::Escalation
             | Self::BadScope
+            | Self::PrincipalIsAgent(_)
             | Self::SessionSubject => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         }
@@ -191,6 +195,7 @@ pub struct Identity {
     inventory: Inventory,
     max_chain_depth: usize,
     pub authorization_servers: Vec<String>,
+    admin_audience: Option<String>,
 }
 
 impl Identity {
@@ -202,10 +207,15 @@ impl Identity {
     ) -> Result<Self, String> {
         let mut issuers = HashMap::new();
         for issuer in &config.issuers {
-            issuers.insert(
-                issuer.issuer.clone(),
-                std::sync::Arc::new(Issuer::load(issuer, base)?),
-            );
+            let loaded = Issuer::load(issuer, base)?;
+            // The development key is public: only an issuer marked `dev` (loopback only) may hold it.
+            if !issuer.dev && (issuer.issuer == token::DEV_ISSUER || loaded.holds_dev_key()) {
+                return Err(format!(
+                    "issuer `{}` uses the public development key or name but is not marked `dev: true`",
+                    issuer.issuer
+                ));
+            }
+            issuers.insert(issuer.issuer.clone(), std::sync::Arc::new(loaded));
         }
         let inventory = Inventory::load(&base.join(&config.agents_file))?;
         Ok(Self {
@@ -215,7 +225,14 @@ impl Identity {
             inventory,
             max_chain_depth: config.max_chain_depth,
             authorization_servers: config.authorization_servers.clone(),
+            admin_audience: None,
         })
+    }
+
+    /// The admin API's audience: tokens carrying it are never caller tokens.
+    pub fn with_admin_audience(mut self, audience: &str) -> Self {
+        self.admin_audience = Some(audience.to_string());
+        self
     }
 
     /// Fetches every JWKS URL once (bounded in time), then keeps them fresh in the background: every
@@ -271,7 +288,16 @@ impl Identity {
             .issuers
             .get(&issuer_name)
             .ok_or(AuthError::UnknownIssuer)?;
-        issuer.verify(token, &[audience.to_string()])
+        if issuer.config.dev {
+            // Anyone can mint development tokens: they never administer anything.
+            return Err(AuthError::UnknownIssuer);
+        }
+        let claims = issuer.verify(token, &[audience.to_string()])?;
+        // An admin token carries the admin audience alone, so it can never double as a caller token.
+        if audiences(&claims.aud) != [audience] {
+            return Err(AuthError::Audience);
+        }
+        Ok(claims)
     }
 
     /// The bearer token of an HTTP request; tokens in the URL are refused.
@@ -295,6 +321,25 @@ impl Identity {
     pub fn authenticate(&self, token: &str) -> Result<Caller, AuthError> {
         let claims = self.verified_claims(token)?;
         let claims = claims.as_ref();
+        if let Some(admin) = &self.admin_audience
+            && audiences(&claims.aud).contains(&admin.as_str())
+        {
+            return Err(AuthError::Audience);
+        }
+        let caller = self.caller(claims);
+        if let Err(error) = &caller
+            && error.status() == StatusCode::FORBIDDEN
+        {
+            tracing::warn!(
+                issuer = %claims.iss, subject = %claims.sub, token = claims.jti.as_deref().unwrap_or(""),
+                reason = error.reason_id(), "escalation attempt refused: {error}"
+            );
+        }
+        caller
+    }
+
+    /// Works out who is acting from verified claims: mode, lineage, scope, clearance, revocation.
+    fn caller(&self, claims: &Claims) -> Result<Caller, AuthError> {
         let issuer = self
             .issuers
             .get(&claims.iss)
@@ -305,6 +350,15 @@ impl Identity {
         };
         let (mode, principal, chain) = match &claims.act {
             Some(act) => {
+                // The principal of a delegation must be a human, not an agent borrowing another's chain.
+                if self.inventory.get(&claims.sub).is_some()
+                    || self
+                        .inventory
+                        .bound_agent(&claims.iss, &claims.sub, Some(&claims.sub))
+                        .is_some()
+                {
+                    return Err(AuthError::PrincipalIsAgent(claims.sub.clone()));
+                }
                 let chain = self.lineage(act, &claims.iss)?;
                 let principal = Principal {
                     issuer: claims.iss.clone(),
@@ -366,7 +420,12 @@ impl Identity {
         if let (Some(cache), Some(key)) = (&self.verified, &key)
             && let Some(claims) = cache.get(key)
         {
-            if claims.exp > now {
+            // Never past `exp`, and never once the key it was verified with has left the issuer's key set.
+            let key_present = self
+                .issuers
+                .get(&claims.iss)
+                .is_some_and(|i| i.has_key(claims.kid.as_deref()));
+            if claims.exp > now && key_present {
                 return Ok(std::sync::Arc::clone(&claims));
             }
             drop(claims);
@@ -451,6 +510,15 @@ impl Identity {
             Some(agent) => Err(AuthError::BindingMismatch(agent.id.clone())),
             None => Err(AuthError::AgentMissing),
         }
+    }
+}
+
+/// The `aud` claim as a list.
+fn audiences(aud: &Value) -> Vec<&str> {
+    match aud {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -32,9 +32,34 @@ fn quickstart_gateway() -> Gateway {
     let yaml = yaml.replace("  - issuer: other-idp\n", "");
     let yaml = yaml.replace(
         "      dev: true\n",
-        &format!("      dev: true\n    - issuer: other-idp\n      audience: toolgate\n      jwks_file: \"{}\"\n", dev_jwks()),
+        &format!(
+            "      dev: true\n    - issuer: other-idp\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n    - issuer: https://idp.example\n      audience: toolgate\n      jwks_file: \"{}\"\n",
+            dev_jwks(),
+            other_jwks()
+        ),
     );
     Gateway::start(&yaml)
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn other_jwks() -> String {
+    fixture("other.jwks.json").to_string_lossy().into_owned()
+}
+
+/// Signs claims with the non-development test key of `https://idp.example`.
+fn sign_other(claims: &Map<String, Value>) -> String {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
+        &std::fs::read(fixture("other-signing-key.pem")).unwrap(),
+    )
+    .unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("other-1".into());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
 
 fn request(
@@ -367,6 +392,18 @@ async fn callers_that_may_not_use_the_gateway_get_403() {
         .0,
         200
     );
+    // An agent cannot pose as the human principal of a chain.
+    expect(
+        try_token(
+            &gateway,
+            Some(&token(Some("nightly-report"), Some("assistant"), &[], None)),
+            "",
+        )
+        .await,
+        "principal_is_agent",
+    );
+    assert!(gateway.logs().contains("refused as an escalation attempt"));
+    assert!(gateway.logs().contains("escalation attempt refused"));
 }
 
 #[tokio::test]
@@ -502,7 +539,7 @@ async fn protected_resource_metadata_and_dev_tokens_need_the_dev_issuer() {
     let yaml = format!(
         "listen: 127.0.0.1:0\nupstreams:\n{}auth:\n  issuers:\n    - issuer: https://idp.example\n      audience: toolgate\n      jwks_file: \"{}\"\n  agents_file: \"{}\"\n",
         stdio_upstream("hr", "hr_directory", &[]),
-        dev_jwks(),
+        other_jwks(),
         agents.display()
     );
     let strict = Gateway::start(&yaml);
@@ -631,7 +668,11 @@ async fn admin_api_needs_an_admin_credential() {
             .unwrap();
         assert_eq!(response.status(), 401);
         let reason: Value = response.json().await.unwrap();
-        assert_eq!(reason["reason"], "token_audience");
+        // Caller audiences never reach the admin API; development tokens never administer anything.
+        assert!(
+            reason["reason"] == "token_audience" || reason["reason"] == "token_unknown_issuer",
+            "{reason}"
+        );
     }
     // A token in the URL is refused too.
     let in_query = http
@@ -682,19 +723,23 @@ async fn admin_api_needs_an_admin_credential() {
 
 #[tokio::test]
 async fn admin_tokens_from_listed_subjects_are_accepted() {
-    let dir_agents =
+    let agents =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tool-manifests/agents.yaml");
     let yaml = format!(
-        "listen: 127.0.0.1:0\nupstreams:\n{}{}admin:\n  listen: 127.0.0.1:0\n  subjects:\n    - {{issuer: toolgate-dev, subject: ops}}\n",
+        "listen: 127.0.0.1:0\nupstreams:\n{}auth:\n  issuers:\n    - issuer: https://idp.example\n      audience: toolgate\n      jwks_file: \"{}\"\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n  agents_file: \"{}\"\nadmin:\n  listen: 127.0.0.1:0\n  subjects:\n    - {{issuer: https://idp.example, subject: ops}}\n    - {{issuer: toolgate-dev, subject: ops}}\n",
         stdio_upstream("hr", "hr_directory", &[]),
-        test_auth(dir_agents.to_str().unwrap()),
+        other_jwks(),
+        dev_jwks(),
+        agents.display(),
     );
     let gateway = Gateway::start(&yaml);
-    let admin_token = |sub: &str| {
+    let admin_claims = |sub: &str, aud: Value| {
         let mut c = claims(&request(Some(sub), None, &[], None), now()).unwrap();
-        c.insert("aud".into(), json!("toolgate-admin"));
-        sign_dev(&c).unwrap()
+        c.insert("iss".into(), json!("https://idp.example"));
+        c.insert("aud".into(), aud);
+        c
     };
+    let admin_token = |sub: &str| sign_other(&admin_claims(sub, json!("toolgate-admin")));
     let http = reqwest::Client::new();
     let url = format!("{}/revocations", gateway.admin_url);
     let ok = http
@@ -711,9 +756,31 @@ async fn admin_tokens_from_listed_subjects_are_accepted() {
         .await
         .unwrap();
     assert_eq!(stranger.status(), 401);
-    // An admin token is not a caller token either.
+    // Development tokens never administer anything, even for a listed subject.
+    let mut dev_admin = claims(&request(Some("ops"), None, &[], None), now()).unwrap();
+    dev_admin.insert("aud".into(), json!("toolgate-admin"));
+    let refused = http
+        .get(&url)
+        .bearer_auth(sign_dev(&dev_admin).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    // An admin token is not a caller token, and one token cannot be both.
     let (status, _, _) = try_token(&gateway, Some(&admin_token("ops")), "").await;
     assert_eq!(status, 401);
+    let both = sign_other(&admin_claims("ops", json!(["toolgate", "toolgate-admin"])));
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(&both)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let (status, reason, _) = try_token(&gateway, Some(&both), "").await;
+    assert_eq!((status, reason.as_str()), (401, "token_audience"));
     // Admin tokens can be revoked too.
     let ops = admin_token("ops");
     let revoked = http
@@ -752,7 +819,7 @@ async fn keys_from_a_jwks_url_are_refreshed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
     let yaml = format!(
-        "listen: 127.0.0.1:0\nupstreams:\n{}auth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_url: \"http://{jwks_address}/jwks.json\"\n      jwks_refresh: 300ms\n  agents_file: \"{}\"\n",
+        "listen: 127.0.0.1:0\nupstreams:\n{}auth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_url: \"http://{jwks_address}/jwks.json\"\n      jwks_refresh: 300ms\n      dev: true\n  agents_file: \"{}\"\n",
         stdio_upstream("hr", "hr_directory", &[]),
         dir.path().join("agents.yaml").display(),
     );
@@ -767,4 +834,70 @@ async fn keys_from_a_jwks_url_are_refreshed() {
     })
     .await;
     assert!(gateway.logs().contains("JWKS fetched"));
+}
+
+fn check_config(dir: &std::path::Path, yaml: &str) -> std::process::Output {
+    let config = dir.join("toolgate.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_public_development_key_needs_a_dev_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
+    for name in ["https://idp.example", "toolgate-dev"] {
+        let output = check_config(
+            dir.path(),
+            &format!(
+                "listen: 127.0.0.1:0\nauth:\n  issuers:\n    - issuer: {name}\n      audience: toolgate\n      jwks_file: \"{}\"\n  agents_file: agents.yaml\nadmin:\n  listen: 127.0.0.1:0\n",
+                dev_jwks()
+            ),
+        );
+        assert!(!output.status.success(), "{name} accepted");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("public development key"));
+    }
+    // A development issuer is refused when either listener is not loopback.
+    let output = check_config(
+        dir.path(),
+        &format!(
+            "listen: 127.0.0.1:0\nallow_non_loopback: true\nauth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n  agents_file: agents.yaml\nadmin:\n  listen: 0.0.0.0:0\n",
+            dev_jwks()
+        ),
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
+}
+
+#[tokio::test]
+async fn a_client_id_binding_does_not_turn_a_human_into_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("agents.yaml"),
+        "agents:\n  reporter:\n    owner: qa\n    description: d\n    scope: ['*']\n    max_classification: internal\n    acts_alone:\n      - {issuer: toolgate-dev, client_id: reporter-app}\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}",
+        stdio_upstream("hr", "hr_directory", &[]),
+        test_auth(dir.path().join("agents.yaml").to_str().unwrap()),
+    );
+    let gateway = Gateway::start(&yaml);
+    let mut human = claims(&request(Some("alice"), None, &[], None), now()).unwrap();
+    human.insert("client_id".into(), json!("reporter-app"));
+    let (status, reason, _) = try_token(&gateway, Some(&sign_dev(&human).unwrap()), "").await;
+    assert_eq!((status, reason.as_str()), (403, "agent_missing"));
+    // A client-credentials token (the client is the subject) acts as the agent.
+    let mut client = claims(&request(Some("reporter-app"), None, &[], None), now()).unwrap();
+    client.insert("client_id".into(), json!("reporter-app"));
+    assert_eq!(
+        try_token(&gateway, Some(&sign_dev(&client).unwrap()), "")
+            .await
+            .0,
+        200
+    );
 }

@@ -48,6 +48,11 @@ impl CallSink {
         }
     }
 
+    /// Whether the client asked for progress (and can receive it).
+    pub fn wants_progress(&self) -> bool {
+        self.tx.is_some() && self.progress_token.is_some()
+    }
+
     /// Forwards a progress notification under the client's own token.
     pub fn progress(&self, mut params: ProgressNotificationParam) {
         let Some(token) = &self.progress_token else {

@@ -253,6 +253,7 @@ impl StdioConn {
             .send_cancellable_request(request, PeerRequestOptions::no_options())
             .await
             .map_err(|e| self.service_error(e))?;
+        let wants_progress = sink.wants_progress();
         let _route = self
             .routes
             .register(sink, Some(handle.progress_token.clone()));
@@ -269,6 +270,12 @@ impl StdioConn {
             }
             () = self.closed.cancelled() => return Err(UpstreamError::Closed),
         }?;
+        if wants_progress {
+            // rmcp hands notifications to the handler on spawned tasks but delivers the response inline, so
+            // progress sent just before the result may not have been routed yet: give those tasks a moment
+            // before the route goes away.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         match outcome {
             ServerResult::CallToolResult(result) => {
                 let size = serde_json::to_vec(&result)

@@ -134,7 +134,9 @@ impl Inventory {
             agent.spec.acts_alone.iter().any(|b| {
                 b.issuer == issuer
                     && (b.subject.as_deref() == Some(subject)
-                        || (b.client_id.is_some() && b.client_id.as_deref() == client_id))
+                        // A client-credentials token: the client itself is the subject. A human's token that
+                        // merely names the client it logged in through never makes them the agent.
+                        || (b.client_id.is_some() && b.client_id.as_deref() == client_id && client_id == Some(subject)))
             })
         })
     }

@@ -27,6 +27,12 @@ pub struct Act {
 pub struct Claims {
     pub iss: String,
     pub sub: String,
+    /// One audience or several.
+    #[serde(default)]
+    pub aud: Value,
+    /// Key id the token was verified with (from its header, not a claim).
+    #[serde(skip)]
+    pub kid: Option<String>,
     pub exp: i64,
     pub iat: i64,
     #[serde(default)]
@@ -53,27 +59,6 @@ pub struct Issuer {
     pub refresh: tokio::sync::Notify,
 }
 
-/// Parses a JWKS document; symmetric keys are refused.
-fn parse_jwks(issuer: &str, text: &str) -> Result<Vec<Key>, String> {
-    let set: JwkSet = serde_json::from_str(text)
-        .map_err(|e| format!("issuer `{issuer}`: JWKS is not valid: {e}"))?;
-    let mut keys = Vec::new();
-    for jwk in set.keys {
-        if key_algorithms(&jwk).is_empty() {
-            return Err(format!(
-                "issuer `{issuer}`: symmetric keys are not accepted in a JWKS"
-            ));
-        }
-        let key =
-            DecodingKey::from_jwk(&jwk).map_err(|e| format!("issuer `{issuer}`: bad key: {e}"))?;
-        keys.push((jwk.common.key_id.clone(), jwk, key));
-    }
-    if keys.is_empty() {
-        return Err(format!("issuer `{issuer}`: JWKS has no keys"));
-    }
-    Ok(keys)
-}
-
 fn key_algorithms(jwk: &Jwk) -> &'static [Algorithm] {
     match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => &[
@@ -90,6 +75,54 @@ fn key_algorithms(jwk: &Jwk) -> &'static [Algorithm] {
         AlgorithmParameters::OctetKey(_) => &[],
         _ => &[],
     }
+}
+
+/// Parses a JWKS document, keeping the keys usable for verifying signatures: symmetric keys, encryption keys
+/// and unknown key types are skipped with a warning; a set with no usable key is an error.
+fn parse_jwks(issuer: &str, text: &str) -> Result<Vec<Key>, String> {
+    let set: JwkSet = serde_json::from_str(text)
+        .map_err(|e| format!("issuer `{issuer}`: JWKS is not valid: {e}"))?;
+    let mut keys = Vec::new();
+    for jwk in set.keys {
+        let kid = jwk.common.key_id.clone();
+        let for_encryption = matches!(
+            jwk.common.public_key_use,
+            Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+        );
+        if key_algorithms(&jwk).is_empty() || for_encryption {
+            tracing::warn!(issuer, kid = ?kid, "JWKS key skipped: not a public signing key");
+            continue;
+        }
+        match DecodingKey::from_jwk(&jwk) {
+            Ok(key) => keys.push((kid, jwk, key)),
+            Err(e) => tracing::warn!(issuer, kid = ?kid, "JWKS key skipped: {e}"),
+        }
+    }
+    if keys.is_empty() {
+        return Err(format!(
+            "issuer `{issuer}`: JWKS has no usable public signing key"
+        ));
+    }
+    Ok(keys)
+}
+
+fn holds_dev_key(keys: &[Key]) -> bool {
+    let Some(dev) = dev_modulus() else {
+        return false;
+    };
+    keys.iter().any(|(_, jwk, _)| match &jwk.algorithm {
+        AlgorithmParameters::RSA(rsa) => rsa.n == dev,
+        _ => false,
+    })
+}
+
+/// The RSA modulus of the quickstart's development key, to keep it out of any issuer not marked `dev`.
+fn dev_modulus() -> Option<String> {
+    let set: JwkSet = serde_json::from_str(super::token::DEV_JWKS).ok()?;
+    set.keys.into_iter().find_map(|k| match k.algorithm {
+        AlgorithmParameters::RSA(rsa) => Some(rsa.n),
+        _ => None,
+    })
 }
 
 impl Issuer {
@@ -158,9 +191,29 @@ impl Issuer {
             ));
         }
         let keys = parse_jwks(&self.config.issuer, &text)?;
+        if !self.config.dev && holds_dev_key(&keys) {
+            return Err(format!(
+                "issuer `{}`: the JWKS holds the public development key; refused for an issuer not marked `dev`",
+                self.config.issuer
+            ));
+        }
         let count = keys.len();
         self.keys.store(std::sync::Arc::new(keys));
         Ok(count)
+    }
+
+    /// Whether this issuer's current keys include the public development key.
+    pub fn holds_dev_key(&self) -> bool {
+        holds_dev_key(&self.keys.load())
+    }
+
+    /// Whether a key with this id (or, without an id, the only key) is still in the key set.
+    pub fn has_key(&self, kid: Option<&str>) -> bool {
+        let keys = self.keys.load();
+        match kid {
+            Some(kid) => keys.iter().any(|(k, _, _)| k.as_deref() == Some(kid)),
+            None => keys.len() == 1,
+        }
     }
 
     /// Verifies a token of this issuer.
@@ -204,7 +257,8 @@ impl Issuer {
         validation.leeway = self.config.leeway.as_secs();
         validation.validate_nbf = true;
         let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(map_error)?;
-        let claims = data.claims;
+        let mut claims = data.claims;
+        claims.kid = header.kid.clone();
         let now = jsonwebtoken::get_current_timestamp() as i64;
         if claims.iat > now + self.config.leeway.as_secs() as i64 {
             return Err(AuthError::NotYetValid);

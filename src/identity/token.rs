@@ -11,6 +11,8 @@ pub const DEV_ISSUER: &str = "toolgate-dev";
 /// Key id of the development key in `examples/quickstart/dev-keys/dev.jwks.json`.
 pub const DEV_KEY_ID: &str = "toolgate-dev-1";
 const DEV_KEY_PEM: &str = include_str!("../../examples/quickstart/dev-keys/dev-signing-key.pem");
+/// The development key's public JWKS.
+pub const DEV_JWKS: &str = include_str!("../../examples/quickstart/dev-keys/dev.jwks.json");
 
 /// What to put in a development token.
 #[derive(Debug, Clone)]
