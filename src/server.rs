@@ -555,10 +555,28 @@ async fn get_stream(State(state): State<AppState>, uri: http::Uri, headers: Head
         .take_while(|m| std::future::ready(m.is_some()))
         .filter_map(std::future::ready)
         .map(Ok::<_, Infallible>);
-    // End the stream when the session closes.
-    let closed = session_closed(session);
-    let stream = stream.take_until(closed);
+    // End the stream when the session closes, the token expires or its credential is revoked.
+    let identity = Arc::clone(&state.gateway.identity);
+    let ended = async move {
+        tokio::select! {
+            () = session_closed(session) => {}
+            () = credential_lapses(identity, caller) => {}
+        }
+    };
+    let stream = stream.take_until(ended);
     sse_response(Body::from_stream(stream))
+}
+
+/// Resolves when the caller's token expires or one of its credentials is revoked.
+async fn credential_lapses(identity: Arc<Identity>, caller: Caller) {
+    loop {
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        if now >= caller.expires_at || identity.revocations().check(&caller).is_err() {
+            return;
+        }
+        let until_expiry = Duration::from_secs(caller.expires_at.saturating_sub(now).max(0) as u64);
+        tokio::time::sleep(until_expiry.min(Duration::from_secs(2))).await;
+    }
 }
 
 async fn session_closed(session: Arc<Session>) {

@@ -901,3 +901,40 @@ async fn a_client_id_binding_does_not_turn_a_human_into_the_agent() {
         200
     );
 }
+
+#[tokio::test]
+async fn an_open_get_stream_ends_when_its_credential_is_revoked() {
+    let gateway = quickstart_gateway();
+    let alice =
+        toolgate::identity::token::mint_dev(&request(Some("alice"), Some("assistant"), &[], None))
+            .unwrap();
+    let http = reqwest::Client::new();
+    let init = http
+        .post(&gateway.url)
+        .bearer_auth(&alice)
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut stream = http
+        .get(&gateway.url)
+        .bearer_auth(&alice)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let out = revoke_cli(&gateway, &["--jti", &jti_of(&alice)]);
+    assert!(out.status.success());
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the GET stream outlived the revocation");
+}
