@@ -125,6 +125,10 @@ pub struct AuthConfig {
     /// Authorization servers named in the protected-resource metadata (RFC 9728).
     #[serde(default)]
     pub authorization_servers: Vec<String>,
+    /// Public base URL of the gateway (for example `https://tools.example.com`) when it is reached through a
+    /// proxy or TLS terminator; by default it is `http://` plus the request's (allowlisted) Host.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// Environment variable holding the caller's token in stdio mode.
     #[serde(default = "default_token_env")]
     pub stdio_token_env: String,

@@ -195,6 +195,8 @@ pub struct Identity {
     inventory: Inventory,
     max_chain_depth: usize,
     pub authorization_servers: Vec<String>,
+    /// Public base URL used in the resource metadata and challenges, when configured.
+    pub public_url: Option<String>,
     admin_audience: Option<String>,
 }
 
@@ -225,6 +227,10 @@ impl Identity {
             inventory,
             max_chain_depth: config.max_chain_depth,
             authorization_servers: config.authorization_servers.clone(),
+            public_url: config
+                .public_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_string()),
             admin_audience: None,
         })
     }

@@ -151,7 +151,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 /// RFC 9728 protected-resource metadata for `/mcp`.
 async fn resource_metadata(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let origin = origin_of(&headers);
+    let origin = origin_of(&state, &headers);
     let body = serde_json::json!({
         "resource": format!("{origin}/mcp"),
         "authorization_servers": state.gateway.identity.authorization_servers,
@@ -162,7 +162,10 @@ async fn resource_metadata(State(state): State<AppState>, headers: HeaderMap) ->
 }
 
 /// `http://host[:port]` of this gateway as the client addressed it (the Host header passed the guard).
-fn origin_of(headers: &HeaderMap) -> String {
+fn origin_of(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(public) = &state.gateway.identity.public_url {
+        return public.clone();
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -179,11 +182,11 @@ fn authenticate(
 ) -> Result<Caller, Response> {
     let result = Identity::bearer(headers, query)
         .and_then(|token| state.gateway.identity.authenticate(token));
-    result.map_err(|error| auth_refusal(&error, headers))
+    result.map_err(|error| auth_refusal(state, &error, headers))
 }
 
 /// 401 (with the `WWW-Authenticate` challenge) or 403, with a JSON-RPC error naming the reason id.
-fn auth_refusal(error: &AuthError, headers: &HeaderMap) -> Response {
+fn auth_refusal(state: &AppState, error: &AuthError, headers: &HeaderMap) -> Response {
     if error.status() == StatusCode::FORBIDDEN {
         // A valid token whose chain or binding breaks the rules is an escalation attempt.
         tracing::warn!(
@@ -213,7 +216,7 @@ fn auth_refusal(error: &AuthError, headers: &HeaderMap) -> Response {
         .into_response();
     let metadata = format!(
         "{}/.well-known/oauth-protected-resource",
-        origin_of(headers)
+        origin_of(state, headers)
     );
     let challenge = match (error.status(), error) {
         (StatusCode::UNAUTHORIZED, AuthError::Missing) => {
@@ -303,7 +306,7 @@ fn session_of(
     })?;
     // A session belongs to the subject that opened it.
     if session.subject != caller.subject_key() {
-        return Err(auth_refusal(&AuthError::SessionSubject, headers));
+        return Err(auth_refusal(state, &AuthError::SessionSubject, headers));
     }
     Ok(session)
 }

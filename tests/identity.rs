@@ -542,9 +542,30 @@ async fn protected_resource_metadata_and_dev_tokens_need_the_dev_issuer() {
         other_jwks(),
         agents.display()
     );
+    // Behind a TLS terminator the public URL is configured.
+    let yaml = yaml.replace(
+        "  agents_file:",
+        "  public_url: https://tools.example.com/\n  agents_file:",
+    );
     let strict = Gateway::start(&yaml);
-    let (status, reason, _) = try_token(&strict, Some(&tester_token()), "").await;
+    let (status, reason, challenge) = try_token(&strict, Some(&tester_token()), "").await;
     assert_eq!((status, reason.as_str()), (401, "token_unknown_issuer"));
+    assert!(
+        challenge.contains(
+            "resource_metadata=\"https://tools.example.com/.well-known/oauth-protected-resource\""
+        ),
+        "{challenge}"
+    );
+    let metadata: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource",
+        strict.base()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(metadata["resource"], "https://tools.example.com/mcp");
 }
 
 fn jti_of(token: &str) -> String {
