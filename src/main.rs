@@ -50,7 +50,7 @@ enum Command {
         /// File holding the admin credential (the bootstrap credential or an admin token).
         #[arg(long, env = "TOOLGATE_ADMIN_CREDENTIAL_FILE")]
         credential_file: Option<PathBuf>,
-        /// Revoke one token by its `jti`.
+        /// Revoke one token by its `jti` (of the --issuer, or of any issuer).
         #[arg(long, group = "target")]
         jti: Option<String>,
         /// Revoke every token of a subject (with --issuer).
@@ -142,7 +142,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (None, None) => anyhow::bail!("give --credential-file or set TOOLGATE_ADMIN_TOKEN"),
             };
             let mut body = match (jti, subject, issuer, agent) {
-                (Some(jti), None, _, None) => serde_json::json!({"kind": "token", "jti": jti}),
+                (Some(jti), None, issuer, None) => match issuer {
+                    Some(issuer) => {
+                        serde_json::json!({"kind": "token", "jti": jti, "issuer": issuer})
+                    }
+                    None => serde_json::json!({"kind": "token", "jti": jti}),
+                },
                 (None, Some(subject), Some(issuer), None) => {
                     serde_json::json!({"kind": "subject", "issuer": issuer, "subject": subject})
                 }

@@ -22,8 +22,12 @@ impl From<rusqlite::Error> for StoreError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RevocationTarget {
-    /// One token, by `jti`.
-    Token { jti: String },
+    /// One token, by `jti` (of one issuer, or of any when `issuer` is absent).
+    Token {
+        jti: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issuer: Option<String>,
+    },
     /// A subject of an issuer: every token of `(iss, sub)`.
     Subject { issuer: String, subject: String },
     /// An agent, wherever it appears in a chain.
@@ -111,7 +115,7 @@ impl Store {
     ) -> Result<Revocation, StoreError> {
         self.with(move |conn| {
             let (kind, key1, key2) = match &revocation.target {
-                RevocationTarget::Token { jti } => ("token", jti.clone(), None),
+                RevocationTarget::Token { jti, issuer } => ("token", jti.clone(), issuer.clone()),
                 RevocationTarget::Subject { issuer, subject } => ("subject", issuer.clone(), Some(subject.clone())),
                 RevocationTarget::Agent { agent } => ("agent", agent.clone(), None),
             };
@@ -150,7 +154,10 @@ impl Store {
             for row in rows {
                 let (id, kind, key1, key2, issued_before, reason, created_at, created_by) = row?;
                 let target = match kind.as_str() {
-                    "token" => RevocationTarget::Token { jti: key1 },
+                    "token" => RevocationTarget::Token {
+                        jti: key1,
+                        issuer: key2,
+                    },
                     "subject" => RevocationTarget::Subject {
                         issuer: key1,
                         subject: key2.unwrap_or_default(),

@@ -593,9 +593,27 @@ async fn revocation_takes_effect_on_the_next_request_and_survives_restart() {
     let ok = client.call("sql__list_tables", json!({})).await.unwrap();
     assert!(ok.structured_content.is_some());
 
+    // A token id revoked for another issuer does not touch this one.
     let out = revoke_cli(
         &gateway,
-        &["--jti", &jti_of(&alice), "--reason", "laptop lost"],
+        &["--jti", &jti_of(&alice), "--issuer", "other-idp"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(client.call("sql__list_tables", json!({})).await.is_ok());
+    let out = revoke_cli(
+        &gateway,
+        &[
+            "--jti",
+            &jti_of(&alice),
+            "--issuer",
+            "toolgate-dev",
+            "--reason",
+            "laptop lost",
+        ],
     );
     assert!(
         out.status.success(),

@@ -11,7 +11,8 @@ use crate::store::{Revocation, RevocationTarget, Store, StoreError};
 /// In-memory index of every revocation, loaded from the store at start and updated with it.
 pub struct Revocations {
     store: Store,
-    tokens: DashMap<String, Option<i64>>,
+    /// By `(issuer, jti)`; an empty issuer means any issuer.
+    tokens: DashMap<(String, String), Option<i64>>,
     subjects: DashMap<(String, String), Option<i64>>,
     agents: DashMap<String, Option<i64>>,
     presented: AtomicU64,
@@ -49,9 +50,10 @@ impl Revocations {
     fn index(&self, revocation: &Revocation) {
         let cut = revocation.issued_before;
         match &revocation.target {
-            RevocationTarget::Token { jti } => {
-                let merged = widen(self.tokens.get(jti).map(|v| *v), cut);
-                self.tokens.insert(jti.clone(), merged);
+            RevocationTarget::Token { jti, issuer } => {
+                let key = (issuer.clone().unwrap_or_default(), jti.clone());
+                let merged = widen(self.tokens.get(&key).map(|v| *v), cut);
+                self.tokens.insert(key, merged);
             }
             RevocationTarget::Subject { issuer, subject } => {
                 let key = (issuer.clone(), subject.clone());
@@ -101,8 +103,15 @@ impl Revocations {
         issued: i64,
         chain: &[String],
     ) -> Result<(), AuthError> {
+        let token_revoked = |jti: &str| {
+            [issuer, ""].iter().any(|i| {
+                self.tokens
+                    .get(&(i.to_string(), jti.to_string()))
+                    .is_some_and(|c| applies(*c, issued))
+            })
+        };
         let hit = if let Some(jti) = token_id
-            && self.tokens.get(jti).is_some_and(|c| applies(*c, issued))
+            && token_revoked(jti)
         {
             Some(format!("token `{jti}`"))
         } else if self
