@@ -8,5 +8,6 @@ pub mod catalog;
 pub mod config;
 pub mod gateway;
 pub mod identity;
+pub mod policy;
 pub mod server;
 pub mod store;

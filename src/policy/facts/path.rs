@@ -1,0 +1,143 @@
+//! Path facts: a path argument normalised lexically against the tool's root — percent-encoding decoded, `.` and
+//! `..` resolved, backslashes treated as separators, NUL refused — and whether it escapes the root.
+
+use serde::Serialize;
+
+/// What a path argument points at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathFacts {
+    /// The path relative to the root after normalisation (`""` is the root itself); empty when invalid.
+    pub normalized: String,
+    /// Whether the path leaves the root (through `..`, or an absolute path elsewhere).
+    pub escapes_root: bool,
+    /// Whether the argument was an absolute path.
+    pub absolute: bool,
+    /// Whether the argument cannot be a path at all (NUL byte, invalid encoding); policies refuse it.
+    pub invalid: bool,
+}
+
+/// Decodes percent-encoding until it is stable (so `%252e%252e` cannot hide `..`), at most a few rounds.
+fn decode(raw: &str) -> Option<String> {
+    let mut current = raw.to_string();
+    for _ in 0..4 {
+        let decoded = percent_encoding::percent_decode_str(&current)
+            .decode_utf8()
+            .ok()?
+            .into_owned();
+        if decoded == current {
+            return Some(decoded);
+        }
+        current = decoded;
+    }
+    None
+}
+
+/// Normalises `raw` against `root` (an absolute path such as `/srv/files`; `/` separators).
+pub fn analyse(raw: &str, root: &str) -> PathFacts {
+    let invalid = PathFacts {
+        normalized: String::new(),
+        escapes_root: true,
+        absolute: false,
+        invalid: true,
+    };
+    let Some(decoded) = decode(raw) else {
+        return invalid;
+    };
+    if decoded.contains('\0') {
+        return invalid;
+    }
+    let unified = decoded.replace('\\', "/");
+    let absolute = unified.starts_with('/') || unified.as_bytes().get(1) == Some(&b':');
+    let root_parts: Vec<&str> = root
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    // An absolute path must lie under the root; its remainder is then taken relative to the root.
+    let relative: Vec<&str> = if absolute {
+        let parts: Vec<&str> = unified.split('/').filter(|p| !p.is_empty()).collect();
+        if parts.len() < root_parts.len() || parts[..root_parts.len()] != root_parts[..] {
+            return PathFacts {
+                normalized: String::new(),
+                escapes_root: true,
+                absolute: true,
+                invalid: false,
+            };
+        }
+        parts[root_parts.len()..].to_vec()
+    } else {
+        unified.split('/').collect()
+    };
+    let mut stack: Vec<&str> = Vec::new();
+    let mut escapes = false;
+    for part in relative {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if stack.pop().is_none() {
+                    escapes = true;
+                }
+            }
+            other => stack.push(other),
+        }
+    }
+    PathFacts {
+        normalized: if escapes {
+            String::new()
+        } else {
+            stack.join("/")
+        },
+        escapes_root: escapes,
+        absolute,
+        invalid: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT: &str = "/srv/files";
+
+    #[test]
+    fn plain_paths_stay_inside() {
+        let facts = analyse("reports/q3.md", ROOT);
+        assert_eq!(facts.normalized, "reports/q3.md");
+        assert!(!facts.escapes_root && !facts.invalid && !facts.absolute);
+        assert_eq!(
+            analyse("./reports/../README.txt", ROOT).normalized,
+            "README.txt"
+        );
+        assert_eq!(analyse("", ROOT).normalized, "");
+    }
+
+    #[test]
+    fn dot_dot_escapes_are_found_however_encoded() {
+        for raw in [
+            "../etc/passwd",
+            "reports/../../etc",
+            "%2e%2e/etc/passwd",
+            "%252e%252e%252fetc",
+            "..\\..\\windows",
+            "a/%2E%2E/%2E%2E/b",
+        ] {
+            assert!(analyse(raw, ROOT).escapes_root, "{raw}");
+        }
+    }
+
+    #[test]
+    fn absolute_paths_must_be_under_the_root() {
+        let inside = analyse("/srv/files/reports/q3.md", ROOT);
+        assert!(inside.absolute && !inside.escapes_root);
+        assert_eq!(inside.normalized, "reports/q3.md");
+        assert!(analyse("/etc/passwd", ROOT).escapes_root);
+        assert!(analyse("/srv/filesystem/x", ROOT).escapes_root);
+        assert!(analyse("C:\\Windows\\system32", ROOT).escapes_root);
+    }
+
+    #[test]
+    fn nul_and_bad_encoding_are_invalid() {
+        assert!(analyse("notes.txt\0.png", ROOT).invalid);
+        assert!(analyse("notes%00.txt", ROOT).invalid);
+        assert!(analyse("%ff%fe", ROOT).invalid);
+    }
+}
