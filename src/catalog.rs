@@ -1,5 +1,6 @@
 //! Upstream MCP servers and their tools: connecting, namespacing, the exposed tool index, refresh.
 
+pub mod manifest;
 pub mod names;
 
 mod http;
