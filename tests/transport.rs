@@ -491,3 +491,66 @@ fn stdio_mode_checks_the_token_on_every_request() {
         let _ = child.wait();
     }
 }
+
+#[tokio::test]
+async fn sigterm_stops_the_gateway_even_with_an_open_get_stream() {
+    let mut gateway = testbed_gateway("");
+    let http = authed_client();
+    let session = initialize(&http, &gateway.url).await;
+    let stream = http
+        .get(&gateway.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let pid = gateway.proc.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(exit) = gateway.proc.child.try_wait().unwrap() {
+            assert!(exit.success(), "{exit:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 10 s after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(stream);
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_initializes_leaves_no_processes_behind() {
+    let marker = format!("{}", 900_000 + std::process::id() % 99_999);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ntimeouts:\n  connect: 300ms\n  reconnect_initial: 100ms\n  reconnect_max: 200ms\nupstreams:\n  - name: mute\n    required: false\n    stdio: {{command: sleep, args: [\"{marker}\"]}}\n"
+    );
+    let gateway = Gateway::start(&yaml);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let count = |marker: &str| {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &format!("^sleep {marker}$")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    // About ten attempts were made; at most the current one may still be alive.
+    assert!(
+        gateway.logs().matches("initialize timed out").count() >= 3,
+        "{}",
+        gateway.logs()
+    );
+    assert!(
+        count(&marker) <= 1,
+        "{} `sleep {marker}` processes left",
+        count(&marker)
+    );
+    drop(gateway);
+}
