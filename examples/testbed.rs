@@ -227,8 +227,6 @@ async fn serve_http_with_garbage(
     use axum::extract::Request;
     use axum::middleware::Next;
     use axum::response::{IntoResponse, Response};
-    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-    use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 
     async fn garbage(request: Request, next: Next) -> Response {
         let (parts, body) = request.into_parts();
@@ -247,23 +245,8 @@ async fn serve_http_with_garbage(
             .await
     }
 
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    let mut config = StreamableHttpServerConfig::default();
-    config.json_response = std::env::var("EXAMPLE_JSON_RESPONSE").is_ok();
-    let service = StreamableHttpService::new(
-        move || Ok(make()),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
-    let router = axum::Router::new()
-        .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn(garbage));
-    println!("listening on http://{local}/mcp");
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router).await?;
-    Ok(())
+    common::serve_http(addr, make, |router| {
+        router.layer(axum::middleware::from_fn(garbage))
+    })
+    .await
 }

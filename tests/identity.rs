@@ -110,7 +110,7 @@ async fn try_token(
     let mut request = reqwest::Client::new()
         .post(format!("{}{url_suffix}", gateway.url))
         .header("content-type", "application/json")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#);
+        .body(INITIALIZE);
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
@@ -483,18 +483,7 @@ async fn a_session_belongs_to_the_subject_that_opened_it() {
         toolgate::identity::token::mint_dev(&request(Some("bob"), Some("assistant"), &[], None))
             .unwrap();
     let http = reqwest::Client::new();
-    let init = http
-        .post(&gateway.url)
-        .bearer_auth(&alice)
-        .header("content-type", "application/json")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#)
-        .send()
-        .await
-        .unwrap();
-    let session = init.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let session = raw_session(&gateway.url, &alice).await;
     let ping = |token: String| {
         http.post(&gateway.url)
             .bearer_auth(token)
@@ -948,18 +937,7 @@ async fn an_open_get_stream_ends_when_its_credential_is_revoked() {
         toolgate::identity::token::mint_dev(&request(Some("alice"), Some("assistant"), &[], None))
             .unwrap();
     let http = reqwest::Client::new();
-    let init = http
-        .post(&gateway.url)
-        .bearer_auth(&alice)
-        .header("content-type", "application/json")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#)
-        .send()
-        .await
-        .unwrap();
-    let session = init.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let session = raw_session(&gateway.url, &alice).await;
     let mut stream = http
         .get(&gateway.url)
         .bearer_auth(&alice)

@@ -50,13 +50,7 @@ async fn post(
 }
 
 async fn initialize(client: &reqwest::Client, url: &str) -> String {
-    let response = post(
-        client,
-        url,
-        None,
-        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#,
-    )
-    .await;
+    let response = post(client, url, None, INITIALIZE).await;
     assert_eq!(response.status(), 200);
     let session = response.headers()["mcp-session-id"]
         .to_str()
@@ -304,7 +298,10 @@ async fn stdio_mode_serves_the_same_gateway() {
     let client = ().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
     let tools = eventually(20, || async {
         let tools = client.peer().list_all_tools().await.ok()?;
-        (tools.len() >= 10).then_some(tools)
+        // Both upstreams connect independently: wait until each has listed its tools.
+        let both = tools.iter().any(|t| t.name == "hr__lookup_employee")
+            && tools.iter().any(|t| t.name == "testbed__echo");
+        both.then_some(tools)
     })
     .await;
     assert!(tools.iter().any(|t| t.name == "hr__lookup_employee"));
@@ -457,7 +454,7 @@ fn stdio_mode_checks_the_token_on_every_request() {
         ),
     )
     .unwrap();
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+    let init = INITIALIZE;
     for (token, reason) in [
         (None, "token_missing"),
         (Some("garbage".to_string()), "token_malformed"),

@@ -40,24 +40,37 @@ where
             let service = make().serve(rmcp::transport::stdio()).await?;
             service.waiting().await?;
         }
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(&addr).await?;
-            let local = listener.local_addr()?;
-            let mut config = StreamableHttpServerConfig::default();
-            config.json_response = std::env::var("EXAMPLE_JSON_RESPONSE").is_ok();
-            let service = StreamableHttpService::new(
-                move || Ok(make()),
-                Arc::new(LocalSessionManager::default()),
-                config,
-            );
-            let router = axum::Router::new().nest_service("/mcp", service);
-            println!("listening on http://{local}/mcp");
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, router).await?;
-        }
+        Some(addr) => serve_http(&addr, make, |router| router).await?,
     }
+    Ok(())
+}
+
+/// Serves over streamable HTTP on `addr` (printing `listening on http://ADDR/mcp`); `wrap` may add layers.
+pub async fn serve_http<S, F>(
+    addr: &str,
+    make: F,
+    wrap: impl FnOnce(axum::Router) -> axum::Router,
+) -> anyhow::Result<()>
+where
+    S: rmcp::ServerHandler + Send + 'static,
+    F: Fn() -> S + Send + Sync + 'static,
+{
+    use axum::serve::ListenerExt;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let mut config = StreamableHttpServerConfig::default();
+    config.json_response = std::env::var("EXAMPLE_JSON_RESPONSE").is_ok();
+    let service = StreamableHttpService::new(
+        move || Ok(make()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let router = wrap(axum::Router::new().nest_service("/mcp", service));
+    println!("listening on http://{local}/mcp");
+    // Small answers must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router).await?;
     Ok(())
 }

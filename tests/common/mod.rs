@@ -369,6 +369,27 @@ pub fn text(result: &CallToolResult) -> String {
         .unwrap_or_default()
 }
 
+/// A raw `initialize` request body.
+pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+
+/// Opens a session over raw HTTP with `token`; returns its session id.
+pub async fn raw_session(url: &str, token: &str) -> String {
+    let response = ::reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INITIALIZE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Agents for tests that are not about identity: one agent-only caller with every tool in scope.
 pub const TEST_AGENTS: &str = "agents:
   tester:
