@@ -255,8 +255,14 @@ impl Catalog {
         self.index.load().tools.get(name).cloned()
     }
 
-    /// Every exposed tool after `cursor` (exclusive), in name order.
-    pub fn tools_after(&self, cursor: Option<&str>) -> Vec<Arc<ExposedTool>> {
+    /// Up to `limit` exposed tools after `cursor` (exclusive) that `keep` accepts, in name order. Stops as soon
+    /// as the page is full, so a page costs the page, not the catalog.
+    pub fn tools_after(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&ExposedTool) -> bool,
+    ) -> Vec<Arc<ExposedTool>> {
         let index = self.index.load();
         let range = match cursor {
             Some(c) => index
@@ -264,7 +270,12 @@ impl Catalog {
                 .range::<str, _>((Bound::Excluded(c), Bound::Unbounded)),
             None => index.tools.range::<str, _>(..),
         };
-        range.map(|(_, t)| Arc::clone(t)).collect()
+        range
+            .map(|(_, t)| t)
+            .filter(|t| keep(t))
+            .take(limit)
+            .map(Arc::clone)
+            .collect()
     }
 
     /// Number of exposed tools.

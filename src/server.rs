@@ -187,27 +187,7 @@ fn authenticate(
 
 /// 401 (with the `WWW-Authenticate` challenge) or 403, with a JSON-RPC error naming the reason id.
 fn auth_refusal(state: &AppState, error: &AuthError, headers: &HeaderMap) -> Response {
-    if error.status() == StatusCode::FORBIDDEN {
-        // A valid token whose chain or binding breaks the rules is an escalation attempt.
-        tracing::warn!(
-            reason = error.reason_id(),
-            "refused as an escalation attempt: {error}"
-        );
-    } else {
-        tracing::info!(reason = error.reason_id(), "request refused: {error}");
-    }
-    let message = jsonrpc::error_message(
-        None,
-        ErrorCode(-32001),
-        format!("{error} ({})", error.reason_id()),
-    );
-    let message = match message {
-        ServerJsonRpcMessage::Error(mut e) => {
-            e.error.data = Some(serde_json::json!({"reason": error.reason_id()}));
-            ServerJsonRpcMessage::Error(e)
-        }
-        other => other,
-    };
+    let message = jsonrpc::auth_refusal(None, error);
     let mut response = (
         error.status(),
         [(header::CONTENT_TYPE, "application/json")],

@@ -9,17 +9,9 @@ use rmcp::transport::TokioChildProcess;
 use serde_json::json;
 
 fn quickstart_like(extra: &str) -> String {
-    let sandbox = tempfile::tempdir().unwrap().keep();
-    std::fs::write(sandbox.join("hello.txt"), "hello from the store").unwrap();
     format!(
-        "listen: 127.0.0.1:0\n{extra}upstreams:\n{}{}{}{}",
-        stdio_upstream("hr", "hr_directory", &[]),
-        stdio_upstream("sql", "sql_query", &[]),
-        stdio_upstream(
-            "files",
-            "file_store",
-            &["--root", sandbox.to_str().unwrap()]
-        ),
+        "listen: 127.0.0.1:0\n{extra}upstreams:\n{}{}",
+        quickstart_upstreams("hello.txt", "hello from the store"),
         stdio_upstream("testbed", "testbed", &[]),
     )
 }

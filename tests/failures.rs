@@ -66,15 +66,7 @@ async fn slow_upstream_times_out_and_is_cancelled_upstream() {
             text(&result)
         );
         // The upstream was told to stop.
-        let counters = eventually(10, || async {
-            let r = client
-                .call(&format!("{prefix}__counters"), json!({}))
-                .await
-                .ok()?;
-            let c = r.structured_content?;
-            (c["cancelled"] == 1).then_some(c)
-        })
-        .await;
+        let counters = client.wait_for_cancellation(prefix).await;
         assert_eq!(counters["completed_slow"], 0, "{prefix}");
     }
 }

@@ -15,21 +15,12 @@ use toolgate::identity::token::{TokenRequest, claims, sign_dev};
 fn quickstart_gateway() -> Gateway {
     let agents =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tool-manifests/agents.yaml");
-    let sandbox = tempfile::tempdir().unwrap().keep();
-    std::fs::write(sandbox.join("notes.txt"), "team notes").unwrap();
     let yaml = format!(
-        "listen: 127.0.0.1:0\nupstreams:\n{}{}{}{}  - issuer: other-idp\n",
-        stdio_upstream("hr", "hr_directory", &[]),
-        stdio_upstream("sql", "sql_query", &[]),
-        stdio_upstream(
-            "files",
-            "file_store",
-            &["--root", sandbox.to_str().unwrap()]
-        ),
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}",
+        quickstart_upstreams("notes.txt", "team notes"),
         test_auth(agents.to_str().unwrap()),
     );
     // A second issuer (same key, different name) for cross-issuer binding checks.
-    let yaml = yaml.replace("  - issuer: other-idp\n", "");
     let yaml = yaml.replace(
         "      dev: true\n",
         &format!(

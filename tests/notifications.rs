@@ -111,15 +111,7 @@ async fn client_cancellation_reaches_the_upstream() {
             .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         handle.cancel(Some("user gave up".into())).await.unwrap();
-        let counters = eventually(10, || async {
-            let r = client
-                .call(&format!("{prefix}__counters"), json!({}))
-                .await
-                .ok()?;
-            let c = r.structured_content?;
-            (c["cancelled"] == 1).then_some(c)
-        })
-        .await;
+        let counters = client.wait_for_cancellation(prefix).await;
         assert_eq!(counters["completed_slow"], 0, "{prefix}");
     }
 }

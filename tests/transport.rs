@@ -18,6 +18,20 @@ fn testbed_gateway(extra: &str) -> Gateway {
     ))
 }
 
+/// POSTs `body` with exactly these extra headers (beyond the client's token).
+async fn post_with(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> reqwest::Response {
+    let mut request = client.post(url).body(body.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
 /// An HTTP client that sends the tester's token on every request.
 fn authed_client() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -151,54 +165,56 @@ async fn sessions_headers_and_dns_rebinding_guard() {
     let session = initialize(&http, url).await;
     assert_eq!(post(&http, url, Some(&session), ping).await.status(), 200);
     // Unsupported protocol version header.
-    let bad_version = http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "1999-01-01")
-        .body(ping)
-        .send()
-        .await
-        .unwrap();
+    let bad_version = post_with(
+        &http,
+        url,
+        &[
+            ("content-type", "application/json"),
+            ("mcp-session-id", session.as_str()),
+            ("mcp-protocol-version", "1999-01-01"),
+        ],
+        ping,
+    )
+    .await;
     assert_eq!(bad_version.status(), 400);
     // Wrong content type.
-    let text = http
-        .post(url)
-        .header("mcp-session-id", &session)
-        .body(ping)
-        .send()
-        .await
-        .unwrap();
+    let text = post_with(&http, url, &[("mcp-session-id", session.as_str())], ping).await;
     assert_eq!(text.status(), 415);
     // DNS rebinding: a foreign Host or Origin is refused.
-    let foreign_host = http
-        .post(url)
-        .header("host", "evil.example")
-        .header("content-type", "application/json")
-        .body(ping)
-        .send()
-        .await
-        .unwrap();
+    let foreign_host = post_with(
+        &http,
+        url,
+        &[
+            ("host", "evil.example"),
+            ("content-type", "application/json"),
+        ],
+        ping,
+    )
+    .await;
     assert_eq!(foreign_host.status(), 403);
-    let foreign_origin = http
-        .post(url)
-        .header("origin", "https://evil.example")
-        .header("content-type", "application/json")
-        .header("mcp-session-id", &session)
-        .body(ping)
-        .send()
-        .await
-        .unwrap();
+    let foreign_origin = post_with(
+        &http,
+        url,
+        &[
+            ("origin", "https://evil.example"),
+            ("content-type", "application/json"),
+            ("mcp-session-id", session.as_str()),
+        ],
+        ping,
+    )
+    .await;
     assert_eq!(foreign_origin.status(), 403);
-    let local_origin = http
-        .post(url)
-        .header("origin", "http://localhost:3000")
-        .header("content-type", "application/json")
-        .header("mcp-session-id", &session)
-        .body(ping)
-        .send()
-        .await
-        .unwrap();
+    let local_origin = post_with(
+        &http,
+        url,
+        &[
+            ("origin", "http://localhost:3000"),
+            ("content-type", "application/json"),
+            ("mcp-session-id", session.as_str()),
+        ],
+        ping,
+    )
+    .await;
     assert_eq!(local_origin.status(), 200);
     // Notifications are accepted with 202.
     let initialized = post(

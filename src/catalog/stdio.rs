@@ -278,9 +278,7 @@ impl StdioConn {
         }
         match outcome {
             ServerResult::CallToolResult(result) => {
-                let size = serde_json::to_vec(&result)
-                    .map(|v| v.len())
-                    .unwrap_or(usize::MAX);
+                let size = serialized_len(&result);
                 if size > max_bytes {
                     return Err(UpstreamError::TooLarge(max_bytes));
                 }
@@ -323,5 +321,24 @@ impl StdioConn {
             ServiceError::Cancelled { .. } => UpstreamError::Closed,
             other => UpstreamError::Malformed(other.to_string()),
         }
+    }
+}
+
+/// Length of a value's JSON form, counted without building it.
+fn serialized_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }

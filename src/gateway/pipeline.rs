@@ -37,8 +37,12 @@ impl Gateway {
             ),
             None => None,
         };
-        let mut tools = self.catalog.tools_after(after.as_deref());
-        tools.retain(|t| caller.in_scope(&t.name));
+        // One tool more than a page tells whether there is a next page.
+        let mut tools =
+            self.catalog
+                .tools_after(after.as_deref(), page_size.saturating_add(1), |t| {
+                    caller.in_scope(&t.name)
+                });
         let next_cursor = if tools.len() > page_size {
             tools.truncate(page_size);
             tools.last().map(|t| encode_cursor(&t.name))

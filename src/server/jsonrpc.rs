@@ -85,6 +85,29 @@ pub fn error_message(
     ServerJsonRpcMessage::error(ErrorData::new(code, message, None), id)
 }
 
+/// The JSON-RPC error for refused credentials, on every transport: code -32001 with the reason id in
+/// `data.reason`. Logged here once: a 403 kind of refusal is an escalation attempt.
+pub fn auth_refusal(
+    id: Option<RequestId>,
+    error: &crate::identity::AuthError,
+) -> ServerJsonRpcMessage {
+    if error.status() == http::StatusCode::FORBIDDEN {
+        tracing::warn!(
+            reason = error.reason_id(),
+            "refused as an escalation attempt: {error}"
+        );
+    } else {
+        tracing::info!(reason = error.reason_id(), "request refused: {error}");
+    }
+    let mut data = ErrorData::new(
+        ErrorCode(-32001),
+        format!("{error} ({})", error.reason_id()),
+        None,
+    );
+    data.data = Some(serde_json::json!({"reason": error.reason_id()}));
+    ServerJsonRpcMessage::error(data, id)
+}
+
 /// Serializes a message for the wire. JSON-RPC wants `"id": null` on errors whose id is unknown.
 pub fn to_bytes(message: &ServerJsonRpcMessage) -> Vec<u8> {
     let mut bytes = serde_json::to_vec(message).unwrap_or_else(|_| {

@@ -20,24 +20,6 @@ fn authenticate(gateway: &Gateway, token: Option<&str>) -> Result<Caller, AuthEr
     gateway.identity.authenticate(token)
 }
 
-fn refusal(id: Option<rmcp::model::RequestId>, error: &AuthError) -> ServerJsonRpcMessage {
-    if error.status() == http::StatusCode::FORBIDDEN {
-        tracing::warn!(
-            reason = error.reason_id(),
-            "stdio request refused as an escalation attempt: {error}"
-        );
-    } else {
-        tracing::info!(reason = error.reason_id(), "stdio request refused: {error}");
-    }
-    let mut data = rmcp::model::ErrorData::new(
-        ErrorCode(-32001),
-        format!("{error} ({})", error.reason_id()),
-        None,
-    );
-    data.data = Some(serde_json::json!({"reason": error.reason_id()}));
-    ServerJsonRpcMessage::error(data, id)
-}
-
 /// Serves one session on stdin/stdout until stdin closes.
 pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
     let (out_tx, mut out_rx) = mpsc::channel::<ServerJsonRpcMessage>(256);
@@ -108,7 +90,9 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                 let caller = match authenticate(&gateway, token.as_deref()) {
                     Ok(caller) => caller,
                     Err(error) => {
-                        let _ = out_tx.send(refusal(Some(request.id), &error)).await;
+                        let _ = out_tx
+                            .send(jsonrpc::auth_refusal(Some(request.id), &error))
+                            .await;
                         continue;
                     }
                 };

@@ -360,6 +360,21 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Waits until the testbed upstream behind `prefix` has counted one cancelled call; returns its counters.
+    pub async fn wait_for_cancellation(&self, prefix: &str) -> Value {
+        eventually(10, || async {
+            let r = self
+                .call(&format!("{prefix}__counters"), serde_json::json!({}))
+                .await
+                .ok()?;
+            let c = r.structured_content?;
+            (c["cancelled"] == 1).then_some(c)
+        })
+        .await
+    }
+}
+
 /// The text of a result's first text block.
 pub fn text(result: &CallToolResult) -> String {
     result
@@ -449,6 +464,22 @@ pub fn stdio_upstream(name: &str, example_name: &str, args: &[&str]) -> String {
         "  - name: {name}\n    stdio:\n      command: \"{}\"\n      args: [{}]\n",
         example(example_name),
         args.join(", ")
+    )
+}
+
+/// YAML entries for the quickstart's three upstreams; the file store's sandbox holds one file.
+pub fn quickstart_upstreams(file: &str, contents: &str) -> String {
+    let sandbox = tempfile::tempdir().unwrap().keep();
+    std::fs::write(sandbox.join(file), contents).unwrap();
+    format!(
+        "{}{}{}",
+        stdio_upstream("hr", "hr_directory", &[]),
+        stdio_upstream("sql", "sql_query", &[]),
+        stdio_upstream(
+            "files",
+            "file_store",
+            &["--root", sandbox.to_str().unwrap()]
+        ),
     )
 }
 
