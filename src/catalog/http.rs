@@ -187,12 +187,17 @@ impl HttpConn {
         if self.closed.is_cancelled() {
             return Err(UpstreamError::Unavailable);
         }
-        let token = self.routes.fresh_token();
-        params
-            .meta
-            .get_or_insert_with(Default::default)
-            .set_progress_token(token.clone());
-        let _route = self.routes.register(sink.clone(), Some(token));
+        // Ask the upstream for progress only when the client asked for it, under a token of toolgate's own.
+        let _route = if sink.wants_progress() {
+            let token = self.routes.fresh_token();
+            params
+                .meta
+                .get_or_insert_with(Default::default)
+                .set_progress_token(token.clone());
+            Some(self.routes.register(sink.clone(), token))
+        } else {
+            None
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = request_body(id, "tools/call", &params)?;
         let work = async {

@@ -84,24 +84,21 @@ impl CallSink {
     }
 }
 
-/// The calls in flight on one upstream session, by id and by the progress token toolgate gave them.
+/// The calls in flight on one upstream session that asked for progress, by the token toolgate gave them.
 #[derive(Default, Debug)]
 pub struct Routes {
     next: AtomicU64,
-    calls: DashMap<u64, CallSink>,
     progress: DashMap<ProgressToken, CallSink>,
 }
 
-/// Removes a call's routes when the call ends, however it ends.
+/// Removes a call's route when the call ends, however it ends.
 pub struct RouteGuard {
     routes: Arc<Routes>,
-    id: u64,
     token: Option<ProgressToken>,
 }
 
 impl Drop for RouteGuard {
     fn drop(&mut self) {
-        self.routes.calls.remove(&self.id);
         if let Some(token) = &self.token {
             self.routes.progress.remove(token);
         }
@@ -109,16 +106,15 @@ impl Drop for RouteGuard {
 }
 
 impl Routes {
-    /// Registers a call; `token` is the progress token the upstream will see, when known.
-    pub fn register(self: &Arc<Self>, sink: CallSink, token: Option<ProgressToken>) -> RouteGuard {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        if let Some(token) = &token {
-            self.progress.insert(token.clone(), sink.clone());
-        }
-        self.calls.insert(id, sink);
+    /// Routes progress under `token` (the token the upstream sees) to `sink`, if the client asked for progress;
+    /// calls that did not are not tracked at all.
+    pub fn register(self: &Arc<Self>, sink: CallSink, token: ProgressToken) -> RouteGuard {
+        let token = sink.wants_progress().then(|| {
+            self.progress.insert(token.clone(), sink);
+            token
+        });
         RouteGuard {
             routes: Arc::clone(self),
-            id,
             token,
         }
     }

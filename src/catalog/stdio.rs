@@ -254,9 +254,7 @@ impl StdioConn {
             .await
             .map_err(|e| self.service_error(e))?;
         let wants_progress = sink.wants_progress();
-        let _route = self
-            .routes
-            .register(sink, Some(handle.progress_token.clone()));
+        let _route = self.routes.register(sink, handle.progress_token.clone());
         let id = handle.id.clone();
         let outcome = tokio::select! {
             response = handle.await_response() => response.map_err(|e| self.service_error(e)),
