@@ -73,6 +73,9 @@ def gateway():
         "auth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n"
         f"      jwks_file: \"{JWKS}\"\n      dev: true\n  agents_file: agents.yaml\n"
         "admin:\n  listen: 127.0.0.1:0\n"
+        # These tests are about the protocol, not policy: every tool in the caller's scope is allowed.
+        f"policy:\n  dir: \"{ROOT / 'tests' / 'fixtures' / 'policy-open'}\"\n"
+        f"  manifests: \"{ROOT / 'tool-manifests'}\"\n"
     )
     log = open(Path(workdir) / "toolgate.log", "w")
     gw = subprocess.Popen(

@@ -233,6 +233,8 @@ async fn revoke(
     {
         Ok(stored) => {
             tracing::info!(admin = %admin.0, revocation = ?stored.target, "credential revoked");
+            // What some connected callers may see has changed.
+            state.gateway.announce_change();
             (StatusCode::CREATED, axum::Json(stored)).into_response()
         }
         // Nothing is applied that could not be stored.

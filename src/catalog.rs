@@ -154,6 +154,8 @@ pub struct ExposedTool {
     pub original: Arc<str>,
     /// The upstream's definition, renamed to the exposed name and otherwise intact.
     pub definition: Tool,
+    /// The definition's annotations (hints) as JSON, for policy input.
+    pub annotations_json: Option<serde_json::Value>,
 }
 
 #[derive(Default)]
@@ -515,6 +517,10 @@ impl Catalog {
                 let name: Arc<str> = Arc::from(exposed.as_str());
                 let mut definition = tool.clone();
                 definition.name = exposed.clone().into();
+                let annotations_json = definition
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| serde_json::to_value(a).ok());
                 index.tools.insert(
                     Arc::clone(&name),
                     Arc::new(ExposedTool {
@@ -522,6 +528,7 @@ impl Catalog {
                         upstream,
                         original: Arc::from(tool.name.as_ref()),
                         definition,
+                        annotations_json,
                     }),
                 );
             }

@@ -58,6 +58,9 @@ pub struct Config {
     /// The embedded store (revocations; later decision records and registered upstreams).
     #[serde(default)]
     pub storage: StorageConfig,
+    /// The Rego policy bundle and the tool manifests it decides with.
+    #[serde(default)]
+    pub policy: PolicyConfig,
     /// Folder the config file was read from; relative paths in it are resolved against it.
     #[serde(skip)]
     pub base: PathBuf,
@@ -108,6 +111,52 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("toolgate.db"),
+        }
+    }
+}
+
+/// How the policy is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evaluator {
+    /// regorus's compiled virtual machine (fastest); falls back to the interpreter for a bundle it cannot compile
+    /// or on which the two disagree.
+    Vm,
+    /// regorus's tree-walking interpreter.
+    Interpreter,
+}
+
+/// The policy bundle: Rego policies and data, the tool manifests, evaluation limits, approvals.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Folder of Rego policies (`*.rego`, tests in `*_test.rego`) and policy data (`*.yaml`, `*.json`).
+    pub dir: PathBuf,
+    /// Folder of tool manifests (`<upstream>.yaml`).
+    pub manifests: PathBuf,
+    pub evaluator: Evaluator,
+    /// Longest one decision may take; longer is a denial.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Most VM instructions one decision may execute; more is a denial.
+    pub max_instructions: usize,
+    /// Reload when a file under `dir` or `manifests` changes.
+    pub watch: bool,
+    /// How long an escalated call waits for an approver, and how long a granted approval stays usable.
+    #[serde(with = "humantime_serde")]
+    pub approval_ttl: Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("policies"),
+            manifests: PathBuf::from("tool-manifests"),
+            evaluator: Evaluator::Vm,
+            timeout: Duration::from_millis(50),
+            max_instructions: 1_000_000,
+            watch: true,
+            approval_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -353,6 +402,7 @@ impl Default for Config {
             auth: None,
             admin: AdminConfig::default(),
             storage: StorageConfig::default(),
+            policy: PolicyConfig::default(),
             base: PathBuf::from("."),
         }
     }
@@ -407,6 +457,8 @@ impl Config {
         self.base = base.to_path_buf();
         self.storage.path = base.join(&self.storage.path);
         self.admin.bootstrap_token_file = base.join(&self.admin.bootstrap_token_file);
+        self.policy.dir = base.join(&self.policy.dir);
+        self.policy.manifests = base.join(&self.policy.manifests);
         for upstream in &mut self.upstreams {
             match &mut upstream.transport {
                 UpstreamTransport::Stdio(stdio) => {

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use crate::catalog::{CallSink, Catalog};
 use crate::config::Config;
 use crate::identity::{Caller, Identity, Revocations};
+use crate::policy::{PolicyEngine, Sources};
 use crate::server::Session;
 use crate::store::Store;
 
@@ -32,6 +33,11 @@ pub struct Gateway {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
     pub identity: Arc<Identity>,
+    pub policy: Arc<PolicyEngine>,
+    pub store: Store,
+    /// Fires whenever what a caller may see in `tools/list` may have changed: the catalog, the policy bundle,
+    /// a revocation.
+    changes: tokio::sync::broadcast::Sender<()>,
 }
 
 impl Gateway {
@@ -60,13 +66,46 @@ impl Gateway {
         identity
             .start_key_refresh(jwks_client, config.timeouts.connect)
             .await;
+        // A bundle that does not compile or fails its tests refuses the start, naming file and line.
+        let policy = PolicyEngine::load(Sources::new(
+            config.policy.clone(),
+            identity.inventory().to_policy_data(),
+        ))?;
+        policy.watch();
         let catalog = Catalog::new(&config).map_err(|e| e.to_string())?;
         catalog.start();
+        let (changes, _) = tokio::sync::broadcast::channel(16);
+        for mut source in [catalog.subscribe(), policy.subscribe()] {
+            let changes = changes.clone();
+            tokio::spawn(async move {
+                loop {
+                    match source.recv().await {
+                        Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            let _ = changes.send(());
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            });
+        }
         Ok(Arc::new(Self {
             config: Arc::new(config),
             catalog,
             identity,
+            policy,
+            store,
+            changes,
         }))
+    }
+
+    /// Fires whenever connected clients should list their tools again.
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<()> {
+        self.changes.subscribe()
+    }
+
+    /// Tells connected clients that what they may see may have changed (after a revocation, say).
+    pub fn announce_change(&self) {
+        let _ = self.changes.send(());
     }
 
     /// Closes the upstream sessions.

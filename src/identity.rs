@@ -164,6 +164,9 @@ pub struct Caller {
     /// A tool is in scope when every one of these allows it.
     #[serde(skip)]
     pub scopes: Vec<Scope>,
+    /// The token's own `scope` claim, as tool patterns, when it has one.
+    pub token_scope: Option<Vec<String>>,
+    /// Highest class every actor of the chain may carry.
     pub clearance: Classification,
     pub token_id: Option<String>,
     pub issued_at: i64,
@@ -384,11 +387,13 @@ impl Identity {
             .filter_map(|id| self.inventory.get(id))
             .collect();
         let mut scopes: Vec<Scope> = agents.iter().map(|a| a.scope.clone()).collect();
+        let mut token_scope_patterns = None;
         if let Some(asked) = token_scope {
             // The token may only narrow what every actor in its chain may do.
             if !scopes.iter().all(|s| s.covers(&asked)) {
                 return Err(AuthError::Escalation);
             }
+            token_scope_patterns = Some(asked.patterns());
             scopes.push(asked);
         }
         let clearance = agents
@@ -405,6 +410,7 @@ impl Identity {
             chain,
             actor,
             scopes,
+            token_scope: token_scope_patterns,
             clearance,
             token_id: claims.jti.clone(),
             issued_at: claims.iat,

@@ -67,6 +67,11 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Work on the policy bundle without a running gateway (like `opa test` / `opa eval`).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Mint a development token signed with the quickstart's development key (trusted only by an issuer marked
     /// `dev: true`, on a loopback listener).
     Token {
@@ -90,6 +95,72 @@ enum Command {
         /// Lifetime, for example `1h` or `15m`.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
+    },
+}
+
+/// Where a policy command finds the bundle: a gateway config, or the folders directly.
+#[derive(clap::Args)]
+struct BundleArgs {
+    /// Gateway config whose `policy` and `auth.agents_file` name the bundle.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Policy folder (without --config).
+    #[arg(long, default_value = "policies")]
+    dir: PathBuf,
+    /// Tool manifest folder (without --config).
+    #[arg(long, default_value = "tool-manifests")]
+    manifests: PathBuf,
+    /// Agent inventory (without --config).
+    #[arg(long, default_value = "tool-manifests/agents.yaml")]
+    agents: PathBuf,
+}
+
+impl BundleArgs {
+    fn sources(&self) -> anyhow::Result<toolgate::policy::Sources> {
+        let (policy, agents_file) = match &self.config {
+            Some(path) => {
+                let config = Config::load(path)?;
+                let auth = config
+                    .auth
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("the config has no `auth` section"))?;
+                (config.policy.clone(), config.base.join(&auth.agents_file))
+            }
+            None => (
+                toolgate::config::PolicyConfig {
+                    dir: self.dir.clone(),
+                    manifests: self.manifests.clone(),
+                    ..Default::default()
+                },
+                self.agents.clone(),
+            ),
+        };
+        let inventory =
+            toolgate::identity::Inventory::load(&agents_file).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(toolgate::policy::Sources::new(
+            policy,
+            inventory.to_policy_data(),
+        ))
+    }
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Compile the bundle and run its Rego tests (`test_*` rules in `*_test.rego`).
+    Test {
+        #[command(flatten)]
+        bundle: BundleArgs,
+    },
+    /// Decide one input document (JSON) and print the decision.
+    Eval {
+        #[command(flatten)]
+        bundle: BundleArgs,
+        /// Input document (JSON; `-` for stdin).
+        #[arg(long)]
+        input: PathBuf,
+        /// Also print every rule of the decision's package that produced a value.
+        #[arg(long)]
+        explain: bool,
     },
 }
 
@@ -182,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{text}");
             Ok(())
         }
+        Command::Policy { command } => policy_command(command),
         Command::Token {
             sub,
             roles,
@@ -212,8 +284,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let store = toolgate::store::Store::in_memory()?;
                 let revocations =
                     std::sync::Arc::new(toolgate::identity::Revocations::load(store).await?);
-                toolgate::identity::Identity::load(auth, &config.base, revocations)
+                let identity = toolgate::identity::Identity::load(auth, &config.base, revocations)
                     .map_err(|e| anyhow::anyhow!(e))?;
+                let bundle = toolgate::policy::Bundle::load(&toolgate::policy::Sources::new(
+                    config.policy.clone(),
+                    identity.inventory().to_policy_data(),
+                ))
+                .map_err(|e| anyhow::anyhow!(e))?;
+                bundle.check_tests().map_err(|e| anyhow::anyhow!(e))?;
+                println!(
+                    "policy ok: bundle {} ({} Rego tests passed)",
+                    bundle.version,
+                    bundle.test_count()
+                );
             }
             println!("config ok: {} upstream(s)", config.upstreams.len());
             Ok(())
@@ -260,6 +343,68 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             toolgate::server::serve_http(Arc::clone(&gateway), listener, shutdown_signal()).await?;
             admin_task.abort();
             gateway.shutdown();
+            Ok(())
+        }
+    }
+}
+
+fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
+    match command {
+        PolicyCommand::Test { bundle } => {
+            let bundle = toolgate::policy::Bundle::load(&bundle.sources()?)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let outcomes = bundle.run_tests();
+            let failed = outcomes.iter().filter(|t| !t.passed).count();
+            for test in &outcomes {
+                match &test.error {
+                    None => println!("PASS {}", test.name),
+                    Some(error) => println!("FAIL {} ({}): {error}", test.name, test.file),
+                }
+            }
+            println!(
+                "{} passed, {failed} failed (bundle {})",
+                outcomes.len() - failed,
+                bundle.version
+            );
+            if outcomes.is_empty() {
+                anyhow::bail!("the bundle has no tests");
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} Rego test(s) failed");
+            }
+            Ok(())
+        }
+        PolicyCommand::Eval {
+            bundle,
+            input,
+            explain,
+        } => {
+            let bundle = toolgate::policy::Bundle::load(&bundle.sources()?)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let text = if input.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&input)
+                    .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", input.display()))?
+            };
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("input `{}` is not JSON: {e}", input.display()))?;
+            let input = toolgate::policy::PolicyInput::from_json(json);
+            let decision = match bundle.decide(&input) {
+                Ok(d) => serde_json::to_value(d)?,
+                Err(e) => {
+                    serde_json::json!({"allow": false, "escalate": false, "reasons": [e.to_string()], "error": e.reason_id()})
+                }
+            };
+            let mut out = serde_json::json!({
+                "version": bundle.version,
+                "evaluator": bundle.evaluator_name(),
+                "decision": decision,
+            });
+            if explain {
+                out["rules"] = bundle.explain(&input);
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
     }

@@ -1,4 +1,259 @@
-//! Policy decisions. Today: the argument facts computed in Rust before policy runs, so that policies decide
-//! on parsed facts (statement kinds, tables touched, normalised paths), never on regexes over raw strings.
+//! Policy decisions: a Rego bundle (`policies/` + tool manifests + agent inventory) compiled once per version with
+//! `regorus`, evaluated in-process for every `tools/call` and every tool of a `tools/list`, and reloaded without
+//! dropping the last good version.
+//!
+//! Argument facts ([`facts`]) are computed in Rust before policy runs, so that policies decide on parsed facts
+//! (statement kinds, tables touched, normalised paths), never on regexes over raw strings.
 
+mod bundle;
 pub mod facts;
+pub mod input;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+pub use bundle::{Bundle, TestOutcome};
+pub use input::{Action, PolicyInput};
+
+use crate::config::PolicyConfig;
+use crate::identity::Classification;
+
+/// The rule every decision comes from.
+pub const DECISION_RULE: &str = "data.toolgate.authz.decision";
+
+/// What the policy decided for one input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub allow: bool,
+    /// A human must approve this call first.
+    pub escalate: bool,
+    pub reasons: Vec<String>,
+    pub obligations: Obligations,
+}
+
+/// What the gateway must do with an allowed call's result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Obligations {
+    /// Highest class the caller may see; toolgate lowers it to the chain's maximum.
+    pub clearance: Option<Classification>,
+    /// Extra classes to mask.
+    pub redact: Vec<String>,
+}
+
+/// Why no decision could be made: always a denial.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("the policy gave no decision (`{DECISION_RULE}` is undefined)")]
+    Undefined,
+    #[error("the policy's decision has the wrong shape: {0}")]
+    Shape(String),
+    #[error("the policy could not be evaluated: {0}")]
+    Eval(String),
+    #[error("the policy decision exceeded its time or instruction limit")]
+    Limit,
+}
+
+impl PolicyError {
+    /// Stable, documented reason id.
+    pub fn reason_id(&self) -> &'static str {
+        match self {
+            Self::Undefined => "policy_undefined",
+            Self::Shape(_) => "policy_wrong_shape",
+            Self::Eval(_) => "policy_error",
+            Self::Limit => "policy_limit",
+        }
+    }
+}
+
+/// Where a bundle comes from and how it is evaluated.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub dir: PathBuf,
+    pub manifests: PathBuf,
+    pub config: PolicyConfig,
+    /// The agent inventory as policy data (`data.toolgate.agents`).
+    pub agents: serde_json::Value,
+}
+
+impl Sources {
+    /// The bundle named by a policy config, with the agent inventory as data.
+    pub fn new(config: PolicyConfig, agents: serde_json::Value) -> Self {
+        Self {
+            dir: config.dir.clone(),
+            manifests: config.manifests.clone(),
+            config,
+            agents,
+        }
+    }
+}
+
+/// Health of the policy engine, shown in `/healthz`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyStatus {
+    pub version: String,
+    pub evaluator: &'static str,
+    pub loaded_at: u64,
+    pub rego_tests: usize,
+    /// Why the last reload was refused (the previous version stays in force).
+    pub last_error: Option<String>,
+    pub reloads: u64,
+    pub reload_failures: u64,
+}
+
+/// The bundle in force, swapped atomically on reload: a request loads it once and is decided by that version.
+pub struct PolicyEngine {
+    sources: Sources,
+    current: ArcSwap<Bundle>,
+    status: Mutex<PolicyStatus>,
+    reloading: Mutex<()>,
+    changes: broadcast::Sender<()>,
+}
+
+impl PolicyEngine {
+    /// Loads, compiles and tests the bundle; a bundle that does not compile or whose tests fail is an error
+    /// naming the file and line.
+    pub fn load(sources: Sources) -> Result<Arc<Self>, String> {
+        let bundle = Bundle::load(&sources)?;
+        bundle.check_tests()?;
+        let status = PolicyStatus {
+            version: bundle.version.clone(),
+            evaluator: bundle.evaluator_name(),
+            loaded_at: unix_now(),
+            rego_tests: bundle.test_count(),
+            last_error: None,
+            reloads: 0,
+            reload_failures: 0,
+        };
+        tracing::info!(version = %bundle.version, evaluator = bundle.evaluator_name(), tests = bundle.test_count(), "policy bundle loaded");
+        let (changes, _) = broadcast::channel(16);
+        Ok(Arc::new(Self {
+            sources,
+            current: ArcSwap::from_pointee(bundle),
+            status: Mutex::new(status),
+            reloading: Mutex::new(()),
+            changes,
+        }))
+    }
+
+    /// The bundle in force.
+    pub fn current(&self) -> Arc<Bundle> {
+        self.current.load_full()
+    }
+
+    /// Fires when a reload changed the bundle in force.
+    pub fn subscribe(&self) -> broadcast::Receiver<()> {
+        self.changes.subscribe()
+    }
+
+    pub fn status(&self) -> PolicyStatus {
+        self.status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Reloads from disk. A bundle that does not compile or fails its tests is refused and the last good one
+    /// stays in force; the error is kept for `/healthz`. Returns the version in force.
+    pub fn reload(&self, trigger: &str) -> Result<String, String> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let loaded = Bundle::load(&self.sources).and_then(|b| b.check_tests().map(|()| b));
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.reloads += 1;
+        match loaded {
+            Ok(bundle) => {
+                let version = bundle.version.clone();
+                let changed = version != status.version;
+                status.version = version.clone();
+                status.evaluator = bundle.evaluator_name();
+                status.loaded_at = unix_now();
+                status.rego_tests = bundle.test_count();
+                status.last_error = None;
+                self.current.store(Arc::new(bundle));
+                drop(status);
+                if changed {
+                    tracing::info!(%version, trigger, "policy bundle reloaded");
+                    let _ = self.changes.send(());
+                } else {
+                    tracing::debug!(%version, trigger, "policy bundle unchanged");
+                }
+                Ok(version)
+            }
+            Err(error) => {
+                status.reload_failures += 1;
+                status.last_error = Some(error.clone());
+                tracing::error!(trigger, kept = %status.version, "policy reload refused, keeping the last good bundle: {error}");
+                Err(error)
+            }
+        }
+    }
+
+    /// Reloads on file changes under the policy and manifest folders (debounced) and on SIGHUP.
+    pub fn watch(self: &Arc<Self>) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(4);
+        if self.sources.config.watch {
+            use notify::Watcher;
+            let file_tx = tx.clone();
+            let watcher =
+                notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                    if event.is_ok_and(|e| !e.kind.is_access()) {
+                        let _ = file_tx.try_send("file change");
+                    }
+                });
+            match watcher {
+                Ok(mut watcher) => {
+                    for dir in [&self.sources.dir, &self.sources.manifests] {
+                        if let Err(e) = watcher.watch(dir, notify::RecursiveMode::Recursive) {
+                            tracing::warn!(dir = %dir.display(), "cannot watch for policy changes: {e}");
+                        }
+                    }
+                    // The watcher lives as long as the process.
+                    std::mem::forget(watcher);
+                }
+                Err(e) => tracing::warn!("cannot watch for policy changes: {e}"),
+            }
+        }
+        #[cfg(unix)]
+        {
+            let hup_tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(mut hup) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                else {
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    let _ = hup_tx.send("SIGHUP").await;
+                }
+            });
+        }
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            while let Some(mut trigger) = rx.recv().await {
+                // Editors write in several steps: wait for the burst to settle.
+                loop {
+                    match tokio::time::timeout(std::time::Duration::from_millis(200), rx.recv())
+                        .await
+                    {
+                        Ok(Some(next)) => trigger = next,
+                        Ok(None) => return,
+                        Err(_) => break,
+                    }
+                }
+                let engine = Arc::clone(&engine);
+                let _ = tokio::task::spawn_blocking(move || engine.reload(trigger)).await;
+            }
+        });
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

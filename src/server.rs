@@ -93,7 +93,7 @@ pub async fn serve_http(
     }
     {
         let sessions = Arc::clone(&sessions);
-        let mut changes = gateway.catalog.subscribe();
+        let mut changes = gateway.subscribe_changes();
         tokio::spawn(async move {
             loop {
                 match changes.recv().await {

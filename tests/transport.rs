@@ -299,10 +299,11 @@ async fn stdio_mode_serves_the_same_gateway() {
     std::fs::write(
         &config,
         format!(
-            "upstreams:\n{}{}{}admin:\n  listen: 127.0.0.1:0\n",
+            "upstreams:\n{}{}{}{}admin:\n  listen: 127.0.0.1:0\n",
             stdio_upstream("testbed", "testbed", &[]),
             stdio_upstream("hr", "hr_directory", &[]),
             test_auth("agents.yaml"),
+            open_policy(),
         ),
     )
     .unwrap();
@@ -464,9 +465,10 @@ fn stdio_mode_checks_the_token_on_every_request() {
     std::fs::write(
         &config,
         format!(
-            "upstreams:\n{}{}admin:\n  listen: 127.0.0.1:0\n",
+            "upstreams:\n{}{}{}admin:\n  listen: 127.0.0.1:0\n",
             stdio_upstream("testbed", "testbed", &[]),
-            test_auth("agents.yaml")
+            test_auth("agents.yaml"),
+            open_policy()
         ),
     )
     .unwrap();

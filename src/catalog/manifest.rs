@@ -112,11 +112,37 @@ impl Manifests {
     }
 
     /// The manifest of a tool, or the safe default.
-    pub fn get(&self, upstream: &str, tool: &str) -> ToolManifest {
+    pub fn get(&self, upstream: &str, tool: &str) -> &ToolManifest {
+        static SAFE_DEFAULT: std::sync::LazyLock<ToolManifest> =
+            std::sync::LazyLock::new(ToolManifest::safe_default);
         self.tools
             .get(&(upstream.to_string(), tool.to_string()))
-            .cloned()
-            .unwrap_or_else(ToolManifest::safe_default)
+            .unwrap_or(&SAFE_DEFAULT)
+    }
+
+    /// Every manifest as policy data: `{upstream: {tool: manifest}}`.
+    pub fn to_policy_data(&self) -> serde_json::Value {
+        let mut data = serde_json::Map::new();
+        for ((upstream, tool), manifest) in &self.tools {
+            let entry = data
+                .entry(upstream.clone())
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let serde_json::Value::Object(tools) = entry {
+                tools.insert(
+                    tool.clone(),
+                    serde_json::to_value(manifest).unwrap_or(serde_json::Value::Null),
+                );
+            }
+        }
+        serde_json::Value::Object(data)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tools.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
     }
 }
 
@@ -145,7 +171,7 @@ mod tests {
     #[test]
     fn undescribed_tools_get_the_safe_default() {
         let manifests = Manifests::default();
-        assert_eq!(manifests.get("x", "y"), ToolManifest::safe_default());
+        assert_eq!(manifests.get("x", "y"), &ToolManifest::safe_default());
         assert_eq!(
             ToolManifest::safe_default().classification,
             Classification::Restricted

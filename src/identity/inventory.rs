@@ -18,7 +18,7 @@ pub enum Classification {
 }
 
 /// Which issuer and subject (or client id) may assert an agent acting alone.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Binding {
     pub issuer: String,
@@ -29,7 +29,7 @@ pub struct Binding {
 }
 
 /// One registered agent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
     /// Accountable owner (a team or person).
@@ -121,6 +121,21 @@ impl Inventory {
 
     pub fn get(&self, id: &str) -> Option<&Agent> {
         self.agents.get(id)
+    }
+
+    /// Every agent as policy data (`data.toolgate.agents`): `{id: spec}`.
+    pub fn to_policy_data(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.agents
+                .iter()
+                .map(|(id, a)| {
+                    (
+                        id.clone(),
+                        serde_json::to_value(&a.spec).unwrap_or(serde_json::Value::Null),
+                    )
+                })
+                .collect(),
+        )
     }
 
     /// The agent that `(issuer, subject)` (or its client id) is bound to, for agent-only tokens.

@@ -53,19 +53,19 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tool-manifests");
         let manifests = Manifests::load_dir(&dir).unwrap();
         let args = json!({"sql": "WITH d AS (SELECT 1) DELETE FROM customers"});
-        let facts = for_call(&manifests.get("sql", "query"), args.as_object());
+        let facts = for_call(manifests.get("sql", "query"), args.as_object());
         assert_eq!(facts["sql"]["kind"], "sql");
         assert_eq!(facts["sql"]["read_only"], false);
         assert_eq!(facts["sql"]["tables"], json!(["customers"]));
         let args = json!({"path": "../../etc/passwd", "content": "x"});
-        let facts = for_call(&manifests.get("files", "write_file"), args.as_object());
+        let facts = for_call(manifests.get("files", "write_file"), args.as_object());
         assert_eq!(facts["path"]["escapes_root"], true);
         // Wrong types are facts, not silence; undescribed tools have no facts.
         let facts = for_call(
-            &manifests.get("sql", "query"),
+            manifests.get("sql", "query"),
             json!({"sql": 42}).as_object(),
         );
         assert_eq!(facts["sql"]["parsed"], false);
-        assert!(for_call(&manifests.get("x", "y"), json!({"a": "b"}).as_object()).is_empty());
+        assert!(for_call(manifests.get("x", "y"), json!({"a": "b"}).as_object()).is_empty());
     }
 }

@@ -34,7 +34,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
         }
     });
     let mut session: Option<Arc<Session>> = None;
-    let mut changes = gateway.catalog.subscribe();
+    let mut changes = gateway.subscribe_changes();
     let announcer = {
         let out = out_tx.clone();
         tokio::spawn(async move {

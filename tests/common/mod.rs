@@ -167,6 +167,11 @@ impl Gateway {
             std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
             format!("{yaml}{}", test_auth("agents.yaml"))
         };
+        let yaml = if yaml.contains("\npolicy:") {
+            yaml
+        } else {
+            format!("{yaml}{}", open_policy())
+        };
         let yaml = if yaml.contains("\nadmin:") {
             yaml
         } else {
@@ -416,6 +421,26 @@ pub const TEST_AGENTS: &str = "agents:
       - issuer: toolgate-dev
         subject: tester
 ";
+
+/// A `policy` section allowing every tool within the caller's scope, for tests that are not about policy.
+pub fn open_policy() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    format!(
+        "policy:\n  dir: \"{}\"\n  manifests: \"{}\"\n",
+        root.join("tests/fixtures/policy-open").display(),
+        root.join("tool-manifests").display()
+    )
+}
+
+/// The quickstart's `policy` section: the real bundle and manifests.
+pub fn quickstart_policy() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    format!(
+        "policy:\n  dir: \"{}\"\n  manifests: \"{}\"\n",
+        root.join("policies").display(),
+        root.join("tool-manifests").display()
+    )
+}
 
 /// The JWKS of the development issuer.
 pub fn dev_jwks() -> String {

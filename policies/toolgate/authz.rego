@@ -1,0 +1,214 @@
+# toolgate's authorization policy for the quickstart world.
+#
+# Input and decision contract: policies/README.md. Data: data.toolgate.manifests and data.toolgate.agents come from
+# tool-manifests/ (loaded by toolgate); data.toolgate.access comes from policies/access.yaml.
+package toolgate.authz
+
+access := data.toolgate.access
+
+tool := input.tool
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decision: always defined, always this shape.
+# ---------------------------------------------------------------------------------------------------------------
+
+decision := {
+	"allow": allow,
+	"escalate": escalate,
+	"reasons": reasons,
+	"obligations": {"clearance": clearance, "redact": []},
+}
+
+default allow := false
+
+# Listing: a caller sees exactly the tools it could call with some arguments.
+allow if {
+	input.action == "list"
+	visible
+}
+
+allow if {
+	input.action == "call"
+	visible
+	count(deny) == 0
+	count(needs_approval) == 0
+}
+
+default escalate := false
+
+escalate if {
+	input.action == "call"
+	visible
+	count(deny) == 0
+	count(needs_approval) > 0
+}
+
+default reasons := []
+
+reasons := sort([m | some m in needs_approval]) if escalate
+
+reasons := sort([m | some m in deny]) if {
+	not allow
+	not escalate
+	count(deny) > 0
+}
+
+reasons := [sprintf("`%s` is not available to you", [tool.name])] if {
+	not visible
+	count(deny) == 0
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Who: the principal's roles (token claim plus the user directory) and what they grant.
+# ---------------------------------------------------------------------------------------------------------------
+
+principal_roles contains role if {
+	input.mode == "principal_context"
+	some role in input.principal.roles
+}
+
+principal_roles contains role if {
+	input.mode == "principal_context"
+	some role in access.users[input.principal.subject].roles
+}
+
+# Tool patterns granted: to a human through their roles, to an agent acting alone by its own grant.
+granted contains pattern if {
+	some role in principal_roles
+	some pattern in access.roles[role].tools
+}
+
+granted contains pattern if {
+	input.mode == "agent_only"
+	some pattern in access.agents[input.agent.id].tools
+}
+
+matches(pattern, name) if pattern == name
+
+matches(pattern, name) if {
+	endswith(pattern, "*")
+	startswith(name, trim_suffix(pattern, "*"))
+}
+
+# Agents anywhere in the chain that may only read.
+read_only_actors contains agent if {
+	some agent in input.chain
+	access.agents[agent].read_only
+}
+
+visible if {
+	some pattern in granted
+	matches(pattern, tool.name)
+	not hidden_by_risk
+}
+
+# A read-only actor never sees tools that change anything; nobody sees a destructive tool (the default for tools
+# without a manifest) until a rule says otherwise.
+hidden_by_risk if {
+	tool.risk != "read"
+	count(read_only_actors) > 0
+}
+
+hidden_by_risk if tool.risk == "destructive"
+
+# ---------------------------------------------------------------------------------------------------------------
+# Arguments: decided on the facts toolgate computed (input.facts), never on the raw strings.
+# ---------------------------------------------------------------------------------------------------------------
+
+readable_tables contains table if {
+	some role in principal_roles
+	some table in access.roles[role].tables
+}
+
+readable_tables contains table if {
+	input.mode == "agent_only"
+	some table in access.agents[input.agent.id].tables
+}
+
+deny contains msg if {
+	some name, fact in input.facts
+	fact.kind == "sql"
+	not fact.parsed
+	msg := sprintf("argument `%s` is not a SQL statement toolgate can parse; send one plain SELECT", [name])
+}
+
+deny contains msg if {
+	some name, fact in input.facts
+	fact.kind == "sql"
+	fact.parsed
+	fact.statement_count != 1
+	msg := sprintf("argument `%s` holds %d statements; send exactly one SELECT", [name, fact.statement_count])
+}
+
+deny contains msg if {
+	some name, fact in input.facts
+	fact.kind == "sql"
+	fact.parsed
+	some kind in fact.kinds
+	kind != "select"
+	msg := sprintf("argument `%s` is a `%s` statement; only read-only SELECT queries are allowed", [name, kind])
+}
+
+deny contains msg if {
+	some name, fact in input.facts
+	fact.kind == "sql"
+	fact.parsed
+	some table in fact.tables
+	not table in readable_tables
+	msg := sprintf("argument `%s` reads table `%s`, which you may not read; readable: %s", [name, table, concat(", ", sort([t | some t in readable_tables]))])
+}
+
+deny contains msg if {
+	some name, fact in input.facts
+	fact.kind == "path"
+	fact.invalid
+	msg := sprintf("argument `%s` is not a valid path", [name])
+}
+
+deny contains msg if {
+	some name, fact in input.facts
+	fact.kind == "path"
+	not fact.invalid
+	fact.escapes_root
+	msg := sprintf("argument `%s` points outside the tool's root", [name])
+}
+
+deny contains msg if {
+	some name, fact in input.facts
+	fact.kind == "path"
+	not fact.escapes_root
+	some agent in input.chain
+	root := access.agents[agent].file_root
+	not under(fact.normalized, root)
+	msg := sprintf("argument `%s`: agent `%s` may only use paths under `%s/`", [name, agent, root])
+}
+
+under(path, root) if path == root
+
+under(path, root) if startswith(path, concat("", [root, "/"]))
+
+# ---------------------------------------------------------------------------------------------------------------
+# Escalation: calls that change data need a human approver.
+# ---------------------------------------------------------------------------------------------------------------
+
+needs_approval contains msg if {
+	input.action == "call"
+	tool.risk == "write"
+	msg := sprintf("`%s` changes data: a human approver must allow this exact call", [tool.name])
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Obligations: the highest class the caller may see (toolgate lowers it further to the chain's maximum).
+# ---------------------------------------------------------------------------------------------------------------
+
+levels := {"public": 0, "internal": 1, "confidential": 2, "restricted": 3}
+
+names := ["public", "internal", "confidential", "restricted"]
+
+cleared_levels contains levels[access.roles[role].clearance] if some role in principal_roles
+
+cleared_levels contains levels[access.agents[input.agent.id].clearance] if input.mode == "agent_only"
+
+default clearance := "public"
+
+clearance := names[max(cleared_levels)] if count(cleared_levels) > 0

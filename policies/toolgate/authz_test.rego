@@ -1,0 +1,186 @@
+# Unit tests of the quickstart policy. Run with `toolgate policy test` (and by `cargo test`).
+package toolgate.authz_test
+
+import data.toolgate.authz
+
+# Callers of the quickstart world.
+alice := {
+	"mode": "principal_context",
+	"principal": {"issuer": "toolgate-dev", "subject": "alice", "roles": ["hr"], "groups": []},
+	"agent": {"id": "assistant"},
+	"chain": ["assistant"],
+}
+
+carol := object.union(alice, {"principal": {"issuer": "toolgate-dev", "subject": "carol", "roles": ["hr", "hr-admin"], "groups": []}})
+
+bob := object.union(alice, {"principal": {"issuer": "toolgate-dev", "subject": "bob", "roles": ["engineering"], "groups": []}})
+
+# alice's assistant delegating to the summarizer.
+alice_summarizer := object.union(alice, {"agent": {"id": "summarizer"}, "chain": ["assistant", "summarizer"]})
+
+nightly := {
+	"mode": "agent_only",
+	"principal": null,
+	"agent": {"id": "nightly-report"},
+	"chain": ["nightly-report"],
+}
+
+hr_lookup := {"name": "hr__lookup_employee", "upstream": "hr", "classification": "restricted", "risk": "read"}
+
+sql_query := {"name": "sql__query", "upstream": "sql", "classification": "confidential", "risk": "read"}
+
+read_file := {"name": "files__read_file", "upstream": "files", "classification": "internal", "risk": "read"}
+
+write_file := {"name": "files__write_file", "upstream": "files", "classification": "internal", "risk": "write"}
+
+mystery := {"name": "other__thing", "upstream": "other", "classification": "restricted", "risk": "destructive"}
+
+listing(caller, tool) := object.union(caller, {"tool": tool, "action": "list", "arguments": {}, "facts": {}})
+
+calling(caller, tool, facts) := object.union(caller, {"tool": tool, "action": "call", "arguments": {}, "facts": facts})
+
+select(tables) := {"sql": {"kind": "sql", "parsed": true, "statement_count": 1, "kinds": ["select"], "tables": tables, "read_only": true}}
+
+path(normalized) := {"path": {"kind": "path", "normalized": normalized, "escapes_root": false, "absolute": false, "invalid": false}}
+
+# --- HR directory: HR users through their assistant; nobody else even sees it.
+
+test_hr_user_sees_and_calls_hr if {
+	authz.decision.allow with input as listing(alice, hr_lookup)
+	authz.decision.allow with input as calling(alice, hr_lookup, {})
+}
+
+test_engineer_does_not_see_hr if {
+	not authz.decision.allow with input as listing(bob, hr_lookup)
+	not authz.decision.allow with input as calling(bob, hr_lookup, {})
+}
+
+test_nightly_does_not_see_hr if not authz.decision.allow with input as listing(nightly, hr_lookup)
+
+test_roles_from_the_directory_count if {
+	no_roles := object.union(bob, {"principal": {"issuer": "toolgate-dev", "subject": "dana", "roles": [], "groups": []}})
+	not authz.decision.allow with input as listing(no_roles, hr_lookup)
+	authz.decision.allow with input as listing(no_roles, hr_lookup) with data.toolgate.access.users as {"dana": {"roles": ["hr"]}}
+}
+
+# --- SQL: one read-only SELECT on tables the caller's role may read.
+
+test_hr_user_reads_salaries if authz.decision.allow with input as calling(alice, sql_query, select(["employees", "salaries"]))
+
+test_engineer_may_not_read_salaries if {
+	d := authz.decision with input as calling(bob, sql_query, select(["salaries"]))
+	not d.allow
+	not d.escalate
+	contains(d.reasons[0], "table `salaries`")
+}
+
+test_engineer_reads_customers if authz.decision.allow with input as calling(bob, sql_query, select(["customers"]))
+
+test_writes_are_refused if {
+	facts := {"sql": {"kind": "sql", "parsed": true, "statement_count": 1, "kinds": ["delete"], "tables": ["customers"], "read_only": false}}
+	d := authz.decision with input as calling(carol, sql_query, facts)
+	not d.allow
+	contains(d.reasons[0], "`delete`")
+}
+
+test_several_statements_are_refused if {
+	facts := {"sql": {"kind": "sql", "parsed": true, "statement_count": 2, "kinds": ["select"], "tables": ["projects"], "read_only": false}}
+	not authz.decision.allow with input as calling(alice, sql_query, facts)
+}
+
+test_unparseable_sql_is_refused if {
+	facts := {"sql": {"kind": "sql", "parsed": false, "error": "x", "statement_count": 0, "kinds": [], "tables": [], "read_only": false}}
+	not authz.decision.allow with input as calling(carol, sql_query, facts)
+}
+
+test_attach_and_pragma_are_refused if {
+	attach := {"sql": {"kind": "sql", "parsed": true, "statement_count": 1, "kinds": ["attach"], "tables": [], "read_only": false}}
+	pragma := {"sql": {"kind": "sql", "parsed": true, "statement_count": 1, "kinds": ["pragma"], "tables": [], "read_only": false}}
+	not authz.decision.allow with input as calling(carol, sql_query, attach)
+	not authz.decision.allow with input as calling(carol, sql_query, pragma)
+}
+
+# --- The nightly job: read-only queries on its own tables, nothing else.
+
+test_nightly_reads_projects if authz.decision.allow with input as calling(nightly, sql_query, select(["projects"]))
+
+test_nightly_may_not_read_employees if not authz.decision.allow with input as calling(nightly, sql_query, select(["employees"]))
+
+test_nightly_sees_no_files if {
+	not authz.decision.allow with input as listing(nightly, read_file)
+	not authz.decision.allow with input as listing(nightly, write_file)
+}
+
+# --- Files: paths under the agent's root; writes need a human approver; the summarizer only reads.
+
+test_assistant_reads_any_file_in_the_store if authz.decision.allow with input as calling(alice, read_file, path("README.txt"))
+
+test_escaping_paths_are_refused if {
+	facts := {"path": {"kind": "path", "normalized": "", "escapes_root": true, "absolute": false, "invalid": false}}
+	d := authz.decision with input as calling(alice, read_file, facts)
+	not d.allow
+	contains(d.reasons[0], "outside")
+}
+
+test_invalid_paths_are_refused if {
+	facts := {"path": {"kind": "path", "normalized": "", "escapes_root": true, "absolute": false, "invalid": true}}
+	not authz.decision.allow with input as calling(alice, read_file, facts)
+}
+
+test_summarizer_reads_under_its_root if authz.decision.allow with input as calling(alice_summarizer, read_file, path("reports/q3.md"))
+
+test_summarizer_stays_under_its_root if {
+	d := authz.decision with input as calling(alice_summarizer, read_file, path("README.txt"))
+	not d.allow
+	contains(d.reasons[0], "reports/")
+}
+
+test_summarizer_root_is_not_a_prefix_match if not authz.decision.allow with input as calling(alice_summarizer, read_file, path("reports-private/x.md"))
+
+test_summarizer_never_sees_writes if {
+	not authz.decision.allow with input as listing(alice_summarizer, write_file)
+	d := authz.decision with input as calling(alice_summarizer, write_file, path("reports/x.md"))
+	not d.allow
+	not d.escalate
+}
+
+test_file_write_escalates if {
+	authz.decision.allow with input as listing(alice, write_file)
+	d := authz.decision with input as calling(alice, write_file, path("notes.txt"))
+	not d.allow
+	d.escalate
+	contains(d.reasons[0], "approver")
+}
+
+test_refused_write_does_not_escalate if {
+	facts := {"path": {"kind": "path", "normalized": "", "escapes_root": true, "absolute": false, "invalid": false}}
+	d := authz.decision with input as calling(alice, write_file, facts)
+	not d.allow
+	not d.escalate
+}
+
+# --- Tools nobody described are destructive by default: hidden from everyone.
+
+test_undescribed_tools_are_hidden if {
+	not authz.decision.allow with input as listing(carol, mystery)
+	not authz.decision.allow with input as listing(nightly, mystery)
+}
+
+# --- Obligations: clearance from the principal's roles, or the agent's own.
+
+test_clearance_follows_roles if {
+	d_alice := authz.decision with input as listing(alice, hr_lookup)
+	d_alice.obligations.clearance == "confidential"
+	d_carol := authz.decision with input as listing(carol, hr_lookup)
+	d_carol.obligations.clearance == "restricted"
+	d_bob := authz.decision with input as listing(bob, sql_query)
+	d_bob.obligations.clearance == "internal"
+}
+
+test_decision_shape_is_stable if {
+	d := authz.decision with input as {}
+	d.allow == false
+	d.escalate == false
+	is_array(d.reasons)
+	is_object(d.obligations)
+}

@@ -1,0 +1,509 @@
+//! One compiled policy bundle: Rego policies and data from the policy folder, the tool manifests and the agent
+//! inventory, with a version that is a content hash of all of them. Compiled once; evaluated from pools of
+//! prepared evaluators so that concurrent requests never parse or prepare anything.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use regorus::Value;
+use regorus::rvm::program::Program;
+use regorus::rvm::vm::RegoVM;
+use regorus::utils::limits::ExecutionTimerConfig;
+use regorus::{CompiledPolicy, Engine};
+use serde_json::json;
+use sha2::Digest;
+
+use super::{DECISION_RULE, Decision, Obligations, PolicyError, PolicyInput, Sources};
+use crate::catalog::manifest::Manifests;
+use crate::config::Evaluator;
+use crate::identity::Classification;
+
+/// Longest policy file accepted (bytes).
+const MAX_POLICY_FILE: usize = 4 << 20;
+
+/// The result of one Rego unit test.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TestOutcome {
+    /// `data.<package>.<rule>`
+    pub name: String,
+    pub file: String,
+    pub passed: bool,
+    pub error: Option<String>,
+}
+
+struct RegoTest {
+    rule: String,
+    file: String,
+}
+
+/// The compiled VM program and what every VM instance needs.
+struct Vm {
+    program: Arc<Program>,
+    compiled: CompiledPolicy,
+    data: Value,
+    pool: Mutex<Vec<RegoVM>>,
+}
+
+/// A compiled bundle.
+pub struct Bundle {
+    /// `sha256:` and the first 16 hex digits of the hash of every policy, data and manifest file and the inventory.
+    pub version: String,
+    pub manifests: Manifests,
+    template: Engine,
+    engines: Mutex<Vec<Engine>>,
+    vm: Option<Vm>,
+    tests: Vec<RegoTest>,
+    timer: ExecutionTimerConfig,
+    max_instructions: usize,
+    /// Why the VM is not used, when it was asked for.
+    pub vm_fallback: Option<String>,
+}
+
+struct SourceFile {
+    path: PathBuf,
+    text: String,
+}
+
+/// Every file under `dir` with one of `extensions`, sorted by path; hidden entries are skipped.
+fn collect(dir: &Path, extensions: &[&str]) -> Result<Vec<SourceFile>, String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let entries = std::fs::read_dir(&current)
+            .map_err(|e| format!("cannot read `{}`: {e}", current.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot read `{}`: {e}", current.display()))?;
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| extensions.contains(&e))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            if text.len() > MAX_POLICY_FILE {
+                return Err(format!(
+                    "`{}` is larger than {MAX_POLICY_FILE} bytes",
+                    path.display()
+                ));
+            }
+            Ok(SourceFile { path, text })
+        })
+        .collect()
+}
+
+fn is_test(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with("_test.rego"))
+}
+
+/// Parses one data file (YAML or JSON) into a JSON object.
+fn data_document(file: &SourceFile) -> Result<serde_json::Value, String> {
+    let value: serde_json::Value = if file.path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&file.text).map_err(|e| e.to_string())?
+    } else {
+        serde_yaml_ng::from_str(&file.text).map_err(|e| e.to_string())?
+    };
+    if !value.is_object() {
+        return Err("a data file must hold an object".into());
+    }
+    Ok(value)
+}
+
+fn is_limit(error: &str) -> bool {
+    let lower = error.to_ascii_lowercase();
+    lower.contains("exceeded time limit") || lower.contains("maximum instruction limit")
+}
+
+impl Bundle {
+    /// Reads, compiles and prepares the bundle. Errors name the file (and line, for Rego).
+    pub fn load(sources: &Sources) -> Result<Self, String> {
+        let rego = collect(&sources.dir, &["rego"])?;
+        let data = collect(&sources.dir, &["yaml", "yml", "json"])?;
+        let manifest_files: Vec<SourceFile> = collect(&sources.manifests, &["yaml", "yml"])?
+            .into_iter()
+            .filter(|f| f.path.file_stem().is_none_or(|s| s != "agents"))
+            .collect();
+        if !rego.iter().any(|f| !is_test(&f.path)) {
+            return Err(format!(
+                "no Rego policy in `{}`: every call would be refused",
+                sources.dir.display()
+            ));
+        }
+        let manifests = Manifests::load_dir(&sources.manifests)?;
+
+        let mut hasher = sha2::Sha256::new();
+        for (base, files) in [
+            (&sources.dir, &rego),
+            (&sources.dir, &data),
+            (&sources.manifests, &manifest_files),
+        ] {
+            for file in files {
+                let relative = file.path.strip_prefix(base).unwrap_or(&file.path);
+                hasher.update(relative.to_string_lossy().as_bytes());
+                hasher.update([0]);
+                hasher.update((file.text.len() as u64).to_le_bytes());
+                hasher.update(file.text.as_bytes());
+            }
+        }
+        hasher.update(sources.agents.to_string().as_bytes());
+        let digest = hasher.finalize();
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let version = format!("sha256:{hex}");
+
+        let timer = ExecutionTimerConfig {
+            limit: sources.config.timeout,
+            check_interval: NonZeroU32::MIN.saturating_add(31),
+        };
+        let mut engine = Engine::new();
+        engine.set_execution_timer_config(timer);
+        for file in &rego {
+            engine
+                .add_policy(file.path.display().to_string(), file.text.clone())
+                .map_err(|e| format!("policy does not compile: {e}"))?;
+        }
+        for file in &data {
+            let document = data_document(file)
+                .map_err(|e| format!("policy data `{}`: {e}", file.path.display()))?;
+            engine
+                .add_data(Value::from(document))
+                .map_err(|e| format!("policy data `{}`: {e}", file.path.display()))?;
+        }
+        engine
+            .add_data(Value::from(json!({"toolgate": {
+                "manifests": manifests.to_policy_data(),
+                "agents": sources.agents,
+            }})))
+            .map_err(|e| {
+                format!("policy data conflicts with `data.toolgate.manifests` or `data.toolgate.agents`: {e}")
+            })?;
+
+        // Prepare now (this is where unknown references and type errors surface) and check the decision rule.
+        engine.set_input(Value::new_object());
+        engine.eval_rule(DECISION_RULE.to_string()).map_err(|e| {
+            let text = e.to_string();
+            if text.contains("not a valid rule path") {
+                format!(
+                    "the bundle in `{}` defines no `{DECISION_RULE}`",
+                    sources.dir.display()
+                )
+            } else {
+                format!("policy does not compile: {text}")
+            }
+        })?;
+
+        let tests = discover_tests(&mut engine)?;
+        let mut bundle = Self {
+            version,
+            manifests,
+            engines: Mutex::new(Vec::new()),
+            vm: None,
+            tests,
+            timer,
+            max_instructions: sources.config.max_instructions,
+            vm_fallback: None,
+            template: engine,
+        };
+        if sources.config.evaluator == Evaluator::Vm {
+            match bundle.compile_vm() {
+                Ok(vm) => bundle.vm = Some(vm),
+                Err(e) => {
+                    tracing::warn!(
+                        "policy VM unavailable for this bundle, using the interpreter: {e}"
+                    );
+                    bundle.vm_fallback = Some(e);
+                }
+            }
+        }
+        Ok(bundle)
+    }
+
+    fn compile_vm(&mut self) -> Result<Vm, String> {
+        let rule: regorus::Rc<str> = regorus::Rc::from(DECISION_RULE);
+        let mut engine = self.template.clone();
+        let compiled = engine
+            .compile_with_entrypoint(&rule)
+            .map_err(|e| e.to_string())?;
+        let program = regorus::languages::rego::compiler::Compiler::compile_from_policy(
+            &compiled,
+            &[DECISION_RULE],
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Vm {
+            program,
+            compiled,
+            data: self.template.get_data(),
+            pool: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn evaluator_name(&self) -> &'static str {
+        if self.vm.is_some() {
+            "vm"
+        } else {
+            "interpreter"
+        }
+    }
+
+    pub fn test_count(&self) -> usize {
+        self.tests.len()
+    }
+
+    /// Decides one input with the bundle's evaluator.
+    pub fn decide(&self, input: &PolicyInput) -> Result<Decision, PolicyError> {
+        let value = match &self.vm {
+            Some(vm) => self.eval_vm(vm, input)?,
+            None => self.eval_interpreter(input)?,
+        };
+        parse_decision(&value)
+    }
+
+    /// Decides with the interpreter, whatever the configured evaluator.
+    pub fn decide_interpreted(&self, input: &PolicyInput) -> Result<Decision, PolicyError> {
+        parse_decision(&self.eval_interpreter(input)?)
+    }
+
+    fn eval_interpreter(&self, input: &PolicyInput) -> Result<Value, PolicyError> {
+        let mut engine = self
+            .engines
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_else(|| self.template.clone());
+        engine.set_input(input.value.clone());
+        let result = engine.eval_rule(DECISION_RULE.to_string());
+        if let Ok(mut pool) = self.engines.lock() {
+            pool.push(engine);
+        }
+        result.map_err(|e| {
+            let text = format!("{e:#}");
+            if is_limit(&text) {
+                PolicyError::Limit
+            } else {
+                PolicyError::Eval(text)
+            }
+        })
+    }
+
+    fn eval_vm(&self, vm: &Vm, input: &PolicyInput) -> Result<Value, PolicyError> {
+        let pooled = vm.pool.lock().ok().and_then(|mut p| p.pop());
+        let mut machine = match pooled {
+            Some(m) => m,
+            None => {
+                let mut m = RegoVM::new_with_policy(vm.compiled.clone());
+                m.load_program(Arc::clone(&vm.program));
+                m.set_data(vm.data.clone())
+                    .map_err(|e| PolicyError::Eval(e.to_string()))?;
+                m.set_execution_timer_config(Some(self.timer));
+                m.set_max_instructions(self.max_instructions);
+                m
+            }
+        };
+        machine.set_input(input.value.clone());
+        let result = machine.execute();
+        if let Ok(mut pool) = vm.pool.lock() {
+            pool.push(machine);
+        }
+        result.map_err(|e| {
+            let text = format!("{e:#}");
+            if is_limit(&text) {
+                PolicyError::Limit
+            } else {
+                PolicyError::Eval(text)
+            }
+        })
+    }
+
+    /// Every rule of the decision's package with its value for `input` (undefined rules are left out): what
+    /// produced the decision. Evaluated with the interpreter.
+    pub fn explain(&self, input: &PolicyInput) -> serde_json::Value {
+        let mut engine = self.template.clone();
+        engine.set_input(input.value.clone());
+        match engine.eval_query("data.toolgate.authz".to_string(), false) {
+            Ok(results) => {
+                let value = results
+                    .result
+                    .first()
+                    .and_then(|r| r.expressions.first())
+                    .map(|e| e.value.clone())
+                    .unwrap_or(Value::Undefined);
+                serde_json::to_value(&value).unwrap_or(serde_json::Value::Null)
+            }
+            Err(e) => json!({"error": format!("{e:#}")}),
+        }
+    }
+
+    /// Runs every `test_*` rule of the `*_test.rego` files; a test passes when its rule is `true`.
+    pub fn run_tests(&self) -> Vec<TestOutcome> {
+        let mut engine = self.template.clone();
+        engine.set_input(Value::new_object());
+        self.tests
+            .iter()
+            .map(|test| {
+                let (passed, error) = match engine.eval_rule(test.rule.clone()) {
+                    Ok(Value::Bool(true)) => (true, None),
+                    Ok(Value::Undefined) => (false, Some("undefined".to_string())),
+                    Ok(other) => (false, Some(format!("evaluated to {other}"))),
+                    Err(e) => (false, Some(format!("{e:#}"))),
+                };
+                TestOutcome {
+                    name: test.rule.clone(),
+                    file: test.file.clone(),
+                    passed,
+                    error,
+                }
+            })
+            .collect()
+    }
+
+    /// Runs the tests and turns failures into one error naming them.
+    pub fn check_tests(&self) -> Result<(), String> {
+        let failed: Vec<String> = self
+            .run_tests()
+            .into_iter()
+            .filter(|t| !t.passed)
+            .map(|t| format!("{} ({}): {}", t.name, t.file, t.error.unwrap_or_default()))
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} Rego test(s) failed: {}",
+                failed.len(),
+                failed.join("; ")
+            ))
+        }
+    }
+}
+
+/// The `test_*` rules of every `*_test.rego` module.
+fn discover_tests(engine: &mut Engine) -> Result<Vec<RegoTest>, String> {
+    use regorus::unstable::{Rule, RuleHead};
+    let packages = engine
+        .get_policy_package_components()
+        .map_err(|e| e.to_string())?;
+    let modules = engine.get_modules().clone();
+    let mut tests: Vec<RegoTest> = Vec::new();
+    for (module, package) in modules.iter().zip(packages) {
+        if !package.source_file.ends_with("_test.rego") {
+            continue;
+        }
+        for rule in &module.policy {
+            let Rule::Spec { head, .. } = rule.as_ref() else {
+                continue;
+            };
+            let refr = match head {
+                RuleHead::Compr { refr, .. } | RuleHead::Set { refr, .. } => refr,
+                RuleHead::Func { .. } => continue,
+            };
+            let name = refr.span().text();
+            let valid = name.starts_with("test_")
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                continue;
+            }
+            let full = format!("data.{}.{name}", package.components.join("."));
+            if !tests.iter().any(|t| t.rule == full) {
+                tests.push(RegoTest {
+                    rule: full,
+                    file: package.source_file.clone(),
+                });
+            }
+        }
+    }
+    Ok(tests)
+}
+
+fn shape(message: &str) -> PolicyError {
+    PolicyError::Shape(message.to_string())
+}
+
+/// Reads `{allow, escalate, reasons, obligations}`; anything else is an error (and so a denial).
+fn parse_decision(value: &Value) -> Result<Decision, PolicyError> {
+    if *value == Value::Undefined {
+        return Err(PolicyError::Undefined);
+    }
+    let object = value
+        .as_object()
+        .map_err(|_| shape("the decision is not an object"))?;
+    let field = |name: &str| object.get(&Value::from(name));
+    let allow = match field("allow") {
+        Some(Value::Bool(b)) => *b,
+        _ => return Err(shape("`allow` must be a boolean")),
+    };
+    let escalate = match field("escalate") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(shape("`escalate` must be a boolean")),
+    };
+    if allow && escalate {
+        return Err(shape("`allow` and `escalate` cannot both be true"));
+    }
+    let strings = |v: Option<&Value>, name: &str| -> Result<Vec<String>, PolicyError> {
+        match v {
+            None => Ok(Vec::new()),
+            Some(v) => {
+                let items: Vec<Value> = match v {
+                    Value::Array(a) => a.iter().cloned().collect(),
+                    Value::Set(s) => s.iter().cloned().collect(),
+                    _ => return Err(shape(&format!("`{name}` must be an array of strings"))),
+                };
+                items
+                    .iter()
+                    .map(|i| {
+                        i.as_string()
+                            .map(|s| s.to_string())
+                            .map_err(|_| shape(&format!("`{name}` must be an array of strings")))
+                    })
+                    .collect()
+            }
+        }
+    };
+    let reasons = strings(field("reasons"), "reasons")?;
+    let obligations = match field("obligations") {
+        None => Obligations::default(),
+        Some(o) => {
+            let o = o
+                .as_object()
+                .map_err(|_| shape("`obligations` must be an object"))?;
+            let clearance = match o.get(&Value::from("clearance")) {
+                None => None,
+                Some(v) => {
+                    let text = v
+                        .as_string()
+                        .map_err(|_| shape("`obligations.clearance` must be a class name"))?;
+                    Some(
+                        serde_json::from_value::<Classification>(json!(text.as_ref())).map_err(
+                            |_| shape(&format!("unknown clearance `{text}` in obligations")),
+                        )?,
+                    )
+                }
+            };
+            Obligations {
+                clearance,
+                redact: strings(o.get(&Value::from("redact")), "obligations.redact")?,
+            }
+        }
+    };
+    Ok(Decision {
+        allow,
+        escalate,
+        reasons,
+        obligations,
+    })
+}

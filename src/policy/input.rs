@@ -1,0 +1,142 @@
+//! The input document of a decision: `{mode, principal, agent, chain, scope, tool, arguments, facts, action,
+//! context}` (contract in `policies/README.md`). The caller's part is built once per request and shared by every
+//! tool a `tools/list` decides.
+
+use std::collections::BTreeMap;
+
+use regorus::Value;
+use serde_json::{Map, json};
+
+use crate::catalog::manifest::ToolManifest;
+use crate::identity::{Caller, Mode};
+
+/// What the caller wants to do with the tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Call it (with these arguments).
+    Call,
+    /// See it in `tools/list`.
+    List,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Call => "call",
+            Self::List => "list",
+        }
+    }
+}
+
+/// The tool being decided on.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolRef<'a> {
+    /// Exposed name (`<upstream>__<tool>`).
+    pub name: &'a str,
+    pub upstream: &'a str,
+    /// The tool's name on its upstream.
+    pub original: &'a str,
+    pub manifest: &'a ToolManifest,
+    /// The upstream's annotations (hints), as JSON.
+    pub annotations: Option<&'a serde_json::Value>,
+}
+
+/// A complete input document.
+#[derive(Debug, Clone)]
+pub struct PolicyInput {
+    pub(crate) value: Value,
+}
+
+impl PolicyInput {
+    /// An input document given as JSON (for `toolgate policy eval` and tests).
+    pub fn from_json(json: serde_json::Value) -> Self {
+        Self {
+            value: Value::from(json),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.value).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The caller's part of every input of one request.
+#[derive(Debug, Clone)]
+pub struct CallerInput {
+    fields: BTreeMap<Value, Value>,
+}
+
+fn key(name: &str) -> Value {
+    Value::from(name)
+}
+
+impl CallerInput {
+    pub fn new(caller: &Caller, session: &str, request_id: &str) -> Self {
+        let principal = caller.principal.as_ref().map_or(json!(null), |p| {
+            json!({"issuer": p.issuer, "subject": p.subject, "roles": p.roles, "groups": p.groups})
+        });
+        let mode = match caller.mode {
+            Mode::PrincipalContext => "principal_context",
+            Mode::AgentOnly => "agent_only",
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let context = json!({
+            "time": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            "unix_time": now,
+            "session": session,
+            "request_id": request_id,
+        });
+        let mut fields = BTreeMap::new();
+        fields.insert(key("mode"), Value::from(mode));
+        fields.insert(key("principal"), Value::from(principal));
+        fields.insert(
+            key("agent"),
+            Value::from(
+                json!({"id": caller.actor, "issuer": caller.issuer, "subject": caller.subject}),
+            ),
+        );
+        fields.insert(key("chain"), Value::from(json!(caller.chain)));
+        fields.insert(
+            key("scope"),
+            Value::from(json!({"token": caller.token_scope, "clearance": caller.clearance})),
+        );
+        fields.insert(key("context"), Value::from(context));
+        Self { fields }
+    }
+
+    /// The input for one tool and action. `arguments` and `facts` are empty for `list`.
+    pub fn for_tool(
+        &self,
+        tool: ToolRef<'_>,
+        action: Action,
+        arguments: Option<&Map<String, serde_json::Value>>,
+        facts: Map<String, serde_json::Value>,
+    ) -> PolicyInput {
+        let mut fields = self.fields.clone();
+        let manifest = tool.manifest;
+        let tool_doc = json!({
+            "name": tool.name,
+            "upstream": tool.upstream,
+            "original": tool.original,
+            "classification": manifest.classification,
+            "risk": manifest.risk,
+            "owner": manifest.owner,
+            "annotations": tool.annotations.cloned().unwrap_or_else(|| json!({})),
+        });
+        fields.insert(key("tool"), Value::from(tool_doc));
+        fields.insert(key("action"), Value::from(action.as_str()));
+        fields.insert(
+            key("arguments"),
+            Value::from(serde_json::Value::Object(
+                arguments.cloned().unwrap_or_default(),
+            )),
+        );
+        fields.insert(key("facts"), Value::from(serde_json::Value::Object(facts)));
+        PolicyInput {
+            value: Value::from(fields),
+        }
+    }
+}
