@@ -6,10 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{Path as UrlPath, Query};
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
@@ -18,7 +19,7 @@ use subtle::ConstantTimeEq;
 use crate::gateway::Gateway;
 use crate::identity::Identity;
 use crate::server::HostGuard;
-use crate::store::{Revocation, RevocationTarget};
+use crate::store::{ApprovalStatus, Revocation, RevocationTarget};
 
 #[derive(Clone)]
 struct AdminState {
@@ -27,9 +28,9 @@ struct AdminState {
     guard: Arc<HostGuard>,
 }
 
-/// Who an admin request came from.
+/// Who an admin request came from: a label for records, and the `(iss, sub)` of an admin token.
 #[derive(Clone, Debug)]
-struct Admin(String);
+struct Admin(String, Option<(String, String)>);
 
 /// Reads the bootstrap credential, creating the file with a random secret (mode 0600) on first run.
 pub fn bootstrap_credential(path: &Path) -> Result<String, String> {
@@ -87,6 +88,11 @@ pub fn router(gateway: Arc<Gateway>, bootstrap: String) -> Router {
     };
     Router::new()
         .route("/admin/revocations", get(list_revocations).post(revoke))
+        .route("/admin/approvals", get(list_approvals))
+        .route("/admin/approvals/{id}", get(show_approval))
+        .route("/admin/approvals/{id}/{verdict}", post(decide_approval))
+        .route("/admin/policy", get(policy_status))
+        .route("/admin/policy/reload", post(reload_policy))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -131,7 +137,7 @@ fn admin_of(
 ) -> Result<Admin, (&'static str, String)> {
     let token = Identity::bearer(headers, query).map_err(|e| (e.reason_id(), e.to_string()))?;
     if bool::from(token.as_bytes().ct_eq(state.bootstrap.as_bytes())) {
-        return Ok(Admin("bootstrap".into()));
+        return Ok(Admin("bootstrap".into(), None));
     }
     let admin = &state.gateway.config.admin;
     let claims = state
@@ -162,7 +168,10 @@ fn admin_of(
             &[],
         )
         .map_err(|e| (e.reason_id(), e.to_string()))?;
-    Ok(Admin(format!("{}/{}", claims.iss, claims.sub)))
+    Ok(Admin(
+        format!("{}/{}", claims.iss, claims.sub),
+        Some((claims.iss.clone(), claims.sub.clone())),
+    ))
 }
 
 async fn list_revocations(State(state): State<AdminState>) -> Response {
@@ -241,6 +250,157 @@ async fn revoke(
         Err(e) => refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
+            &e.to_string(),
+        ),
+    }
+}
+
+fn unix_now() -> i64 {
+    i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX)
+}
+
+fn store_unavailable(error: &crate::store::StoreError) -> Response {
+    refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        &error.to_string(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct ApprovalFilter {
+    status: Option<ApprovalStatus>,
+}
+
+async fn list_approvals(
+    State(state): State<AdminState>,
+    Query(filter): Query<ApprovalFilter>,
+) -> Response {
+    match state
+        .gateway
+        .store
+        .approvals(filter.status, unix_now())
+        .await
+    {
+        Ok(list) => axum::Json(json!({"approvals": list})).into_response(),
+        Err(e) => store_unavailable(&e),
+    }
+}
+
+async fn show_approval(State(state): State<AdminState>, UrlPath(id): UrlPath<String>) -> Response {
+    match state.gateway.store.approval(id.clone(), unix_now()).await {
+        Ok(Some(approval)) => axum::Json(approval).into_response(),
+        Ok(None) => refusal(
+            StatusCode::NOT_FOUND,
+            "unknown_approval",
+            &format!("no approval `{id}`"),
+        ),
+        Err(e) => store_unavailable(&e),
+    }
+}
+
+/// `POST /admin/approvals/{id}/approve` or `/deny`. The caller of a held call can never grant it.
+async fn decide_approval(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    UrlPath((id, verdict)): UrlPath<(String, String)>,
+) -> Response {
+    let approve = match verdict.as_str() {
+        "approve" => true,
+        "deny" => false,
+        other => {
+            return refusal(
+                StatusCode::NOT_FOUND,
+                "unknown_verdict",
+                &format!("`{other}` is neither `approve` nor `deny`"),
+            );
+        }
+    };
+    let now = unix_now();
+    let store = &state.gateway.store;
+    let approval = match store.approval(id.clone(), now).await {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            return refusal(
+                StatusCode::NOT_FOUND,
+                "unknown_approval",
+                &format!("no approval `{id}`"),
+            );
+        }
+        Err(e) => return store_unavailable(&e),
+    };
+    if let Some((issuer, subject)) = &admin.1
+        && ((issuer == &approval.issuer && subject == &approval.subject)
+            || approval.chain.contains(subject))
+    {
+        tracing::warn!(admin = %admin.0, approval = %id, "refused: a caller cannot approve its own call");
+        return refusal(
+            StatusCode::FORBIDDEN,
+            "self_approval",
+            "the caller of a held call (or an agent in its chain) cannot decide its approval",
+        );
+    }
+    if approval.status != ApprovalStatus::Pending {
+        return refusal(
+            StatusCode::CONFLICT,
+            "approval_not_pending",
+            &format!("approval `{id}` is {:?}, not pending", approval.status),
+        );
+    }
+    let ttl = i64::try_from(state.gateway.config.policy.approval_ttl.as_secs()).unwrap_or(i64::MAX);
+    match store
+        .decide_approval(
+            id.clone(),
+            approve,
+            admin.0.clone(),
+            now,
+            now.saturating_add(ttl),
+        )
+        .await
+    {
+        Ok(Some(decided)) => {
+            tracing::info!(admin = %admin.0, approval = %id, approve, tool = %decided.tool, "approval decided");
+            axum::Json(decided).into_response()
+        }
+        Ok(None) => refusal(
+            StatusCode::CONFLICT,
+            "approval_not_pending",
+            &format!("approval `{id}` is no longer pending"),
+        ),
+        Err(e) => store_unavailable(&e),
+    }
+}
+
+async fn policy_status(State(state): State<AdminState>) -> Response {
+    axum::Json(state.gateway.policy.status()).into_response()
+}
+
+/// Reloads policies and manifests now; a bundle that does not compile or fails its tests is refused and the
+/// previous one stays in force.
+async fn reload_policy(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+) -> Response {
+    let policy = std::sync::Arc::clone(&state.gateway.policy);
+    let result = tokio::task::spawn_blocking(move || policy.reload("admin API")).await;
+    match result {
+        Ok(Ok(version)) => {
+            tracing::info!(admin = %admin.0, %version, "policy reloaded from the admin API");
+            axum::Json(json!({"version": version, "status": state.gateway.policy.status()}))
+                .into_response()
+        }
+        Ok(Err(error)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({
+                "error": error,
+                "reason": "policy_reload_refused",
+                "status": state.gateway.policy.status(),
+            })),
+        )
+            .into_response(),
+        Err(e) => refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "policy_reload_failed",
             &e.to_string(),
         ),
     }

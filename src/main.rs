@@ -44,12 +44,8 @@ enum Command {
     },
     /// Revoke a credential in the running gateway, through its admin API. Takes effect on the next request.
     Revoke {
-        /// Admin API base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8701")]
-        admin_url: String,
-        /// File holding the admin credential (the bootstrap credential or an admin token).
-        #[arg(long, env = "TOOLGATE_ADMIN_CREDENTIAL_FILE")]
-        credential_file: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
         /// Revoke one token by its `jti` (of the --issuer, or of any issuer).
         #[arg(long, group = "target")]
         jti: Option<String>,
@@ -67,7 +63,15 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Work on the policy bundle without a running gateway (like `opa test` / `opa eval`).
+    /// Held calls waiting for a human approver, through the running gateway's admin API.
+    Approvals {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
+    /// The policy bundle: test and evaluate it offline (like `opa test` / `opa eval`), or reload the running
+    /// gateway's.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
@@ -145,7 +149,80 @@ impl BundleArgs {
 }
 
 #[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// List approvals, newest first.
+    List {
+        /// Only this status: pending, approved, denied, used or expired.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one approval.
+    Show { id: String },
+    /// Grant a held call: the caller's next identical call goes through, once.
+    Approve { id: String },
+    /// Refuse a held call.
+    Deny { id: String },
+}
+
+/// How to reach the running gateway's admin API.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// Admin API base URL.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8701")]
+    admin_url: String,
+    /// File holding the admin credential (the bootstrap credential or an admin token); else
+    /// `TOOLGATE_ADMIN_TOKEN`.
+    #[arg(long, global = true, env = "TOOLGATE_ADMIN_CREDENTIAL_FILE")]
+    credential_file: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    fn credential(&self) -> anyhow::Result<String> {
+        match (
+            &self.credential_file,
+            std::env::var("TOOLGATE_ADMIN_TOKEN").ok(),
+        ) {
+            (Some(path), _) => Ok(std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?
+                .trim()
+                .to_string()),
+            (None, Some(token)) => Ok(token),
+            (None, None) => anyhow::bail!("give --credential-file or set TOOLGATE_ADMIN_TOKEN"),
+        }
+    }
+
+    /// Calls the admin API and prints its JSON answer; a refusal is an error.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.admin_url.trim_end_matches('/'));
+        let mut request = reqwest::Client::new()
+            .request(method, url)
+            .bearer_auth(self.credential()?);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            anyhow::bail!("admin API answered {status}: {text}");
+        }
+        println!("{text}");
+        Ok(())
+    }
+}
+
+#[derive(Subcommand)]
 enum PolicyCommand {
+    /// Ask the running gateway to reload its policies and manifests now.
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Compile the bundle and run its Rego tests (`test_*` rules in `*_test.rego`).
     Test {
         #[command(flatten)]
@@ -172,6 +249,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -195,8 +273,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Revoke {
-            admin_url,
-            credential_file,
+            admin,
             jti,
             subject,
             issuer,
@@ -204,14 +281,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             issued_before,
             reason,
         } => {
-            let credential = match (credential_file, std::env::var("TOOLGATE_ADMIN_TOKEN").ok()) {
-                (Some(path), _) => std::fs::read_to_string(&path)
-                    .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?
-                    .trim()
-                    .to_string(),
-                (None, Some(token)) => token,
-                (None, None) => anyhow::bail!("give --credential-file or set TOOLGATE_ADMIN_TOKEN"),
-            };
             let mut body = match (jti, subject, issuer, agent) {
                 (Some(jti), None, issuer, None) => match issuer {
                     Some(issuer) => {
@@ -236,24 +305,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(reason) = reason {
                 body["reason"] = serde_json::json!(reason);
             }
-            let response = reqwest::Client::new()
-                .post(format!(
-                    "{}/admin/revocations",
-                    admin_url.trim_end_matches('/')
-                ))
-                .bearer_auth(credential)
-                .json(&body)
-                .send()
-                .await?;
-            let status = response.status();
-            let text = response.text().await?;
-            if !status.is_success() {
-                anyhow::bail!("admin API answered {status}: {text}");
-            }
-            println!("{text}");
-            Ok(())
+            admin
+                .call(reqwest::Method::POST, "/admin/revocations", Some(body))
+                .await
         }
-        Command::Policy { command } => policy_command(command),
+        Command::Approvals { admin, command } => match command {
+            ApprovalsCommand::List { status } => {
+                let path = match status {
+                    Some(status) => format!("/admin/approvals?status={status}"),
+                    None => "/admin/approvals".to_string(),
+                };
+                admin.call(reqwest::Method::GET, &path, None).await
+            }
+            ApprovalsCommand::Show { id } => {
+                admin
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("/admin/approvals/{id}"),
+                        None,
+                    )
+                    .await
+            }
+            ApprovalsCommand::Approve { id } => {
+                admin
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/admin/approvals/{id}/approve"),
+                        None,
+                    )
+                    .await
+            }
+            ApprovalsCommand::Deny { id } => {
+                admin
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/admin/approvals/{id}/deny"),
+                        None,
+                    )
+                    .await
+            }
+        },
+        Command::Policy { command } => policy_command(command).await,
         Command::Token {
             sub,
             roles,
@@ -348,8 +440,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
+async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
     match command {
+        PolicyCommand::Reload { admin } => {
+            admin
+                .call(reqwest::Method::POST, "/admin/policy/reload", None)
+                .await
+        }
         PolicyCommand::Test { bundle } => {
             let bundle = toolgate::policy::Bundle::load(&bundle.sources()?)
                 .map_err(|e| anyhow::anyhow!(e))?;

@@ -58,7 +58,7 @@ pub fn router(gateway: Arc<Gateway>) -> (Router, Arc<Sessions>) {
             "/mcp",
             get(get_stream).post(post_message).delete(delete_session),
         )
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route(
             "/.well-known/oauth-protected-resource",
             get(resource_metadata),
@@ -133,6 +133,15 @@ async fn host_guard(State(state): State<AppState>, request: Request, next: Next)
             http_error(StatusCode::FORBIDDEN, ErrorCode::INVALID_REQUEST, reason)
         }
     }
+}
+
+/// Liveness, with the policy bundle in force and why the last reload was refused (if it was).
+async fn healthz(State(state): State<AppState>) -> Response {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "policy": state.gateway.policy.status(),
+    }))
+    .into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -32,27 +32,6 @@ fn quickstart_gateway() -> Gateway {
     Gateway::start(&yaml)
 }
 
-fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn other_jwks() -> String {
-    fixture("other.jwks.json").to_string_lossy().into_owned()
-}
-
-/// Signs claims with the non-development test key of `https://idp.example`.
-fn sign_other(claims: &Map<String, Value>) -> String {
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
-        &std::fs::read(fixture("other-signing-key.pem")).unwrap(),
-    )
-    .unwrap();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = Some("other-1".into());
-    jsonwebtoken::encode(&header, claims, &key).unwrap()
-}
-
 fn request(
     subject: Option<&str>,
     agent: Option<&str>,

@@ -125,9 +125,15 @@ fn data_document(file: &SourceFile) -> Result<serde_json::Value, String> {
     Ok(value)
 }
 
-fn is_limit(error: &str) -> bool {
-    let lower = error.to_ascii_lowercase();
-    lower.contains("exceeded time limit") || lower.contains("maximum instruction limit")
+/// An evaluation error; running out of time or instructions is told apart.
+fn eval_error<E: std::fmt::Display>(error: E) -> PolicyError {
+    let text = format!("{error:#}");
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("exceeded time limit") || lower.contains("maximum instruction limit") {
+        PolicyError::Limit
+    } else {
+        PolicyError::Eval(text)
+    }
 }
 
 impl Bundle {
@@ -290,14 +296,7 @@ impl Bundle {
         if let Ok(mut pool) = self.engines.lock() {
             pool.push(engine);
         }
-        result.map_err(|e| {
-            let text = format!("{e:#}");
-            if is_limit(&text) {
-                PolicyError::Limit
-            } else {
-                PolicyError::Eval(text)
-            }
-        })
+        result.map_err(eval_error)
     }
 
     fn eval_vm(&self, vm: &Vm, input: &PolicyInput) -> Result<Value, PolicyError> {
@@ -319,33 +318,40 @@ impl Bundle {
         if let Ok(mut pool) = vm.pool.lock() {
             pool.push(machine);
         }
-        result.map_err(|e| {
-            let text = format!("{e:#}");
-            if is_limit(&text) {
-                PolicyError::Limit
-            } else {
-                PolicyError::Eval(text)
-            }
-        })
+        result.map_err(eval_error)
     }
 
-    /// Every rule of the decision's package with its value for `input` (undefined rules are left out): what
-    /// produced the decision. Evaluated with the interpreter.
+    /// The rules of the decision's package that this input produced: every rule whose value differs from its
+    /// value for an empty input (constants and data are left out). Evaluated with the interpreter.
     pub fn explain(&self, input: &PolicyInput) -> serde_json::Value {
-        let mut engine = self.template.clone();
-        engine.set_input(input.value.clone());
-        match engine.eval_query("data.toolgate.authz".to_string(), false) {
-            Ok(results) => {
-                let value = results
-                    .result
-                    .first()
-                    .and_then(|r| r.expressions.first())
-                    .map(|e| e.value.clone())
-                    .unwrap_or(Value::Undefined);
-                serde_json::to_value(&value).unwrap_or(serde_json::Value::Null)
+        let package = |input: Value| -> Result<serde_json::Value, String> {
+            let mut engine = self.template.clone();
+            engine.set_input(input);
+            let results = engine
+                .eval_query("data.toolgate.authz".to_string(), false)
+                .map_err(|e| format!("{e:#}"))?;
+            let value = results
+                .result
+                .first()
+                .and_then(|r| r.expressions.first())
+                .map(|e| e.value.clone())
+                .unwrap_or(Value::Undefined);
+            Ok(serde_json::to_value(&value).unwrap_or(serde_json::Value::Null))
+        };
+        let (with_input, baseline) =
+            match (package(input.value.clone()), package(Value::new_object())) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => return json!({"error": e}),
+            };
+        let mut produced = serde_json::Map::new();
+        if let serde_json::Value::Object(rules) = with_input {
+            for (name, value) in rules {
+                if baseline.get(&name) != Some(&value) || name == "decision" {
+                    produced.insert(name, value);
+                }
             }
-            Err(e) => json!({"error": format!("{e:#}")}),
         }
+        serde_json::Value::Object(produced)
     }
 
     /// Runs every `test_*` rule of the `*_test.rego` files; a test passes when its rule is `true`.

@@ -424,22 +424,58 @@ pub const TEST_AGENTS: &str = "agents:
 
 /// A `policy` section allowing every tool within the caller's scope, for tests that are not about policy.
 pub fn open_policy() -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    format!(
-        "policy:\n  dir: \"{}\"\n  manifests: \"{}\"\n",
-        root.join("tests/fixtures/policy-open").display(),
-        root.join("tool-manifests").display()
-    )
+    policy_section("tests/fixtures/policy-open")
 }
 
 /// The quickstart's `policy` section: the real bundle and manifests.
 pub fn quickstart_policy() -> String {
+    policy_section("policies")
+}
+
+/// A `policy` section with the bundle in `dir` (relative to the repository) and the quickstart's manifests.
+pub fn policy_section(dir: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     format!(
         "policy:\n  dir: \"{}\"\n  manifests: \"{}\"\n",
-        root.join("policies").display(),
+        root.join(dir).display(),
         root.join("tool-manifests").display()
     )
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// JWKS of `https://idp.example`, the non-development test issuer.
+pub fn other_jwks() -> String {
+    fixture("other.jwks.json").to_string_lossy().into_owned()
+}
+
+/// Signs claims with the non-development test key of `https://idp.example`.
+pub fn sign_other(claims: &Map<String, Value>) -> String {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
+        &std::fs::read(fixture("other-signing-key.pem")).unwrap(),
+    )
+    .unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("other-1".into());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+/// A development token for a human with roles, acting through `agent` (and later actors `via`).
+pub fn user_token(subject: &str, roles: &[&str], agent: &str, via: &[&str]) -> String {
+    toolgate::identity::token::mint_dev(&toolgate::identity::token::TokenRequest {
+        subject: Some(subject.to_string()),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        agent: Some(agent.to_string()),
+        via: via.iter().map(|v| v.to_string()).collect(),
+        scope: None,
+        audience: "toolgate".into(),
+        ttl: Duration::from_secs(3600),
+    })
+    .unwrap()
 }
 
 /// The JWKS of the development issuer.

@@ -55,7 +55,12 @@ pub fn analyse(raw: &str, root: &str) -> PathFacts {
     // An absolute path must lie under the root; its remainder is then taken relative to the root.
     let relative: Vec<&str> = if absolute {
         let parts: Vec<&str> = unified.split('/').filter(|p| !p.is_empty()).collect();
-        if parts.len() < root_parts.len() || parts[..root_parts.len()] != root_parts[..] {
+        // Against a relative root (the tool's own, wherever it is), no absolute path can be shown to be inside.
+        let root_known = root.starts_with('/');
+        if !root_known
+            || parts.len() < root_parts.len()
+            || parts[..root_parts.len()] != root_parts[..]
+        {
             return PathFacts {
                 normalized: String::new(),
                 escapes_root: true,
@@ -132,6 +137,10 @@ mod tests {
         assert!(analyse("/etc/passwd", ROOT).escapes_root);
         assert!(analyse("/srv/filesystem/x", ROOT).escapes_root);
         assert!(analyse("C:\\Windows\\system32", ROOT).escapes_root);
+        // The tool's own root (relative, location unknown): every absolute path escapes.
+        assert!(analyse("/etc/passwd", "").escapes_root);
+        assert!(analyse("/reports/q3.md", "").escapes_root);
+        assert!(!analyse("reports/q3.md", "").escapes_root);
     }
 
     #[test]

@@ -1,0 +1,479 @@
+//! Policy as code, end to end: the real binary with the quickstart bundle in front of the real example upstreams,
+//! driven by rmcp clients with the quickstart's users, agents and sub-agent. The example upstreams are permissive
+//! (the SQL tool runs any statement, the file store writes anywhere under its root), so every refusal here is
+//! toolgate's.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// A sandbox like the quickstart's: a README at the root and a report under `reports/`.
+fn sandbox() -> PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::write(
+        dir.join("README.txt"),
+        "Welcome to the shared file store.\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("reports")).unwrap();
+    std::fs::write(dir.join("reports/q3.md"), "# Q3\nRevenue up.\n").unwrap();
+    dir
+}
+
+fn agents_file() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tool-manifests/agents.yaml")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The quickstart world with `policy` as its policy section (and `extra` config appended).
+fn quickstart_with(policy: &str, extra: &str) -> (Gateway, PathBuf) {
+    let sandbox = sandbox();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}{}{}{policy}{extra}",
+        stdio_upstream("hr", "hr_directory", &[]),
+        stdio_upstream("sql", "sql_query", &[]),
+        stdio_upstream(
+            "files",
+            "file_store",
+            &["--root", sandbox.to_str().unwrap()]
+        ),
+        test_auth(&agents_file()),
+    );
+    (Gateway::start(&yaml), sandbox)
+}
+
+fn quickstart() -> (Gateway, PathBuf) {
+    quickstart_with(&quickstart_policy(), "")
+}
+
+fn alice() -> String {
+    user_token("alice", &["hr"], "assistant", &[])
+}
+
+fn carol() -> String {
+    user_token("carol", &["hr", "hr-admin"], "assistant", &[])
+}
+
+fn bob() -> String {
+    user_token("bob", &["engineering"], "assistant", &[])
+}
+
+fn alice_summarizer() -> String {
+    user_token("alice", &["hr"], "assistant", &["summarizer"])
+}
+
+fn nightly() -> String {
+    dev_token(None, Some("nightly-report"), &[], None)
+}
+
+/// A result refused by toolgate itself (never an upstream error).
+fn assert_refused_by_toolgate(result: &rmcp::model::CallToolResult, needle: &str) {
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    let text = text(result);
+    assert!(
+        text.starts_with("toolgate refused this call") && text.contains("policy_denied"),
+        "{text}"
+    );
+    assert!(text.contains(needle), "`{needle}` not in: {text}");
+}
+
+async fn sql(client: &Client, statement: &str) -> rmcp::model::CallToolResult {
+    client
+        .call("sql__query", json!({ "sql": statement }))
+        .await
+        .unwrap()
+}
+
+fn rows(result: &rmcp::model::CallToolResult) -> Value {
+    assert_ne!(result.is_error, Some(true), "{}", text(result));
+    result.structured_content.as_ref().unwrap()["rows"].clone()
+}
+
+#[tokio::test]
+async fn each_caller_sees_exactly_what_the_rules_say() {
+    let (gateway, _sandbox) = quickstart();
+    let all_files = ["files__list_files", "files__read_file", "files__write_file"];
+    let sql_tools = ["sql__list_tables", "sql__query"];
+    let hr_tools = [
+        "hr__employee_card",
+        "hr__lookup_employee",
+        "hr__search_employees",
+    ];
+    let expect = |groups: &[&[&str]]| {
+        let mut v: Vec<String> = groups
+            .iter()
+            .flat_map(|g| g.iter().map(|s| s.to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    let alice = Client::connect(&gateway.url, &alice()).await;
+    assert_eq!(
+        alice.tool_names().await,
+        expect(&[&all_files, &hr_tools, &sql_tools])
+    );
+    let bob = Client::connect(&gateway.url, &bob()).await;
+    assert_eq!(bob.tool_names().await, expect(&[&all_files, &sql_tools]));
+    let nightly = Client::connect(&gateway.url, &nightly()).await;
+    assert_eq!(nightly.tool_names().await, expect(&[&sql_tools]));
+    let summarizer = Client::connect(&gateway.url, &alice_summarizer()).await;
+    assert_eq!(
+        summarizer.tool_names().await,
+        expect(&[&["files__list_files", "files__read_file"]])
+    );
+    // A human without any role sees nothing.
+    let nobody = Client::connect(&gateway.url, &user_token("dana", &[], "assistant", &[])).await;
+    assert!(nobody.tool_names().await.is_empty());
+
+    // A hidden tool answers exactly like an unknown one.
+    let hidden = bob
+        .call("hr__lookup_employee", json!({"id_or_email": "E1001"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    let unknown = bob
+        .call("hr__no_such_tool", json!({}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        hidden.contains("Unknown tool: hr__lookup_employee"),
+        "{hidden}"
+    );
+    assert_eq!(
+        hidden.replace("hr__lookup_employee", "X"),
+        unknown.replace("hr__no_such_tool", "X")
+    );
+    let hidden = nightly
+        .call("files__read_file", json!({"path": "README.txt"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(hidden.contains("Unknown tool"), "{hidden}");
+    // HR users reach the directory through their assistant.
+    let found = alice
+        .call("hr__lookup_employee", json!({"id_or_email": "E1001"}))
+        .await
+        .unwrap();
+    assert_ne!(found.is_error, Some(true), "{}", text(&found));
+}
+
+#[tokio::test]
+async fn sql_is_decided_on_the_arguments_of_each_call() {
+    let (gateway, _sandbox) = quickstart();
+    let alice = Client::connect(&gateway.url, &alice()).await;
+    let bob = Client::connect(&gateway.url, &bob()).await;
+    let carol = Client::connect(&gateway.url, &carol()).await;
+    let nightly = Client::connect(&gateway.url, &nightly()).await;
+
+    // Read-only queries on tables the role may read go through.
+    let salaries = sql(
+        &alice,
+        "SELECT employee_id, amount FROM salaries ORDER BY 1",
+    )
+    .await;
+    assert_eq!(rows(&salaries).as_array().unwrap().len(), 6);
+    let customers = sql(&bob, "SELECT count(*) FROM customers").await;
+    assert_eq!(rows(&customers), json!([[3]]));
+
+    // The same tool, other arguments: refused by toolgate, with a reason the model can act on.
+    assert_refused_by_toolgate(
+        &sql(&bob, "SELECT * FROM salaries").await,
+        "table `salaries`",
+    );
+    assert_refused_by_toolgate(
+        &sql(&bob, "select * from projects p join salaries s on 1=1").await,
+        "table `salaries`",
+    );
+    assert_refused_by_toolgate(
+        &sql(&carol, "DELETE FROM customers").await,
+        "`delete` statement",
+    );
+    assert_refused_by_toolgate(
+        &sql(&carol, "WITH x AS (SELECT 1) DELETE FROM customers").await,
+        "`delete` statement",
+    );
+    assert_refused_by_toolgate(
+        &sql(&carol, "SELECT 1; DROP TABLE customers").await,
+        "2 statements",
+    );
+    assert_refused_by_toolgate(
+        &sql(&carol, "ATTACH DATABASE '/tmp/x.db' AS x").await,
+        "`attach` statement",
+    );
+    assert_refused_by_toolgate(
+        &sql(&carol, "PRAGMA writable_schema = 1").await,
+        "`pragma` statement",
+    );
+    assert_refused_by_toolgate(
+        &sql(&carol, "SELEC * FRM x").await,
+        "not a SQL statement toolgate can parse",
+    );
+    assert_refused_by_toolgate(
+        &sql(&alice, "SELECT * FROM sqlite_master").await,
+        "table `sqlite_master`",
+    );
+    let wrong_type = carol.call("sql__query", json!({"sql": 42})).await.unwrap();
+    assert_refused_by_toolgate(&wrong_type, "not a SQL statement toolgate can parse");
+
+    // The nightly job: read-only queries on its own tables, nothing else.
+    let projects = sql(&nightly, "SELECT count(*) FROM projects").await;
+    assert_eq!(rows(&projects), json!([[4]]));
+    assert_refused_by_toolgate(
+        &sql(&nightly, "SELECT * FROM employees").await,
+        "table `employees`",
+    );
+    assert_refused_by_toolgate(
+        &sql(&nightly, "UPDATE projects SET status = 'x'").await,
+        "`update` statement",
+    );
+
+    // The upstream runs whatever it is sent; none of the writes above reached it.
+    assert_eq!(
+        rows(&sql(&carol, "SELECT count(*) FROM employees").await),
+        json!([[6]])
+    );
+    assert_eq!(
+        rows(&sql(&bob, "SELECT count(*) FROM customers").await),
+        json!([[3]])
+    );
+    assert_eq!(
+        rows(&sql(&bob, "SELECT count(*) FROM projects WHERE status = 'x'").await),
+        json!([[0]])
+    );
+    let logs = gateway.logs();
+    assert!(logs.contains("outcome=\"policy_denied\""), "{logs}");
+}
+
+#[tokio::test]
+async fn file_paths_stay_under_each_agents_root() {
+    let (gateway, _sandbox) = quickstart();
+    let alice = Client::connect(&gateway.url, &alice()).await;
+    let summarizer = Client::connect(&gateway.url, &alice_summarizer()).await;
+    // The assistant may read anywhere in the store; the summarizer only under `reports/`.
+    let readme = read(&alice, "README.txt").await;
+    assert!(text(&readme).contains("Welcome"), "{}", text(&readme));
+    let report = read(&summarizer, "reports/q3.md").await;
+    assert!(text(&report).contains("Revenue"), "{}", text(&report));
+    let list = summarizer
+        .call("files__list_files", json!({"path": "reports"}))
+        .await
+        .unwrap();
+    assert_ne!(list.is_error, Some(true), "{}", text(&list));
+    // The upstream would serve these: toolgate refuses them.
+    assert_refused_by_toolgate(&read(&summarizer, "README.txt").await, "`reports/`");
+    assert_refused_by_toolgate(
+        &read(&summarizer, "reports/../README.txt").await,
+        "`reports/`",
+    );
+    assert_refused_by_toolgate(
+        &read(&summarizer, "reports%2f..%2fREADME.txt").await,
+        "`reports/`",
+    );
+    for escape in [
+        "../../etc/passwd",
+        "%2e%2e/%2e%2e/etc/passwd",
+        "%252e%252e/secret",
+        "reports\\..\\..\\x",
+        "/etc/passwd",
+    ] {
+        assert_refused_by_toolgate(&read(&alice, escape).await, "outside the tool's root");
+    }
+    assert_refused_by_toolgate(&read(&alice, "a\u{0}b").await, "not a valid path");
+    // The summarizer never writes, whatever its parent may do: it does not even see the tool.
+    let write = summarizer
+        .call(
+            "files__write_file",
+            json!({"path": "reports/x.md", "content": "x"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(write.to_string().contains("Unknown tool"), "{write}");
+}
+
+async fn read(client: &Client, path: &str) -> rmcp::model::CallToolResult {
+    client
+        .call("files__read_file", json!({ "path": path }))
+        .await
+        .unwrap()
+}
+
+/// GET on the admin API with the bootstrap credential.
+async fn admin_get(gateway: &Gateway, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}{path}", gateway.admin_url))
+        .bearer_auth(gateway.admin_credential())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn approval_id(result: &rmcp::model::CallToolResult) -> String {
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    let text = text(result);
+    assert!(text.contains("approval_required"), "{text}");
+    let id = text
+        .split("Approval id: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(id.starts_with("apr_"), "{text}");
+    assert!(text.contains("valid until"), "{text}");
+    id
+}
+
+fn approvals_cli(gateway: &Gateway, args: &[&str]) -> std::process::Output {
+    let credential = gateway.dir.path().join("admin.token");
+    std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .arg("approvals")
+        .args(args)
+        .args(["--admin-url", gateway.admin_url.trim_end_matches("/admin")])
+        .arg("--credential-file")
+        .arg(&credential)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn file_writes_wait_for_a_human_approver() {
+    // alice's token comes from a real (non-development) issuer so that she can also hold an admin token.
+    let sandbox = sandbox();
+    let second_issuer = format!(
+        "    - issuer: https://idp.example\n      audience: toolgate\n      jwks_file: \"{}\"\n  agents_file:",
+        other_jwks()
+    );
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}{}admin:\n  listen: 127.0.0.1:0\n  subjects:\n    - {{issuer: https://idp.example, subject: alice}}\n",
+        stdio_upstream(
+            "files",
+            "file_store",
+            &["--root", sandbox.to_str().unwrap()]
+        ),
+        test_auth(&agents_file()).replace("  agents_file:", &second_issuer),
+        quickstart_policy(),
+    );
+    let gateway = Gateway::start(&yaml);
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    let mut claims = toolgate::identity::token::claims(
+        &toolgate::identity::token::TokenRequest {
+            subject: Some("alice".into()),
+            roles: vec!["hr".into()],
+            agent: Some("assistant".into()),
+            via: Vec::new(),
+            scope: None,
+            audience: "toolgate".into(),
+            ttl: std::time::Duration::from_secs(600),
+        },
+        now,
+    )
+    .unwrap();
+    claims.insert("iss".into(), json!("https://idp.example"));
+    let alice = Client::connect(&gateway.url, &sign_other(&claims)).await;
+    claims.insert("aud".into(), json!("toolgate-admin"));
+    claims.remove("act");
+    let alice_admin = sign_other(&claims);
+
+    let args = json!({"path": "notes/plan.txt", "content": "ship it"});
+    let held = alice.call("files__write_file", args.clone()).await.unwrap();
+    let id = approval_id(&held);
+    assert!(
+        !sandbox.join("notes/plan.txt").exists(),
+        "the upstream was called"
+    );
+    // Asking again for the same call names the same approval; different arguments are another request.
+    let again = alice.call("files__write_file", args.clone()).await.unwrap();
+    assert_eq!(approval_id(&again), id);
+    let other = alice
+        .call(
+            "files__write_file",
+            json!({"path": "notes/plan.txt", "content": "other"}),
+        )
+        .await
+        .unwrap();
+    let other_id = approval_id(&other);
+    assert_ne!(other_id, id);
+
+    let pending = admin_get(&gateway, "/approvals?status=pending").await;
+    let listed = pending["approvals"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{pending}");
+    let record = listed.iter().find(|a| a["id"] == id.as_str()).unwrap();
+    assert_eq!(record["subject"], "alice");
+    assert_eq!(record["issuer"], "https://idp.example");
+    assert_eq!(record["chain"], json!(["assistant"]));
+    assert_eq!(record["tool"], "files__write_file");
+    assert_eq!(record["arguments_hash"].as_str().unwrap().len(), 64);
+    assert!(record["reasons"][0].as_str().unwrap().contains("approver"));
+
+    // The caller can never grant her own call, even as an admin.
+    let own = reqwest::Client::new()
+        .post(format!("{}/approvals/{id}/approve", gateway.admin_url))
+        .bearer_auth(&alice_admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 403);
+    let own: Value = own.json().await.unwrap();
+    assert_eq!(own["reason"], "self_approval");
+
+    // Another admin approves through the CLI; the identical call then goes through, once.
+    let approved = approvals_cli(&gateway, &["approve", &id]);
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    let denied = approvals_cli(&gateway, &["deny", &other_id]);
+    assert!(denied.status.success());
+    let twice = approvals_cli(&gateway, &["approve", &id]);
+    assert!(!twice.status.success());
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("approval_not_pending"));
+
+    // Key order does not matter: the arguments are compared canonically.
+    let reordered = json!({"content": "ship it", "path": "notes/plan.txt"});
+    let written = alice.call("files__write_file", reordered).await.unwrap();
+    assert_ne!(written.is_error, Some(true), "{}", text(&written));
+    assert_eq!(
+        std::fs::read_to_string(sandbox.join("notes/plan.txt")).unwrap(),
+        "ship it"
+    );
+    // Single use: the same call is held again.
+    std::fs::remove_file(sandbox.join("notes/plan.txt")).unwrap();
+    let third = alice.call("files__write_file", args).await.unwrap();
+    assert_ne!(approval_id(&third), id);
+    assert!(!sandbox.join("notes/plan.txt").exists());
+    // A denied approval never lets its call through.
+    let refused = alice
+        .call(
+            "files__write_file",
+            json!({"path": "notes/plan.txt", "content": "other"}),
+        )
+        .await
+        .unwrap();
+    assert_ne!(approval_id(&refused), other_id);
+    let all = approvals_cli(&gateway, &["list"]);
+    let all: Value = serde_json::from_slice(&all.stdout).unwrap();
+    let statuses: Vec<&str> = all["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        {
+            let mut s = statuses.clone();
+            s.sort();
+            s
+        },
+        vec!["denied", "pending", "pending", "used"]
+    );
+}
