@@ -64,6 +64,10 @@ fn bob() -> String {
     user_token("bob", &["engineering"], "assistant", &[])
 }
 
+fn erin() -> String {
+    user_token("erin", &["engineering"], "assistant", &[])
+}
+
 fn alice_summarizer() -> String {
     user_token("alice", &["hr"], "assistant", &["summarizer"])
 }
@@ -476,4 +480,329 @@ async fn file_writes_wait_for_a_human_approver() {
         },
         vec!["denied", "pending", "pending", "used"]
     );
+}
+
+/// A copy of the shipped bundle that a test may edit.
+fn bundle_copy() -> PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    std::fs::create_dir_all(dir.join("toolgate")).unwrap();
+    for file in [
+        "access.yaml",
+        "toolgate/authz.rego",
+        "toolgate/authz_test.rego",
+    ] {
+        std::fs::copy(source.join(file), dir.join(file)).unwrap();
+    }
+    dir
+}
+
+fn policy_in(dir: &Path) -> String {
+    format!(
+        "policy:\n  dir: \"{}\"\n  manifests: \"{}\"\n",
+        dir.display(),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tool-manifests")
+            .display()
+    )
+}
+
+async fn health(gateway: &Gateway) -> Value {
+    reqwest::get(format!("{}/healthz", gateway.base()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn policy_reloads_keep_the_last_good_bundle() {
+    let bundle = bundle_copy();
+    let (gateway, _sandbox) = quickstart_with(&policy_in(&bundle), "");
+    let first = health(&gateway).await["policy"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(first.starts_with("sha256:"));
+    // erin is an engineer; the directory in the policy data can make her an HR user too.
+    let bob = Client::connect(&gateway.url, &erin()).await;
+    assert!(!bob.tool_names().await.iter().any(|t| t.starts_with("hr__")));
+
+    // A data change on disk is picked up, and connected clients are told to list again.
+    let access = std::fs::read_to_string(bundle.join("access.yaml")).unwrap();
+    let widened = access.replace("users: {}", "users: {erin: {roles: [hr]}}");
+    assert_ne!(access, widened);
+    std::fs::write(bundle.join("access.yaml"), &widened).unwrap();
+    let second: String = eventually(10, || async {
+        let v = health(&gateway).await["policy"]["version"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (v != first).then_some(v)
+    })
+    .await;
+    bob.wait_for_list_changed().await;
+    assert!(
+        bob.tool_names()
+            .await
+            .contains(&"hr__lookup_employee".to_string())
+    );
+
+    // A bundle that does not compile is refused with file and line; the last good one stays in force.
+    std::fs::write(
+        bundle.join("toolgate/broken.rego"),
+        "package toolgate.extra\n\nbroken := {\n",
+    )
+    .unwrap();
+    let error: String = eventually(10, || async {
+        health(&gateway).await["policy"]["last_error"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .await;
+    assert!(error.contains("broken.rego:"), "{error}");
+    let status = health(&gateway).await["policy"].clone();
+    assert_eq!(status["version"], second.as_str());
+    assert!(status["reload_failures"].as_u64().unwrap() >= 1);
+    assert!(
+        bob.tool_names()
+            .await
+            .contains(&"hr__lookup_employee".to_string())
+    );
+
+    // A bundle whose Rego tests fail is refused too, here through the admin API.
+    std::fs::remove_file(bundle.join("toolgate/broken.rego")).unwrap();
+    std::fs::write(
+        bundle.join("toolgate/extra_test.rego"),
+        "package toolgate.extra_test\n\nimport data.toolgate.authz\n\ntest_everyone_sees_everything if authz.decision.allow with input as {}\n",
+    )
+    .unwrap();
+    let reload = reqwest::Client::new()
+        .post(format!("{}/policy/reload", gateway.admin_url))
+        .bearer_auth(gateway.admin_credential())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 422);
+    let body: Value = reload.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("test_everyone_sees_everything"),
+        "{body}"
+    );
+    assert_eq!(body["status"]["version"], second.as_str());
+
+    // Fixed, and reloaded on SIGHUP (file watching is off for this check).
+    std::fs::remove_file(bundle.join("toolgate/extra_test.rego")).unwrap();
+    std::fs::write(bundle.join("access.yaml"), &access).unwrap();
+    let pid = gateway.proc.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    eventually(10, || async {
+        let p = health(&gateway).await["policy"].clone();
+        (p["version"] == first.as_str() && p["last_error"].is_null()).then_some(())
+    })
+    .await;
+    assert!(!bob.tool_names().await.iter().any(|t| t.starts_with("hr__")));
+}
+
+#[tokio::test]
+async fn policy_reload_on_sighup_without_file_watching() {
+    let bundle = bundle_copy();
+    let policy = format!("{}  watch: false\n", policy_in(&bundle));
+    let (gateway, _sandbox) = quickstart_with(&policy, "");
+    let first = health(&gateway).await["policy"]["version"].clone();
+    let erin = Client::connect(&gateway.url, &erin()).await;
+    assert_refused_by_toolgate(
+        &sql(&erin, "SELECT count(*) FROM salaries").await,
+        "table `salaries`",
+    );
+    let access = std::fs::read_to_string(bundle.join("access.yaml")).unwrap();
+    std::fs::write(
+        bundle.join("access.yaml"),
+        access.replace("users: {}", "users: {erin: {roles: [hr]}}"),
+    )
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(health(&gateway).await["policy"]["version"], first);
+    let pid = gateway.proc.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    eventually(10, || async {
+        (health(&gateway).await["policy"]["version"] != first).then_some(())
+    })
+    .await;
+    assert_eq!(
+        rows(&sql(&erin, "SELECT count(*) FROM salaries").await),
+        json!([[6]])
+    );
+}
+
+/// `toolgate serve` with a bundle folder holding `files`; returns its exit status and stderr.
+fn serve_with_bundle(files: &[(&str, &str)]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("policies");
+    std::fs::create_dir_all(&bundle).unwrap();
+    for (name, text) in files {
+        std::fs::write(bundle.join(name), text).unwrap();
+    }
+    let config = dir.path().join("toolgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\n{}{}admin:\n  listen: 127.0.0.1:0\n",
+            test_auth(&agents_file()),
+            policy_in(&bundle)
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            return (status.success(), stderr);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (true, "still running".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_bad_bundle_refuses_to_start() {
+    let (ok, stderr) = serve_with_bundle(&[(
+        "authz.rego",
+        "package toolgate.authz\n\ndecision := {\"allow\": true\n",
+    )]);
+    assert!(!ok);
+    assert!(stderr.contains("authz.rego:"), "{stderr}");
+    let (ok, stderr) =
+        serve_with_bundle(&[("authz.rego", "package toolgate.authz\n\nallow := true\n")]);
+    assert!(!ok);
+    assert!(stderr.contains("data.toolgate.authz.decision"), "{stderr}");
+    let (ok, stderr) = serve_with_bundle(&[
+        (
+            "authz.rego",
+            "package toolgate.authz\n\ndecision := {\"allow\": false}\n",
+        ),
+        (
+            "authz_test.rego",
+            "package toolgate.authz_test\n\nimport data.toolgate.authz\n\ntest_allows if authz.decision.allow\n",
+        ),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("test_allows"), "{stderr}");
+    let (ok, stderr) = serve_with_bundle(&[("data.yaml", "toolgate: {}\n")]);
+    assert!(!ok);
+    assert!(stderr.contains("no Rego policy"), "{stderr}");
+    let (ok, stderr) = serve_with_bundle(&[
+        (
+            "authz.rego",
+            "package toolgate.authz\n\ndecision := {\"allow\": false}\n",
+        ),
+        ("data.yaml", "toolgate:\n  manifests: 5\n"),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("data.yaml"), "{stderr}");
+}
+
+/// The quickstart world with a one-file bundle; returns the gateway and a connected HR user.
+async fn with_rule(rego: &str) -> (Gateway, Client, PathBuf) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::write(dir.join("authz.rego"), rego).unwrap();
+    let (gateway, sandbox) = quickstart_with(&policy_in(&dir), "");
+    let client = Client::connect(&gateway.url, &alice()).await;
+    (gateway, client, sandbox)
+}
+
+#[tokio::test]
+async fn when_the_policy_cannot_decide_nothing_is_called() {
+    let cases = [
+        (
+            "package toolgate.authz\n\ndecision := {\"allow\": \"yes\", \"reasons\": []}\n",
+            "policy_wrong_shape",
+        ),
+        (
+            "package toolgate.authz\n\ndecision := {\"allow\": true} if input.nothing\n",
+            "policy_undefined",
+        ),
+        (
+            "package toolgate.authz\n\nspin := count([1 | input.tool.name; some i in numbers.range(1, 5000); some j in numbers.range(1, 5000)])\n\ndecision := {\"allow\": spin > 0, \"escalate\": false, \"reasons\": [], \"obligations\": {}}\n",
+            "policy_limit",
+        ),
+        (
+            "package toolgate.authz\n\ndecision := {\"allow\": true, \"escalate\": false, \"reasons\": [], \"obligations\": {\"clearance\": \"secret\"}}\n",
+            "policy_wrong_shape",
+        ),
+    ];
+    for (rego, reason) in cases {
+        let (gateway, client, sandbox) = with_rule(rego).await;
+        // Nothing is listed, and a call is an internal error with the reason id; the upstream is never reached.
+        assert!(client.tool_names().await.is_empty(), "{reason}");
+        let error = client
+            .call(
+                "files__write_file",
+                json!({"path": "x.txt", "content": "x"}),
+            )
+            .await
+            .unwrap_err();
+        let rmcp::ServiceError::McpError(data) = &error else {
+            panic!("{error}")
+        };
+        assert_eq!(
+            data.code,
+            rmcp::model::ErrorCode::INTERNAL_ERROR,
+            "{reason}"
+        );
+        assert_eq!(data.data.as_ref().unwrap()["reason"], reason);
+        assert!(!sandbox.join("x.txt").exists());
+        assert!(gateway.logs().contains(reason), "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn connected_clients_are_told_when_a_revocation_may_change_their_list() {
+    let (gateway, _sandbox) = quickstart();
+    let bob = Client::connect(&gateway.url, &bob()).await;
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/revocations", gateway.admin_url))
+        .bearer_auth(gateway.admin_credential())
+        .json(&json!({"kind": "agent", "agent": "summarizer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 201);
+    bob.wait_for_list_changed().await;
+    // The revoked agent's chains are refused from the next request on.
+    let refused = reqwest::Client::new()
+        .post(&gateway.url)
+        .bearer_auth(alice_summarizer())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INITIALIZE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
 }

@@ -205,9 +205,16 @@ levels := {"public": 0, "internal": 1, "confidential": 2, "restricted": 3}
 
 names := ["public", "internal", "confidential", "restricted"]
 
-cleared_levels contains levels[access.roles[role].clearance] if some role in principal_roles
+# (Values are bound in the body, not computed in the head: an undefined value then just adds nothing.)
+cleared_levels contains level if {
+	some role in principal_roles
+	level := levels[access.roles[role].clearance]
+}
 
-cleared_levels contains levels[access.agents[input.agent.id].clearance] if input.mode == "agent_only"
+cleared_levels contains level if {
+	input.mode == "agent_only"
+	level := levels[access.agents[input.agent.id].clearance]
+}
 
 default clearance := "public"
 

@@ -177,6 +177,12 @@ test_clearance_follows_roles if {
 	d_bob.obligations.clearance == "internal"
 }
 
+test_unknown_roles_do_not_lower_clearance if {
+	extra := object.union(alice, {"principal": {"issuer": "toolgate-dev", "subject": "alice", "roles": ["hr", "sales"], "groups": []}})
+	d := authz.decision with input as listing(extra, hr_lookup)
+	d.obligations.clearance == "confidential"
+}
+
 test_decision_shape_is_stable if {
 	d := authz.decision with input as {}
 	d.allow == false

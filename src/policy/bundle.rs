@@ -186,6 +186,14 @@ impl Bundle {
         for file in &data {
             let document = data_document(file)
                 .map_err(|e| format!("policy data `{}`: {e}", file.path.display()))?;
+            for reserved in ["manifests", "agents"] {
+                if document.pointer(&format!("/toolgate/{reserved}")).is_some() {
+                    return Err(format!(
+                        "policy data `{}` sets `toolgate.{reserved}`, which toolgate fills itself",
+                        file.path.display()
+                    ));
+                }
+            }
             engine
                 .add_data(Value::from(document))
                 .map_err(|e| format!("policy data `{}`: {e}", file.path.display()))?;

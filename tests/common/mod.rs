@@ -366,6 +366,14 @@ impl Client {
 }
 
 impl Client {
+    /// Waits until the gateway has sent this client `notifications/tools/list_changed`.
+    pub async fn wait_for_list_changed(&self) {
+        eventually(10, || async {
+            (self.recorder.list_changed.load(Ordering::SeqCst) > 0).then_some(())
+        })
+        .await
+    }
+
     /// Waits until the testbed upstream behind `prefix` has counted one cancelled call; returns its counters.
     pub async fn wait_for_cancellation(&self, prefix: &str) -> Value {
         eventually(10, || async {

@@ -1,0 +1,180 @@
+//! The shipped policy bundle, evaluated in-process: its Rego unit tests pass, a tool hidden from a caller's list
+//! is never allowed to that caller by a call (property-tested over generated callers, tools and argument facts),
+//! and the compiled VM decides exactly as the interpreter does.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use toolgate::config::{Evaluator, PolicyConfig};
+use toolgate::identity::Inventory;
+use toolgate::policy::{Bundle, PolicyInput, Sources};
+
+fn sources(evaluator: Evaluator) -> Sources {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let inventory = Inventory::load(&root.join("tool-manifests/agents.yaml")).unwrap();
+    Sources::new(
+        PolicyConfig {
+            dir: root.join("policies"),
+            manifests: root.join("tool-manifests"),
+            evaluator,
+            ..PolicyConfig::default()
+        },
+        inventory.to_policy_data(),
+    )
+}
+
+fn bundle(evaluator: Evaluator) -> &'static Bundle {
+    static VM: std::sync::OnceLock<Bundle> = std::sync::OnceLock::new();
+    static INTERPRETER: std::sync::OnceLock<Bundle> = std::sync::OnceLock::new();
+    let cell = match evaluator {
+        Evaluator::Vm => &VM,
+        Evaluator::Interpreter => &INTERPRETER,
+    };
+    cell.get_or_init(|| Bundle::load(&sources(evaluator)).unwrap())
+}
+
+#[test]
+fn the_rego_unit_tests_pass() {
+    let outcomes = bundle(Evaluator::Interpreter).run_tests();
+    assert!(outcomes.len() >= 20, "{outcomes:?}");
+    let failed: Vec<_> = outcomes.iter().filter(|t| !t.passed).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
+#[test]
+fn the_shipped_bundle_uses_the_vm() {
+    let vm = bundle(Evaluator::Vm);
+    assert_eq!(vm.evaluator_name(), "vm", "{:?}", vm.vm_fallback);
+    // Same files, same version, whatever the evaluator.
+    assert_eq!(vm.version, bundle(Evaluator::Interpreter).version);
+    assert!(vm.version.starts_with("sha256:"));
+}
+
+/// Generated callers: every mode, role mix and delegation chain of the quickstart, plus strangers.
+fn caller() -> impl Strategy<Value = Value> {
+    let roles =
+        proptest::sample::subsequence(vec!["hr", "hr-admin", "engineering", "sales"], 0..=3);
+    let human = (
+        prop_oneof![Just("alice"), Just("bob"), Just("mallory")],
+        roles,
+        prop_oneof![
+            Just(vec!["assistant"]),
+            Just(vec!["assistant", "summarizer"]),
+        ],
+    )
+        .prop_map(|(subject, roles, chain)| {
+            json!({
+                "mode": "principal_context",
+                "principal": {"issuer": "toolgate-dev", "subject": subject, "roles": roles, "groups": []},
+                "agent": {"id": chain.last().unwrap()},
+                "chain": chain,
+            })
+        });
+    let alone = prop_oneof![Just("nightly-report"), Just("assistant"), Just("ghost")].prop_map(|agent| {
+        json!({"mode": "agent_only", "principal": null, "agent": {"id": agent}, "chain": [agent]})
+    });
+    prop_oneof![human, alone]
+}
+
+/// Generated tools: the quickstart's, and others with any classification and risk.
+fn tool() -> impl Strategy<Value = Value> {
+    (
+        prop_oneof![Just("hr"), Just("sql"), Just("files"), Just("other")],
+        prop_oneof![
+            Just("query"),
+            Just("read_file"),
+            Just("write_file"),
+            Just("lookup_employee"),
+            Just("list_tables"),
+            Just("thing")
+        ],
+        prop_oneof![
+            Just("public"),
+            Just("internal"),
+            Just("confidential"),
+            Just("restricted")
+        ],
+        prop_oneof![Just("read"), Just("write"), Just("destructive")],
+    )
+        .prop_map(|(upstream, name, classification, risk)| {
+            json!({"name": format!("{upstream}__{name}"), "upstream": upstream, "original": name,
+                   "classification": classification, "risk": risk, "annotations": {}})
+        })
+}
+
+/// Generated argument facts: SQL and paths, well-formed or not.
+fn facts() -> impl Strategy<Value = Value> {
+    let tables = proptest::sample::subsequence(
+        vec![
+            "employees",
+            "salaries",
+            "projects",
+            "customers",
+            "sqlite_master",
+        ],
+        0..=3,
+    );
+    let kinds = proptest::sample::subsequence(
+        vec!["select", "delete", "attach", "pragma", "insert"],
+        1..=2,
+    );
+    let sql = (any::<bool>(), 0usize..3, kinds, tables).prop_map(|(parsed, count, kinds, tables)| {
+        let read_only = parsed && count == 1 && kinds.iter().all(|k| *k == "select");
+        json!({"kind": "sql", "parsed": parsed, "statement_count": count, "kinds": kinds, "tables": tables, "read_only": read_only})
+    });
+    let path = (
+        prop_oneof![Just("README.txt"), Just("reports/q3.md"), Just(""), Just("reports")],
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(normalized, escapes, invalid)| {
+            json!({"kind": "path", "normalized": normalized, "escapes_root": escapes || invalid, "absolute": false, "invalid": invalid})
+        });
+    prop_oneof![
+        Just(json!({})),
+        sql.prop_map(|f| json!({"sql": f})),
+        path.prop_map(|f| json!({"path": f})),
+    ]
+}
+
+fn input(caller: &Value, tool: &Value, action: &str, facts: &Value) -> PolicyInput {
+    let mut doc = caller.clone();
+    doc["tool"] = tool.clone();
+    doc["action"] = json!(action);
+    doc["arguments"] = json!({});
+    doc["facts"] = facts.clone();
+    doc["context"] = json!({"session": "s", "request_id": "1"});
+    PolicyInput::from_json(doc)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// A tool hidden from a caller's `tools/list` is never allowed (nor escalated) to that caller by `tools/call`,
+    /// whatever the arguments.
+    #[test]
+    fn hidden_tools_are_never_callable(caller in caller(), tool in tool(), facts in facts()) {
+        let bundle = bundle(Evaluator::Vm);
+        let listed = bundle.decide(&input(&caller, &tool, "list", &facts)).unwrap();
+        let called = bundle.decide(&input(&caller, &tool, "call", &facts)).unwrap();
+        if !listed.allow {
+            prop_assert!(!called.allow && !called.escalate, "{caller} {tool} {facts}: {called:?}");
+        }
+        // A refusal always says why.
+        if !called.allow {
+            prop_assert!(!called.reasons.is_empty(), "{caller} {tool}: {called:?}");
+        }
+    }
+
+    /// The VM gives the interpreter's answers.
+    #[test]
+    fn the_vm_decides_as_the_interpreter(caller in caller(), tool in tool(), facts in facts(), call in any::<bool>()) {
+        let action = if call { "call" } else { "list" };
+        let doc = input(&caller, &tool, action, &facts);
+        let vm = bundle(Evaluator::Vm).decide(&doc);
+        let interpreted = bundle(Evaluator::Interpreter).decide_interpreted(&doc);
+        prop_assert_eq!(vm, interpreted);
+    }
+}
