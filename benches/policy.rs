@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use toolgate::config::{Evaluator, PolicyConfig};
-use toolgate::identity::Inventory;
 use toolgate::policy::{Bundle, PolicyInput, Sources};
 
 /// A copy of the shipped bundle with `users` directory entries and `tools` extra tool manifests.
@@ -59,7 +58,6 @@ fn world(tools: usize, users: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
 
 fn bundle(policies: &Path, manifests: &Path, evaluator: Evaluator) -> Bundle {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let inventory = Inventory::load(&root.join("tool-manifests/agents.yaml")).expect("inventory");
     Bundle::load(&Sources::new(
         PolicyConfig {
             dir: policies.to_path_buf(),
@@ -67,7 +65,7 @@ fn bundle(policies: &Path, manifests: &Path, evaluator: Evaluator) -> Bundle {
             evaluator,
             ..PolicyConfig::default()
         },
-        inventory.to_policy_data(),
+        root.join("tool-manifests/agents.yaml"),
     ))
     .expect("bundle")
 }

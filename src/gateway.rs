@@ -67,10 +67,14 @@ impl Gateway {
             .start_key_refresh(jwks_client, config.timeouts.connect)
             .await;
         // A bundle that does not compile or fails its tests refuses the start, naming file and line.
-        let policy = PolicyEngine::load(Sources::new(
-            config.policy.clone(),
-            identity.inventory().to_policy_data(),
-        ))?;
+        // The agent inventory is part of the bundle: reloaded with it, and swapped into identity with it.
+        let policy = {
+            let identity = Arc::clone(&identity);
+            PolicyEngine::load(
+                Sources::new(config.policy.clone(), config.base.join(&auth.agents_file)),
+                Box::new(move |bundle| identity.set_inventory(Arc::clone(&bundle.inventory))),
+            )?
+        };
         policy.watch();
         let catalog = Catalog::new(&config).map_err(|e| e.to_string())?;
         catalog.start();

@@ -195,7 +195,8 @@ pub struct Identity {
     /// are still checked on every request.
     verified: Option<dashmap::DashMap<[u8; 32], std::sync::Arc<Claims>>>,
     revocations: std::sync::Arc<Revocations>,
-    inventory: Inventory,
+    /// Swapped whole when the inventory file is reloaded with the policy bundle.
+    inventory: arc_swap::ArcSwap<Inventory>,
     max_chain_depth: usize,
     pub authorization_servers: Vec<String>,
     /// Public base URL used in the resource metadata and challenges, when configured.
@@ -227,7 +228,7 @@ impl Identity {
             issuers,
             verified: config.verified_token_cache.then(dashmap::DashMap::new),
             revocations,
-            inventory,
+            inventory: arc_swap::ArcSwap::from_pointee(inventory),
             max_chain_depth: config.max_chain_depth,
             authorization_servers: config.authorization_servers.clone(),
             public_url: config
@@ -282,8 +283,14 @@ impl Identity {
         }
     }
 
-    pub fn inventory(&self) -> &Inventory {
-        &self.inventory
+    /// The agent inventory in force.
+    pub fn inventory(&self) -> std::sync::Arc<Inventory> {
+        self.inventory.load_full()
+    }
+
+    /// Replaces the agent inventory (validated by the caller); the next request sees it.
+    pub fn set_inventory(&self, inventory: std::sync::Arc<Inventory>) {
+        self.inventory.store(inventory);
     }
 
     pub fn revocations(&self) -> &std::sync::Arc<Revocations> {
@@ -357,18 +364,20 @@ impl Identity {
             Some(s) => Some(Scope::from_claim(s).map_err(|_| AuthError::BadScope)?),
             None => None,
         };
+        // One inventory for the whole request.
+        let inventory = self.inventory.load();
+        let inventory: &Inventory = &inventory;
         let (mode, principal, chain) = match &claims.act {
             Some(act) => {
                 // The principal of a delegation must be a human, not an agent borrowing another's chain.
-                if self.inventory.get(&claims.sub).is_some()
-                    || self
-                        .inventory
+                if inventory.get(&claims.sub).is_some()
+                    || inventory
                         .bound_agent(&claims.iss, &claims.sub, Some(&claims.sub))
                         .is_some()
                 {
                     return Err(AuthError::PrincipalIsAgent(claims.sub.clone()));
                 }
-                let chain = self.lineage(act, &claims.iss)?;
+                let chain = self.lineage(inventory, act, &claims.iss)?;
                 let principal = Principal {
                     issuer: claims.iss.clone(),
                     subject: claims.sub.clone(),
@@ -378,14 +387,11 @@ impl Identity {
                 (Mode::PrincipalContext, Some(principal), chain)
             }
             None => {
-                let agent = self.agent_alone(claims)?;
+                let agent = Self::agent_alone(inventory, claims)?;
                 (Mode::AgentOnly, None, vec![agent.id.clone()])
             }
         };
-        let agents: Vec<&Agent> = chain
-            .iter()
-            .filter_map(|id| self.inventory.get(id))
-            .collect();
+        let agents: Vec<&Agent> = chain.iter().filter_map(|id| inventory.get(id)).collect();
         let mut scopes: Vec<Scope> = agents.iter().map(|a| a.scope.clone()).collect();
         let mut token_scope_patterns = None;
         if let Some(asked) = token_scope {
@@ -462,7 +468,12 @@ impl Identity {
     }
 
     /// The chain named by nested `act` claims, oldest first, checked against the inventory.
-    fn lineage(&self, act: &Act, issuer: &str) -> Result<Vec<String>, AuthError> {
+    fn lineage(
+        &self,
+        inventory: &Inventory,
+        act: &Act,
+        issuer: &str,
+    ) -> Result<Vec<String>, AuthError> {
         let mut newest_first = Vec::new();
         let mut current = Some(act);
         while let Some(a) = current {
@@ -477,7 +488,7 @@ impl Identity {
         }
         let chain: Vec<String> = newest_first.into_iter().rev().collect();
         for (i, id) in chain.iter().enumerate() {
-            if self.inventory.get(id).is_none() {
+            if inventory.get(id).is_none() {
                 return Err(AuthError::AgentUnregistered(id.clone()));
             }
             if chain[..i].contains(id) {
@@ -486,15 +497,14 @@ impl Identity {
         }
         let first = chain
             .first()
-            .and_then(|id| self.inventory.get(id))
+            .and_then(|id| inventory.get(id))
             .ok_or(AuthError::AgentMissing)?;
         if !first.spec.acts_for_humans {
             return Err(AuthError::NotForHumans(first.id.clone()));
         }
         for pair in chain.windows(2) {
             let (from, to) = (&pair[0], &pair[1]);
-            let allowed = self
-                .inventory
+            let allowed = inventory
                 .get(from)
                 .is_some_and(|a| a.spec.delegates_to.iter().any(|d| d == to));
             if !allowed {
@@ -508,14 +518,13 @@ impl Identity {
     }
 
     /// The registered agent an agent-only token asserts.
-    fn agent_alone(&self, claims: &Claims) -> Result<&Agent, AuthError> {
+    fn agent_alone<'a>(inventory: &'a Inventory, claims: &Claims) -> Result<&'a Agent, AuthError> {
         if let Some(agent) =
-            self.inventory
-                .bound_agent(&claims.iss, &claims.sub, claims.client_id.as_deref())
+            inventory.bound_agent(&claims.iss, &claims.sub, claims.client_id.as_deref())
         {
             return Ok(agent);
         }
-        match self.inventory.get(&claims.sub) {
+        match inventory.get(&claims.sub) {
             Some(agent) if agent.spec.acts_alone.is_empty() => {
                 Err(AuthError::ActAloneForbidden(agent.id.clone()))
             }

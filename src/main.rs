@@ -139,12 +139,7 @@ impl BundleArgs {
                 self.agents.clone(),
             ),
         };
-        let inventory =
-            toolgate::identity::Inventory::load(&agents_file).map_err(|e| anyhow::anyhow!(e))?;
-        Ok(toolgate::policy::Sources::new(
-            policy,
-            inventory.to_policy_data(),
-        ))
+        Ok(toolgate::policy::Sources::new(policy, agents_file))
     }
 }
 
@@ -376,11 +371,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let store = toolgate::store::Store::in_memory()?;
                 let revocations =
                     std::sync::Arc::new(toolgate::identity::Revocations::load(store).await?);
-                let identity = toolgate::identity::Identity::load(auth, &config.base, revocations)
+                toolgate::identity::Identity::load(auth, &config.base, revocations)
                     .map_err(|e| anyhow::anyhow!(e))?;
                 let bundle = toolgate::policy::Bundle::load(&toolgate::policy::Sources::new(
                     config.policy.clone(),
-                    identity.inventory().to_policy_data(),
+                    config.base.join(&auth.agents_file),
                 ))
                 .map_err(|e| anyhow::anyhow!(e))?;
                 bundle.check_tests().map_err(|e| anyhow::anyhow!(e))?;

@@ -76,18 +76,18 @@ pub struct Sources {
     pub dir: PathBuf,
     pub manifests: PathBuf,
     pub config: PolicyConfig,
-    /// The agent inventory as policy data (`data.toolgate.agents`).
-    pub agents: serde_json::Value,
+    /// The agent inventory, loaded with the bundle (`data.toolgate.agents`) and reloaded with it.
+    pub agents_file: PathBuf,
 }
 
 impl Sources {
-    /// The bundle named by a policy config, with the agent inventory as data.
-    pub fn new(config: PolicyConfig, agents: serde_json::Value) -> Self {
+    /// The bundle named by a policy config, with the agent inventory file.
+    pub fn new(config: PolicyConfig, agents_file: PathBuf) -> Self {
         Self {
             dir: config.dir.clone(),
             manifests: config.manifests.clone(),
             config,
-            agents,
+            agents_file,
         }
     }
 }
@@ -106,8 +106,12 @@ pub struct PolicyStatus {
 }
 
 /// The bundle in force, swapped atomically on reload: a request loads it once and is decided by that version.
+/// Called with each new bundle just before it is put in force (to swap the agent inventory with it).
+pub type OnSwap = Box<dyn Fn(&Bundle) + Send + Sync>;
+
 pub struct PolicyEngine {
     sources: Sources,
+    on_swap: OnSwap,
     current: ArcSwap<Bundle>,
     status: Mutex<PolicyStatus>,
     reloading: Mutex<()>,
@@ -117,9 +121,10 @@ pub struct PolicyEngine {
 impl PolicyEngine {
     /// Loads, compiles and tests the bundle; a bundle that does not compile or whose tests fail is an error
     /// naming the file and line.
-    pub fn load(sources: Sources) -> Result<Arc<Self>, String> {
+    pub fn load(sources: Sources, on_swap: OnSwap) -> Result<Arc<Self>, String> {
         let bundle = Bundle::load(&sources)?;
         bundle.check_tests()?;
+        on_swap(&bundle);
         let status = PolicyStatus {
             version: bundle.version.clone(),
             evaluator: bundle.evaluator_name(),
@@ -133,6 +138,7 @@ impl PolicyEngine {
         let (changes, _) = broadcast::channel(16);
         Ok(Arc::new(Self {
             sources,
+            on_swap,
             current: ArcSwap::from_pointee(bundle),
             status: Mutex::new(status),
             reloading: Mutex::new(()),
@@ -173,6 +179,7 @@ impl PolicyEngine {
                 status.loaded_at = unix_now();
                 status.rego_tests = bundle.test_count();
                 status.last_error = None;
+                (self.on_swap)(&bundle);
                 self.current.store(Arc::new(bundle));
                 drop(status);
                 if changed {
@@ -210,6 +217,13 @@ impl PolicyEngine {
                         if let Err(e) = watcher.watch(dir, notify::RecursiveMode::Recursive) {
                             tracing::warn!(dir = %dir.display(), "cannot watch for policy changes: {e}");
                         }
+                    }
+                    let agents = &self.sources.agents_file;
+                    if !agents.starts_with(&self.sources.manifests)
+                        && !agents.starts_with(&self.sources.dir)
+                        && let Err(e) = watcher.watch(agents, notify::RecursiveMode::NonRecursive)
+                    {
+                        tracing::warn!(file = %agents.display(), "cannot watch the agent inventory: {e}");
                     }
                     // The watcher lives as long as the process.
                     std::mem::forget(watcher);

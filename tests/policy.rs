@@ -806,3 +806,60 @@ async fn connected_clients_are_told_when_a_revocation_may_change_their_list() {
         .unwrap();
     assert_eq!(refused.status(), 401);
 }
+
+#[tokio::test]
+async fn the_agent_inventory_reloads_with_the_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let agents = dir.path().join("agents.yaml");
+    let original = std::fs::read_to_string(agents_file()).unwrap();
+    std::fs::write(&agents, &original).unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}{}",
+        stdio_upstream("sql", "sql_query", &[]),
+        test_auth(agents.to_str().unwrap()),
+        quickstart_policy(),
+    );
+    let gateway = Gateway::start(&yaml);
+    let first = health(&gateway).await["policy"]["version"].clone();
+    let reporter = dev_token(None, Some("reporter"), &[], None);
+    let initialize = || async {
+        reqwest::Client::new()
+            .post(&gateway.url)
+            .bearer_auth(&reporter)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(INITIALIZE)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(initialize().await, 403);
+    let nightly = Client::connect(&gateway.url, &nightly()).await;
+    std::fs::write(
+        &agents,
+        format!(
+            "{original}  reporter:\n    owner: finance-data\n    description: Weekly report.\n    scope: ['sql__query']\n    max_classification: internal\n    acts_alone:\n      - issuer: toolgate-dev\n        subject: reporter\n"
+        ),
+    )
+    .unwrap();
+    eventually(10, || async {
+        (health(&gateway).await["policy"]["version"] != first).then_some(())
+    })
+    .await;
+    nightly.wait_for_list_changed().await;
+    // Registered now; the policy grants it nothing yet, so it sees nothing.
+    assert_eq!(initialize().await, 200);
+    let client = Client::connect(&gateway.url, &reporter).await;
+    assert!(client.tool_names().await.is_empty());
+    // An inventory that does not validate is refused; the last good one stays.
+    std::fs::write(&agents, "agents:\n  broken:\n    owner: ''\n").unwrap();
+    eventually(10, || async {
+        health(&gateway).await["policy"]["last_error"]
+            .as_str()
+            .filter(|e| e.contains("agents.yaml"))
+            .map(str::to_string)
+    })
+    .await;
+    assert_eq!(initialize().await, 200);
+}

@@ -8,12 +8,10 @@ use std::path::Path;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use toolgate::config::{Evaluator, PolicyConfig};
-use toolgate::identity::Inventory;
 use toolgate::policy::{Bundle, PolicyInput, Sources};
 
 fn sources(evaluator: Evaluator) -> Sources {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let inventory = Inventory::load(&root.join("tool-manifests/agents.yaml")).unwrap();
     Sources::new(
         PolicyConfig {
             dir: root.join("policies"),
@@ -21,7 +19,7 @@ fn sources(evaluator: Evaluator) -> Sources {
             evaluator,
             ..PolicyConfig::default()
         },
-        inventory.to_policy_data(),
+        root.join("tool-manifests/agents.yaml"),
     )
 }
 

@@ -17,7 +17,7 @@ use sha2::Digest;
 use super::{DECISION_RULE, Decision, Obligations, PolicyError, PolicyInput, Sources};
 use crate::catalog::manifest::Manifests;
 use crate::config::Evaluator;
-use crate::identity::Classification;
+use crate::identity::{Classification, Inventory};
 
 /// Longest policy file accepted (bytes).
 const MAX_POLICY_FILE: usize = 4 << 20;
@@ -50,6 +50,8 @@ pub struct Bundle {
     /// `sha256:` and the first 16 hex digits of the hash of every policy, data and manifest file and the inventory.
     pub version: String,
     pub manifests: Manifests,
+    /// The agent inventory this bundle was loaded with.
+    pub inventory: Arc<Inventory>,
     template: Engine,
     engines: Mutex<Vec<Engine>>,
     vm: Option<Vm>,
@@ -152,6 +154,14 @@ impl Bundle {
             ));
         }
         let manifests = Manifests::load_dir(&sources.manifests)?;
+        let inventory_text = std::fs::read_to_string(&sources.agents_file).map_err(|e| {
+            format!(
+                "cannot read agent inventory `{}`: {e}",
+                sources.agents_file.display()
+            )
+        })?;
+        let inventory = Inventory::from_yaml(&inventory_text)
+            .map_err(|e| format!("agent inventory `{}`: {e}", sources.agents_file.display()))?;
 
         let mut hasher = sha2::Sha256::new();
         for (base, files) in [
@@ -167,7 +177,8 @@ impl Bundle {
                 hasher.update(file.text.as_bytes());
             }
         }
-        hasher.update(sources.agents.to_string().as_bytes());
+        hasher.update(b"agents\0");
+        hasher.update(inventory_text.as_bytes());
         let digest = hasher.finalize();
         let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         let version = format!("sha256:{hex}");
@@ -201,7 +212,7 @@ impl Bundle {
         engine
             .add_data(Value::from(json!({"toolgate": {
                 "manifests": manifests.to_policy_data(),
-                "agents": sources.agents,
+                "agents": inventory.to_policy_data(),
             }})))
             .map_err(|e| {
                 format!("policy data conflicts with `data.toolgate.manifests` or `data.toolgate.agents`: {e}")
@@ -225,6 +236,7 @@ impl Bundle {
         let mut bundle = Self {
             version,
             manifests,
+            inventory: Arc::new(inventory),
             engines: Mutex::new(Vec::new()),
             vm: None,
             tests,
