@@ -497,6 +497,14 @@ impl Config {
             ));
         }
         names::validate_separator(&self.namespace_separator)?;
+        if self.policy.timeout.is_zero() || self.policy.max_instructions == 0 {
+            return Err(
+                "policy.timeout and policy.max_instructions must be positive: every decision would fail".into(),
+            );
+        }
+        if self.policy.approval_ttl < Duration::from_secs(1) {
+            return Err("policy.approval_ttl must be at least 1s".into());
+        }
         if !self.allow_non_loopback && !self.admin.listen.ip().is_loopback() {
             return Err(format!(
                 "admin listen address `{}` is not loopback; set `allow_non_loopback: true` to expose it",
@@ -724,6 +732,22 @@ mod tests {
             panic!("stdio expected")
         };
         assert_eq!(b.command, "python3");
+    }
+
+    #[test]
+    fn policy_limits_must_allow_a_decision() {
+        for bad in [
+            "policy: {timeout: 0s}",
+            "policy: {max_instructions: 0}",
+            "policy: {approval_ttl: 0s}",
+            "policy: {evaluator: fast}",
+        ] {
+            assert!(Config::from_yaml(bad, Path::new(".")).is_err(), "{bad}");
+        }
+        let config =
+            Config::from_yaml("policy: {evaluator: interpreter}", Path::new("/etc/tg")).unwrap();
+        assert_eq!(config.policy.evaluator, Evaluator::Interpreter);
+        assert_eq!(config.policy.dir, Path::new("/etc/tg/policies"));
     }
 
     #[test]
