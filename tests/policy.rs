@@ -863,3 +863,124 @@ async fn the_agent_inventory_reloads_with_the_bundle() {
     .await;
     assert_eq!(initialize().await, 200);
 }
+
+fn toolgate(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn policy_authors_test_and_evaluate_offline() {
+    let tested = toolgate(&["policy", "test"]);
+    let out = String::from_utf8_lossy(&tested.stdout);
+    assert!(tested.status.success(), "{out}");
+    assert!(
+        out.contains("PASS data.toolgate.authz_test.test_engineer_may_not_read_salaries"),
+        "{out}"
+    );
+    assert!(out.contains(" passed, 0 failed (bundle sha256:"), "{out}");
+    let with_config = toolgate(&[
+        "policy",
+        "test",
+        "--config",
+        "examples/quickstart/toolgate.yaml",
+    ]);
+    assert!(with_config.status.success());
+
+    // A failing test fails the command and names the test.
+    let bundle = bundle_copy();
+    std::fs::write(
+        bundle.join("toolgate/wrong_test.rego"),
+        "package toolgate.wrong_test\n\nimport data.toolgate.authz\n\ntest_bob_reads_salaries if authz.decision.allow with input as {\"action\": \"call\"}\n",
+    )
+    .unwrap();
+    let failed = toolgate(&["policy", "test", "--dir", bundle.to_str().unwrap()]);
+    assert!(!failed.status.success());
+    assert!(
+        String::from_utf8_lossy(&failed.stdout)
+            .contains("FAIL data.toolgate.wrong_test.test_bob_reads_salaries"),
+        "{}",
+        String::from_utf8_lossy(&failed.stdout)
+    );
+
+    // One input, decided and explained.
+    let input = bundle.join("input.json");
+    std::fs::write(
+        &input,
+        json!({
+            "mode": "principal_context",
+            "principal": {"issuer": "toolgate-dev", "subject": "bob", "roles": ["engineering"], "groups": []},
+            "agent": {"id": "assistant"}, "chain": ["assistant"],
+            "tool": {"name": "sql__query", "upstream": "sql", "classification": "confidential", "risk": "read"},
+            "action": "call", "arguments": {"sql": "SELECT * FROM salaries"},
+            "facts": {"sql": {"kind": "sql", "parsed": true, "statement_count": 1, "kinds": ["select"],
+                              "tables": ["salaries"], "read_only": true}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let evaluated = toolgate(&[
+        "policy",
+        "eval",
+        "--input",
+        input.to_str().unwrap(),
+        "--explain",
+    ]);
+    assert!(evaluated.status.success());
+    let out: Value = serde_json::from_slice(&evaluated.stdout).unwrap();
+    assert_eq!(out["decision"]["allow"], false);
+    assert!(
+        out["decision"]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("`salaries`")
+    );
+    assert_eq!(out["evaluator"], "vm");
+    // The explanation names the rules this input produced, not the constants.
+    assert!(out["rules"]["deny"].is_array(), "{out}");
+    assert_eq!(out["rules"]["principal_roles"], json!(["engineering"]));
+    assert!(out["rules"].get("levels").is_none(), "{out}");
+    let bad = toolgate(&["policy", "eval", "--input", "/nonexistent.json"]);
+    assert!(!bad.status.success());
+}
+
+#[tokio::test]
+async fn approvals_expire() {
+    let sandbox = sandbox();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}{}  approval_ttl: 1s\n",
+        stdio_upstream(
+            "files",
+            "file_store",
+            &["--root", sandbox.to_str().unwrap()]
+        ),
+        test_auth(&agents_file()),
+        quickstart_policy(),
+    );
+    let gateway = Gateway::start(&yaml);
+    let alice = Client::connect(&gateway.url, &alice()).await;
+    let args = json!({"path": "late.txt", "content": "x"});
+    let id = approval_id(&alice.call("files__write_file", args.clone()).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // Too late to approve; and the same call now asks anew.
+    let late = approvals_cli(&gateway, &["approve", &id]);
+    assert!(!late.status.success());
+    let shown = approvals_cli(&gateway, &["show", &id]);
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["status"], "expired");
+    let fresh = approval_id(&alice.call("files__write_file", args.clone()).await.unwrap());
+    assert_ne!(fresh, id);
+    // A grant not used in time expires too.
+    assert!(
+        approvals_cli(&gateway, &["approve", &fresh])
+            .status
+            .success()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let held = alice.call("files__write_file", args).await.unwrap();
+    assert_ne!(approval_id(&held), fresh);
+    assert!(!sandbox.join("late.txt").exists());
+}
