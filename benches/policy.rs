@@ -39,8 +39,10 @@ fn world(tools: usize, users: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
         .collect();
     std::fs::write(
         policies.join("users.json"),
-        serde_json::to_string(&json!({"toolgate": {"access": {"users": directory}}}))
-            .expect("json"),
+        serde_json::to_string(
+            &json!({"toolgate": {"access": {"users": {"toolgate-dev": directory}}}}),
+        )
+        .expect("json"),
     )
     .expect("write");
     for file in ["hr.yaml", "sql.yaml", "files.yaml"] {

@@ -329,9 +329,18 @@ async fn decide_approval(
         }
         Err(e) => return store_unavailable(&e),
     };
+    // The caller (its `(iss, sub)`), and any agent of its chain (by id, or by the credential bound to it), can
+    // never decide its own approval.
+    let inventory = state.gateway.identity.inventory();
+    let is_party = |issuer: &String, subject: &String| {
+        (issuer == &approval.issuer && subject == &approval.subject)
+            || approval.chain.contains(subject)
+            || inventory
+                .bound_agent(issuer, subject, Some(subject))
+                .is_some_and(|agent| approval.chain.contains(&agent.id))
+    };
     if let Some((issuer, subject)) = &admin.1
-        && ((issuer == &approval.issuer && subject == &approval.subject)
-            || approval.chain.contains(subject))
+        && is_party(issuer, subject)
     {
         tracing::warn!(admin = %admin.0, approval = %id, "refused: a caller cannot approve its own call");
         return refusal(

@@ -205,9 +205,22 @@ impl PolicyEngine {
         if self.sources.config.watch {
             use notify::Watcher;
             let file_tx = tx.clone();
+            let (dir, manifests, agents) = (
+                self.sources.dir.clone(),
+                self.sources.manifests.clone(),
+                self.sources.agents_file.clone(),
+            );
+            // The inventory's folder is watched (so that a file replaced by rename is still seen), but only the
+            // inventory file in it counts.
+            let relevant = move |path: &std::path::Path| {
+                path.starts_with(&dir) || path.starts_with(&manifests) || path == agents
+            };
             let watcher =
                 notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                    if event.is_ok_and(|e| !e.kind.is_access()) {
+                    if let Ok(event) = event
+                        && !event.kind.is_access()
+                        && event.paths.iter().any(|p| relevant(p))
+                    {
                         let _ = file_tx.try_send("file change");
                     }
                 });
@@ -221,7 +234,8 @@ impl PolicyEngine {
                     let agents = &self.sources.agents_file;
                     if !agents.starts_with(&self.sources.manifests)
                         && !agents.starts_with(&self.sources.dir)
-                        && let Err(e) = watcher.watch(agents, notify::RecursiveMode::NonRecursive)
+                        && let Some(folder) = agents.parent()
+                        && let Err(e) = watcher.watch(folder, notify::RecursiveMode::NonRecursive)
                     {
                         tracing::warn!(file = %agents.display(), "cannot watch the agent inventory: {e}");
                     }

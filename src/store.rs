@@ -117,6 +117,8 @@ pub enum Escalation {
     Granted(String),
     /// The call waits for this approval (new, or the same call asked before).
     Pending { id: String, expires_at: i64 },
+    /// An approver refused this very call; it is not held again until the refusal expires.
+    Denied { id: String, expires_at: i64 },
 }
 
 const APPROVAL_COLUMNS: &str = "id, status, issuer, subject, chain, tool, pin, arguments_hash, reasons, policy_version, created_at, expires_at, decided_by, decided_at, used_at";
@@ -355,6 +357,24 @@ impl Store {
             if let Some((id, expires_at)) = pending {
                 return Ok(Escalation::Pending { id, expires_at });
             }
+            // A refusal stands for its lifetime: asking again does not reach an approver again.
+            let denied: Option<(String, i64)> = conn
+                .query_row(
+                    &format!(
+                        "SELECT id, expires_at FROM approvals WHERE status = 'denied' AND {matching}
+                         ORDER BY decided_at DESC LIMIT 1"
+                    ),
+                    params![request.issuer, request.subject, chain, request.tool, request.arguments_hash, request.pin, now],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    other => Err(other),
+                })?;
+            if let Some((id, expires_at)) = denied {
+                return Ok(Escalation::Denied { id, expires_at });
+            }
             let reasons = serde_json::to_string(&request.reasons).map_err(|e| StoreError(e.to_string()))?;
             conn.execute(
                 &format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, NULL)"),
@@ -368,25 +388,31 @@ impl Store {
         .await
     }
 
-    /// Approvals, newest first, optionally of one status.
+    /// Approvals, newest first (at most 1,000), optionally of one status.
     pub async fn approvals(
         &self,
         status: Option<ApprovalStatus>,
         now: i64,
     ) -> Result<Vec<Approval>, StoreError> {
         self.with(move |conn| {
-            let mut statement = conn.prepare(&format!(
-                "SELECT {APPROVAL_COLUMNS} FROM approvals ORDER BY created_at DESC, id DESC LIMIT 1000"
-            ))?;
-            let rows = statement.query_map([], approval_row)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let approval = finish_approval(row?, now)?;
-                if status.is_none_or(|s| s == approval.status) {
-                    out.push(approval);
+            // Pending and approved rows past their time are expired: the filter is applied in SQL so that the
+            // limit never hides what was asked for.
+            let filter = match status {
+                None => "1",
+                Some(ApprovalStatus::Pending) => "status = 'pending' AND expires_at > ?1",
+                Some(ApprovalStatus::Approved) => "status = 'approved' AND expires_at > ?1",
+                Some(ApprovalStatus::Expired) => {
+                    "(status = 'expired' OR (status IN ('pending', 'approved') AND expires_at <= ?1))"
                 }
-            }
-            Ok(out)
+                Some(ApprovalStatus::Denied) => "status = 'denied'",
+                Some(ApprovalStatus::Used) => "status = 'used'",
+            };
+            let mut statement = conn.prepare(&format!(
+                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE {filter} AND ?1 = ?1
+                 ORDER BY created_at DESC, id DESC LIMIT 1000"
+            ))?;
+            let rows = statement.query_map(params![now], approval_row)?;
+            rows.map(|row| finish_approval(row?, now)).collect()
         })
         .await
     }
@@ -409,7 +435,8 @@ impl Store {
         .await
     }
 
-    /// Approves (usable until `usable_until`) or denies a pending, unexpired approval. `None` when there is no
+    /// Approves (usable until `usable_until`) or denies (the refusal standing until then) a pending, unexpired
+    /// approval. `None` when there is no
     /// such pending approval.
     pub async fn decide_approval(
         &self,
@@ -425,7 +452,8 @@ impl Store {
                 let id = id.clone();
                 move |conn| {
                     let status = if approve { ApprovalStatus::Approved } else { ApprovalStatus::Denied };
-                    let expires = if approve { usable_until } else { now };
+                    // Granted: usable until then. Denied: the refusal stands until then.
+                    let expires = usable_until;
                     Ok(conn.execute(
                         "UPDATE approvals SET status = ?1, decided_by = ?2, decided_at = ?3, expires_at = ?4
                          WHERE id = ?5 AND status = 'pending' AND expires_at > ?3",

@@ -276,20 +276,27 @@ async fn file_paths_stay_under_each_agents_root() {
         &read(&summarizer, "reports/../README.txt").await,
         "`reports/`",
     );
-    assert_refused_by_toolgate(
-        &read(&summarizer, "reports%2f..%2fREADME.txt").await,
-        "`reports/`",
-    );
-    for escape in [
-        "../../etc/passwd",
+    // Leaving the path out lists the store's root: not for the summarizer.
+    let root = summarizer
+        .call("files__list_files", json!({}))
+        .await
+        .unwrap();
+    assert_refused_by_toolgate(&root, "`reports/`");
+    for escape in ["../../etc/passwd", "/etc/passwd", "reports/../../x"] {
+        assert_refused_by_toolgate(&read(&alice, escape).await, "outside the tool's root");
+    }
+    // Spellings the tool could read otherwise than toolgate: percent-encoding, backslashes, NUL.
+    for ambiguous in [
         "%2e%2e/%2e%2e/etc/passwd",
         "%252e%252e/secret",
         "reports\\..\\..\\x",
-        "/etc/passwd",
+        "a\u{0}b",
     ] {
-        assert_refused_by_toolgate(&read(&alice, escape).await, "outside the tool's root");
+        assert_refused_by_toolgate(&read(&alice, ambiguous).await, "not a plain path");
     }
-    assert_refused_by_toolgate(&read(&alice, "a\u{0}b").await, "not a valid path");
+    for ambiguous in ["reports%2f..%2fREADME.txt", "%72eports/q3.md"] {
+        assert_refused_by_toolgate(&read(&summarizer, ambiguous).await, "not a plain path");
+    }
     // The summarizer never writes, whatever its parent may do: it does not even see the tool.
     let write = summarizer
         .call(
@@ -455,7 +462,7 @@ async fn file_writes_wait_for_a_human_approver() {
     let third = alice.call("files__write_file", args).await.unwrap();
     assert_ne!(approval_id(&third), id);
     assert!(!sandbox.join("notes/plan.txt").exists());
-    // A denied approval never lets its call through.
+    // A denied call is not put to an approver again (no approver fatigue), and never goes through.
     let refused = alice
         .call(
             "files__write_file",
@@ -463,7 +470,13 @@ async fn file_writes_wait_for_a_human_approver() {
         )
         .await
         .unwrap();
-    assert_ne!(approval_id(&refused), other_id);
+    assert_eq!(refused.is_error, Some(true));
+    let refusal = text(&refused);
+    assert!(
+        refusal.contains("approval_denied") && refusal.contains(&other_id),
+        "{refusal}"
+    );
+    assert!(!sandbox.join("notes/plan.txt").exists());
     let all = approvals_cli(&gateway, &["list"]);
     let all: Value = serde_json::from_slice(&all.stdout).unwrap();
     let statuses: Vec<&str> = all["approvals"]
@@ -478,7 +491,13 @@ async fn file_writes_wait_for_a_human_approver() {
             s.sort();
             s
         },
-        vec!["denied", "pending", "pending", "used"]
+        vec!["denied", "pending", "used"]
+    );
+    let pending = admin_get(&gateway, "/approvals?status=pending").await;
+    assert_eq!(
+        pending["approvals"].as_array().unwrap().len(),
+        1,
+        "{pending}"
     );
 }
 
@@ -531,7 +550,7 @@ async fn policy_reloads_keep_the_last_good_bundle() {
 
     // A data change on disk is picked up, and connected clients are told to list again.
     let access = std::fs::read_to_string(bundle.join("access.yaml")).unwrap();
-    let widened = access.replace("users: {}", "users: {erin: {roles: [hr]}}");
+    let widened = access.replace("users: {}", "users: {toolgate-dev: {erin: {roles: [hr]}}}");
     assert_ne!(access, widened);
     std::fs::write(bundle.join("access.yaml"), &widened).unwrap();
     let second: String = eventually(10, || async {
@@ -628,7 +647,7 @@ async fn policy_reload_on_sighup_without_file_watching() {
     let access = std::fs::read_to_string(bundle.join("access.yaml")).unwrap();
     std::fs::write(
         bundle.join("access.yaml"),
-        access.replace("users: {}", "users: {erin: {roles: [hr]}}"),
+        access.replace("users: {}", "users: {toolgate-dev: {erin: {roles: [hr]}}}"),
     )
     .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
@@ -738,28 +757,37 @@ async fn with_rule(rego: &str) -> (Gateway, Client, PathBuf) {
 
 #[tokio::test]
 async fn when_the_policy_cannot_decide_nothing_is_called() {
+    // Each bundle lets every tool be listed and breaks the call decision in one way.
+    let listed = "package toolgate.authz\n\ndecision := {\"allow\": true, \"escalate\": false, \"reasons\": [], \"obligations\": {}} if input.action == \"list\"\n";
     let cases = [
         (
-            "package toolgate.authz\n\ndecision := {\"allow\": \"yes\", \"reasons\": []}\n",
+            "decision := {\"allow\": \"yes\", \"reasons\": []} if input.action == \"call\"\n",
             "policy_wrong_shape",
         ),
+        ("", "policy_undefined"),
         (
-            "package toolgate.authz\n\ndecision := {\"allow\": true} if input.nothing\n",
-            "policy_undefined",
-        ),
-        (
-            "package toolgate.authz\n\nspin := count([1 | input.tool.name; some i in numbers.range(1, 5000); some j in numbers.range(1, 5000)])\n\ndecision := {\"allow\": spin > 0, \"escalate\": false, \"reasons\": [], \"obligations\": {}}\n",
+            "spin := count([1 | input.action == \"call\"; some i in numbers.range(1, 5000); some j in numbers.range(1, 5000)])\n\ndecision := {\"allow\": spin > 0, \"escalate\": false, \"reasons\": [], \"obligations\": {}} if input.action == \"call\"\n",
             "policy_limit",
         ),
         (
-            "package toolgate.authz\n\ndecision := {\"allow\": true, \"escalate\": false, \"reasons\": [], \"obligations\": {\"clearance\": \"secret\"}}\n",
+            "decision := {\"allow\": true, \"escalate\": false, \"reasons\": [], \"obligations\": {\"clearance\": \"secret\"}} if input.action == \"call\"\n",
+            "policy_wrong_shape",
+        ),
+        (
+            "decision := {\"allow\": true, \"escalate\": true, \"reasons\": []} if input.action == \"call\"\n",
             "policy_wrong_shape",
         ),
     ];
-    for (rego, reason) in cases {
-        let (gateway, client, sandbox) = with_rule(rego).await;
-        // Nothing is listed, and a call is an internal error with the reason id; the upstream is never reached.
-        assert!(client.tool_names().await.is_empty(), "{reason}");
+    for (call_rule, reason) in cases {
+        let (gateway, client, sandbox) = with_rule(&format!("{listed}\n{call_rule}")).await;
+        assert!(
+            client
+                .tool_names()
+                .await
+                .contains(&"files__write_file".to_string()),
+            "{reason}"
+        );
+        // The call is an internal error with the reason id; the upstream is never reached.
         let error = client
             .call(
                 "files__write_file",
@@ -779,6 +807,21 @@ async fn when_the_policy_cannot_decide_nothing_is_called() {
         assert!(!sandbox.join("x.txt").exists());
         assert!(gateway.logs().contains(reason), "{reason}");
     }
+    // When even listing cannot be decided, the tool is hidden, and a call to it is an unknown tool's.
+    let (gateway, client, sandbox) =
+        with_rule("package toolgate.authz\n\ndecision := {\"allow\": \"yes\"}\n").await;
+    assert!(client.tool_names().await.is_empty());
+    let error = client
+        .call(
+            "files__write_file",
+            json!({"path": "x.txt", "content": "x"}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("Unknown tool: files__write_file"), "{error}");
+    assert!(!sandbox.join("x.txt").exists());
+    assert!(gateway.logs().contains("policy_wrong_shape"));
 }
 
 #[tokio::test]

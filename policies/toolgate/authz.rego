@@ -67,9 +67,10 @@ principal_roles contains role if {
 	some role in input.principal.roles
 }
 
+# The directory is keyed by issuer, then subject: identity is (iss, sub), never sub alone.
 principal_roles contains role if {
 	input.mode == "principal_context"
-	some role in access.users[input.principal.subject].roles
+	some role in access.users[input.principal.issuer][input.principal.subject].roles
 }
 
 # Tool patterns granted: to a human through their roles, to an agent acting alone by its own grant.
@@ -162,7 +163,7 @@ deny contains msg if {
 	some name, fact in input.facts
 	fact.kind == "path"
 	fact.invalid
-	msg := sprintf("argument `%s` is not a valid path", [name])
+	msg := sprintf("argument `%s` is not a plain path (NUL, percent-encoding or backslashes); send it as plain text with `/` separators", [name])
 }
 
 deny contains msg if {

@@ -60,7 +60,10 @@ test_nightly_does_not_see_hr if not authz.decision.allow with input as listing(n
 test_roles_from_the_directory_count if {
 	no_roles := object.union(bob, {"principal": {"issuer": "toolgate-dev", "subject": "dana", "roles": [], "groups": []}})
 	not authz.decision.allow with input as listing(no_roles, hr_lookup)
-	authz.decision.allow with input as listing(no_roles, hr_lookup) with data.toolgate.access.users as {"dana": {"roles": ["hr"]}}
+	authz.decision.allow with input as listing(no_roles, hr_lookup) with data.toolgate.access.users as {"toolgate-dev": {"dana": {"roles": ["hr"]}}}
+
+	# The same subject name from another issuer is another person.
+	not authz.decision.allow with input as listing(no_roles, hr_lookup) with data.toolgate.access.users as {"other-idp": {"dana": {"roles": ["hr"]}}}
 }
 
 # --- SQL: one read-only SELECT on tables the caller's role may read.
@@ -133,6 +136,14 @@ test_summarizer_stays_under_its_root if {
 	d := authz.decision with input as calling(alice_summarizer, read_file, path("README.txt"))
 	not d.allow
 	contains(d.reasons[0], "reports/")
+}
+
+test_summarizer_may_not_list_the_root_by_leaving_out_the_path if {
+	# toolgate reports a left-out path as the root, with present: false.
+	facts := {"path": {"kind": "path", "normalized": "", "escapes_root": false, "absolute": false, "invalid": false, "present": false}}
+	list_files := {"name": "files__list_files", "upstream": "files", "classification": "internal", "risk": "read"}
+	not authz.decision.allow with input as calling(alice_summarizer, list_files, facts)
+	authz.decision.allow with input as calling(alice, list_files, facts)
 }
 
 test_summarizer_root_is_not_a_prefix_match if not authz.decision.allow with input as calling(alice_summarizer, read_file, path("reports-private/x.md"))

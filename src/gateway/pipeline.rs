@@ -113,6 +113,7 @@ impl Gateway {
         record.upstream = Some(&tool.upstream);
         // 3. authorize, with one bundle version. A tool hidden from this caller's list is unknown to it.
         let who = CallerInput::new(caller, &session.id, &request_id_text(request_id));
+        // When the policy cannot decide whether the caller may see the tool, it is hidden as in `tools/list`.
         match bundle.decide(&list_input(&who, &bundle, &tool)) {
             Ok(decision) if decision.allow => {}
             Ok(_) => {
@@ -120,8 +121,11 @@ impl Gateway {
                 return Err(unknown_tool(&params.name));
             }
             Err(error) => {
-                record.done(error.reason_id(), &[error.to_string()]);
-                return Err(cannot_decide(error.reason_id()));
+                record.done(
+                    "unknown_tool",
+                    &[format!("hidden: {} ({error})", error.reason_id())],
+                );
+                return Err(unknown_tool(&params.name));
             }
         }
         // The arguments: facts computed by real parsers as the manifest directs, then the decision.
@@ -148,6 +152,15 @@ impl Gateway {
                     record.done("approval_required", &decision.reasons);
                     return Ok(approval_required(&tool, &id, expires_at, &decision.reasons));
                 }
+                Ok(Escalation::Denied { id, expires_at }) => {
+                    record.done("approval_denied", &decision.reasons);
+                    return Ok(refusal_result(format!(
+                        "toolgate refused this call to `{}` (reason `approval_denied`): an approver refused this \
+                         exact call (approval id {id}); it will not be put to an approver again before {}",
+                        tool.name,
+                        rfc3339(expires_at)
+                    )));
+                }
                 Err(error) => {
                     tracing::error!("cannot hold the call for approval: {error}");
                     record.done("store_unavailable", &decision.reasons);
@@ -158,6 +171,13 @@ impl Gateway {
             record.done("policy_denied", &decision.reasons);
             return Ok(policy_denied(&tool, &decision.reasons));
         }
+        // The clearance the result will be redacted to: the policy's obligation, never above the chain's lowest
+        // maximum (enforced here, not only in Rego).
+        let clearance = decision
+            .obligations
+            .clearance
+            .map_or(caller.clearance, |c| c.min(caller.clearance));
+        tracing::debug!(tool = %tool.name, ?clearance, redact = ?decision.obligations.redact, "obligations");
         // 4. call the upstream; the call's notifications go back to this client only.
         let outcome = self
             .catalog
@@ -279,6 +299,14 @@ fn policy_denied(tool: &ExposedTool, reasons: &[String]) -> CallToolResult {
     ))
 }
 
+fn rfc3339(unix: i64) -> String {
+    u64::try_from(unix)
+        .ok()
+        .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+        .unwrap_or_default()
+}
+
 /// A call held for a human approver.
 fn approval_required(
     tool: &ExposedTool,
@@ -286,11 +314,7 @@ fn approval_required(
     expires_at: i64,
     reasons: &[String],
 ) -> CallToolResult {
-    let until = u64::try_from(expires_at)
-        .ok()
-        .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
-        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
-        .unwrap_or_default();
+    let until = rfc3339(expires_at);
     refusal_result(format!(
         "toolgate is holding this call to `{}` for human approval (reason `approval_required`). Approval id: {id}, \
          valid until {until}. Once an approver has granted it, repeat the identical call. Why: {}",

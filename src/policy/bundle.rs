@@ -153,7 +153,13 @@ impl Bundle {
                 sources.dir.display()
             ));
         }
-        let manifests = Manifests::load_dir(&sources.manifests)?;
+        // Parsed from the very files that are hashed into the version.
+        let mut manifests = Manifests::default();
+        for file in &manifest_files {
+            manifests
+                .add_yaml(&file.text)
+                .map_err(|e| format!("tool manifest `{}`: {e}", file.path.display()))?;
+        }
         let inventory_text = std::fs::read_to_string(&sources.agents_file).map_err(|e| {
             format!(
                 "cannot read agent inventory `{}`: {e}",

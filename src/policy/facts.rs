@@ -16,31 +16,37 @@ pub fn for_call(
 ) -> Map<String, Value> {
     let mut facts = Map::new();
     for (name, kind) in &manifest.arguments {
-        let Some(value) = arguments.and_then(|a| a.get(name)) else {
-            continue;
-        };
-        let fact = match (kind, value.as_str()) {
-            (ArgumentKind::Sql, Some(text)) => {
-                let mut fact = serde_json::to_value(sql::analyse(text)).unwrap_or(Value::Null);
-                fact["kind"] = json!("sql");
-                fact
+        let value = arguments.and_then(|a| a.get(name));
+        let mut fact = match (kind, value) {
+            (ArgumentKind::Sql, Some(Value::String(text))) => {
+                tagged(serde_json::to_value(sql::analyse(text)), "sql")
             }
-            (ArgumentKind::Path { root }, Some(text)) => {
-                let mut fact =
-                    serde_json::to_value(path::analyse(text, root)).unwrap_or(Value::Null);
-                fact["kind"] = json!("path");
-                fact
+            (ArgumentKind::Path { root }, Some(Value::String(text))) => {
+                tagged(serde_json::to_value(path::analyse(text, root)), "path")
             }
-            (ArgumentKind::Sql, None) => {
-                json!({"kind": "sql", "parsed": false, "error": "not a string"})
+            // Left out, the tool uses its own default: for a path that is taken to be the root (the most it
+            // could mean); SQL that is not there cannot be parsed.
+            (ArgumentKind::Path { root }, None) => {
+                tagged(serde_json::to_value(path::analyse("", root)), "path")
             }
-            (ArgumentKind::Path { .. }, None) => {
+            (ArgumentKind::Sql, _) => {
+                json!({"kind": "sql", "parsed": false, "error": if value.is_some() { "not a string" } else { "missing" }})
+            }
+            (ArgumentKind::Path { .. }, Some(_)) => {
                 json!({"kind": "path", "invalid": true, "escapes_root": true})
             }
         };
+        fact["present"] = json!(value.is_some());
         facts.insert(name.clone(), fact);
     }
     facts
+}
+
+/// A serialised fact with its `kind`.
+fn tagged(fact: Result<Value, serde_json::Error>, kind: &str) -> Value {
+    let mut fact = fact.unwrap_or_else(|_| json!({"invalid": true, "parsed": false}));
+    fact["kind"] = json!(kind);
+    fact
 }
 
 #[cfg(test)]
@@ -67,5 +73,11 @@ mod tests {
         );
         assert_eq!(facts["sql"]["parsed"], false);
         assert!(for_call(manifests.get("x", "y"), json!({"a": "b"}).as_object()).is_empty());
+        // Left out: a path means the root, SQL is unparseable.
+        let facts = for_call(manifests.get("files", "list_files"), json!({}).as_object());
+        assert_eq!(facts["path"]["normalized"], "");
+        assert_eq!(facts["path"]["present"], false);
+        let facts = for_call(manifests.get("sql", "query"), None);
+        assert_eq!(facts["sql"]["parsed"], false);
     }
 }

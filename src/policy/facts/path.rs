@@ -12,7 +12,9 @@ pub struct PathFacts {
     pub escapes_root: bool,
     /// Whether the argument was an absolute path.
     pub absolute: bool,
-    /// Whether the argument cannot be a path at all (NUL byte, invalid encoding); policies refuse it.
+    /// Whether the argument cannot be taken as one path: a NUL byte, invalid encoding, or a spelling whose meaning
+    /// depends on who reads it (percent-encoding or backslashes, which the tool may read literally while the
+    /// normalised path says otherwise). Policies refuse it.
     pub invalid: bool,
 }
 
@@ -46,6 +48,9 @@ pub fn analyse(raw: &str, root: &str) -> PathFacts {
     if decoded.contains('\0') {
         return invalid;
     }
+    // toolgate forwards the argument as sent: if decoding or separator handling changes it, the tool may read it
+    // another way than the facts say, so it is invalid (the facts still tell where it would lead).
+    let ambiguous = decoded != raw || raw.contains('\\');
     let unified = decoded.replace('\\', "/");
     let absolute = unified.starts_with('/') || unified.as_bytes().get(1) == Some(&b':');
     let root_parts: Vec<&str> = root
@@ -65,7 +70,7 @@ pub fn analyse(raw: &str, root: &str) -> PathFacts {
                 normalized: String::new(),
                 escapes_root: true,
                 absolute: true,
-                invalid: false,
+                invalid: ambiguous,
             };
         }
         parts[root_parts.len()..].to_vec()
@@ -93,7 +98,7 @@ pub fn analyse(raw: &str, root: &str) -> PathFacts {
         },
         escapes_root: escapes,
         absolute,
-        invalid: false,
+        invalid: ambiguous,
     }
 }
 
@@ -141,6 +146,16 @@ mod tests {
         assert!(analyse("/etc/passwd", "").escapes_root);
         assert!(analyse("/reports/q3.md", "").escapes_root);
         assert!(!analyse("reports/q3.md", "").escapes_root);
+    }
+
+    #[test]
+    fn spellings_the_tool_may_read_otherwise_are_invalid() {
+        // Normalised under `reports/`, but a tool that takes the argument literally opens something else.
+        let encoded = analyse("%72eports/x.md", ROOT);
+        assert_eq!(encoded.normalized, "reports/x.md");
+        assert!(encoded.invalid);
+        assert!(analyse("a\\..\\reports/x", ROOT).invalid);
+        assert!(!analyse("reports/q3 final.md", ROOT).invalid);
     }
 
     #[test]
