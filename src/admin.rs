@@ -57,8 +57,9 @@ pub fn bootstrap_credential(path: &Path) -> Result<String, String> {
     Ok(secret)
 }
 
+/// Writes a secret to a new file readable by its owner only.
 #[cfg(unix)]
-fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -71,7 +72,7 @@ fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
     std::fs::write(path, format!("{secret}\n"))
 }
 

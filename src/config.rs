@@ -61,6 +61,9 @@ pub struct Config {
     /// The Rego policy bundle and the tool manifests it decides with.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Decision records: durability, chain key, published head, what is kept of arguments.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Folder the config file was read from; relative paths in it are resolved against it.
     #[serde(skip)]
     pub base: PathBuf,
@@ -111,6 +114,63 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("toolgate.db"),
+        }
+    }
+}
+
+/// How hard a committed decision record is to lose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// SQLite WAL with `synchronous=NORMAL`: survives the gateway being killed, not an OS crash.
+    Normal,
+    /// `synchronous=FULL`: every batch is fsynced; survives an OS crash.
+    Full,
+}
+
+/// What a decision record keeps of a call's arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArgumentsRule {
+    /// The SHA-256 of their canonical JSON (RFC 8785): provable, not readable.
+    Hashed,
+    /// The arguments as sent.
+    Full,
+}
+
+/// Decision records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub durability: Durability,
+    pub arguments: ArgumentsRule,
+    /// HMAC key of the record chain, created if missing (mode 0600); keep it out of the database's backups.
+    pub key_file: PathBuf,
+    /// Where the chain head is published.
+    pub head_file: PathBuf,
+    /// How often the head is published and aggregated refusals are written.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Most records committed in one transaction.
+    pub batch_max: usize,
+    /// Records waiting for the writer before callers wait too.
+    pub queue: usize,
+    /// How long a write waits for a locked database before failing.
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Normal,
+            arguments: ArgumentsRule::Hashed,
+            key_file: PathBuf::from("audit.key"),
+            head_file: PathBuf::from("audit.head"),
+            flush_interval: Duration::from_secs(5),
+            batch_max: 1024,
+            queue: 65_536,
+            busy_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -403,6 +463,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             storage: StorageConfig::default(),
             policy: PolicyConfig::default(),
+            audit: AuditConfig::default(),
             base: PathBuf::from("."),
         }
     }
@@ -459,6 +520,8 @@ impl Config {
         self.admin.bootstrap_token_file = base.join(&self.admin.bootstrap_token_file);
         self.policy.dir = base.join(&self.policy.dir);
         self.policy.manifests = base.join(&self.policy.manifests);
+        self.audit.key_file = base.join(&self.audit.key_file);
+        self.audit.head_file = base.join(&self.audit.head_file);
         for upstream in &mut self.upstreams {
             match &mut upstream.transport {
                 UpstreamTransport::Stdio(stdio) => {
@@ -501,6 +564,10 @@ impl Config {
             return Err(
                 "policy.timeout and policy.max_instructions must be positive: every decision would fail".into(),
             );
+        }
+        if self.audit.batch_max == 0 || self.audit.queue == 0 || self.audit.flush_interval.is_zero()
+        {
+            return Err("audit.batch_max, audit.queue and audit.flush_interval must be positive".into());
         }
         if self.policy.approval_ttl < Duration::from_secs(1) {
             return Err("policy.approval_ttl must be at least 1s".into());

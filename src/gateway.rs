@@ -7,6 +7,8 @@
 
 mod pipeline;
 
+pub use pipeline::arguments_hash;
+
 use std::sync::Arc;
 
 use rmcp::model::GetMeta;
@@ -35,6 +37,7 @@ pub struct Gateway {
     pub identity: Arc<Identity>,
     pub policy: Arc<PolicyEngine>,
     pub store: Store,
+    pub audit: Arc<crate::audit::Audit>,
     /// Fires whenever what a caller may see in `tools/list` may have changed: the catalog, the policy bundle,
     /// a revocation.
     changes: tokio::sync::broadcast::Sender<()>,
@@ -49,6 +52,8 @@ impl Gateway {
                 .to_string()
         })?;
         let store = Store::open(&config.storage.path).map_err(|e| e.to_string())?;
+        // Records go to the same database, through the writer's own connection.
+        let audit = crate::audit::Audit::start(&config.storage.path, config.audit.clone())?;
         // Revocations must be readable before anything is served: fail closed.
         let revocations = Arc::new(
             Revocations::load(store.clone())
@@ -98,8 +103,56 @@ impl Gateway {
             identity,
             policy,
             store,
+            audit,
             changes,
         }))
+    }
+
+    /// Authenticates one request's token. Refusals are recorded: those of credentials that verified (a revoked
+    /// token, a lineage or binding refusal) one by one with who presented them; those of bad tokens aggregated
+    /// per source and reason, so that a flood of junk cannot flood the store.
+    pub fn authenticate(
+        &self,
+        token: Result<&str, crate::identity::AuthError>,
+        source: &str,
+    ) -> Result<Caller, crate::identity::AuthError> {
+        let started = std::time::Instant::now();
+        let result = token.and_then(|t| {
+            self.identity
+                .authenticate(t)
+                .map_err(|e| (e, crate::identity::peek_subject(t)))
+                .map_err(|(error, who)| {
+                    let attributable = error.status() == http::StatusCode::FORBIDDEN
+                        || matches!(error, crate::identity::AuthError::Revoked(_));
+                    match who.filter(|_| attributable) {
+                        Some((issuer, subject)) => {
+                            let mut record = crate::audit::DecisionRecord::new("authentication");
+                            record.source = Some(source.to_string());
+                            record.issuer = Some(issuer);
+                            record.subject = Some(subject);
+                            record.decision = "deny".into();
+                            record.outcome = error.reason_id().into();
+                            record.reasons = vec![error.to_string()];
+                            record.latency.total_us = elapsed_us(started);
+                            self.audit.append_detached(record);
+                        }
+                        None => self.audit.count_auth_failure(source, error.reason_id()),
+                    }
+                    error
+                })
+        });
+        match result {
+            Ok(mut caller) => {
+                caller.authenticated_us = elapsed_us(started);
+                Ok(caller)
+            }
+            Err(error) => {
+                if matches!(error, crate::identity::AuthError::Missing | crate::identity::AuthError::InQuery) {
+                    self.audit.count_auth_failure(source, error.reason_id());
+                }
+                Err(error)
+            }
+        }
     }
 
     /// Fires whenever connected clients should list their tools again.
@@ -112,9 +165,10 @@ impl Gateway {
         let _ = self.changes.send(());
     }
 
-    /// Closes the upstream sessions.
-    pub fn shutdown(&self) {
+    /// Closes the upstream sessions and flushes decision records (publishing the chain head).
+    pub async fn shutdown(&self) {
         self.catalog.shutdown();
+        self.audit.close().await;
     }
 
     /// Answers `initialize`: the client's version when toolgate speaks it, else toolgate's newest.
@@ -168,6 +222,7 @@ impl Gateway {
             ClientRequest::ListToolsRequest(r) => {
                 let cursor = r.params.and_then(|p| p.cursor);
                 self.list_tools(session, caller, &id, cursor.as_deref())
+                    .await
                     .map(ServerResult::ListToolsResult)
             }
             ClientRequest::CallToolRequest(r) => {
@@ -209,6 +264,10 @@ impl Gateway {
             _ => {}
         }
     }
+}
+
+pub(crate) fn elapsed_us(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 fn method_not_found(method: &str) -> ErrorData {

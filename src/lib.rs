@@ -4,6 +4,7 @@
 //! pipeline in [`gateway`].
 
 pub mod admin;
+pub mod audit;
 pub mod catalog;
 pub mod config;
 pub mod gateway;

@@ -418,7 +418,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("{admin_line}");
                 toolgate::server::serve_stdio(Arc::clone(&gateway)).await?;
                 admin_task.abort();
-                gateway.shutdown();
+                gateway.shutdown().await;
                 return Ok(());
             }
             let listener = tokio::net::TcpListener::bind(gateway.config.listen).await?;
@@ -429,7 +429,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(%address, %admin_address, "listening");
             toolgate::server::serve_http(Arc::clone(&gateway), listener, shutdown_signal()).await?;
             admin_task.abort();
-            gateway.shutdown();
+            gateway.shutdown().await;
             Ok(())
         }
     }

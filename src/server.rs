@@ -113,8 +113,11 @@ pub async fn serve_http(
             sessions.for_each(|s| s.close());
         }
     };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
         .await
 }
 
@@ -188,10 +191,13 @@ fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     query: Option<&str>,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
 ) -> Result<Caller, Response> {
-    let result = Identity::bearer(headers, query)
-        .and_then(|token| state.gateway.identity.authenticate(token));
-    result.map_err(|error| auth_refusal(state, &error, headers))
+    let source = peer.0.ip().to_string();
+    state
+        .gateway
+        .authenticate(Identity::bearer(headers, query), &source)
+        .map_err(|error| auth_refusal(state, &error, headers))
 }
 
 /// 401 (with the `WWW-Authenticate` challenge) or 403, with a JSON-RPC error naming the reason id.
@@ -315,12 +321,13 @@ fn check_version(headers: &HeaderMap) -> Result<(), Response> {
 
 async fn post_message(
     State(state): State<AppState>,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
     uri: http::Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     // Identity is checked on every request, before the body is read.
-    let caller = match authenticate(&state, &headers, uri.query()) {
+    let caller = match authenticate(&state, &headers, uri.query(), peer) {
         Ok(caller) => caller,
         Err(response) => return response,
     };
@@ -509,8 +516,13 @@ async fn call_with_stream(
     sse_response(Body::from_stream(stream))
 }
 
-async fn get_stream(State(state): State<AppState>, uri: http::Uri, headers: HeaderMap) -> Response {
-    let caller = match authenticate(&state, &headers, uri.query()) {
+async fn get_stream(
+    State(state): State<AppState>,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    uri: http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match authenticate(&state, &headers, uri.query(), peer) {
         Ok(caller) => caller,
         Err(response) => return response,
     };
@@ -577,10 +589,11 @@ async fn session_closed(session: Arc<Session>) {
 
 async fn delete_session(
     State(state): State<AppState>,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
     uri: http::Uri,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match authenticate(&state, &headers, uri.query()) {
+    let caller = match authenticate(&state, &headers, uri.query(), peer) {
         Ok(caller) => caller,
         Err(response) => return response,
     };

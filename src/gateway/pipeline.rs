@@ -1,8 +1,8 @@
 //! The request pipeline, top to bottom as in the design:
 //! authenticate → resolve tool → authorize → call upstream → redact → record → reply.
 //!
-//! Steps that later capabilities fill in (redaction, durable records) are explicit here so that every call already
-//! passes through them in this order.
+//! Redaction, the step the next capability fills in, is explicit here so that every call already passes through
+//! it in this order.
 
 use std::time::Instant;
 
@@ -12,7 +12,8 @@ use rmcp::model::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::Gateway;
+use super::{Gateway, elapsed_us};
+use crate::audit::{DecisionRecord, recorded_arguments};
 use crate::catalog::manifest::ToolManifest;
 use crate::catalog::{CallSink, ExposedTool, UpstreamError};
 use crate::identity::Caller;
@@ -23,7 +24,7 @@ use crate::store::{Approval, ApprovalStatus, Escalation};
 
 impl Gateway {
     /// `tools/list`: the tools whose `list` decision allows this caller, one page at a time.
-    pub(super) fn list_tools(
+    pub(super) async fn list_tools(
         &self,
         session: &Session,
         caller: &Caller,
@@ -31,6 +32,7 @@ impl Gateway {
         cursor: Option<&str>,
     ) -> Result<ListToolsResult, ErrorData> {
         // 1. authenticate: `caller` was verified for this very request.
+        let started = Instant::now();
         let page_size = self.config.limits.page_size;
         let after = match cursor {
             Some(c) => Some(
@@ -70,15 +72,25 @@ impl Gateway {
             ListToolsResult::with_all_items(tools.iter().map(|t| t.definition.clone()).collect());
         result.result_type = None;
         result.next_cursor = next_cursor;
-        tracing::info!(
-            session = %session.id, request = ?request_id, issuer = %caller.issuer, subject = %caller.subject,
-            chain = ?caller.chain, count = result.tools.len(), policy_failures = failures.get(),
-            policy_version = %bundle.version, "tools/list"
-        );
-        Ok(result)
+        // One record for the whole listing.
+        let mut record = caller_record("tools/list", session, caller, request_id);
+        record.decision = "allow".into();
+        record.outcome = "listed".into();
+        record.listed = Some(result.tools.len() as u64);
+        record.policy_version = Some(bundle.version.clone());
+        if failures.get() > 0 {
+            record.reasons = vec![format!(
+                "{} tool(s) hidden because the policy could not decide",
+                failures.get()
+            )];
+        }
+        record.latency.authorize_us = Some(elapsed_us(started));
+        record.latency.total_us = elapsed_us(started);
+        self.commit(record, Ok(result)).await
     }
 
-    /// `tools/call`: resolve, authorize, forward, redact, record.
+    /// `tools/call`: resolve, authorize, forward, redact, record. Every outcome leaves a decision record, and the
+    /// answer leaves only once its record is committed.
     pub(super) async fn call_tool(
         &self,
         session: &Session,
@@ -90,40 +102,56 @@ impl Gateway {
     ) -> Result<CallToolResult, ErrorData> {
         let started = Instant::now();
         tracing::debug!(session = %session.id, request = ?request_id, tool = %params.name, "tools/call received");
+        let mut record = caller_record("tools/call", session, caller, request_id);
+        record.tool = Some(params.name.to_string());
+        record.arguments =
+            recorded_arguments(self.config.audit.arguments, params.arguments.as_ref());
+        let answer = self
+            .decide_and_call(session, caller, request_id, params, sink, cancel, &mut record)
+            .await;
+        record.latency.total_us = elapsed_us(started);
+        self.commit(record, answer).await
+    }
+
+    /// Steps 1–5 of a call; fills in `record` as it goes.
+    #[allow(clippy::too_many_arguments)]
+    async fn decide_and_call(
+        &self,
+        session: &Session,
+        caller: &Caller,
+        request_id: &RequestId,
+        params: CallToolRequestParams,
+        sink: CallSink,
+        cancel: &CancellationToken,
+        record: &mut DecisionRecord,
+    ) -> Result<CallToolResult, ErrorData> {
         // 1. authenticate: `caller` was verified for this very request.
         // 2. resolve the tool; unknown tools and tools outside the caller's scope get the same answer.
+        let authorizing = Instant::now();
         let bundle = self.policy.current();
-        let mut record = Record {
-            session,
-            caller,
-            request_id,
-            tool: &params.name,
-            upstream: None,
-            policy_version: &bundle.version,
-            started,
-        };
+        record.policy_version = Some(bundle.version.clone());
         let Some(tool) = self
             .catalog
             .resolve(&params.name)
             .filter(|t| caller.in_scope(&t.name))
         else {
-            record.done("unknown_tool", &[]);
+            record.deny("unknown_tool", Vec::new());
             return Err(unknown_tool(&params.name));
         };
-        record.upstream = Some(&tool.upstream);
-        // 3. authorize, with one bundle version. A tool hidden from this caller's list is unknown to it.
+        record.upstream = Some(tool.upstream.to_string());
+        // 3. authorize, with one bundle version. A tool hidden from this caller's list is unknown to it; when the
+        // policy cannot decide whether the caller may see the tool, it is hidden as in `tools/list`.
         let who = CallerInput::new(caller, &session.id, &request_id_text(request_id));
-        // When the policy cannot decide whether the caller may see the tool, it is hidden as in `tools/list`.
         match bundle.decide(&list_input(&who, &bundle, &tool)) {
             Ok(decision) if decision.allow => {}
             Ok(_) => {
-                record.done("unknown_tool", &["hidden by policy".into()]);
+                record.deny("unknown_tool", vec!["hidden by policy".into()]);
                 return Err(unknown_tool(&params.name));
             }
             Err(error) => {
-                record.done(
+                record.deny(
                     "unknown_tool",
-                    &[format!("hidden: {} ({error})", error.reason_id())],
+                    vec![format!("hidden: {} ({error})", error.reason_id())],
                 );
                 return Err(unknown_tool(&params.name));
             }
@@ -136,10 +164,11 @@ impl Gateway {
         let decision = match bundle.decide(&input) {
             Ok(decision) => decision,
             Err(error) => {
-                record.done(error.reason_id(), &[error.to_string()]);
+                record.fail(error.reason_id(), vec![error.to_string()]);
                 return Err(cannot_decide(error.reason_id()));
             }
         };
+        record.reasons.clone_from(&decision.reasons);
         if decision.escalate {
             match self
                 .escalate(caller, &tool, &decision, &bundle.version, arguments)
@@ -147,13 +176,17 @@ impl Gateway {
             {
                 Ok(Escalation::Granted(id)) => {
                     tracing::info!(approval = %id, tool = %tool.name, "approved call goes through (approval consumed)");
+                    record.reasons.push(format!("approved: {id}"));
                 }
                 Ok(Escalation::Pending { id, expires_at }) => {
-                    record.done("approval_required", &decision.reasons);
+                    record.decision = "escalate".into();
+                    record.outcome = "approval_required".into();
+                    record.reasons.push(format!("approval: {id}"));
                     return Ok(approval_required(&tool, &id, expires_at, &decision.reasons));
                 }
                 Ok(Escalation::Denied { id, expires_at }) => {
-                    record.done("approval_denied", &decision.reasons);
+                    record.deny("approval_denied", decision.reasons.clone());
+                    record.reasons.push(format!("approval: {id}"));
                     return Ok(refusal_result(format!(
                         "toolgate refused this call to `{}` (reason `approval_denied`): an approver refused this \
                          exact call (approval id {id}); it will not be put to an approver again before {}",
@@ -163,12 +196,12 @@ impl Gateway {
                 }
                 Err(error) => {
                     tracing::error!("cannot hold the call for approval: {error}");
-                    record.done("store_unavailable", &decision.reasons);
+                    record.fail("store_unavailable", decision.reasons.clone());
                     return Err(cannot_decide("store_unavailable"));
                 }
             }
         } else if !decision.allow {
-            record.done("policy_denied", &decision.reasons);
+            record.deny("policy_denied", decision.reasons.clone());
             return Ok(policy_denied(&tool, &decision.reasons));
         }
         // The clearance the result will be redacted to: the policy's obligation, never above the chain's lowest
@@ -177,26 +210,80 @@ impl Gateway {
             .obligations
             .clearance
             .map_or(caller.clearance, |c| c.min(caller.clearance));
-        tracing::debug!(tool = %tool.name, ?clearance, redact = ?decision.obligations.redact, "obligations");
+        record.obligations = Some(serde_json::json!({
+            "clearance": clearance,
+            "policy_clearance": decision.obligations.clearance,
+            "redact": decision.obligations.redact,
+        }));
+        record.latency.authorize_us = Some(elapsed_us(authorizing));
+        // Nothing reaches an upstream while decisions cannot be recorded.
+        if !self.audit.healthy() {
+            record.fail("audit_unavailable", Vec::new());
+            return Err(cannot_decide("audit_unavailable"));
+        }
         // 4. call the upstream; the call's notifications go back to this client only.
+        let calling = Instant::now();
         let outcome = self
             .catalog
             .call(&tool, params.arguments, sink, cancel)
             .await;
+        record.latency.upstream_us = Some(elapsed_us(calling));
+        record.decision = "allow".into();
         // 5. redact: responses pass unchanged until classifications are configured.
-        // 6. record.
-        let result = match outcome {
+        // 6. record: by the caller of this function, before the answer leaves.
+        match outcome {
             Ok(mut result) => {
                 result.result_type = None;
-                record.done("allowed", &decision.reasons);
-                result
+                record.outcome = "allowed".into();
+                record.upstream_outcome = Some(
+                    if result.is_error == Some(true) {
+                        "tool_error"
+                    } else {
+                        "ok"
+                    }
+                    .into(),
+                );
+                Ok(result)
             }
             Err(error) => {
-                record.done(error.reason_id(), &[error.to_string()]);
-                upstream_failure(&tool, &error)
+                record.outcome = error.reason_id().into();
+                record.upstream_outcome = Some(error.reason_id().into());
+                record.reasons.push(error.to_string());
+                Ok(upstream_failure(&tool, &error))
             }
-        };
-        Ok(result)
+        }
+    }
+
+    /// Commits `record`, then lets `answer` go; if the record cannot be written, the answer is withheld.
+    async fn commit<T>(
+        &self,
+        record: DecisionRecord,
+        answer: Result<T, ErrorData>,
+    ) -> Result<T, ErrorData> {
+        tracing::info!(
+            record = %record.id,
+            session = record.session.as_deref().unwrap_or(""),
+            request = record.request_id.as_deref().unwrap_or(""),
+            mode = record.mode.as_deref().unwrap_or(""),
+            issuer = record.issuer.as_deref().unwrap_or(""),
+            subject = record.subject.as_deref().unwrap_or(""),
+            chain = ?record.chain,
+            tool = record.tool.as_deref().unwrap_or(""),
+            upstream = record.upstream.as_deref().unwrap_or(""),
+            decision = %record.decision,
+            outcome = %record.outcome,
+            reasons = ?record.reasons,
+            policy_version = record.policy_version.as_deref().unwrap_or(""),
+            elapsed_us = record.latency.total_us,
+            "{}", record.kind
+        );
+        match self.audit.append(record).await {
+            Ok(()) => answer,
+            Err(error) => {
+                tracing::error!("answer withheld: {error}");
+                Err(cannot_decide("audit_unavailable"))
+            }
+        }
     }
 
     /// Holds an escalated call for approval, or consumes the approval that grants it.
@@ -360,33 +447,47 @@ fn upstream_failure(tool: &ExposedTool, error: &UpstreamError) -> CallToolResult
     result
 }
 
-/// What a decision leaves behind (a log line today; a durable decision record with the audit capability).
-struct Record<'a> {
-    session: &'a Session,
-    caller: &'a Caller,
-    request_id: &'a RequestId,
-    tool: &'a str,
-    upstream: Option<&'a str>,
-    policy_version: &'a str,
-    started: Instant,
+/// A record with who is asking filled in.
+fn caller_record(
+    kind: &str,
+    session: &Session,
+    caller: &Caller,
+    request_id: &RequestId,
+) -> DecisionRecord {
+    let mut record = DecisionRecord::new(kind);
+    record.request_id = Some(request_id_text(request_id));
+    record.session = Some(session.id.to_string());
+    record.mode = Some(
+        match caller.mode {
+            crate::identity::Mode::PrincipalContext => "principal_context",
+            crate::identity::Mode::AgentOnly => "agent_only",
+        }
+        .into(),
+    );
+    record.issuer = Some(caller.issuer.clone());
+    record.subject = Some(caller.subject.clone());
+    record.principal = caller.principal.as_ref().map(|p| p.subject.clone());
+    record.agent = Some(caller.actor.clone());
+    record.chain.clone_from(&caller.chain);
+    record.latency.authenticate_us = Some(caller.authenticated_us);
+    record
 }
 
-impl Record<'_> {
-    fn done(&self, outcome: &str, reasons: &[String]) {
-        tracing::info!(
-            session = %self.session.id,
-            request = ?self.request_id,
-            mode = ?self.caller.mode,
-            issuer = %self.caller.issuer,
-            subject = %self.caller.subject,
-            chain = ?self.caller.chain,
-            tool = %self.tool,
-            upstream = self.upstream.unwrap_or(""),
-            outcome,
-            reasons = ?reasons,
-            policy_version = %self.policy_version,
-            elapsed_us = self.started.elapsed().as_micros() as u64,
-            "tools/call"
-        );
+trait Outcome {
+    fn deny(&mut self, outcome: &str, reasons: Vec<String>);
+    fn fail(&mut self, outcome: &str, reasons: Vec<String>);
+}
+
+impl Outcome for DecisionRecord {
+    fn deny(&mut self, outcome: &str, reasons: Vec<String>) {
+        self.decision = "deny".into();
+        self.outcome = outcome.into();
+        self.reasons = reasons;
+    }
+
+    fn fail(&mut self, outcome: &str, reasons: Vec<String>) {
+        self.decision = "error".into();
+        self.outcome = outcome.into();
+        self.reasons = reasons;
     }
 }

@@ -16,8 +16,7 @@ use crate::identity::{AuthError, Caller};
 
 /// Authenticates the stdio caller's token (from the environment) afresh, for one request.
 fn authenticate(gateway: &Gateway, token: Option<&str>) -> Result<Caller, AuthError> {
-    let token = token.ok_or(AuthError::Missing)?;
-    gateway.identity.authenticate(token)
+    gateway.authenticate(token.ok_or(AuthError::Missing), "stdio")
 }
 
 /// Serves one session on stdin/stdout until stdin closes.

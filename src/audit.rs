@@ -1,0 +1,438 @@
+//! Decision records: one for every request that reaches a decision, committed before the answer leaves, by one
+//! writer that batches records into one transaction (group commit). Each record carries an HMAC (key kept outside
+//! the database) over its content and the previous record's HMAC, so that altering, removing, inserting or cutting
+//! off records is detected by [`verify`]; the chain head is published to a file and the log.
+
+mod store;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+pub use store::{AuditStore, RecordFilter, SqliteAuditStore, StoredRecord};
+
+use crate::config::{AuditConfig, Durability};
+
+/// Why a record could not be kept: the call it belongs to is refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("decision records cannot be written: {0}")]
+pub struct AuditError(pub String);
+
+/// Time taken by each pipeline step, in microseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Latencies {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticate_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redact_us: Option<u64>,
+    pub total_us: u64,
+}
+
+/// One decision, as recorded.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DecisionRecord {
+    /// UUID v7: time-ordered.
+    pub id: String,
+    /// Unix milliseconds.
+    pub time_ms: i64,
+    /// `tools/call`, `tools/list`, `authentication`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Where the request came from (peer address, or `stdio`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// The token's issuer and subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The human, in principal-context mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// The acting agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// As the `audit.arguments` rule says: the arguments, or `{"sha256": …}` of their canonical JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Value>,
+    /// `allow`, `deny`, `escalate` or `error`.
+    pub decision: String,
+    /// What happened, as a stable reason id (`allowed`, `policy_denied`, `token_expired`, `upstream_timeout` …).
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obligations: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
+    /// Pin hash of the tool's definition, once pinning exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
+    /// `ok`, `tool_error` (the tool's own `isError`) or the upstream failure's reason id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_outcome: Option<String>,
+    /// Counts per class and field paths of what was masked; never values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redactions: Option<Value>,
+    /// How many requests this record stands for (aggregated refusals of bad tokens; 1 otherwise).
+    #[serde(default = "one")]
+    pub count: u64,
+    /// For `tools/list`: how many tools were shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed: Option<u64>,
+    pub latency: Latencies,
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl DecisionRecord {
+    /// A new record of `kind`, stamped now.
+    pub fn new(kind: &str) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            time_ms: now_ms(),
+            kind: kind.to_string(),
+            count: 1,
+            ..Self::default()
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The HMAC key of the chain, kept in its own file (never in the database).
+#[derive(Clone)]
+pub struct ChainKey(Arc<[u8]>);
+
+impl ChainKey {
+    /// Reads the key file, creating it with a random key (mode 0600) if it does not exist.
+    pub fn load_or_create(path: &Path) -> Result<Self, String> {
+        if !path.exists() {
+            let key = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            crate::admin::write_private(path, &key).map_err(|e| {
+                format!("cannot write the audit key `{}`: {e}", path.display())
+            })?;
+            tracing::info!(path = %path.display(), "created the decision-record chain key");
+        }
+        Self::load(path)
+    }
+
+    /// Reads an existing key file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the audit key `{}`: {e}", path.display()))?;
+        let key = hex::decode(text.trim())
+            .map_err(|_| format!("the audit key `{}` is not hex", path.display()))?;
+        if key.len() < 16 {
+            return Err(format!(
+                "the audit key `{}` is shorter than 16 bytes",
+                path.display()
+            ));
+        }
+        Ok(Self(Arc::from(key)))
+    }
+
+    /// HMAC-SHA256 over the previous record's MAC, this record's sequence number and its canonical JSON.
+    pub fn seal(&self, previous: &str, seq: i64, body: &str) -> String {
+        use hmac::{KeyInit, Mac};
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0) else {
+            return String::new();
+        };
+        mac.update(previous.as_bytes());
+        mac.update(b"\n");
+        mac.update(seq.to_string().as_bytes());
+        mac.update(b"\n");
+        mac.update(body.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+/// The last record of the chain, as published.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub id: String,
+    pub mac: String,
+    pub time_ms: i64,
+}
+
+impl ChainHead {
+    pub fn read(path: &Path) -> Result<Option<Self>, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| format!("chain head `{}` is not valid: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read chain head `{}`: {e}", path.display())),
+        }
+    }
+
+    /// Writes the head atomically (a temporary file renamed over the old one).
+    fn publish(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default())?;
+        std::fs::rename(tmp, path)
+    }
+}
+
+struct Job {
+    record: DecisionRecord,
+    done: Option<oneshot::Sender<Result<(), AuditError>>>,
+}
+
+/// Most bad-token refusals kept apart (source × reason) within one interval; beyond, they share one bucket.
+const MAX_FAILURE_BUCKETS: usize = 4096;
+
+/// The recorder: a handle to the writer thread.
+pub struct Audit {
+    tx: mpsc::Sender<Job>,
+    healthy: Arc<AtomicBool>,
+    head: Arc<std::sync::Mutex<ChainHead>>,
+    head_file: PathBuf,
+    published: AtomicU64,
+    failures: DashMap<(String, String), u64>,
+    pub config: AuditConfig,
+}
+
+impl Audit {
+    /// Opens the store, reads the chain key and starts the writer thread and the periodic tasks (publishing the
+    /// chain head, flushing aggregated refusals).
+    pub fn start(database: &Path, config: AuditConfig) -> Result<Arc<Self>, String> {
+        let key = ChainKey::load_or_create(&config.key_file)?;
+        let mut store =
+            SqliteAuditStore::open(database, config.durability, config.busy_timeout)
+                .map_err(|e| e.to_string())?;
+        let head = store.head().map_err(|e| e.to_string())?;
+        let head = Arc::new(std::sync::Mutex::new(head));
+        let healthy = Arc::new(AtomicBool::new(true));
+        let (tx, rx) = mpsc::channel::<Job>(config.queue);
+        {
+            let head = Arc::clone(&head);
+            let healthy = Arc::clone(&healthy);
+            let batch_max = config.batch_max;
+            std::thread::Builder::new()
+                .name("toolgate-audit".into())
+                .spawn(move || writer(rx, &mut store, &key, &head, &healthy, batch_max))
+                .map_err(|e| format!("cannot start the decision-record writer: {e}"))?;
+        }
+        let audit = Arc::new(Self {
+            tx,
+            healthy,
+            head,
+            head_file: config.head_file.clone(),
+            published: AtomicU64::new(0),
+            failures: DashMap::new(),
+            config,
+        });
+        let weak = Arc::downgrade(&audit);
+        let interval = audit.config.flush_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(audit) = weak.upgrade() else { return };
+                audit.flush_failures();
+                audit.publish_head();
+            }
+        });
+        Ok(audit)
+    }
+
+    /// Whether the last write succeeded; calls are refused before reaching an upstream while it did not.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Appends a record and waits until it is committed.
+    pub async fn append(&self, record: DecisionRecord) -> Result<(), AuditError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Job {
+                record,
+                done: Some(done),
+            })
+            .await
+            .map_err(|_| AuditError("the writer has stopped".into()))?;
+        wait.await
+            .map_err(|_| AuditError("the writer has stopped".into()))?
+    }
+
+    /// Appends a record without waiting (refusals, whose answer does not depend on it).
+    pub fn append_detached(&self, record: DecisionRecord) {
+        if let Err(mpsc::error::TrySendError::Full(job)) =
+            self.tx.try_send(Job { record, done: None })
+        {
+            // Back-pressure: wait for room on a task rather than dropping the record.
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(job).await;
+            });
+        }
+    }
+
+    /// Counts a refused bad token; these are recorded aggregated per source and reason, once per interval.
+    pub fn count_auth_failure(&self, source: &str, reason: &str) {
+        let key = if self.failures.len() >= MAX_FAILURE_BUCKETS
+            && !self
+                .failures
+                .contains_key(&(source.to_string(), reason.to_string()))
+        {
+            ("other".to_string(), reason.to_string())
+        } else {
+            (source.to_string(), reason.to_string())
+        };
+        *self.failures.entry(key).or_insert(0) += 1;
+    }
+
+    /// Writes the aggregated refusals counted since the last flush.
+    pub fn flush_failures(&self) {
+        let keys: Vec<(String, String)> = self.failures.iter().map(|e| e.key().clone()).collect();
+        for key in keys {
+            if let Some(((source, reason), count)) = self.failures.remove(&key) {
+                let mut record = DecisionRecord::new("authentication");
+                record.source = Some(source);
+                record.decision = "deny".into();
+                record.outcome = reason;
+                record.count = count;
+                self.append_detached(record);
+            }
+        }
+    }
+
+    /// The chain head as committed now.
+    pub fn head(&self) -> ChainHead {
+        self.head
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Publishes the chain head to the head file and the log, when it moved.
+    pub fn publish_head(&self) {
+        let head = self.head();
+        let seq = u64::try_from(head.seq).unwrap_or(0);
+        if seq == 0 || self.published.swap(seq, Ordering::AcqRel) == seq {
+            return;
+        }
+        match head.publish(&self.head_file) {
+            Ok(()) => tracing::info!(seq = head.seq, id = %head.id, mac = %head.mac, "decision-record chain head"),
+            Err(e) => tracing::error!(file = %self.head_file.display(), "cannot publish the chain head: {e}"),
+        }
+    }
+
+    /// Flushes aggregated refusals, waits until everything sent so far is committed, and publishes the head.
+    pub async fn close(&self) {
+        self.flush_failures();
+        let mut marker = DecisionRecord::new("audit");
+        marker.decision = "none".into();
+        marker.outcome = "shutdown".into();
+        let _ = self.append(marker).await;
+        self.publish_head();
+    }
+}
+
+/// The writer thread: takes every record waiting (up to `batch_max`), commits them in one transaction, then answers
+/// each. A failed commit fails every record of the batch.
+fn writer(
+    mut rx: mpsc::Receiver<Job>,
+    store: &mut SqliteAuditStore,
+    key: &ChainKey,
+    head: &std::sync::Mutex<ChainHead>,
+    healthy: &AtomicBool,
+    batch_max: usize,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < batch_max {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let current = head
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
+        let records: Vec<&DecisionRecord> = jobs.iter().map(|j| &j.record).collect();
+        let result = store
+            .append(&records, key, &current)
+            .map_err(|e| AuditError(e.to_string()));
+        match &result {
+            Ok(new_head) => {
+                if let Ok(mut h) = head.lock() {
+                    *h = new_head.clone();
+                }
+                healthy.store(true, Ordering::Release);
+            }
+            Err(e) => {
+                healthy.store(false, Ordering::Release);
+                tracing::error!("decision records not written ({} in the batch): {e}", jobs.len());
+            }
+        }
+        for job in jobs {
+            if let Some(done) = job.done {
+                let _ = done.send(result.clone().map(|_| ()));
+            }
+        }
+    }
+}
+
+/// Arguments as the record keeps them.
+pub fn recorded_arguments(
+    rule: crate::config::ArgumentsRule,
+    arguments: Option<&serde_json::Map<String, Value>>,
+) -> Option<Value> {
+    match rule {
+        crate::config::ArgumentsRule::Full => {
+            Some(Value::Object(arguments.cloned().unwrap_or_default()))
+        }
+        crate::config::ArgumentsRule::Hashed => Some(serde_json::json!({
+            "sha256": crate::gateway::arguments_hash(arguments)
+        })),
+    }
+}
+
+/// `Normal` or `Full` as SQLite's `synchronous` setting.
+pub(crate) fn synchronous(durability: Durability) -> &'static str {
+    match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    }
+}
+
+/// How long to wait between head publications by default.
+pub const DEFAULT_FLUSH: Duration = Duration::from_secs(5);

@@ -1,0 +1,271 @@
+//! Where decision records are kept. [`AuditStore`] is the storage interface; [`SqliteAuditStore`] keeps them in the
+//! embedded SQLite file (the same database as revocations and approvals), through its own connection owned by the
+//! writer thread.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::{ChainHead, ChainKey, DecisionRecord};
+use crate::config::Durability;
+
+/// A failed store operation.
+#[derive(Debug, thiserror::Error)]
+#[error("audit store: {0}")]
+pub struct StoreError(String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// A record as stored: its place in the chain and its MAC.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredRecord {
+    pub seq: i64,
+    pub mac: String,
+    #[serde(flatten)]
+    pub record: DecisionRecord,
+}
+
+/// Filters of a record query; all optional. `after` pages by sequence number.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordFilter {
+    pub tool: Option<String>,
+    /// `issuer/subject` of the human (principal-context) or of the token.
+    pub principal: Option<String>,
+    pub agent: Option<String>,
+    pub decision: Option<String>,
+    pub kind: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub since: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    pub until: Option<i64>,
+    pub after: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+/// Storage of decision records.
+pub trait AuditStore: Send {
+    /// Appends records after `head`, chaining each to the one before; returns the new head. All or nothing.
+    fn append(
+        &mut self,
+        records: &[&DecisionRecord],
+        key: &ChainKey,
+        head: &ChainHead,
+    ) -> Result<ChainHead, StoreError>;
+    /// The last record's place in the chain (seq 0 when empty).
+    fn head(&self) -> Result<ChainHead, StoreError>;
+    /// Records matching `filter`, in chain order.
+    fn query(&self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError>;
+}
+
+/// Decision records in SQLite.
+pub struct SqliteAuditStore {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS decisions (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        tool TEXT,
+        principal TEXT,
+        agent TEXT,
+        decision TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        body TEXT NOT NULL,
+        mac TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS decisions_time ON decisions (time_ms);
+    CREATE INDEX IF NOT EXISTS decisions_tool ON decisions (tool, time_ms);";
+
+/// `issuer/subject` of the person a record is about: the human in principal-context mode, else the token's.
+pub fn principal_key(record: &DecisionRecord) -> Option<String> {
+    match (&record.principal, &record.issuer, &record.subject) {
+        (Some(p), Some(i), _) => Some(format!("{i}/{p}")),
+        (None, Some(i), Some(s)) => Some(format!("{i}/{s}")),
+        _ => None,
+    }
+}
+
+impl SqliteAuditStore {
+    /// Opens the database for writing records, with the durability asked for.
+    pub fn open(
+        path: &Path,
+        durability: Durability,
+        busy_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", super::synchronous(durability))?;
+        conn.busy_timeout(busy_timeout)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    /// Opens the database to read records (reports, verification); never creates it.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError(format!("no database at `{}`", path.display())));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(Self { conn })
+    }
+
+    /// Every row in sequence order, as stored (for verification): `(seq, id column, body, mac)`.
+    pub fn raw_rows(&self) -> Result<Vec<RawRow>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT seq, id, time_ms, kind, tool, principal, agent, decision, outcome, body, mac
+             FROM decisions ORDER BY seq",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(RawRow {
+                seq: row.get(0)?,
+                id: row.get(1)?,
+                time_ms: row.get(2)?,
+                kind: row.get(3)?,
+                tool: row.get(4)?,
+                principal: row.get(5)?,
+                agent: row.get(6)?,
+                decision: row.get(7)?,
+                outcome: row.get(8)?,
+                body: row.get(9)?,
+                mac: row.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+/// One stored row, untouched.
+#[derive(Debug, Clone)]
+pub struct RawRow {
+    pub seq: i64,
+    pub id: String,
+    pub time_ms: i64,
+    pub kind: String,
+    pub tool: Option<String>,
+    pub principal: Option<String>,
+    pub agent: Option<String>,
+    pub decision: String,
+    pub outcome: String,
+    pub body: String,
+    pub mac: String,
+}
+
+impl AuditStore for SqliteAuditStore {
+    fn append(
+        &mut self,
+        records: &[&DecisionRecord],
+        key: &ChainKey,
+        head: &ChainHead,
+    ) -> Result<ChainHead, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut current = head.clone();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO decisions (seq, id, time_ms, kind, tool, principal, agent, decision, outcome, body, mac)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for record in records {
+                let body = serde_jcs::to_string(record).map_err(|e| StoreError(e.to_string()))?;
+                let seq = current.seq + 1;
+                let mac = key.seal(&current.mac, seq, &body);
+                insert.execute(params![
+                    seq,
+                    record.id,
+                    record.time_ms,
+                    record.kind,
+                    record.tool,
+                    principal_key(record),
+                    record.agent,
+                    record.decision,
+                    record.outcome,
+                    body,
+                    mac
+                ])?;
+                current = ChainHead {
+                    seq,
+                    id: record.id.clone(),
+                    mac,
+                    time_ms: record.time_ms,
+                };
+            }
+        }
+        tx.commit()?;
+        Ok(current)
+    }
+
+    fn head(&self) -> Result<ChainHead, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq, id, mac, time_ms FROM decisions ORDER BY seq DESC LIMIT 1",
+                [],
+                |row| {
+                    Ok(ChainHead {
+                        seq: row.get(0)?,
+                        id: row.get(1)?,
+                        mac: row.get(2)?,
+                        time_ms: row.get(3)?,
+                    })
+                },
+            )
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    fn query(&self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError> {
+        let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 10_000));
+        let mut statement = self.conn.prepare_cached(
+            "SELECT seq, body, mac FROM decisions
+             WHERE (?1 IS NULL OR tool = ?1)
+               AND (?2 IS NULL OR principal = ?2)
+               AND (?3 IS NULL OR agent = ?3)
+               AND (?4 IS NULL OR decision = ?4)
+               AND (?5 IS NULL OR kind = ?5)
+               AND (?6 IS NULL OR time_ms >= ?6)
+               AND (?7 IS NULL OR time_ms < ?7)
+               AND seq > ?8
+             ORDER BY seq LIMIT ?9",
+        )?;
+        let rows = statement.query_map(
+            params![
+                filter.tool,
+                filter.principal,
+                filter.agent,
+                filter.decision,
+                filter.kind,
+                filter.since,
+                filter.until,
+                filter.after.unwrap_or(0),
+                limit
+            ],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            },
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body, mac) = row?;
+            let record: DecisionRecord = serde_json::from_str(&body)
+                .map_err(|e| StoreError(format!("record {seq} is not readable: {e}")))?;
+            out.push(StoredRecord { seq, mac, record });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,162 @@
+//! `toolgate audit verify`: recomputes the whole chain with the key, checks the indexed columns against each
+//! record's sealed content, and compares the end of the chain with the last published head. Names the first
+//! record that was altered, removed, inserted or cut off.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::store::{RawRow, SqliteAuditStore, principal_key};
+use super::{ChainHead, ChainKey, DecisionRecord};
+
+/// What is wrong with the chain, first problem only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum Problem {
+    /// The record's content or indexed columns no longer match its MAC.
+    Altered { seq: i64, id: String },
+    /// Records with these sequence numbers are missing.
+    Removed { first: i64, last: i64 },
+    /// A record that was never written by toolgate sits at this place.
+    Inserted { seq: i64, id: String },
+    /// The last record does not verify: altered, or appended by someone else.
+    AlteredOrInserted { seq: i64, id: String },
+    /// The chain ends before the published head: its tail was cut off.
+    CutOff { last_seq: i64, head_seq: i64 },
+    /// The chain does not pass through the published head.
+    HeadMismatch { head_seq: i64 },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Altered { seq, id } => write!(f, "record {seq} ({id}) was altered"),
+            Self::Removed { first, last } if first == last => {
+                write!(f, "record {first} was removed")
+            }
+            Self::Removed { first, last } => write!(f, "records {first} to {last} were removed"),
+            Self::Inserted { seq, id } => write!(f, "record {seq} ({id}) was inserted"),
+            Self::AlteredOrInserted { seq, id } => {
+                write!(f, "record {seq} ({id}) does not verify: altered or inserted")
+            }
+            Self::CutOff { last_seq, head_seq } => write!(
+                f,
+                "the chain ends at record {last_seq} but the published head is record {head_seq}: records after {last_seq} were cut off"
+            ),
+            Self::HeadMismatch { head_seq } => write!(
+                f,
+                "record {head_seq} is not the one the published head names: the chain was rewritten"
+            ),
+        }
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub records: usize,
+    pub verified: usize,
+    pub head: Option<ChainHead>,
+    pub problem: Option<Problem>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// Whether a row's indexed columns say what its sealed content says.
+fn columns_match(row: &RawRow) -> bool {
+    let Ok(record) = serde_json::from_str::<DecisionRecord>(&row.body) else {
+        return false;
+    };
+    record.id == row.id
+        && record.time_ms == row.time_ms
+        && record.kind == row.kind
+        && record.tool == row.tool
+        && principal_key(&record) == row.principal
+        && record.agent == row.agent
+        && record.decision == row.decision
+        && record.outcome == row.outcome
+}
+
+/// Verifies the chain in `database` with `key` against the published `head` (if any).
+pub fn verify(
+    database: &Path,
+    key: &ChainKey,
+    head: Option<&ChainHead>,
+) -> Result<Report, String> {
+    let store = SqliteAuditStore::open_read_only(database).map_err(|e| e.to_string())?;
+    let rows = store.raw_rows().map_err(|e| e.to_string())?;
+    Ok(check(&rows, key, head))
+}
+
+fn check(rows: &[RawRow], key: &ChainKey, head: Option<&ChainHead>) -> Report {
+    let report = |verified: usize, problem: Option<Problem>| Report {
+        records: rows.len(),
+        verified,
+        head: head.cloned(),
+        problem,
+    };
+    let mut previous = String::new();
+    let mut expected = 1i64;
+    for (i, row) in rows.iter().enumerate() {
+        if row.seq != expected {
+            return report(
+                i,
+                Some(Problem::Removed {
+                    first: expected,
+                    last: row.seq - 1,
+                }),
+            );
+        }
+        let sealed = key.seal(&previous, row.seq, &row.body) == row.mac;
+        if sealed && columns_match(row) {
+            previous.clone_from(&row.mac);
+            expected += 1;
+            continue;
+        }
+        // A row slipped in (and the rest renumbered): the next row still chains to the previous MAC with its
+        // original number.
+        let problem = match rows.get(i + 1) {
+            Some(next) if key.seal(&previous, next.seq - 1, &next.body) == next.mac => {
+                Problem::Inserted {
+                    seq: row.seq,
+                    id: row.id.clone(),
+                }
+            }
+            None if !sealed => Problem::AlteredOrInserted {
+                seq: row.seq,
+                id: row.id.clone(),
+            },
+            _ => Problem::Altered {
+                seq: row.seq,
+                id: row.id.clone(),
+            },
+        };
+        return report(i, Some(problem));
+    }
+    let last = expected - 1;
+    if let Some(head) = head {
+        if head.seq > last {
+            return report(
+                rows.len(),
+                Some(Problem::CutOff {
+                    last_seq: last,
+                    head_seq: head.seq,
+                }),
+            );
+        }
+        let at_head = usize::try_from(head.seq - 1)
+            .ok()
+            .and_then(|i| rows.get(i));
+        if head.seq > 0 && at_head.is_none_or(|row| row.mac != head.mac || row.id != head.id) {
+            return report(
+                rows.len(),
+                Some(Problem::HeadMismatch { head_seq: head.seq }),
+            );
+        }
+    }
+    report(rows.len(), None)
+}
