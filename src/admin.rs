@@ -92,6 +92,8 @@ pub fn router(gateway: Arc<Gateway>, bootstrap: String) -> Router {
         .route("/admin/approvals", get(list_approvals))
         .route("/admin/approvals/{id}", get(show_approval))
         .route("/admin/approvals/{id}/{verdict}", post(decide_approval))
+        .route("/admin/records", get(list_records))
+        .route("/admin/reports", get(report))
         .route("/admin/policy", get(policy_status))
         .route("/admin/policy/reload", post(reload_policy))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
@@ -411,6 +413,66 @@ async fn reload_policy(
         Err(e) => refusal(
             StatusCode::INTERNAL_SERVER_ERROR,
             "policy_reload_failed",
+            &e.to_string(),
+        ),
+    }
+}
+
+/// `GET /admin/records`: decision records in chain order, filtered, paged with `after` (the last `seq` seen).
+async fn list_records(
+    State(state): State<AdminState>,
+    Query(filter): Query<crate::audit::RecordFilter>,
+) -> Response {
+    let path = state.gateway.config.storage.path.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        use crate::audit::AuditStore;
+        let store =
+            crate::audit::SqliteAuditStore::open_read_only(&path).map_err(|e| e.to_string())?;
+        store.query(&filter).map_err(|e| e.to_string())
+    })
+    .await;
+    match result {
+        Ok(Ok(records)) => {
+            let next = records.last().map(|r| r.seq);
+            axum::Json(json!({"records": records, "next_after": next})).into_response()
+        }
+        Ok(Err(e)) => refusal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", &e),
+        Err(e) => refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_unavailable",
+            &e.to_string(),
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportParams {
+    since: Option<i64>,
+    until: Option<i64>,
+    tool: Option<String>,
+}
+
+/// `GET /admin/reports`: the access report as JSON.
+async fn report(State(state): State<AdminState>, Query(params): Query<ReportParams>) -> Response {
+    let config = std::sync::Arc::clone(&state.gateway.config);
+    let result = tokio::task::spawn_blocking(move || {
+        crate::report::for_config(
+            &config,
+            &crate::report::ReportQuery {
+                since: params.since,
+                until: params.until,
+                tool: params.tool,
+            },
+        )
+    })
+    .await;
+    match result {
+        Ok(Ok(report)) => axum::Json(report).into_response(),
+        Ok(Err(e)) => refusal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", &e),
+        Err(e) => refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_unavailable",
             &e.to_string(),
         ),
     }

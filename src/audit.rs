@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-pub use store::{AuditStore, RecordFilter, SqliteAuditStore, StoredRecord};
+pub use store::{AuditStore, RecordFilter, SqliteAuditStore, StoredRecord, principal_key};
 
 use crate::config::{AuditConfig, Durability};
 
@@ -142,9 +142,8 @@ impl ChainKey {
                 uuid::Uuid::new_v4().simple(),
                 uuid::Uuid::new_v4().simple()
             );
-            crate::admin::write_private(path, &key).map_err(|e| {
-                format!("cannot write the audit key `{}`: {e}", path.display())
-            })?;
+            crate::admin::write_private(path, &key)
+                .map_err(|e| format!("cannot write the audit key `{}`: {e}", path.display()))?;
             tracing::info!(path = %path.display(), "created the decision-record chain key");
         }
         Self::load(path)
@@ -232,9 +231,8 @@ impl Audit {
     /// chain head, flushing aggregated refusals).
     pub fn start(database: &Path, config: AuditConfig) -> Result<Arc<Self>, String> {
         let key = ChainKey::load_or_create(&config.key_file)?;
-        let mut store =
-            SqliteAuditStore::open(database, config.durability, config.busy_timeout)
-                .map_err(|e| e.to_string())?;
+        let mut store = SqliteAuditStore::open(database, config.durability, config.busy_timeout)
+            .map_err(|e| e.to_string())?;
         let head = store.head().map_err(|e| e.to_string())?;
         let head = Arc::new(std::sync::Mutex::new(head));
         let healthy = Arc::new(AtomicBool::new(true));
@@ -349,8 +347,12 @@ impl Audit {
             return;
         }
         match head.publish(&self.head_file) {
-            Ok(()) => tracing::info!(seq = head.seq, id = %head.id, mac = %head.mac, "decision-record chain head"),
-            Err(e) => tracing::error!(file = %self.head_file.display(), "cannot publish the chain head: {e}"),
+            Ok(()) => {
+                tracing::info!(seq = head.seq, id = %head.id, mac = %head.mac, "decision-record chain head")
+            }
+            Err(e) => {
+                tracing::error!(file = %self.head_file.display(), "cannot publish the chain head: {e}")
+            }
         }
     }
 
@@ -400,7 +402,10 @@ fn writer(
             }
             Err(e) => {
                 healthy.store(false, Ordering::Release);
-                tracing::error!("decision records not written ({} in the batch): {e}", jobs.len());
+                tracing::error!(
+                    "decision records not written ({} in the batch): {e}",
+                    jobs.len()
+                );
             }
         }
         for job in jobs {

@@ -567,7 +567,9 @@ impl Config {
         }
         if self.audit.batch_max == 0 || self.audit.queue == 0 || self.audit.flush_interval.is_zero()
         {
-            return Err("audit.batch_max, audit.queue and audit.flush_interval must be positive".into());
+            return Err(
+                "audit.batch_max, audit.queue and audit.flush_interval must be positive".into(),
+            );
         }
         if self.policy.approval_ttl < Duration::from_secs(1) {
             return Err("policy.approval_ttl must be at least 1s".into());

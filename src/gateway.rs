@@ -147,7 +147,10 @@ impl Gateway {
                 Ok(caller)
             }
             Err(error) => {
-                if matches!(error, crate::identity::AuthError::Missing | crate::identity::AuthError::InQuery) {
+                if matches!(
+                    error,
+                    crate::identity::AuthError::Missing | crate::identity::AuthError::InQuery
+                ) {
                     self.audit.count_auth_failure(source, error.reason_id());
                 }
                 Err(error)

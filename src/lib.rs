@@ -10,5 +10,6 @@ pub mod config;
 pub mod gateway;
 pub mod identity;
 pub mod policy;
+pub mod report;
 pub mod server;
 pub mod store;

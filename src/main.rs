@@ -63,6 +63,30 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Decision records: verify the tamper-evident chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Per-tool, per-agent and per-person access report from the decision records.
+    Report {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Start of the period: RFC 3339 time, or a duration before now (`24h`, `7days`).
+        #[arg(long)]
+        since: Option<String>,
+        /// End of the period (exclusive): RFC 3339 time, or a duration before now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this tool (exposed name).
+        #[arg(long)]
+        tool: Option<String>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: ReportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Held calls waiting for a human approver, through the running gateway's admin API.
     Approvals {
         #[command(flatten)]
@@ -141,6 +165,41 @@ impl BundleArgs {
         };
         Ok(toolgate::policy::Sources::new(policy, agents_file))
     }
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the record chain with its key, compare it with the published head, and name the first record
+    /// that was altered, removed, inserted or cut off. Exits non-zero if the chain does not verify.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Json,
+    Csv,
+    Html,
+}
+
+/// A point in time from `RFC 3339` or `a duration before now`, as Unix milliseconds.
+fn point_in_time(text: &str) -> anyhow::Result<i64> {
+    let time = match humantime::parse_rfc3339_weak(text) {
+        Ok(t) => t,
+        Err(_) => {
+            let ago = humantime::parse_duration(text).map_err(|_| {
+                anyhow::anyhow!("`{text}` is neither an RFC 3339 time nor a duration such as `24h`")
+            })?;
+            std::time::SystemTime::now()
+                .checked_sub(ago)
+                .ok_or_else(|| anyhow::anyhow!("`{text}` is too long ago"))?
+        }
+    };
+    Ok(i64::try_from(
+        time.duration_since(std::time::UNIX_EPOCH)?.as_millis(),
+    )?)
 }
 
 #[derive(Subcommand)]
@@ -341,6 +400,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Policy { command } => policy_command(command).await,
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
+            let config = Config::load(&config)?;
+            let key = toolgate::audit::ChainKey::load(&config.audit.key_file)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let head = toolgate::audit::ChainHead::read(&config.audit.head_file)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let report = toolgate::audit::verify::verify(&config.storage.path, &key, head.as_ref())
+                .map_err(|e| anyhow::anyhow!(e))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            match &report.problem {
+                None => {
+                    eprintln!(
+                        "chain verified: {} records{}",
+                        report.records,
+                        if head.is_some() {
+                            ", up to and through the published head"
+                        } else {
+                            " (no head published yet)"
+                        }
+                    );
+                    Ok(())
+                }
+                Some(problem) => anyhow::bail!("chain does not verify: {problem}"),
+            }
+        }
+        Command::Report {
+            config,
+            since,
+            until,
+            tool,
+            format,
+            out,
+        } => {
+            let config = Config::load(&config)?;
+            let query = toolgate::report::ReportQuery {
+                since: since.as_deref().map(point_in_time).transpose()?,
+                until: until.as_deref().map(point_in_time).transpose()?,
+                tool,
+            };
+            let report =
+                toolgate::report::for_config(&config, &query).map_err(|e| anyhow::anyhow!(e))?;
+            let text = match format {
+                ReportFormat::Json => report.to_json(),
+                ReportFormat::Csv => report.to_csv().map_err(|e| anyhow::anyhow!(e))?,
+                ReportFormat::Html => report.to_html(),
+            };
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
         Command::Token {
             sub,
             roles,

@@ -118,7 +118,7 @@ pub async fn serve_http(
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-        .await
+    .await
 }
 
 /// `notifications/tools/list_changed`.

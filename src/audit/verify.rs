@@ -37,7 +37,10 @@ impl std::fmt::Display for Problem {
             Self::Removed { first, last } => write!(f, "records {first} to {last} were removed"),
             Self::Inserted { seq, id } => write!(f, "record {seq} ({id}) was inserted"),
             Self::AlteredOrInserted { seq, id } => {
-                write!(f, "record {seq} ({id}) does not verify: altered or inserted")
+                write!(
+                    f,
+                    "record {seq} ({id}) does not verify: altered or inserted"
+                )
             }
             Self::CutOff { last_seq, head_seq } => write!(
                 f,
@@ -82,11 +85,7 @@ fn columns_match(row: &RawRow) -> bool {
 }
 
 /// Verifies the chain in `database` with `key` against the published `head` (if any).
-pub fn verify(
-    database: &Path,
-    key: &ChainKey,
-    head: Option<&ChainHead>,
-) -> Result<Report, String> {
+pub fn verify(database: &Path, key: &ChainKey, head: Option<&ChainHead>) -> Result<Report, String> {
     let store = SqliteAuditStore::open_read_only(database).map_err(|e| e.to_string())?;
     let rows = store.raw_rows().map_err(|e| e.to_string())?;
     Ok(check(&rows, key, head))
@@ -148,9 +147,7 @@ fn check(rows: &[RawRow], key: &ChainKey, head: Option<&ChainHead>) -> Report {
                 }),
             );
         }
-        let at_head = usize::try_from(head.seq - 1)
-            .ok()
-            .and_then(|i| rows.get(i));
+        let at_head = usize::try_from(head.seq - 1).ok().and_then(|i| rows.get(i));
         if head.seq > 0 && at_head.is_none_or(|row| row.mac != head.mac || row.id != head.id) {
             return report(
                 rows.len(),

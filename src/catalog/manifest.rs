@@ -141,6 +141,11 @@ impl Manifests {
         self.tools.len()
     }
 
+    /// Every described tool as `(upstream, tool)`.
+    pub fn tools(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tools.keys().map(|(u, t)| (u.as_str(), t.as_str()))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tools.is_empty()
     }

@@ -107,7 +107,15 @@ impl Gateway {
         record.arguments =
             recorded_arguments(self.config.audit.arguments, params.arguments.as_ref());
         let answer = self
-            .decide_and_call(session, caller, request_id, params, sink, cancel, &mut record)
+            .decide_and_call(
+                session,
+                caller,
+                request_id,
+                params,
+                sink,
+                cancel,
+                &mut record,
+            )
             .await;
         record.latency.total_us = elapsed_us(started);
         self.commit(record, answer).await

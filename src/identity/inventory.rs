@@ -123,6 +123,11 @@ impl Inventory {
         self.agents.get(id)
     }
 
+    /// Every registered agent, by id.
+    pub fn agents(&self) -> impl Iterator<Item = &Agent> {
+        self.agents.values()
+    }
+
     /// Every agent as policy data (`data.toolgate.agents`): `{id: spec}`.
     pub fn to_policy_data(&self) -> serde_json::Value {
         serde_json::Value::Object(
