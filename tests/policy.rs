@@ -25,24 +25,15 @@ fn sandbox() -> PathBuf {
 }
 
 fn agents_file() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tool-manifests/agents.yaml")
-        .to_string_lossy()
-        .into_owned()
+    quickstart_agents()
 }
 
 /// The quickstart world with `policy` as its policy section (and `extra` config appended).
 fn quickstart_with(policy: &str, extra: &str) -> (Gateway, PathBuf) {
     let sandbox = sandbox();
     let yaml = format!(
-        "listen: 127.0.0.1:0\nupstreams:\n{}{}{}{}{policy}{extra}",
-        stdio_upstream("hr", "hr_directory", &[]),
-        stdio_upstream("sql", "sql_query", &[]),
-        stdio_upstream(
-            "files",
-            "file_store",
-            &["--root", sandbox.to_str().unwrap()]
-        ),
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}{policy}{extra}",
+        quickstart_upstreams_in(&sandbox),
         test_auth(&agents_file()),
     );
     (Gateway::start(&yaml), sandbox)
@@ -88,10 +79,7 @@ fn assert_refused_by_toolgate(result: &rmcp::model::CallToolResult, needle: &str
 }
 
 async fn sql(client: &Client, statement: &str) -> rmcp::model::CallToolResult {
-    client
-        .call("sql__query", json!({ "sql": statement }))
-        .await
-        .unwrap()
+    client.sql(statement).await.unwrap()
 }
 
 fn rows(result: &rmcp::model::CallToolResult) -> Value {
@@ -317,15 +305,7 @@ async fn read(client: &Client, path: &str) -> rmcp::model::CallToolResult {
 
 /// GET on the admin API with the bootstrap credential.
 async fn admin_get(gateway: &Gateway, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{}{path}", gateway.admin_url))
-        .bearer_auth(gateway.admin_credential())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    gateway.admin_json(path).await
 }
 
 fn approval_id(result: &rmcp::model::CallToolResult) -> String {
@@ -838,16 +818,10 @@ async fn connected_clients_are_told_when_a_revocation_may_change_their_list() {
     assert_eq!(revoked.status(), 201);
     bob.wait_for_list_changed().await;
     // The revoked agent's chains are refused from the next request on.
-    let refused = reqwest::Client::new()
-        .post(&gateway.url)
-        .bearer_auth(alice_summarizer())
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(INITIALIZE)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        initialize_status(&gateway.url, &alice_summarizer()).await,
+        401
+    );
 }
 
 #[tokio::test]
@@ -865,18 +839,7 @@ async fn the_agent_inventory_reloads_with_the_bundle() {
     let gateway = Gateway::start(&yaml);
     let first = health(&gateway).await["policy"]["version"].clone();
     let reporter = dev_token(None, Some("reporter"), &[], None);
-    let initialize = || async {
-        reqwest::Client::new()
-            .post(&gateway.url)
-            .bearer_auth(&reporter)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(INITIALIZE)
-            .send()
-            .await
-            .unwrap()
-            .status()
-    };
+    let initialize = || initialize_status(&gateway.url, &reporter);
     assert_eq!(initialize().await, 403);
     let nightly = Client::connect(&gateway.url, &nightly()).await;
     std::fs::write(

@@ -34,7 +34,7 @@ fn stacked_bars(rows: &[(String, [u64; 4])]) -> String {
     let (label_w, bar_w, row_h) = (220u64, 480u64, 22u64);
     let height = row_h * rows.len() as u64 + 10;
     let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{}\" height=\"{height}\" class=\"chart\">",
+        "<svg role=\"img\" width=\"{}\" height=\"{height}\" class=\"chart\">",
         label_w + bar_w + 60
     );
     for (i, (label, values)) in rows.iter().enumerate() {

@@ -252,6 +252,19 @@ impl Gateway {
         std::fs::read_to_string(&self.proc.stderr_log).unwrap_or_default()
     }
 
+    /// GET on the admin API (`path` after `/admin`) with the bootstrap credential, as JSON.
+    pub async fn admin_json(&self, path: &str) -> Value {
+        ::reqwest::Client::new()
+            .get(format!("{}{path}", self.admin_url))
+            .bearer_auth(self.admin_credential())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn client(&self) -> Client {
         Client::connect(&self.url, &tester_token()).await
     }
@@ -366,6 +379,12 @@ impl Client {
 }
 
 impl Client {
+    /// Calls the quickstart's `sql__query` with one statement.
+    pub async fn sql(&self, statement: &str) -> Result<CallToolResult, rmcp::ServiceError> {
+        self.call("sql__query", serde_json::json!({ "sql": statement }))
+            .await
+    }
+
     /// Waits until the gateway has sent this client `notifications/tools/list_changed`.
     pub async fn wait_for_list_changed(&self) {
         eventually(10, || async {
@@ -397,12 +416,17 @@ pub fn text(result: &CallToolResult) -> String {
         .unwrap_or_default()
 }
 
-/// A raw `initialize` request body.
-pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+/// The quickstart's agent inventory file.
+pub fn quickstart_agents() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tool-manifests/agents.yaml")
+        .to_string_lossy()
+        .into_owned()
+}
 
-/// Opens a session over raw HTTP with `token`; returns its session id.
-pub async fn raw_session(url: &str, token: &str) -> String {
-    let response = ::reqwest::Client::new()
+/// A raw `initialize` with `token`.
+async fn initialize(url: &str, token: &str) -> ::reqwest::Response {
+    ::reqwest::Client::new()
         .post(url)
         .bearer_auth(token)
         .header("content-type", "application/json")
@@ -410,7 +434,20 @@ pub async fn raw_session(url: &str, token: &str) -> String {
         .body(INITIALIZE)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The HTTP status of a raw `initialize` with `token`.
+pub async fn initialize_status(url: &str, token: &str) -> u16 {
+    initialize(url, token).await.status().as_u16()
+}
+
+/// A raw `initialize` request body.
+pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+
+/// Opens a session over raw HTTP with `token`; returns its session id.
+pub async fn raw_session(url: &str, token: &str) -> String {
+    let response = initialize(url, token).await;
     assert_eq!(response.status(), 200);
     response.headers()["mcp-session-id"]
         .to_str()
@@ -540,6 +577,11 @@ pub fn stdio_upstream(name: &str, example_name: &str, args: &[&str]) -> String {
 pub fn quickstart_upstreams(file: &str, contents: &str) -> String {
     let sandbox = tempfile::tempdir().unwrap().keep();
     std::fs::write(sandbox.join(file), contents).unwrap();
+    quickstart_upstreams_in(&sandbox)
+}
+
+/// YAML entries for the quickstart's three upstreams, the file store serving `sandbox`.
+pub fn quickstart_upstreams_in(sandbox: &Path) -> String {
     format!(
         "{}{}{}",
         stdio_upstream("hr", "hr_directory", &[]),
