@@ -20,7 +20,9 @@ fn record() -> DecisionRecord {
     record.chain = vec!["assistant".into()];
     record.tool = Some("sql__query".into());
     record.upstream = Some("sql".into());
-    record.arguments = Some(serde_json::json!({"sha256": "9f1c0e7a3b5d2c4e6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e"}));
+    record.arguments = Some(
+        serde_json::json!({"sha256": "9f1c0e7a3b5d2c4e6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e"}),
+    );
     record.decision = "allow".into();
     record.outcome = "allowed".into();
     record.policy_version = Some("sha256:e82e70d794bd3a91".into());

@@ -75,7 +75,7 @@ def gateway():
         "admin:\n  listen: 127.0.0.1:0\n"
         # These tests are about the protocol, not policy: every tool in the caller's scope is allowed.
         f"policy:\n  dir: \"{ROOT / 'tests' / 'fixtures' / 'policy-open'}\"\n"
-        f"  manifests: \"{ROOT / 'tool-manifests'}\"\n"
+        f"  manifests: \"{ROOT / 'tests' / 'fixtures' / 'manifests-empty'}\"\n"
     )
     log = open(Path(workdir) / "toolgate.log", "w")
     gw = subprocess.Popen(

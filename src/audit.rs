@@ -416,18 +416,31 @@ fn writer(
     }
 }
 
-/// Arguments as the record keeps them.
+/// Arguments as the record keeps them: whole, hashed, or redacted by the result rules at `clearance` (hashed when
+/// they cannot be redacted).
 pub fn recorded_arguments(
     rule: crate::config::ArgumentsRule,
     arguments: Option<&serde_json::Map<String, Value>>,
+    redactor: &crate::redact::Redactor,
+    clearance: crate::identity::Classification,
 ) -> Option<Value> {
+    let hashed = || {
+        serde_json::json!({
+            "sha256": crate::gateway::arguments_hash(arguments)
+        })
+    };
     match rule {
         crate::config::ArgumentsRule::Full => {
             Some(Value::Object(arguments.cloned().unwrap_or_default()))
         }
-        crate::config::ArgumentsRule::Hashed => Some(serde_json::json!({
-            "sha256": crate::gateway::arguments_hash(arguments)
-        })),
+        crate::config::ArgumentsRule::Hashed => Some(hashed()),
+        crate::config::ArgumentsRule::Redacted => {
+            let mut value = Value::Object(arguments.cloned().unwrap_or_default());
+            match redactor.redact_value(&mut value, &crate::redact::Rules::plain(clearance)) {
+                Ok(_) => Some(value),
+                Err(_) => Some(hashed()),
+            }
+        }
     }
 }
 

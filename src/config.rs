@@ -64,6 +64,9 @@ pub struct Config {
     /// Decision records: durability, chain key, published head, what is kept of arguments.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Redaction of tool results: the clearance when a decision names none, and extra detectors.
+    #[serde(default)]
+    pub redaction: RedactionConfig,
     /// Folder the config file was read from; relative paths in it are resolved against it.
     #[serde(skip)]
     pub base: PathBuf,
@@ -118,6 +121,37 @@ impl Default for StorageConfig {
     }
 }
 
+/// A detector of sensitive values added in config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomDetector {
+    pub name: String,
+    /// A regular expression (Rust `regex` syntax; linear time, no backreferences).
+    pub pattern: String,
+    pub class: crate::identity::Classification,
+}
+
+/// Redaction of tool results.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedactionConfig {
+    /// Clearance applied when a decision carries no obligation (still lowered to the chain's maximum).
+    pub default_clearance: crate::identity::Classification,
+    pub detectors: Vec<CustomDetector>,
+    /// Deepest nesting (JSON in JSON strings included) redacted; deeper results are withheld.
+    pub max_depth: usize,
+}
+
+impl Default for RedactionConfig {
+    fn default() -> Self {
+        Self {
+            default_clearance: crate::identity::Classification::Internal,
+            detectors: Vec::new(),
+            max_depth: 64,
+        }
+    }
+}
+
 /// How hard a committed decision record is to lose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -132,6 +166,8 @@ pub enum Durability {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ArgumentsRule {
+    /// Redacted by the same rules as results, at `redaction.default_clearance`.
+    Redacted,
     /// The SHA-256 of their canonical JSON (RFC 8785): provable, not readable.
     Hashed,
     /// The arguments as sent.
@@ -164,7 +200,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             durability: Durability::Normal,
-            arguments: ArgumentsRule::Hashed,
+            arguments: ArgumentsRule::Redacted,
             key_file: PathBuf::from("audit.key"),
             head_file: PathBuf::from("audit.head"),
             flush_interval: Duration::from_secs(5),
@@ -464,6 +500,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             policy: PolicyConfig::default(),
             audit: AuditConfig::default(),
+            redaction: RedactionConfig::default(),
             base: PathBuf::from("."),
         }
     }

@@ -38,6 +38,7 @@ pub struct Gateway {
     pub policy: Arc<PolicyEngine>,
     pub store: Store,
     pub audit: Arc<crate::audit::Audit>,
+    pub redactor: Arc<crate::redact::Redactor>,
     /// Fires whenever what a caller may see in `tools/list` may have changed: the catalog, the policy bundle,
     /// a revocation.
     changes: tokio::sync::broadcast::Sender<()>,
@@ -54,6 +55,7 @@ impl Gateway {
         let store = Store::open(&config.storage.path).map_err(|e| e.to_string())?;
         // Records go to the same database, through the writer's own connection.
         let audit = crate::audit::Audit::start(&config.storage.path, config.audit.clone())?;
+        let redactor = Arc::new(crate::redact::Redactor::new(&config.redaction)?);
         // Revocations must be readable before anything is served: fail closed.
         let revocations = Arc::new(
             Revocations::load(store.clone())
@@ -104,6 +106,7 @@ impl Gateway {
             policy,
             store,
             audit,
+            redactor,
             changes,
         }))
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod gateway;
 pub mod identity;
 pub mod policy;
+pub mod redact;
 pub mod report;
 pub mod server;
 pub mod store;

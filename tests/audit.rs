@@ -140,15 +140,11 @@ async fn a_known_sequence_leaves_exactly_the_expected_records_and_report() {
             .starts_with("sha256:")
     );
     assert_eq!(first["obligations"]["clearance"], "confidential");
-    // Arguments are hashed by default: provable, not readable.
-    let hash = first["arguments"]["sha256"].as_str().unwrap();
+    // Arguments are recorded redacted by the result rules (nothing sensitive in this one).
     assert_eq!(
-        hash,
-        toolgate::gateway::arguments_hash(
-            json!({"sql": "SELECT count(*) FROM projects"}).as_object()
-        )
+        first["arguments"],
+        json!({"sql": "SELECT count(*) FROM projects"})
     );
-    assert!(!first.to_string().contains("SELECT"));
     assert!(first["latency"]["authorize_us"].is_u64() && first["latency"]["upstream_us"].is_u64());
     assert!(first["id"].as_str().unwrap().len() == 36 && first["seq"].is_i64());
     assert!(

@@ -184,6 +184,23 @@ deny contains msg if {
 	msg := sprintf("argument `%s`: agent `%s` may only use paths under `%s/`", [name, agent, root])
 }
 
+# Exfiltration: an argument carrying a value more sensitive than the tool is classified for (a card number or a
+# private key sent to an `internal` tool), or anything above `internal` sent to an open-world tool.
+deny contains msg if {
+	some name, fact in input.facts
+	some found in fact.detected
+	levels[found.class] > levels[tool.classification]
+	msg := sprintf("argument `%s` carries a %s (%s), more sensitive than `%s` may receive; leave it out", [name, found.detector, found.class, tool.name])
+}
+
+deny contains msg if {
+	tool.annotations.openWorldHint == true
+	some name, fact in input.facts
+	some found in fact.detected
+	levels[found.class] > levels.internal
+	msg := sprintf("argument `%s` carries a %s (%s), which is never sent to an open-world tool", [name, found.detector, found.class])
+}
+
 under(path, root) if path == root
 
 under(path, root) if startswith(path, concat("", [root, "/"]))

@@ -170,6 +170,32 @@ test_refused_write_does_not_escalate if {
 	not d.escalate
 }
 
+# --- Exfiltration: detected values more sensitive than the tool.
+
+test_card_numbers_are_not_written_to_files if {
+	facts := {
+		"path": {"kind": "path", "normalized": "notes.txt", "escapes_root": false, "absolute": false, "invalid": false},
+		"content": {"kind": "value", "detected": [{"detector": "card_number", "class": "restricted", "path": "$.content"}]},
+	}
+	d := authz.decision with input as calling(alice, write_file, facts)
+	not d.allow
+	not d.escalate
+	contains(d.reasons[0], "card_number")
+}
+
+test_values_within_the_tool_class_pass if {
+	facts := {"id_or_email": {"kind": "value", "detected": [{"detector": "email", "class": "confidential", "path": "$.id_or_email"}]}}
+	authz.decision.allow with input as calling(alice, hr_lookup, facts)
+}
+
+test_open_world_tools_get_nothing_sensitive if {
+	web := {"name": "web__fetch", "upstream": "web", "classification": "restricted", "risk": "read", "annotations": {"openWorldHint": true}}
+	facts := {"url": {"kind": "value", "detected": [{"detector": "email", "class": "confidential", "path": "$.url"}]}}
+	d := authz.decision with input as calling(alice, web, facts) with data.toolgate.access.roles.hr.tools as ["web__*"]
+	not d.allow
+	contains(d.reasons[0], "open-world")
+}
+
 # --- Tools nobody described are destructive by default: hidden from everyone.
 
 test_undescribed_tools_are_hidden if {

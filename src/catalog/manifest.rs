@@ -41,6 +41,20 @@ pub struct ToolManifest {
     pub owner: Option<String>,
     #[serde(default)]
     pub arguments: BTreeMap<String, ArgumentKind>,
+    /// How the tool's output is classified.
+    #[serde(default)]
+    pub output: OutputClasses,
+}
+
+/// Classification of a tool's output: as a whole, and per field (paths such as `$.employees[*].national_id` or
+/// `$..national_id` into `structuredContent` and into JSON carried in text content).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputClasses {
+    #[serde(default)]
+    pub classification: Option<Classification>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, Classification>,
 }
 
 impl ToolManifest {
@@ -51,6 +65,7 @@ impl ToolManifest {
             risk: Risk::Destructive,
             owner: None,
             arguments: BTreeMap::new(),
+            output: OutputClasses::default(),
         }
     }
 }
@@ -97,6 +112,10 @@ impl Manifests {
         super::names::validate_upstream_name(&file.upstream)?;
         for (tool, mut manifest) in file.tools {
             super::names::validate_tool_name(&tool)?;
+            for path in manifest.output.fields.keys() {
+                crate::redact::FieldPath::parse(path)
+                    .map_err(|e| format!("tool `{tool}`: output field `{path}`: {e}"))?;
+            }
             if manifest.owner.is_none() {
                 manifest.owner = Some(file.owner.clone());
             }

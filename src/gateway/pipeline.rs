@@ -16,9 +16,10 @@ use super::{Gateway, elapsed_us};
 use crate::audit::{DecisionRecord, recorded_arguments};
 use crate::catalog::manifest::ToolManifest;
 use crate::catalog::{CallSink, ExposedTool, UpstreamError};
-use crate::identity::Caller;
+use crate::identity::{Caller, Classification};
 use crate::policy::input::{CallerInput, ToolRef};
 use crate::policy::{Action, Bundle, Decision, PolicyInput, facts};
+use crate::redact::{RedactError, RedactionSummary, Rules, widen_output_schema};
 use crate::server::Session;
 use crate::store::{Approval, ApprovalStatus, Escalation};
 
@@ -69,7 +70,7 @@ impl Gateway {
             None
         };
         let mut result =
-            ListToolsResult::with_all_items(tools.iter().map(|t| t.definition.clone()).collect());
+            ListToolsResult::with_all_items(tools.iter().map(|t| advertised(&bundle, t)).collect());
         result.result_type = None;
         result.next_cursor = next_cursor;
         // One record for the whole listing.
@@ -104,8 +105,12 @@ impl Gateway {
         tracing::debug!(session = %session.id, request = ?request_id, tool = %params.name, "tools/call received");
         let mut record = caller_record("tools/call", session, caller, request_id);
         record.tool = Some(params.name.to_string());
-        record.arguments =
-            recorded_arguments(self.config.audit.arguments, params.arguments.as_ref());
+        record.arguments = recorded_arguments(
+            self.config.audit.arguments,
+            params.arguments.as_ref(),
+            &self.redactor,
+            self.config.redaction.default_clearance,
+        );
         let answer = self
             .decide_and_call(
                 session,
@@ -167,7 +172,11 @@ impl Gateway {
         // The arguments: facts computed by real parsers as the manifest directs, then the decision.
         let manifest = bundle.manifests.get(&tool.upstream, &tool.original);
         let arguments = params.arguments.as_ref();
-        let facts = facts::for_call(manifest, arguments);
+        let mut facts = facts::for_call(manifest, arguments);
+        // What the detectors find in the arguments is a fact too (exfiltration).
+        if let Some(arguments) = arguments {
+            add_detected(&mut facts, arguments, self.redactor.detectors());
+        }
         let input = who.for_tool(tool_ref(&tool, manifest), Action::Call, arguments, facts);
         let decision = match bundle.decide(&input) {
             Ok(decision) => decision,
@@ -212,12 +221,20 @@ impl Gateway {
             record.deny("policy_denied", decision.reasons.clone());
             return Ok(policy_denied(&tool, &decision.reasons));
         }
-        // The clearance the result will be redacted to: the policy's obligation, never above the chain's lowest
-        // maximum (enforced here, not only in Rego).
+        // The clearance the result is redacted to: the policy's obligation (else the configured default), never
+        // above the chain's lowest maximum (enforced here, not only in Rego).
         let clearance = decision
             .obligations
             .clearance
-            .map_or(caller.clearance, |c| c.min(caller.clearance));
+            .unwrap_or(self.config.redaction.default_clearance)
+            .min(caller.clearance);
+        let also_mask: Vec<Classification> = decision
+            .obligations
+            .redact
+            .iter()
+            .filter_map(|c| serde_json::from_value(serde_json::json!(c)).ok())
+            .collect();
+        let rules = Rules::for_tool(manifest, clearance, also_mask);
         record.obligations = Some(serde_json::json!({
             "clearance": clearance,
             "policy_clearance": decision.obligations.clearance,
@@ -237,9 +254,7 @@ impl Gateway {
             .await;
         record.latency.upstream_us = Some(elapsed_us(calling));
         record.decision = "allow".into();
-        // 5. redact: responses pass unchanged until classifications are configured.
-        // 6. record: by the caller of this function, before the answer leaves.
-        match outcome {
+        let result = match outcome {
             Ok(mut result) => {
                 result.result_type = None;
                 record.outcome = "allowed".into();
@@ -251,15 +266,51 @@ impl Gateway {
                     }
                     .into(),
                 );
-                Ok(result)
+                result
             }
             Err(error) => {
                 record.outcome = error.reason_id().into();
                 record.upstream_outcome = Some(error.reason_id().into());
                 record.reasons.push(error.to_string());
-                Ok(upstream_failure(&tool, &error))
+                upstream_failure(&tool, &error)
+            }
+        };
+        // 5. redact every plane of the result (error text included) to the caller's clearance; a result that
+        // cannot be redacted is withheld.
+        let redacting = Instant::now();
+        let redacted = self.redact(result, &rules);
+        record.latency.redact_us = Some(elapsed_us(redacting));
+        // 6. record: by the caller of this function, before the answer leaves.
+        match redacted {
+            Ok((result, summary)) => {
+                if !summary.is_empty() {
+                    record.redactions = serde_json::to_value(&summary).ok();
+                }
+                Ok(result)
+            }
+            Err(error) => {
+                record.fail("redaction_failed", vec![error.to_string()]);
+                Err(cannot_decide("redaction_failed"))
             }
         }
+    }
+
+    /// Redacts a result through its JSON form, so that every plane (`_meta` included) is seen.
+    fn redact(
+        &self,
+        result: CallToolResult,
+        rules: &Rules,
+    ) -> Result<(CallToolResult, RedactionSummary), RedactError> {
+        let mut value =
+            serde_json::to_value(&result).map_err(|e| RedactError::Shape(e.to_string()))?;
+        let summary = self.redactor.redact_result(&mut value, rules)?;
+        if summary.is_empty() {
+            return Ok((result, summary));
+        }
+        let mut redacted: CallToolResult =
+            serde_json::from_value(value).map_err(|e| RedactError::Shape(e.to_string()))?;
+        redacted.result_type = None;
+        Ok((redacted, summary))
     }
 
     /// Commits `record`, then lets `answer` go; if the record cannot be written, the answer is withheld.
@@ -453,6 +504,71 @@ fn upstream_failure(tool: &ExposedTool, error: &UpstreamError) -> CallToolResult
     let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
     result.result_type = None;
     result
+}
+
+/// A tool's definition as this bundle advertises it: the output schema accepts masks at classified fields.
+fn advertised(bundle: &Bundle, tool: &ExposedTool) -> rmcp::model::Tool {
+    let mut definition = tool.definition.clone();
+    let manifest = bundle.manifests.get(&tool.upstream, &tool.original);
+    if !manifest.output.fields.is_empty()
+        && let Some(schema) = definition.output_schema.take()
+    {
+        let mut schema = std::sync::Arc::unwrap_or_clone(schema);
+        widen_output_schema(&mut schema, manifest);
+        definition.output_schema = Some(std::sync::Arc::new(schema));
+    }
+    definition
+}
+
+/// Adds what the detectors find in each argument to its facts: `detected: [{detector, class, path}]`.
+fn add_detected(
+    facts: &mut serde_json::Map<String, serde_json::Value>,
+    arguments: &serde_json::Map<String, serde_json::Value>,
+    detectors: &crate::redact::Detectors,
+) {
+    fn strings<'a>(
+        value: &'a serde_json::Value,
+        path: String,
+        out: &mut Vec<(String, &'a str)>,
+        depth: usize,
+    ) {
+        if depth > 32 {
+            return;
+        }
+        match value {
+            serde_json::Value::String(s) => out.push((path, s)),
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    strings(item, format!("{path}[{i}]"), out, depth + 1);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    strings(v, format!("{path}.{k}"), out, depth + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (name, value) in arguments {
+        let mut found = Vec::new();
+        let mut texts = Vec::new();
+        strings(value, format!("$.{name}"), &mut texts, 0);
+        for (path, text) in texts {
+            for hit in detectors.find(text) {
+                found.push(
+                    serde_json::json!({"detector": hit.detector, "class": hit.class, "path": path}),
+                );
+            }
+        }
+        if found.is_empty() {
+            continue;
+        }
+        let fact = facts
+            .entry(name.clone())
+            .or_insert_with(|| serde_json::json!({"kind": "value", "present": true}));
+        fact["detected"] = serde_json::Value::Array(found);
+    }
 }
 
 /// A record with who is asking filled in.

@@ -469,7 +469,12 @@ pub const TEST_AGENTS: &str = "agents:
 
 /// A `policy` section allowing every tool within the caller's scope, for tests that are not about policy.
 pub fn open_policy() -> String {
-    policy_section("tests/fixtures/policy-open")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    format!(
+        "policy:\n  dir: \"{}\"\n  manifests: \"{}\"\n",
+        root.join("tests/fixtures/policy-open").display(),
+        root.join("tests/fixtures/manifests-empty").display()
+    )
 }
 
 /// The quickstart's `policy` section: the real bundle and manifests.

@@ -1,0 +1,334 @@
+//! Redaction of tool results by data classification: classified output fields from the tool's manifest, and
+//! detectors of sensitive values in free text, masked above the caller's clearance in every plane of a result
+//! (text, JSON inside text, `structuredContent`, embedded resources, resource links, `_meta`, error text).
+
+mod detect;
+mod path;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub use detect::{Detectors, Found};
+pub use path::FieldPath;
+
+use crate::catalog::manifest::ToolManifest;
+use crate::config::RedactionConfig;
+use crate::identity::Classification;
+
+/// Why a result could not be redacted: it is withheld.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedactError {
+    #[error("the result nests deeper than {0} levels")]
+    TooDeep(usize),
+    #[error("the redacted result is not a valid tool result: {0}")]
+    Shape(String),
+}
+
+/// What was masked: counts per class and where, never the values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RedactionSummary {
+    pub by_class: BTreeMap<String, u64>,
+    /// Field paths and detector hits, as `plane:path` or `plane:detector`.
+    pub paths: Vec<String>,
+    /// The whole output was withheld for its class.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub withheld: bool,
+}
+
+impl RedactionSummary {
+    pub fn is_empty(&self) -> bool {
+        self.by_class.is_empty() && !self.withheld
+    }
+
+    fn add(&mut self, class: Classification, place: String) {
+        *self
+            .by_class
+            .entry(class_name(class).to_string())
+            .or_insert(0) += 1;
+        if self.paths.len() < 256 && !self.paths.contains(&place) {
+            self.paths.push(place);
+        }
+    }
+}
+
+pub fn class_name(class: Classification) -> &'static str {
+    match class {
+        Classification::Public => "public",
+        Classification::Internal => "internal",
+        Classification::Confidential => "confidential",
+        Classification::Restricted => "restricted",
+    }
+}
+
+/// The mask put in place of a value.
+pub fn mask(class: Classification) -> String {
+    format!("[REDACTED:{}]", class_name(class))
+}
+
+/// What may be seen: everything up to `clearance`, except the classes in `also_mask`.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub clearance: Classification,
+    pub also_mask: Vec<Classification>,
+    /// Classified output fields of the tool.
+    pub fields: Vec<(FieldPath, Classification)>,
+    /// The tool's output as a whole.
+    pub output: Option<Classification>,
+}
+
+impl Rules {
+    /// Rules for a tool's results; the manifest's field paths were checked when it was loaded.
+    pub fn for_tool(
+        manifest: &ToolManifest,
+        clearance: Classification,
+        also_mask: Vec<Classification>,
+    ) -> Self {
+        Self {
+            clearance,
+            also_mask,
+            fields: manifest
+                .output
+                .fields
+                .iter()
+                .filter_map(|(p, c)| FieldPath::parse(p).ok().map(|p| (p, *c)))
+                .collect(),
+            output: manifest.output.classification,
+        }
+    }
+
+    /// Rules with no classified fields (for arguments and free values).
+    pub fn plain(clearance: Classification) -> Self {
+        Self {
+            clearance,
+            also_mask: Vec::new(),
+            fields: Vec::new(),
+            output: None,
+        }
+    }
+
+    pub fn hides(&self, class: Classification) -> bool {
+        class > self.clearance || self.also_mask.contains(&class)
+    }
+}
+
+/// Keys whose values are never text to inspect: discriminators, media types and base64 payloads.
+const OPAQUE_KEYS: &[&str] = &["type", "mimeType", "data", "blob"];
+
+/// The redactor: detectors compiled once.
+pub struct Redactor {
+    detectors: Detectors,
+    max_depth: usize,
+}
+
+impl Redactor {
+    pub fn new(config: &RedactionConfig) -> Result<Self, String> {
+        Ok(Self {
+            detectors: Detectors::new(&config.detectors)?,
+            max_depth: config.max_depth,
+        })
+    }
+
+    pub fn detectors(&self) -> &Detectors {
+        &self.detectors
+    }
+
+    /// Redacts a tool result in place (given as its JSON form) and says what was masked.
+    pub fn redact_result(
+        &self,
+        result: &mut Value,
+        rules: &Rules,
+    ) -> Result<RedactionSummary, RedactError> {
+        let mut summary = RedactionSummary::default();
+        if let Some(class) = rules.output.filter(|c| rules.hides(*c)) {
+            // The output as a whole is above the caller's clearance: nothing of it is shown.
+            *result = serde_json::json!({
+                "content": [{"type": "text", "text": format!(
+                    "{} toolgate withheld this result: the tool's output is classified `{}`, above what this caller may see",
+                    mask(class), class_name(class))}],
+                "isError": true,
+            });
+            summary.add(class, "result".into());
+            summary.withheld = true;
+            return Ok(summary);
+        }
+        // Values split across text blocks: detected over the blocks joined, masked in each.
+        if let Some(Value::Array(blocks)) = result.get_mut("content") {
+            let mut texts: Vec<&mut String> = blocks
+                .iter_mut()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                .filter_map(|b| match b.get_mut("text") {
+                    Some(Value::String(t)) if !looks_like_json(t) => Some(t),
+                    _ => None,
+                })
+                .collect();
+            if texts.len() > 1 {
+                self.detectors
+                    .mask_across(&mut texts, rules, &mut summary, "content");
+            }
+        }
+        if let Some(structured) = result.get_mut("structuredContent") {
+            self.apply_fields(structured, rules, "structuredContent", &mut summary);
+        }
+        self.walk(result, rules, "", 0, &mut summary)?;
+        Ok(summary)
+    }
+
+    /// Redacts any JSON value (arguments, say): detectors and nested JSON, no field paths.
+    pub fn redact_value(
+        &self,
+        value: &mut Value,
+        rules: &Rules,
+    ) -> Result<RedactionSummary, RedactError> {
+        let mut summary = RedactionSummary::default();
+        self.walk(value, rules, "$", 0, &mut summary)?;
+        Ok(summary)
+    }
+
+    fn apply_fields(
+        &self,
+        value: &mut Value,
+        rules: &Rules,
+        plane: &str,
+        summary: &mut RedactionSummary,
+    ) {
+        for (path, class) in &rules.fields {
+            if rules.hides(*class) {
+                path.visit_mut(value, &mut |v| {
+                    *v = Value::String(mask(*class));
+                    summary.add(*class, format!("{plane}:{path}"));
+                });
+            }
+        }
+    }
+
+    /// Every string in `value`: JSON inside it redacted structurally (and field paths applied to it when it is a
+    /// text block's), other text through the detectors.
+    fn walk(
+        &self,
+        value: &mut Value,
+        rules: &Rules,
+        place: &str,
+        depth: usize,
+        summary: &mut RedactionSummary,
+    ) -> Result<(), RedactError> {
+        if depth > self.max_depth {
+            return Err(RedactError::TooDeep(self.max_depth));
+        }
+        match value {
+            Value::String(text) => self.redact_string(text, rules, place, depth, summary),
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.walk(item, rules, &format!("{place}[{i}]"), depth + 1, summary)?;
+                }
+                Ok(())
+            }
+            Value::Object(map) => self.walk_object(map, rules, place, depth, summary),
+            _ => Ok(()),
+        }
+    }
+
+    fn walk_object(
+        &self,
+        map: &mut Map<String, Value>,
+        rules: &Rules,
+        place: &str,
+        depth: usize,
+        summary: &mut RedactionSummary,
+    ) -> Result<(), RedactError> {
+        let is_text_block = map.get("type").and_then(Value::as_str) == Some("text");
+        for (key, child) in map.iter_mut() {
+            if OPAQUE_KEYS.contains(&key.as_str()) && !child.is_object() {
+                continue;
+            }
+            let here = if place.is_empty() {
+                key.clone()
+            } else {
+                format!("{place}.{key}")
+            };
+            // JSON carried in a text block gets the tool's field classes too.
+            if is_text_block
+                && key == "text"
+                && let Value::String(text) = child
+                && let Some(mut parsed) = parse_json(text)
+            {
+                self.apply_fields(&mut parsed, rules, &here, summary);
+                self.walk(&mut parsed, rules, &here, depth + 1, summary)?;
+                *text = serde_json::to_string(&parsed)
+                    .map_err(|e| RedactError::Shape(e.to_string()))?;
+                continue;
+            }
+            self.walk(child, rules, &here, depth + 1, summary)?;
+        }
+        Ok(())
+    }
+
+    fn redact_string(
+        &self,
+        text: &mut String,
+        rules: &Rules,
+        place: &str,
+        depth: usize,
+        summary: &mut RedactionSummary,
+    ) -> Result<(), RedactError> {
+        // JSON nested in a string: redacted structurally, so that it stays valid JSON.
+        if let Some(mut parsed) = parse_json(text) {
+            self.walk(&mut parsed, rules, place, depth + 1, summary)?;
+            *text =
+                serde_json::to_string(&parsed).map_err(|e| RedactError::Shape(e.to_string()))?;
+            return Ok(());
+        }
+        self.detectors.mask(text, rules, summary, place);
+        Ok(())
+    }
+}
+
+fn looks_like_json(text: &str) -> bool {
+    let t = text.trim_start();
+    t.starts_with('{') || t.starts_with('[')
+}
+
+/// A string that is a JSON object or array, parsed.
+fn parse_json(text: &str) -> Option<Value> {
+    if !looks_like_json(text) {
+        return None;
+    }
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .filter(|v| v.is_object() || v.is_array())
+}
+
+/// Widens a tool's `outputSchema` at its classified fields so that a mask (a string) is accepted there: clients
+/// that validate structured results against the schema then accept redacted ones.
+pub fn widen_output_schema(schema: &mut Map<String, Value>, manifest: &ToolManifest) {
+    if manifest.output.fields.is_empty() {
+        return;
+    }
+    let mut root = Value::Object(std::mem::take(schema));
+    for path in manifest.output.fields.keys() {
+        if let Ok(path) = FieldPath::parse(path) {
+            for pointer in path.schema_pointers(&root) {
+                if let Some(node) = root.pointer_mut(&pointer) {
+                    let original = node.take();
+                    let already = original
+                        .get("anyOf")
+                        .and_then(Value::as_array)
+                        .is_some_and(|a| a.iter().any(|s| s.get("x-toolgate-mask").is_some()));
+                    *node = if already {
+                        original
+                    } else {
+                        serde_json::json!({"anyOf": [original, {
+                            "type": "string",
+                            "pattern": "^\\[REDACTED:[a-z]+\\]$",
+                            "x-toolgate-mask": true
+                        }]})
+                    };
+                }
+            }
+        }
+    }
+    if let Value::Object(map) = root {
+        *schema = map;
+    }
+}

@@ -1,0 +1,481 @@
+//! Detectors of sensitive values in free text, compiled once into a `RegexSet` (which tells in one pass whether
+//! anything may match) and individual regexes for the spans. Text is looked at in a normalised view — full-width
+//! forms folded to ASCII, zero-width and other invisible format characters removed — and masks are put back on the
+//! original text.
+
+use regex::{Regex, RegexSet};
+use serde::Serialize;
+
+use super::{RedactionSummary, Rules, mask};
+use crate::config::CustomDetector;
+use crate::identity::Classification;
+
+/// A value a detector found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Found {
+    pub detector: String,
+    pub class: Classification,
+}
+
+struct Detector {
+    name: String,
+    class: Classification,
+    regex: Regex,
+    check: Option<fn(&str) -> bool>,
+}
+
+/// The compiled detectors.
+pub struct Detectors {
+    set: RegexSet,
+    list: Vec<Detector>,
+}
+
+/// Luhn checksum over the digits of `text`.
+fn luhn(text: &str) -> bool {
+    let digits: Vec<u32> = text.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                *d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// IBAN mod-97 check.
+fn iban(text: &str) -> bool {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.len() < 15 || compact.len() > 34 {
+        return false;
+    }
+    let (head, tail) = compact.split_at(4);
+    let mut remainder: u32 = 0;
+    for c in tail.chars().chain(head.chars()) {
+        let value = match c.to_digit(36) {
+            Some(v) => v,
+            None => return false,
+        };
+        for digit in value.to_string().chars() {
+            remainder = (remainder * 10 + digit.to_digit(10).unwrap_or(0)) % 97;
+        }
+    }
+    remainder == 1
+}
+
+/// US SSN rules: no area 000, 666 or 9xx, no group 00, no serial 0000.
+fn ssn(text: &str) -> bool {
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    digits.len() == 9
+        && !digits.starts_with("000")
+        && !digits.starts_with("666")
+        && !digits.starts_with('9')
+        && &digits[3..5] != "00"
+        && &digits[5..] != "0000"
+}
+
+fn builtin() -> Vec<(
+    &'static str,
+    &'static str,
+    Classification,
+    Option<fn(&str) -> bool>,
+)> {
+    use Classification::{Confidential, Restricted};
+    vec![
+        (
+            "private_key",
+            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?s:.*?)(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\z)",
+            Restricted,
+            None,
+        ),
+        (
+            "jwt",
+            r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
+            Restricted,
+            None,
+        ),
+        (
+            "aws_access_key",
+            r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b",
+            Restricted,
+            None,
+        ),
+        (
+            "github_token",
+            r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b",
+            Restricted,
+            None,
+        ),
+        (
+            "gitlab_token",
+            r"\bglpat-[A-Za-z0-9_-]{20,}\b",
+            Restricted,
+            None,
+        ),
+        (
+            "slack_token",
+            r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b",
+            Restricted,
+            None,
+        ),
+        (
+            "google_api_key",
+            r"\bAIza[0-9A-Za-z_-]{35}\b",
+            Restricted,
+            None,
+        ),
+        (
+            "card_number",
+            r"\b\d(?:[ -]?\d){12,18}\b",
+            Restricted,
+            Some(luhn),
+        ),
+        (
+            "iban",
+            r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b",
+            Restricted,
+            Some(iban),
+        ),
+        (
+            "us_ssn",
+            r"\b\d{3}[- ]\d{2}[- ]\d{4}\b",
+            Restricted,
+            Some(ssn),
+        ),
+        (
+            "email",
+            r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
+            Confidential,
+            None,
+        ),
+        (
+            "phone",
+            r"(?:\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,4}\b|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b)",
+            Confidential,
+            None,
+        ),
+    ]
+}
+
+/// Text as detectors see it, with where each of its bytes came from in the original.
+struct View {
+    text: String,
+    /// Original byte offset of each byte of `text`; one more entry for the end.
+    origin: Vec<usize>,
+}
+
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}' | '\u{FFA0}')
+}
+
+fn fold(c: char) -> char {
+    match c {
+        // Full-width ASCII variants.
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        '\u{3000}' | '\u{00A0}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' => ' ',
+        '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE63}' => '-',
+        _ => match c.to_digit(10) {
+            Some(_) => c,
+            // Other decimal digits (Arabic-Indic, Devanagari, mathematical …) fold to ASCII.
+            None if c.is_numeric() => unicode_digit(c).unwrap_or(c),
+            None => c,
+        },
+    }
+}
+
+/// The value of a non-ASCII decimal digit, for the common blocks whose digits are contiguous from a zero.
+fn unicode_digit(c: char) -> Option<char> {
+    const ZEROS: &[u32] = &[
+        0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6,
+        0x0D66, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x17E0, 0x1810, 0xFF10, 0x1D7CE, 0x1D7D8, 0x1D7E2,
+        0x1D7EC, 0x1D7F6,
+    ];
+    let code = c as u32;
+    ZEROS
+        .iter()
+        .find(|z| code >= **z && code < **z + 10)
+        .and_then(|z| char::from_digit(code - z, 10))
+}
+
+fn view(original: &str) -> View {
+    let mut text = String::with_capacity(original.len());
+    let mut origin = Vec::with_capacity(original.len() + 1);
+    for (at, c) in original.char_indices() {
+        if invisible(c) {
+            continue;
+        }
+        let folded = fold(c);
+        let before = text.len();
+        text.push(folded);
+        origin.extend(std::iter::repeat_n(at, text.len() - before));
+    }
+    origin.push(original.len());
+    View { text, origin }
+}
+
+impl Detectors {
+    pub fn new(custom: &[CustomDetector]) -> Result<Self, String> {
+        let mut list: Vec<Detector> = Vec::new();
+        for (name, pattern, class, check) in builtin() {
+            list.push(Detector {
+                name: name.to_string(),
+                class,
+                regex: Regex::new(pattern).map_err(|e| format!("detector `{name}`: {e}"))?,
+                check,
+            });
+        }
+        for d in custom {
+            list.push(Detector {
+                name: d.name.clone(),
+                class: d.class,
+                regex: Regex::new(&d.pattern)
+                    .map_err(|e| format!("redaction detector `{}`: {e}", d.name))?,
+                check: None,
+            });
+        }
+        let set = RegexSet::new(list.iter().map(|d| d.regex.as_str()))
+            .map_err(|e| format!("redaction detectors: {e}"))?;
+        Ok(Self { set, list })
+    }
+
+    /// Spans of `view` (byte ranges of its text) with the detector that found each, overlaps merged (the higher
+    /// class wins).
+    fn spans(&self, view: &str) -> Vec<(usize, usize, usize)> {
+        let matched = self.set.matches(view);
+        if !matched.matched_any() {
+            return Vec::new();
+        }
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+        for index in matched.iter() {
+            let detector = &self.list[index];
+            for m in detector.regex.find_iter(view) {
+                if detector.check.is_none_or(|check| check(m.as_str())) {
+                    spans.push((m.start(), m.end(), index));
+                }
+            }
+        }
+        spans.sort();
+        let mut merged: Vec<(usize, usize, usize)> = Vec::new();
+        for (start, end, index) in spans {
+            match merged.last_mut() {
+                Some(last) if start < last.1 => {
+                    last.1 = last.1.max(end);
+                    if self.list[index].class > self.list[last.2].class {
+                        last.2 = index;
+                    }
+                }
+                _ => merged.push((start, end, index)),
+            }
+        }
+        merged
+    }
+
+    /// What the detectors find in `text`.
+    pub fn find(&self, text: &str) -> Vec<Found> {
+        let view = view(text);
+        self.spans(&view.text)
+            .into_iter()
+            .map(|(_, _, i)| Found {
+                detector: self.list[i].name.clone(),
+                class: self.list[i].class,
+            })
+            .collect()
+    }
+
+    /// Masks what the rules hide in `text`.
+    pub(super) fn mask(
+        &self,
+        text: &mut String,
+        rules: &Rules,
+        summary: &mut RedactionSummary,
+        place: &str,
+    ) {
+        let view = view(text);
+        let spans: Vec<(usize, usize, usize)> = self
+            .spans(&view.text)
+            .into_iter()
+            .filter(|(_, _, i)| rules.hides(self.list[*i].class))
+            .collect();
+        if spans.is_empty() {
+            return;
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end, index) in spans {
+            let (from, to) = (view.origin[start], view.origin[end]);
+            out.push_str(&text[at..from]);
+            let detector = &self.list[index];
+            out.push_str(&mask(detector.class));
+            summary.add(detector.class, format!("{place}:{}", detector.name));
+            at = to;
+        }
+        out.push_str(&text[at..]);
+        *text = out;
+    }
+
+    /// Masks values split across several texts (content blocks): detected over the texts joined, each part masked
+    /// in its own text.
+    pub(super) fn mask_across(
+        &self,
+        texts: &mut [&mut String],
+        rules: &Rules,
+        summary: &mut RedactionSummary,
+        place: &str,
+    ) {
+        let joined: String = texts.iter().map(|t| t.as_str()).collect();
+        let view = view(&joined);
+        let mut bounds = Vec::with_capacity(texts.len());
+        let mut offset = 0;
+        for t in texts.iter() {
+            bounds.push((offset, offset + t.len()));
+            offset += t.len();
+        }
+        // Only spans that cross a boundary: the others are masked block by block.
+        let mut cuts: Vec<Vec<(usize, usize, Classification, String)>> =
+            vec![Vec::new(); texts.len()];
+        for (start, end, index) in self.spans(&view.text) {
+            let detector = &self.list[index];
+            if !rules.hides(detector.class) {
+                continue;
+            }
+            let (from, to) = (view.origin[start], view.origin[end]);
+            let crossing = bounds.iter().filter(|(s, e)| from < *e && to > *s).count() > 1;
+            if !crossing {
+                continue;
+            }
+            for (i, (s, e)) in bounds.iter().enumerate() {
+                if from < *e && to > *s {
+                    cuts[i].push((
+                        from.max(*s) - s,
+                        to.min(*e) - s,
+                        detector.class,
+                        detector.name.clone(),
+                    ));
+                }
+            }
+        }
+        for (text, mut cuts) in texts.iter_mut().zip(cuts) {
+            if cuts.is_empty() {
+                continue;
+            }
+            cuts.sort_by_key(|c| c.0);
+            let mut out = String::with_capacity(text.len());
+            let mut at = 0;
+            for (from, to, class, name) in cuts {
+                if from < at {
+                    continue;
+                }
+                out.push_str(&text[at..from]);
+                out.push_str(&mask(class));
+                summary.add(class, format!("{place}:{name} (split across blocks)"));
+                at = to;
+            }
+            out.push_str(&text[at..]);
+            **text = out;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detectors() -> Detectors {
+        Detectors::new(&[]).unwrap()
+    }
+
+    fn names(text: &str) -> Vec<String> {
+        detectors()
+            .find(text)
+            .into_iter()
+            .map(|f| f.detector)
+            .collect()
+    }
+
+    #[test]
+    fn finds_each_kind() {
+        assert_eq!(names("write to ada.lovelace@example.com"), vec!["email"]);
+        assert_eq!(names("call +1-555-0101 now"), vec!["phone"]);
+        assert_eq!(names("ssn 123-45-6789"), vec!["us_ssn"]);
+        assert_eq!(names("card 4111 1111 1111 1111"), vec!["card_number"]);
+        assert_eq!(names("card 4111-1111-1111-1111"), vec!["card_number"]);
+        assert!(names("not a card 4111 1111 1111 1112").is_empty());
+        assert_eq!(names("IBAN GB82 WEST 1234 5698 7654 32"), vec!["iban"]);
+        assert!(names("GB00 WEST 1234 5698 7654 32").is_empty());
+        assert_eq!(names("key AKIAIOSFODNN7EXAMPLE"), vec!["aws_access_key"]);
+        assert_eq!(
+            names("ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+            vec!["github_token"]
+        );
+        assert_eq!(
+            names("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl"),
+            vec!["jwt"]
+        );
+        assert_eq!(
+            names("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----"),
+            vec!["private_key"]
+        );
+        assert_eq!(
+            names("-----BEGIN PRIVATE KEY-----\nMIIE truncated"),
+            vec!["private_key"]
+        );
+        assert!(names("order 12345, total 99.50, 2026-11-25").is_empty());
+    }
+
+    #[test]
+    fn sees_through_lookalikes_and_invisible_characters() {
+        assert_eq!(names("１２３-４５-６７８９"), vec!["us_ssn"]);
+        assert_eq!(names("123\u{200B}-45-67\u{2060}89"), vec!["us_ssn"]);
+        assert_eq!(
+            names("4111\u{00A0}1111\u{00A0}1111\u{00A0}1111"),
+            vec!["card_number"]
+        );
+        assert_eq!(names("١٢٣-٤٥-٦٧٨٩"), vec!["us_ssn"]);
+    }
+
+    #[test]
+    fn masks_on_the_original_text() {
+        let mut text = "id １２３-４５-６７８９ and mail a@b.example".to_string();
+        let mut summary = RedactionSummary::default();
+        detectors().mask(
+            &mut text,
+            &Rules::plain(Classification::Confidential),
+            &mut summary,
+            "t",
+        );
+        assert_eq!(text, "id [REDACTED:restricted] and mail a@b.example");
+        assert_eq!(summary.by_class.get("restricted"), Some(&1));
+    }
+
+    #[test]
+    fn custom_detectors_join_the_set() {
+        let d = Detectors::new(&[CustomDetector {
+            name: "employee_id".into(),
+            pattern: r"\bE\d{4}\b".into(),
+            class: Classification::Internal,
+        }])
+        .unwrap();
+        assert_eq!(d.find("see E1001")[0].detector, "employee_id");
+        assert!(
+            Detectors::new(&[CustomDetector {
+                name: "bad".into(),
+                pattern: "(".into(),
+                class: Classification::Internal,
+            }])
+            .is_err()
+        );
+    }
+}
