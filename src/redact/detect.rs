@@ -49,7 +49,7 @@ fn luhn(text: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// IBAN mod-97 check.
@@ -83,12 +83,15 @@ fn ssn(text: &str) -> bool {
         && &digits[5..] != "0000"
 }
 
-fn builtin() -> Vec<(
+/// A built-in detector: name, pattern, class and an extra check of each match.
+type Builtin = (
     &'static str,
     &'static str,
     Classification,
     Option<fn(&str) -> bool>,
-)> {
+);
+
+fn builtin() -> Vec<Builtin> {
     use Classification::{Confidential, Restricted};
     vec![
         (
