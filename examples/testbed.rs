@@ -43,6 +43,12 @@ struct BigArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct ReplyArgs {
+    /// The result to answer with, as JSON (a `CallToolResult`).
+    result: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct FlagArgs {
     on: bool,
 }
@@ -139,6 +145,15 @@ impl Testbed {
         ]);
         result.structured_content = Some(json!({"answer": 42, "items": ["a", "b"]}));
         result
+    }
+
+    #[tool(description = "Answer with exactly the result given (JSON of a CallToolResult).")]
+    async fn reply(
+        &self,
+        Parameters(args): Parameters<ReplyArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        serde_json::from_str(&args.result)
+            .map_err(|e| ErrorData::invalid_params(format!("not a CallToolResult: {e}"), None))
     }
 
     #[tool(description = "Fail as a tool (isError).")]
