@@ -171,7 +171,7 @@ impl Redactor {
         if let Some(structured) = result.get_mut("structuredContent") {
             self.apply_fields(structured, rules, "structuredContent", &mut summary);
         }
-        self.walk(result, rules, "", 0, &mut summary)?;
+        self.walk(result, rules, &String::new, 0, &mut summary)?;
         Ok(summary)
     }
 
@@ -182,7 +182,7 @@ impl Redactor {
         rules: &Rules,
     ) -> Result<RedactionSummary, RedactError> {
         let mut summary = RedactionSummary::default();
-        self.walk(value, rules, "$", 0, &mut summary)?;
+        self.walk(value, rules, &|| "$".to_string(), 0, &mut summary)?;
         Ok(summary)
     }
 
@@ -209,7 +209,7 @@ impl Redactor {
         &self,
         value: &mut Value,
         rules: &Rules,
-        place: &str,
+        place: &dyn Fn() -> String,
         depth: usize,
         summary: &mut RedactionSummary,
     ) -> Result<(), RedactError> {
@@ -220,7 +220,9 @@ impl Redactor {
             Value::String(text) => self.redact_string(text, rules, place, depth, summary),
             Value::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
-                    self.walk(item, rules, &format!("{place}[{i}]"), depth + 1, summary)?;
+                    // Where a value is, worked out only when something in it is masked.
+                    let here = || format!("{}[{i}]", place());
+                    self.walk(item, rules, &here, depth + 1, summary)?;
                 }
                 Ok(())
             }
@@ -233,7 +235,7 @@ impl Redactor {
         &self,
         map: &mut Map<String, Value>,
         rules: &Rules,
-        place: &str,
+        place: &dyn Fn() -> String,
         depth: usize,
         summary: &mut RedactionSummary,
     ) -> Result<(), RedactError> {
@@ -242,10 +244,13 @@ impl Redactor {
             if OPAQUE_KEYS.contains(&key.as_str()) && !child.is_object() {
                 continue;
             }
-            let here = if place.is_empty() {
-                key.clone()
-            } else {
-                format!("{place}.{key}")
+            let here = || {
+                let parent = place();
+                if parent.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{parent}.{key}")
+                }
             };
             // JSON carried in a text block gets the tool's field classes too.
             if is_text_block
@@ -253,7 +258,7 @@ impl Redactor {
                 && let Value::String(text) = child
                 && let Some(mut parsed) = parse_json(text)
             {
-                self.apply_fields(&mut parsed, rules, &here, summary);
+                self.apply_fields(&mut parsed, rules, &here(), summary);
                 self.walk(&mut parsed, rules, &here, depth + 1, summary)?;
                 *text = serde_json::to_string(&parsed)
                     .map_err(|e| RedactError::Shape(e.to_string()))?;
@@ -268,7 +273,7 @@ impl Redactor {
         &self,
         text: &mut String,
         rules: &Rules,
-        place: &str,
+        place: &dyn Fn() -> String,
         depth: usize,
         summary: &mut RedactionSummary,
     ) -> Result<(), RedactError> {
