@@ -62,20 +62,26 @@ def gateway():
     )
     procs.append(everything)
     wait_port(port)
+    upstreams = (
+        f"  - name: time\n    stdio:\n      command: \"{TIME_SERVER}\"\n      args: [\"--local-timezone\", \"UTC\"]\n"
+        f"  - name: everything\n    http:\n      url: \"http://127.0.0.1:{port}/mcp\"\n"
+    )
+    # These tests are about the protocol, not policy: every tool in the caller's scope is allowed.
+    yield from serve(upstreams, ROOT / "tests" / "fixtures" / "policy-open", ROOT / "tests" / "fixtures" / "manifests-empty", procs)
+
+
+def serve(upstreams, policy_dir, manifests_dir, procs):
+    """Runs toolgate with these upstreams and policy until the fixture ends; yields its MCP URL."""
     workdir = tempfile.mkdtemp()
     config = Path(workdir) / "toolgate.yaml"
     (Path(workdir) / "agents.yaml").write_text(AGENTS)
     config.write_text(
         "listen: 127.0.0.1:0\n"
-        "upstreams:\n"
-        f"  - name: time\n    stdio:\n      command: \"{TIME_SERVER}\"\n      args: [\"--local-timezone\", \"UTC\"]\n"
-        f"  - name: everything\n    http:\n      url: \"http://127.0.0.1:{port}/mcp\"\n"
+        "upstreams:\n" + upstreams +
         "auth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n"
         f"      jwks_file: \"{JWKS}\"\n      dev: true\n  agents_file: agents.yaml\n"
         "admin:\n  listen: 127.0.0.1:0\n"
-        # These tests are about the protocol, not policy: every tool in the caller's scope is allowed.
-        f"policy:\n  dir: \"{ROOT / 'tests' / 'fixtures' / 'policy-open'}\"\n"
-        f"  manifests: \"{ROOT / 'tests' / 'fixtures' / 'manifests-empty'}\"\n"
+        f"policy:\n  dir: \"{policy_dir}\"\n  manifests: \"{manifests_dir}\"\n"
     )
     log = open(Path(workdir) / "toolgate.log", "w")
     gw = subprocess.Popen(
@@ -113,6 +119,14 @@ def gateway():
                 p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.fixture(scope="module")
+def redacting_gateway():
+    """The HR directory behind a policy that redacts results to `internal`, with the quickstart's manifests."""
+    hr = ROOT / "target" / "debug" / "examples" / "hr_directory"
+    upstreams = f"  - name: hr\n    stdio:\n      command: \"{hr}\"\n"
+    yield from serve(upstreams, ROOT / "tests" / "fixtures" / "policy-internal", ROOT / "tool-manifests", [])
 
 
 def token() -> str:
@@ -195,3 +209,29 @@ def test_requests_without_a_valid_token_are_refused(gateway):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_validating_clients_accept_redacted_structured_results(redacting_gateway):
+    """The SDK validates structuredContent against the tool's outputSchema: the masked integer salary would fail
+    the upstream's own schema, and passes the one toolgate advertises."""
+    import jsonschema
+
+    async def body(session):
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+        result = await session.call_tool("hr__lookup_employee", {"id_or_email": "E1001"})
+        return tools["hr__lookup_employee"], result
+
+    tool, result = run(redacting_gateway, body)
+    assert not result.is_error, result
+    record = result.structured_content
+    assert record["name"] == "Ada Lovelace"
+    assert record["salary"] == "[REDACTED:confidential]"
+    assert record["national_id"] == "[REDACTED:restricted]"
+    assert record["email"] == "[REDACTED:confidential]"
+    assert "123-45-6789" not in json.dumps(result.model_dump())
+    # The advertised schema accepts it; the upstream's own (without the masks) would not.
+    jsonschema.validate(record, tool.output_schema)
+    original = json.loads(json.dumps(tool.output_schema))
+    original["properties"]["salary"] = original["properties"]["salary"]["anyOf"][0]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(record, original)
