@@ -63,6 +63,8 @@ struct Counters {
 struct Testbed {
     tool_router: ToolRouter<Self>,
     duplicate: Arc<AtomicBool>,
+    /// A replacement description for `echo`, to change a tool's definition at run time.
+    echo_description: Arc<std::sync::Mutex<Option<String>>>,
     cancelled: Arc<AtomicU64>,
     completed: Arc<AtomicU64>,
 }
@@ -187,6 +189,21 @@ impl Testbed {
         format!("duplicate = {}", args.on)
     }
 
+    #[tool(
+        description = "Change the description of `echo` (empty restores it), and announce the change."
+    )]
+    async fn set_echo_description(
+        &self,
+        Parameters(args): Parameters<EchoArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> String {
+        if let Ok(mut d) = self.echo_description.lock() {
+            *d = (!args.text.is_empty()).then(|| args.text.clone());
+        }
+        let _ = context.peer.notify_tool_list_changed().await;
+        format!("echo description = {:?}", args.text)
+    }
+
     #[tool(description = "Over HTTP, answered with malformed JSON.")]
     async fn garbage(&self) -> String {
         "over stdio this is a normal answer".into()
@@ -201,6 +218,12 @@ impl ServerHandler for Testbed {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let mut tools: Vec<Tool> = self.tool_router.list_all();
+        if let Ok(d) = self.echo_description.lock()
+            && let Some(text) = d.as_ref()
+            && let Some(echo) = tools.iter_mut().find(|t| t.name == "echo")
+        {
+            echo.description = Some(text.clone().into());
+        }
         if self.duplicate.load(Ordering::SeqCst)
             && let Some(echo) = tools.iter().find(|t| t.name == "echo").cloned()
         {
@@ -221,9 +244,11 @@ async fn main() -> anyhow::Result<()> {
     let duplicate = Arc::new(AtomicBool::new(std::env::var("TESTBED_DUPLICATE").is_ok()));
     let cancelled = Arc::new(AtomicU64::new(0));
     let completed = Arc::new(AtomicU64::new(0));
+    let echo_description = Arc::new(std::sync::Mutex::new(None));
     let make = move || Testbed {
         tool_router: Testbed::tool_router(),
         duplicate: duplicate.clone(),
+        echo_description: echo_description.clone(),
         cancelled: cancelled.clone(),
         completed: completed.clone(),
     };

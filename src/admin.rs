@@ -92,6 +92,9 @@ pub fn router(gateway: Arc<Gateway>, bootstrap: String) -> Router {
         .route("/admin/approvals", get(list_approvals))
         .route("/admin/approvals/{id}", get(show_approval))
         .route("/admin/approvals/{id}/{verdict}", post(decide_approval))
+        .route("/admin/pins", get(list_pins))
+        .route("/admin/pins/{tool}", get(show_pin))
+        .route("/admin/pins/{tool}/{verdict}", post(decide_pin))
         .route("/admin/records", get(list_records))
         .route("/admin/reports", get(report))
         .route("/admin/policy", get(policy_status))
@@ -475,5 +478,72 @@ async fn report(State(state): State<AdminState>, Query(params): Query<ReportPara
             "store_unavailable",
             &e.to_string(),
         ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinFilter {
+    status: Option<crate::catalog::pins::PinStatus>,
+}
+
+/// `GET /admin/pins`: every pinned tool, optionally of one status.
+async fn list_pins(State(state): State<AdminState>, Query(filter): Query<PinFilter>) -> Response {
+    let pins: Vec<_> = state
+        .gateway
+        .pins
+        .list()
+        .into_iter()
+        .filter(|p| filter.status.is_none_or(|s| s == p.status))
+        .collect();
+    axum::Json(json!({"pins": pins})).into_response()
+}
+
+/// `GET /admin/pins/{tool}`: the pin, with a diff from the approved definition to the one reported.
+async fn show_pin(State(state): State<AdminState>, UrlPath(tool): UrlPath<String>) -> Response {
+    match state.gateway.pins.get(&tool) {
+        Some(pin) => {
+            let diff = pin.diff();
+            let mut body = serde_json::to_value(&pin).unwrap_or_default();
+            body["diff"] = json!(diff);
+            axum::Json(body).into_response()
+        }
+        None => refusal(
+            StatusCode::NOT_FOUND,
+            "unknown_tool",
+            &format!("no pin for `{tool}`"),
+        ),
+    }
+}
+
+/// `POST /admin/pins/{tool}/approve` (re-pin to the reported definition) or `/reject`.
+async fn decide_pin(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    UrlPath((tool, verdict)): UrlPath<(String, String)>,
+) -> Response {
+    let approve = match verdict.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return refusal(
+                StatusCode::NOT_FOUND,
+                "unknown_verdict",
+                &format!("`{other}` is neither `approve` nor `reject`"),
+            );
+        }
+    };
+    match state.gateway.pins.decide(&tool, approve, &admin.0).await {
+        Ok(Some(pin)) => {
+            tracing::info!(admin = %admin.0, %tool, approve, "tool definition reviewed");
+            state.gateway.announce_change();
+            axum::Json(pin).into_response()
+        }
+        Ok(None) => refusal(
+            StatusCode::CONFLICT,
+            "nothing_pending",
+            &format!("`{tool}` has no definition awaiting review"),
+        ),
+        Err(e) => store_unavailable(&e),
     }
 }

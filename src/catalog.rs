@@ -2,6 +2,7 @@
 
 pub mod manifest;
 pub mod names;
+pub mod pins;
 
 mod http;
 mod routing;
@@ -156,6 +157,35 @@ pub struct ExposedTool {
     pub definition: Tool,
     /// The definition's annotations (hints) as JSON, for policy input.
     pub annotations_json: Option<serde_json::Value>,
+    /// SHA-256 of the upstream's definition (name, description, schemas, annotations) as canonical JSON
+    /// (RFC 8785): what a pin approves.
+    pub pin_hash: Arc<str>,
+}
+
+impl ExposedTool {
+    /// The definition as its upstream reports it (under its own name).
+    pub fn original_definition(&self) -> Tool {
+        let mut tool = self.definition.clone();
+        tool.name = self.original.to_string().into();
+        tool
+    }
+}
+
+/// The part of a tool's definition a pin covers, as canonical JSON (RFC 8785).
+pub fn pinned_definition(tool: &Tool) -> serde_json::Value {
+    serde_json::json!({
+        "name": tool.name,
+        "description": tool.description,
+        "inputSchema": tool.input_schema,
+        "outputSchema": tool.output_schema,
+        "annotations": tool.annotations,
+    })
+}
+
+fn pin_hash(tool: &Tool) -> Arc<str> {
+    use sha2::Digest;
+    let canonical = serde_jcs::to_vec(&pinned_definition(tool)).unwrap_or_default();
+    Arc::from(hex::encode(sha2::Sha256::digest(&canonical)))
 }
 
 #[derive(Default)]
@@ -278,6 +308,11 @@ impl Catalog {
             .take(limit)
             .map(Arc::clone)
             .collect()
+    }
+
+    /// Every exposed tool.
+    pub fn tools(&self) -> Vec<Arc<ExposedTool>> {
+        self.index.load().tools.values().cloned().collect()
     }
 
     /// Number of exposed tools.
@@ -527,6 +562,7 @@ impl Catalog {
                         name,
                         upstream,
                         original: Arc::from(tool.name.as_ref()),
+                        pin_hash: pin_hash(tool),
                         definition,
                         annotations_json,
                     }),

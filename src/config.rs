@@ -67,6 +67,9 @@ pub struct Config {
     /// Redaction of tool results: the clearance when a decision names none, and extra detectors.
     #[serde(default)]
     pub redaction: RedactionConfig,
+    /// Pinning of tool definitions.
+    #[serde(default)]
+    pub pinning: PinningConfig,
     /// Folder the config file was read from; relative paths in it are resolved against it.
     #[serde(skip)]
     pub base: PathBuf,
@@ -119,6 +122,14 @@ impl Default for StorageConfig {
             path: PathBuf::from("toolgate.db"),
         }
     }
+}
+
+/// Pinning of tool definitions.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PinningConfig {
+    /// What happens to a tool seen for the first time.
+    pub first_sight: crate::catalog::pins::FirstSight,
 }
 
 /// A detector of sensitive values added in config.
@@ -501,6 +512,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             audit: AuditConfig::default(),
             redaction: RedactionConfig::default(),
+            pinning: PinningConfig::default(),
             base: PathBuf::from("."),
         }
     }

@@ -39,6 +39,7 @@ pub struct Gateway {
     pub store: Store,
     pub audit: Arc<crate::audit::Audit>,
     pub redactor: Arc<crate::redact::Redactor>,
+    pub pins: Arc<crate::catalog::pins::Pins>,
     /// Fires whenever what a caller may see in `tools/list` may have changed: the catalog, the policy bundle,
     /// a revocation.
     changes: tokio::sync::broadcast::Sender<()>,
@@ -56,6 +57,11 @@ impl Gateway {
         // Records go to the same database, through the writer's own connection.
         let audit = crate::audit::Audit::start(&config.storage.path, config.audit.clone())?;
         let redactor = Arc::new(crate::redact::Redactor::new(&config.redaction)?);
+        let pins = Arc::new(
+            crate::catalog::pins::Pins::load(store.clone(), config.pinning.first_sight)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
         // Revocations must be readable before anything is served: fail closed.
         let revocations = Arc::new(
             Revocations::load(store.clone())
@@ -84,9 +90,30 @@ impl Gateway {
         };
         policy.watch();
         let catalog = Catalog::new(&config).map_err(|e| e.to_string())?;
-        catalog.start();
         let (changes, _) = tokio::sync::broadcast::channel(16);
-        for mut source in [catalog.subscribe(), policy.subscribe()] {
+        // Every change of the upstreams' tools is checked against the pins (new tools pinned or quarantined,
+        // changed definitions quarantined) before clients are told to list again.
+        {
+            let mut tool_changes = catalog.subscribe();
+            let (catalog, pins, changes) =
+                (Arc::clone(&catalog), Arc::clone(&pins), changes.clone());
+            tokio::spawn(async move {
+                loop {
+                    match tool_changes.recv().await {
+                        Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            if let Err(e) = pins.observe(&catalog.tools()).await {
+                                tracing::error!("cannot record tool pins: {e}");
+                            }
+                            let _ = changes.send(());
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            });
+        }
+        catalog.start();
+        {
+            let mut source = policy.subscribe();
             let changes = changes.clone();
             tokio::spawn(async move {
                 loop {
@@ -107,6 +134,7 @@ impl Gateway {
             store,
             audit,
             redactor,
+            pins,
             changes,
         }))
     }

@@ -87,6 +87,13 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Administer the running gateway through its admin API.
+    Admin {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Held calls waiting for a human approver, through the running gateway's admin API.
     Approvals {
         #[command(flatten)]
@@ -168,6 +175,35 @@ impl BundleArgs {
 }
 
 #[derive(Subcommand)]
+enum AdminCommand {
+    /// Pinned tool definitions: list them, show a quarantined tool's diff, approve or reject it.
+    Pins {
+        #[command(subcommand)]
+        command: PinsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PinsCommand {
+    /// Every pinned tool (or only those of a status: approved, quarantined, rejected).
+    List {
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// One tool's pin and the diff from its approved definition to the one its upstream reports.
+    Show {
+        tool: String,
+        /// The pin as JSON instead of the readable diff.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve the reported definition: it becomes the pin and the tool is usable again.
+    Approve { tool: String },
+    /// Reject the reported definition: the tool stays hidden and refused.
+    Reject { tool: String },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Recompute the record chain with its key, compare it with the published head, and name the first record
     /// that was altered, removed, inserted or cut off. Exits non-zero if the chain does not verify.
@@ -243,6 +279,26 @@ impl AdminArgs {
             (None, Some(token)) => Ok(token),
             (None, None) => anyhow::bail!("give --credential-file or set TOOLGATE_ADMIN_TOKEN"),
         }
+    }
+
+    /// Calls the admin API and returns its JSON answer; a refusal is an error.
+    async fn fetch(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", self.admin_url.trim_end_matches('/'));
+        let response = reqwest::Client::new()
+            .request(method, url)
+            .bearer_auth(self.credential()?)
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            anyhow::bail!("admin API answered {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text)?)
     }
 
     /// Calls the admin API and prints its JSON answer; a refusal is an error.
@@ -363,6 +419,54 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .call(reqwest::Method::POST, "/admin/revocations", Some(body))
                 .await
         }
+        Command::Admin {
+            admin,
+            command: AdminCommand::Pins { command },
+        } => match command {
+            PinsCommand::List { status } => {
+                let path = match status {
+                    Some(status) => format!("/admin/pins?status={status}"),
+                    None => "/admin/pins".to_string(),
+                };
+                admin.call(reqwest::Method::GET, &path, None).await
+            }
+            PinsCommand::Show { tool, json: true } => {
+                admin
+                    .call(reqwest::Method::GET, &format!("/admin/pins/{tool}"), None)
+                    .await
+            }
+            PinsCommand::Show { tool, json: false } => {
+                let pin = admin
+                    .fetch(reqwest::Method::GET, &format!("/admin/pins/{tool}"))
+                    .await?;
+                println!(
+                    "{} ({}): {}",
+                    pin["tool"].as_str().unwrap_or_default(),
+                    pin["upstream"].as_str().unwrap_or_default(),
+                    pin["status"].as_str().unwrap_or_default()
+                );
+                print!("{}", pin["diff"].as_str().unwrap_or_default());
+                Ok(())
+            }
+            PinsCommand::Approve { tool } => {
+                admin
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/admin/pins/{tool}/approve"),
+                        None,
+                    )
+                    .await
+            }
+            PinsCommand::Reject { tool } => {
+                admin
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/admin/pins/{tool}/reject"),
+                        None,
+                    )
+                    .await
+            }
+        },
         Command::Approvals { admin, command } => match command {
             ApprovalsCommand::List { status } => {
                 let path = match status {

@@ -220,6 +220,10 @@ impl Store {
                 decided_at INTEGER,
                 used_at INTEGER
             );
+            CREATE TABLE IF NOT EXISTS pins (
+                tool TEXT PRIMARY KEY,
+                body TEXT NOT NULL
+            );
             CREATE INDEX IF NOT EXISTS approvals_match
                 ON approvals (issuer, subject, tool, arguments_hash, status);",
         )?;
@@ -466,5 +470,32 @@ impl Store {
             return Ok(None);
         }
         store.approval(id, now).await
+    }
+
+    /// Every stored pin.
+    pub async fn pins(&self) -> Result<Vec<crate::catalog::pins::Pin>, StoreError> {
+        self.with(|conn| {
+            let mut statement = conn.prepare("SELECT body FROM pins ORDER BY tool")?;
+            let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+            rows.map(|body| {
+                serde_json::from_str(&body?)
+                    .map_err(|e| StoreError(format!("a pin is not readable: {e}")))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    /// Stores (or replaces) a tool's pin.
+    pub async fn put_pin(&self, pin: crate::catalog::pins::Pin) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            let body = serde_json::to_string(&pin).map_err(|e| StoreError(e.to_string()))?;
+            conn.execute(
+                "INSERT INTO pins (tool, body) VALUES (?1, ?2) ON CONFLICT(tool) DO UPDATE SET body = excluded.body",
+                params![pin.tool, body],
+            )?;
+            Ok(())
+        })
+        .await
     }
 }

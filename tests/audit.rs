@@ -96,11 +96,17 @@ async fn a_known_sequence_leaves_exactly_the_expected_records_and_report() {
     let dave = user_token("dave", &["hr"], "assistant", &[]);
     assert_eq!(initialize_status(&gateway.url, &dave).await, 401);
 
+    // Junk tokens are counted per interval: the three may land in one record or be split over two.
+    let junk_count = |all: &[Value]| -> u64 {
+        all.iter()
+            .filter(|r| r["kind"] == "authentication" && r["outcome"] == "token_malformed")
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum()
+    };
     let all = eventually(10, || async {
         let all = records(&gateway, "").await;
-        all.iter()
-            .any(|r| r["kind"] == "authentication" && r["outcome"] == "token_malformed")
-            .then_some(all)
+        let revoked_seen = all.iter().any(|r| r["outcome"] == "token_revoked");
+        (junk_count(&all) == 3 && revoked_seen).then_some(all)
     })
     .await;
     let calls: Vec<&Value> = all.iter().filter(|r| r["kind"] == "tools/call").collect();
@@ -167,7 +173,8 @@ async fn a_known_sequence_leaves_exactly_the_expected_records_and_report() {
         .iter()
         .find(|r| r["outcome"] == "token_malformed")
         .unwrap();
-    assert_eq!(junk["count"], 3);
+    assert!(junk["count"].as_u64().unwrap() >= 1);
+    assert_eq!(junk_count(&all), 3);
     assert_eq!(junk["source"], "127.0.0.1");
     assert!(junk.get("subject").is_none());
     let lineage = auth

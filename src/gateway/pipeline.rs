@@ -50,7 +50,8 @@ impl Gateway {
         let mut tools =
             self.catalog
                 .tools_after(after.as_deref(), page_size.saturating_add(1), |t| {
-                    if !caller.in_scope(&t.name) {
+                    // Quarantined tools (a definition not approved) are shown to nobody.
+                    if !caller.in_scope(&t.name) || !self.pins.approved(t) {
                         return false;
                     }
                     match bundle.decide(&list_input(&who, &bundle, t)) {
@@ -168,6 +169,19 @@ impl Gateway {
                 );
                 return Err(unknown_tool(&params.name));
             }
+        }
+        record.pin = Some(tool.pin_hash.to_string());
+        // A tool whose definition changed upstream is not trusted until an admin approves it.
+        if !self.pins.approved(&tool) {
+            record.deny(
+                "tool_quarantined",
+                vec!["the tool's definition is not approved".into()],
+            );
+            return Ok(refusal_result(format!(
+                "toolgate refused this call to `{}` (reason `tool_quarantined`): the tool's definition changed \
+                 upstream (or is new) and awaits an admin's review",
+                tool.name
+            )));
         }
         // The arguments: facts computed by real parsers as the manifest directs, then the decision.
         let manifest = bundle.manifests.get(&tool.upstream, &tool.original);
