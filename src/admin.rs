@@ -92,6 +92,14 @@ pub fn router(gateway: Arc<Gateway>, bootstrap: String) -> Router {
         .route("/admin/approvals", get(list_approvals))
         .route("/admin/approvals/{id}", get(show_approval))
         .route("/admin/approvals/{id}/{verdict}", post(decide_approval))
+        .route(
+            "/admin/upstreams",
+            get(list_upstreams).post(register_upstream),
+        )
+        .route(
+            "/admin/upstreams/{name}",
+            axum::routing::delete(remove_upstream),
+        )
         .route("/admin/pins", get(list_pins))
         .route("/admin/pins/{tool}", get(show_pin))
         .route("/admin/pins/{tool}/{verdict}", post(decide_pin))
@@ -545,5 +553,59 @@ async fn decide_pin(
             &format!("`{tool}` has no definition awaiting review"),
         ),
         Err(e) => store_unavailable(&e),
+    }
+}
+
+/// `GET /admin/upstreams`: every upstream with its health and tool count (never its credentials).
+async fn list_upstreams(State(state): State<AdminState>) -> Response {
+    axum::Json(json!({"upstreams": state.gateway.catalog.statuses()})).into_response()
+}
+
+/// `POST /admin/upstreams`: registers an upstream (`{"name", "http": {"url", "headers"}}` or
+/// `{"name", "stdio": {"command", "args", "env"}}`); it must connect and list its tools first.
+async fn register_upstream(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    body: axum::body::Bytes,
+) -> Response {
+    let upstream: crate::config::UpstreamConfig = match serde_json::from_slice(&body) {
+        Ok(u) => u,
+        Err(e) => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("invalid upstream: {e}"),
+            );
+        }
+    };
+    let name = upstream.name.clone();
+    match state.gateway.register_upstream(upstream, &admin.0).await {
+        Ok(tools) => {
+            state.gateway.announce_change();
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({"name": name, "tools": tools})),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(admin = %admin.0, upstream = %name, "upstream not registered: {e}");
+            refusal(StatusCode::UNPROCESSABLE_ENTITY, "upstream_refused", &e)
+        }
+    }
+}
+
+/// `DELETE /admin/upstreams/{name}`: removes an upstream registered at run time.
+async fn remove_upstream(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    UrlPath(name): UrlPath<String>,
+) -> Response {
+    match state.gateway.remove_upstream(&name, &admin.0).await {
+        Ok(()) => {
+            state.gateway.announce_change();
+            axum::Json(json!({"removed": name})).into_response()
+        }
+        Err(e) => refusal(StatusCode::CONFLICT, "upstream_not_removed", &e),
     }
 }

@@ -1,5 +1,6 @@
 //! Upstream MCP servers and their tools: connecting, namespacing, the exposed tool index, refresh.
 
+pub mod allow;
 pub mod manifest;
 pub mod names;
 pub mod pins;
@@ -19,9 +20,10 @@ use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
+pub use names::validate_upstream_name;
 pub use routing::CallSink;
 
-use crate::config::{Config, Limits, Timeouts, UpstreamTransport};
+use crate::config::{Config, Limits, Timeouts, UpstreamConfig, UpstreamTransport};
 use http::HttpConn;
 use stdio::StdioConn;
 
@@ -121,6 +123,8 @@ pub struct UpstreamStatus {
     pub last_error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refused_tools: Vec<RefusedTool>,
+    /// Registered at run time (else from the config file, read-only).
+    pub registered: bool,
 }
 
 /// One configured upstream and its current session.
@@ -130,6 +134,10 @@ pub struct Upstream {
     conn: ArcSwapOption<Conn>,
     status: Mutex<UpstreamStatus>,
     refresh: Arc<Notify>,
+    /// Stops this upstream's supervisor (removal, or the gateway's shutdown).
+    stop: CancellationToken,
+    /// Registered at run time through the admin API (else from the config file).
+    pub registered: bool,
 }
 
 impl Upstream {
@@ -198,67 +206,183 @@ pub struct Catalog {
     separator: String,
     timeouts: Timeouts,
     limits: Limits,
-    upstreams: Vec<Arc<Upstream>>,
+    upstreams: ArcSwap<Vec<Arc<Upstream>>>,
     accepted: Mutex<HashMap<Arc<str>, Vec<Tool>>>,
     index: ArcSwap<Index>,
     changed: broadcast::Sender<()>,
     client: reqwest::Client,
+    /// HTTP clients of upstreams registered at run time (their resolvers enforce the allowlist).
+    registered_clients: Mutex<HashMap<Arc<str>, reqwest::Client>>,
     shutdown: CancellationToken,
 }
 
 impl Catalog {
     /// Builds the catalog from config; nothing connects until [`Catalog::start`].
     pub fn new(config: &Config) -> Result<Arc<Self>, UpstreamError> {
+        let shutdown = CancellationToken::new();
         let upstreams = config
             .upstreams
             .iter()
-            .map(|u| {
-                Arc::new(Upstream {
-                    name: Arc::from(u.name.as_str()),
-                    transport: u.transport.clone(),
-                    conn: ArcSwapOption::empty(),
-                    status: Mutex::new(UpstreamStatus {
-                        name: u.name.clone(),
-                        transport: match u.transport {
-                            UpstreamTransport::Stdio(_) => "stdio",
-                            UpstreamTransport::Http(_) => "http",
-                        },
-                        required: u.required,
-                        state: "connecting",
-                        listed: false,
-                        tools: 0,
-                        reconnects: 0,
-                        last_error: None,
-                        refused_tools: Vec::new(),
-                    }),
-                    refresh: Arc::new(Notify::new()),
-                })
-            })
+            .map(|u| Self::upstream(u, &shutdown, false))
             .collect();
         Ok(Arc::new(Self {
             separator: config.namespace_separator.clone(),
             timeouts: config.timeouts.clone(),
             limits: config.limits.clone(),
-            upstreams,
+            upstreams: ArcSwap::from_pointee(upstreams),
             accepted: Mutex::new(HashMap::new()),
             index: ArcSwap::from_pointee(Index::default()),
             changed: broadcast::channel(16).0,
             client: http::pooled_client()?,
-            shutdown: CancellationToken::new(),
+            registered_clients: Mutex::new(HashMap::new()),
+            shutdown,
         }))
+    }
+
+    fn upstream(
+        u: &UpstreamConfig,
+        shutdown: &CancellationToken,
+        registered: bool,
+    ) -> Arc<Upstream> {
+        Arc::new(Upstream {
+            name: Arc::from(u.name.as_str()),
+            transport: u.transport.clone(),
+            conn: ArcSwapOption::empty(),
+            status: Mutex::new(UpstreamStatus {
+                name: u.name.clone(),
+                transport: match u.transport {
+                    UpstreamTransport::Stdio(_) => "stdio",
+                    UpstreamTransport::Http(_) => "http",
+                },
+                required: u.required,
+                state: "connecting",
+                listed: false,
+                tools: 0,
+                reconnects: 0,
+                last_error: None,
+                refused_tools: Vec::new(),
+                registered,
+            }),
+            refresh: Arc::new(Notify::new()),
+            stop: shutdown.child_token(),
+            registered,
+        })
+    }
+
+    /// Adds an upstream registered earlier (from the store) without connecting first; [`Catalog::start`] starts
+    /// it with the others.
+    pub fn restore(
+        &self,
+        config: &UpstreamConfig,
+        client: Option<reqwest::Client>,
+    ) -> Result<(), String> {
+        let upstream = self.registered(config)?;
+        self.insert(upstream, client);
+        Ok(())
+    }
+
+    /// A new registered upstream, if its name is free.
+    fn registered(&self, config: &UpstreamConfig) -> Result<Arc<Upstream>, String> {
+        if self
+            .upstreams
+            .load()
+            .iter()
+            .any(|u| *u.name == *config.name)
+        {
+            return Err(format!(
+                "an upstream named `{}` exists already",
+                config.name
+            ));
+        }
+        Ok(Self::upstream(config, &self.shutdown, true))
+    }
+
+    fn insert(&self, upstream: Arc<Upstream>, client: Option<reqwest::Client>) {
+        if let Some(client) = client
+            && let Ok(mut clients) = self.registered_clients.lock()
+        {
+            clients.insert(Arc::clone(&upstream.name), client);
+        }
+        self.upstreams.rcu(|list| {
+            let mut list = (**list).clone();
+            list.push(Arc::clone(&upstream));
+            list
+        });
     }
 
     /// Starts one supervisor per upstream: connect, list, watch, reconnect with backoff.
     pub fn start(self: &Arc<Self>) {
-        for upstream in &self.upstreams {
+        for upstream in self.upstreams.load().iter() {
             tokio::spawn(Arc::clone(self).supervise(Arc::clone(upstream)));
         }
+    }
+
+    /// Adds an upstream at run time. It must first connect and answer `tools/list` within the connect timeout
+    /// with tools that do not collide with the catalog's; otherwise nothing is added. `client` is the HTTP client
+    /// for it (registered HTTP upstreams get one whose resolver checks every address against the allowlist).
+    pub async fn add(
+        self: &Arc<Self>,
+        config: &UpstreamConfig,
+        client: Option<reqwest::Client>,
+    ) -> Result<usize, String> {
+        let upstream = self.registered(config)?;
+        let (conn, tools) = self
+            .connect_with(&upstream, client.clone())
+            .await
+            .map_err(|e| format!("upstream `{}` cannot be used: {e}", config.name))?;
+        conn.shutdown();
+        // Names must be free: an upstream never takes tools another one exposes.
+        let taken = self.index.load();
+        for tool in &tools {
+            if let Ok(exposed) = names::exposed_name(&upstream.name, &self.separator, &tool.name)
+                && taken.tools.contains_key(exposed.as_str())
+            {
+                return Err(format!("tool name `{exposed}` is taken"));
+            }
+        }
+        let count = tools.len();
+        self.insert(Arc::clone(&upstream), client);
+        tokio::spawn(Arc::clone(self).supervise(upstream));
+        Ok(count)
+    }
+
+    /// Removes an upstream registered at run time: its session ends and its tools leave the catalog.
+    pub fn remove(&self, name: &str) -> Result<(), String> {
+        let Some(upstream) = self
+            .upstreams
+            .load()
+            .iter()
+            .find(|u| *u.name == *name)
+            .cloned()
+        else {
+            return Err(format!("no upstream named `{name}`"));
+        };
+        if !upstream.registered {
+            return Err(format!(
+                "upstream `{name}` comes from the config file and is read-only"
+            ));
+        }
+        upstream.stop.cancel();
+        if let Some(conn) = upstream.conn.swap(None) {
+            conn.shutdown();
+        }
+        self.upstreams.rcu(|list| {
+            list.iter()
+                .filter(|u| *u.name != *name)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        if let Ok(mut map) = self.accepted.lock() {
+            map.remove(name);
+        }
+        self.rebuild();
+        Ok(())
     }
 
     /// Closes every upstream session.
     pub fn shutdown(&self) {
         self.shutdown.cancel();
-        for upstream in &self.upstreams {
+        for upstream in self.upstreams.load().iter() {
             if let Some(conn) = upstream.conn.swap(None) {
                 conn.shutdown();
             }
@@ -268,13 +392,18 @@ impl Catalog {
     /// True once every required upstream has answered `tools/list`.
     pub fn ready(&self) -> bool {
         self.upstreams
+            .load()
             .iter()
             .all(|u| u.status().is_some_and(|s| !s.required || s.listed))
     }
 
     /// Status of every upstream.
     pub fn statuses(&self) -> Vec<UpstreamStatus> {
-        self.upstreams.iter().filter_map(|u| u.status()).collect()
+        self.upstreams
+            .load()
+            .iter()
+            .filter_map(|u| u.status())
+            .collect()
     }
 
     /// Fires whenever the set of exposed tools or a definition changes.
@@ -335,8 +464,10 @@ impl Catalog {
     ) -> Result<CallToolResult, UpstreamError> {
         let upstream = self
             .upstreams
+            .load()
             .iter()
             .find(|u| u.name == tool.upstream)
+            .cloned()
             .ok_or(UpstreamError::Unavailable)?;
         let conn = upstream
             .conn
@@ -353,6 +484,19 @@ impl Catalog {
     }
 
     async fn connect(&self, upstream: &Upstream) -> Result<(Arc<Conn>, Vec<Tool>), UpstreamError> {
+        let client = self
+            .registered_clients
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&upstream.name).cloned());
+        self.connect_with(upstream, client).await
+    }
+
+    async fn connect_with(
+        &self,
+        upstream: &Upstream,
+        client: Option<reqwest::Client>,
+    ) -> Result<(Arc<Conn>, Vec<Tool>), UpstreamError> {
         let conn = match &upstream.transport {
             UpstreamTransport::Stdio(config) => Conn::Stdio(
                 StdioConn::connect(
@@ -367,7 +511,7 @@ impl Catalog {
                 HttpConn::connect(
                     Arc::clone(&upstream.name),
                     config,
-                    self.client.clone(),
+                    client.unwrap_or_else(|| self.client.clone()),
                     Arc::clone(&upstream.refresh),
                     self.limits.max_response_bytes,
                     self.timeouts.connect,
@@ -391,7 +535,7 @@ impl Catalog {
     async fn supervise(self: Arc<Self>, upstream: Arc<Upstream>) {
         let mut delay = self.timeouts.reconnect_initial;
         loop {
-            if self.shutdown.is_cancelled() {
+            if upstream.stop.is_cancelled() {
                 return;
             }
             upstream.set_status(|s| s.state = "connecting");
@@ -399,7 +543,7 @@ impl Catalog {
                 // Each phase of connecting is bounded by the connect timeout inside `connect`, so that a phase
                 // that times out still cleans up what it started.
                 a = self.connect(&upstream) => a,
-                () = self.shutdown.cancelled() => return,
+                () = upstream.stop.cancelled() => return,
             };
             match attempt {
                 Ok((conn, tools)) => {
@@ -416,7 +560,7 @@ impl Catalog {
                                     Err(e) => tracing::warn!(upstream = %upstream.name, "refresh failed: {e}"),
                                 }
                             }
-                            () = self.shutdown.cancelled() => {
+                            () = upstream.stop.cancelled() => {
                                 conn.shutdown();
                                 return;
                             }
@@ -441,7 +585,7 @@ impl Catalog {
             }
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = self.shutdown.cancelled() => return,
+                () = upstream.stop.cancelled() => return,
             }
             delay = (delay * 2).min(self.timeouts.reconnect_max);
         }
@@ -503,7 +647,7 @@ impl Catalog {
         };
         let old = self.index.load_full();
         let mut claims: BTreeMap<String, Vec<(Arc<str>, &Tool)>> = BTreeMap::new();
-        for upstream in &self.upstreams {
+        for upstream in self.upstreams.load().iter() {
             let Some(tools) = accepted.get(&upstream.name) else {
                 continue;
             };

@@ -70,6 +70,9 @@ pub struct Config {
     /// Pinning of tool definitions.
     #[serde(default)]
     pub pinning: PinningConfig,
+    /// Upstreams registered at run time through the admin API.
+    #[serde(default)]
+    pub registry: RegistryConfig,
     /// Folder the config file was read from; relative paths in it are resolved against it.
     #[serde(skip)]
     pub base: PathBuf,
@@ -122,6 +125,15 @@ impl Default for StorageConfig {
             path: PathBuf::from("toolgate.db"),
         }
     }
+}
+
+/// Upstreams registered at run time.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Networks (CIDR) or addresses registered HTTP upstreams may be reached on besides public addresses —
+    /// loopback, private, link-local; cloud metadata addresses only when listed exactly.
+    pub allowed_networks: Vec<String>,
 }
 
 /// Pinning of tool definitions.
@@ -431,7 +443,7 @@ impl Default for Limits {
 }
 
 /// One upstream MCP server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Namespace of the upstream's tools: lowercase ASCII letters, digits and `-`, starting with a letter, ≤ 32.
@@ -444,7 +456,7 @@ pub struct UpstreamConfig {
 }
 
 /// How to reach an upstream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamTransport {
     Stdio(StdioUpstream),
@@ -452,7 +464,7 @@ pub enum UpstreamTransport {
 }
 
 /// A child process speaking MCP over stdin/stdout.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdioUpstream {
     /// Program to run. A relative path containing `/` is resolved against the config file's folder.
@@ -468,7 +480,7 @@ pub struct StdioUpstream {
 }
 
 /// A streamable-HTTP MCP server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpUpstream {
     /// Endpoint URL, `http` or `https`.
@@ -513,6 +525,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             redaction: RedactionConfig::default(),
             pinning: PinningConfig::default(),
+            registry: RegistryConfig::default(),
             base: PathBuf::from("."),
         }
     }

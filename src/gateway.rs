@@ -40,6 +40,8 @@ pub struct Gateway {
     pub audit: Arc<crate::audit::Audit>,
     pub redactor: Arc<crate::redact::Redactor>,
     pub pins: Arc<crate::catalog::pins::Pins>,
+    /// Where upstreams registered at run time may be reached.
+    pub allowlist: Arc<crate::catalog::allow::Allowlist>,
     /// Fires whenever what a caller may see in `tools/list` may have changed: the catalog, the policy bundle,
     /// a revocation.
     changes: tokio::sync::broadcast::Sender<()>,
@@ -90,6 +92,22 @@ impl Gateway {
         };
         policy.watch();
         let catalog = Catalog::new(&config).map_err(|e| e.to_string())?;
+        let allowlist = Arc::new(
+            crate::catalog::allow::Allowlist::parse(&config.registry.allowed_networks)
+                .map_err(|e| format!("registry.allowed_networks: {e}"))?,
+        );
+        // Upstreams registered at run time come back after a restart (checked again against the allowlist).
+        for upstream in store
+            .registered_upstreams()
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let restored = registered_client(&allowlist, &upstream)
+                .and_then(|client| catalog.restore(&upstream, client));
+            if let Err(e) = restored {
+                tracing::error!(upstream = %upstream.name, "registered upstream not restored: {e}");
+            }
+        }
         let (changes, _) = tokio::sync::broadcast::channel(16);
         // Every change of the upstreams' tools is checked against the pins (new tools pinned or quarantined,
         // changed definitions quarantined) before clients are told to list again.
@@ -135,6 +153,7 @@ impl Gateway {
             audit,
             redactor,
             pins,
+            allowlist,
             changes,
         }))
     }
@@ -187,6 +206,39 @@ impl Gateway {
                 Err(error)
             }
         }
+    }
+
+    /// Registers an upstream at run time: checked (name, allowlist), connected and listed once, then kept in the
+    /// store. Nothing is left behind when any step fails.
+    pub async fn register_upstream(
+        &self,
+        upstream: crate::config::UpstreamConfig,
+        by: &str,
+    ) -> Result<usize, String> {
+        crate::catalog::validate_upstream_name(&upstream.name)?;
+        let client = registered_client(&self.allowlist, &upstream)?;
+        let tools = self.catalog.add(&upstream, client).await?;
+        if let Err(e) = self
+            .store
+            .put_upstream(upstream.clone(), by.to_string())
+            .await
+        {
+            let _ = self.catalog.remove(&upstream.name);
+            return Err(format!("cannot keep the upstream: {e}"));
+        }
+        tracing::info!(upstream = %upstream.name, admin = by, tools, "upstream registered");
+        Ok(tools)
+    }
+
+    /// Removes an upstream registered at run time.
+    pub async fn remove_upstream(&self, name: &str, by: &str) -> Result<(), String> {
+        self.catalog.remove(name)?;
+        self.store
+            .delete_upstream(name.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(upstream = name, admin = by, "upstream removed");
+        Ok(())
     }
 
     /// Fires whenever connected clients should list their tools again.
@@ -297,6 +349,20 @@ impl Gateway {
             ClientNotification::InitializedNotification(_) => session.mark_initialized(),
             _ => {}
         }
+    }
+}
+
+/// The HTTP client of a registered HTTP upstream, after checking its URL (none for stdio upstreams).
+fn registered_client(
+    allowlist: &Arc<crate::catalog::allow::Allowlist>,
+    upstream: &crate::config::UpstreamConfig,
+) -> Result<Option<reqwest::Client>, String> {
+    match &upstream.transport {
+        crate::config::UpstreamTransport::Http(http) => {
+            allowlist.check_url(&http.url)?;
+            allowlist.client().map(Some)
+        }
+        crate::config::UpstreamTransport::Stdio(_) => Ok(None),
     }
 }
 

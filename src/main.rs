@@ -176,11 +176,37 @@ impl BundleArgs {
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// Upstream servers: list them, register one at run time, remove one.
+    Upstreams {
+        #[command(subcommand)]
+        command: UpstreamsCommand,
+    },
     /// Pinned tool definitions: list them, show a quarantined tool's diff, approve or reject it.
     Pins {
         #[command(subcommand)]
         command: PinsCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum UpstreamsCommand {
+    /// Every upstream with its health and tool count.
+    List,
+    /// Register an upstream: `--url` for streamable HTTP (with `--header NAME=VALUE` credentials), or
+    /// `--command` (with `--arg`) for a child process.
+    Add {
+        name: String,
+        #[arg(long, group = "transport", required = true)]
+        url: Option<String>,
+        #[arg(long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+        #[arg(long, group = "transport")]
+        command: Option<String>,
+        #[arg(long = "arg")]
+        args: Vec<String>,
+    },
+    /// Remove an upstream registered at run time.
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -419,6 +445,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .call(reqwest::Method::POST, "/admin/revocations", Some(body))
                 .await
         }
+        Command::Admin {
+            admin,
+            command: AdminCommand::Upstreams { command },
+        } => match command {
+            UpstreamsCommand::List => {
+                admin
+                    .call(reqwest::Method::GET, "/admin/upstreams", None)
+                    .await
+            }
+            UpstreamsCommand::Add {
+                name,
+                url,
+                headers,
+                command,
+                args,
+            } => {
+                let body = match (url, command) {
+                    (Some(url), None) => {
+                        let mut map = serde_json::Map::new();
+                        for header in headers {
+                            let (k, v) = header
+                                .split_once('=')
+                                .ok_or_else(|| anyhow::anyhow!("`{header}` is not NAME=VALUE"))?;
+                            map.insert(k.to_string(), serde_json::json!(v));
+                        }
+                        serde_json::json!({"name": name, "http": {"url": url, "headers": map}})
+                    }
+                    (None, Some(command)) => {
+                        serde_json::json!({"name": name, "stdio": {"command": command, "args": args}})
+                    }
+                    _ => anyhow::bail!("give --url or --command"),
+                };
+                admin
+                    .call(reqwest::Method::POST, "/admin/upstreams", Some(body))
+                    .await
+            }
+            UpstreamsCommand::Remove { name } => {
+                admin
+                    .call(
+                        reqwest::Method::DELETE,
+                        &format!("/admin/upstreams/{name}"),
+                        None,
+                    )
+                    .await
+            }
+        },
         Command::Admin {
             admin,
             command: AdminCommand::Pins { command },

@@ -220,6 +220,12 @@ impl Store {
                 decided_at INTEGER,
                 used_at INTEGER
             );
+            CREATE TABLE IF NOT EXISTS registered_upstreams (
+                name TEXT PRIMARY KEY,
+                body TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                created_at INTEGER NOT NULL
+            );
             CREATE TABLE IF NOT EXISTS pins (
                 tool TEXT PRIMARY KEY,
                 body TEXT NOT NULL
@@ -493,6 +499,50 @@ impl Store {
             conn.execute(
                 "INSERT INTO pins (tool, body) VALUES (?1, ?2) ON CONFLICT(tool) DO UPDATE SET body = excluded.body",
                 params![pin.tool, body],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Upstreams registered at run time (with their credentials: the store is as sensitive as the config).
+    pub async fn registered_upstreams(
+        &self,
+    ) -> Result<Vec<crate::config::UpstreamConfig>, StoreError> {
+        self.with(|conn| {
+            let mut statement =
+                conn.prepare("SELECT body FROM registered_upstreams ORDER BY created_at, name")?;
+            let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+            rows.map(|body| {
+                serde_json::from_str(&body?)
+                    .map_err(|e| StoreError(format!("a registered upstream is not readable: {e}")))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    pub async fn put_upstream(
+        &self,
+        upstream: crate::config::UpstreamConfig,
+        by: String,
+    ) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            let body = serde_json::to_string(&upstream).map_err(|e| StoreError(e.to_string()))?;
+            conn.execute(
+                "INSERT INTO registered_upstreams (name, body, created_by, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![upstream.name, body, by, jsonwebtoken::get_current_timestamp() as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn delete_upstream(&self, name: String) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            conn.execute(
+                "DELETE FROM registered_upstreams WHERE name = ?1",
+                params![name],
             )?;
             Ok(())
         })

@@ -7,17 +7,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-fn admin_cli(gateway: &Gateway, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
-        .arg("admin")
-        .args(["--admin-url", gateway.admin_url.trim_end_matches("/admin")])
-        .arg("--credential-file")
-        .arg(gateway.dir.path().join("admin.token"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn stdout(output: &std::process::Output) -> String {
     assert!(
         output.status.success(),

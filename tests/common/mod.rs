@@ -416,6 +416,18 @@ pub fn text(result: &CallToolResult) -> String {
         .unwrap_or_default()
 }
 
+/// `toolgate admin ARGS` against this gateway's admin API, with its bootstrap credential.
+pub fn admin_cli(gateway: &Gateway, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .arg("admin")
+        .args(["--admin-url", gateway.admin_url.trim_end_matches("/admin")])
+        .arg("--credential-file")
+        .arg(gateway.dir.path().join("admin.token"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// The quickstart's agent inventory file.
 pub fn quickstart_agents() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))

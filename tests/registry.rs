@@ -1,0 +1,213 @@
+//! Upstreams registered at run time through the admin API and CLI: checked against the allowlist on the resolved
+//! address, connected and listed before anything is kept, persisted, removable.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn refused(output: &std::process::Output, needle: &str) {
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains(needle), "`{needle}` not in: {err}");
+}
+
+async fn upstream_names(gateway: &Gateway) -> Vec<String> {
+    let list = gateway.admin_json("/upstreams").await;
+    list["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_admin_registers_and_removes_upstreams_at_run_time() {
+    let testbed = HttpUpstream::start("testbed", &[]);
+    let mut gateway = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}registry:\n  allowed_networks: [127.0.0.0/8, '::1']\n",
+        stdio_upstream("hr", "hr_directory", &[])
+    ));
+    let client = gateway.client().await;
+    assert!(
+        !client
+            .tool_names()
+            .await
+            .iter()
+            .any(|t| t.starts_with("tb__"))
+    );
+
+    let added = admin_cli(
+        &gateway,
+        &[
+            "upstreams",
+            "add",
+            "tb",
+            "--url",
+            &testbed.url,
+            "--header",
+            "Authorization=Bearer upstream-secret",
+        ],
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let added: Value = serde_json::from_slice(&added.stdout).unwrap();
+    assert!(added["tools"].as_u64().unwrap() >= 5);
+    client.wait_for_list_changed().await;
+    let names = eventually(10, || async {
+        let names = client.tool_names().await;
+        names.contains(&"tb__echo".to_string()).then_some(names)
+    })
+    .await;
+    assert!(names.contains(&"hr__lookup_employee".to_string()));
+    let echoed = client
+        .call("tb__echo", serde_json::json!({"text": "hi"}))
+        .await
+        .unwrap();
+    assert_eq!(text(&echoed), "hi");
+    let listed = gateway.admin_json("/upstreams").await;
+    let tb = listed["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "tb")
+        .unwrap();
+    assert_eq!(tb["registered"], true);
+    assert_eq!(tb["state"], "ready");
+    // Credentials are never returned, nor logged.
+    assert!(!listed.to_string().contains("upstream-secret"));
+    assert!(!gateway.logs().contains("upstream-secret"));
+
+    // Refusals leave nothing behind.
+    refused(
+        &admin_cli(&gateway, &["upstreams", "add", "tb", "--url", &testbed.url]),
+        "exists already",
+    );
+    refused(
+        &admin_cli(&gateway, &["upstreams", "add", "hr", "--url", &testbed.url]),
+        "exists already",
+    );
+    refused(
+        &admin_cli(
+            &gateway,
+            &[
+                "upstreams",
+                "add",
+                "meta",
+                "--url",
+                "http://169.254.169.254/mcp",
+            ],
+        ),
+        "outside the networks",
+    );
+    refused(
+        &admin_cli(
+            &gateway,
+            &[
+                "upstreams",
+                "add",
+                "private",
+                "--url",
+                "http://10.0.0.7/mcp",
+            ],
+        ),
+        "outside the networks",
+    );
+    refused(
+        &admin_cli(
+            &gateway,
+            &["upstreams", "add", "Bad_Name", "--url", &testbed.url],
+        ),
+        "upstream_refused",
+    );
+    let not_mcp = format!("{}/healthz", gateway.base());
+    refused(
+        &admin_cli(&gateway, &["upstreams", "add", "web", "--url", &not_mcp]),
+        "cannot be used",
+    );
+    refused(
+        &admin_cli(&gateway, &["upstreams", "remove", "hr"]),
+        "read-only",
+    );
+    let malformed = reqwest::Client::new()
+        .post(format!("{}/upstreams", gateway.admin_url))
+        .bearer_auth(gateway.admin_credential())
+        .body("{\"name\": 1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let mut names = upstream_names(&gateway).await;
+    names.sort();
+    assert_eq!(names, vec!["hr", "tb"]);
+
+    // A stdio upstream: only an admin can name a command.
+    let sql = example("sql_query");
+    let added = admin_cli(&gateway, &["upstreams", "add", "sql", "--command", &sql]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+
+    // Registered upstreams survive a restart.
+    gateway.restart();
+    let client = gateway.client().await;
+    let names = eventually(10, || async {
+        let names = client.tool_names().await;
+        (names.contains(&"tb__echo".to_string()) && names.contains(&"sql__query".to_string()))
+            .then_some(names)
+    })
+    .await;
+    assert!(names.contains(&"hr__lookup_employee".to_string()));
+
+    // Removed: its tools leave, clients are told.
+    let removed = admin_cli(&gateway, &["upstreams", "remove", "tb"]);
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    client.wait_for_list_changed().await;
+    assert!(
+        !client
+            .tool_names()
+            .await
+            .iter()
+            .any(|t| t.starts_with("tb__"))
+    );
+    let error = client
+        .call("tb__echo", serde_json::json!({"text": "hi"}))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("Unknown tool"), "{error}");
+    gateway.restart();
+    let mut names = upstream_names(&gateway).await;
+    names.sort();
+    assert_eq!(names, vec!["hr", "sql"]);
+}
+
+#[tokio::test]
+async fn the_allowlist_is_checked_on_the_resolved_address() {
+    let testbed = HttpUpstream::start("testbed", &[]);
+    // Only 127.0.0.2 is allowed: `localhost` resolves elsewhere, whatever the URL says.
+    let gateway =
+        Gateway::start("listen: 127.0.0.1:0\nregistry:\n  allowed_networks: [127.0.0.2/32]\n");
+    let port = testbed.address().rsplit(':').next().unwrap().to_string();
+    let by_name = format!("http://localhost:{port}/mcp");
+    refused(
+        &admin_cli(&gateway, &["upstreams", "add", "tb", "--url", &by_name]),
+        "cannot be used",
+    );
+    refused(
+        &admin_cli(&gateway, &["upstreams", "add", "tb", "--url", &testbed.url]),
+        "outside the networks",
+    );
+    assert!(upstream_names(&gateway).await.is_empty());
+    assert!(gateway.logs().contains("resolves outside the allowlist"));
+}
