@@ -129,11 +129,33 @@ async fn authenticate(
     }
     match admin_of(&state, request.headers(), request.uri().query()) {
         Ok(admin) => {
-            request.extensions_mut().insert(admin);
-            next.run(request).await
+            let action = format!("{} {}", request.method(), request.uri().path());
+            let changes_state = request.method() != http::Method::GET;
+            request.extensions_mut().insert(admin.clone());
+            let started = std::time::Instant::now();
+            let response = next.run(request).await;
+            // Every admin action (anything but a read) leaves a decision record.
+            if changes_state {
+                let mut record = crate::audit::DecisionRecord::new("admin");
+                record.subject = Some(admin.0.clone());
+                if let Some((issuer, subject)) = &admin.1 {
+                    record.issuer = Some(issuer.clone());
+                    record.subject = Some(subject.clone());
+                }
+                record.source = Some("admin".into());
+                let status = response.status();
+                record.decision = if status.is_success() { "allow" } else { "deny" }.into();
+                record.outcome = format!("http_{}", status.as_u16());
+                record.reasons = vec![action];
+                record.latency.total_us = crate::gateway::elapsed_us(started);
+                state.gateway.audit.append_detached(record);
+            }
+            response
         }
         Err((reason, message)) => {
             tracing::warn!(reason, "admin request refused");
+            // Refused admin credentials are recorded like refused caller tokens (aggregated per interval).
+            state.gateway.audit.count_auth_failure("admin", reason);
             let mut response = refusal(StatusCode::UNAUTHORIZED, reason, &message);
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,

@@ -366,7 +366,7 @@ fn registered_client(
     }
 }
 
-pub(crate) fn elapsed_us(since: std::time::Instant) -> u64 {
+pub fn elapsed_us(since: std::time::Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 

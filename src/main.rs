@@ -176,6 +176,18 @@ impl BundleArgs {
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// Held calls waiting for a human approver.
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
+    /// Stored revocations and how many revoked credentials were presented (revoke with `toolgate revoke`).
+    Revocations,
+    /// The policy bundle in force (version, evaluator, last reload error); `--reload` reloads it now.
+    Policy {
+        #[arg(long)]
+        reload: bool,
+    },
     /// Upstream servers: list them, register one at run time, remove one.
     Upstreams {
         #[command(subcommand)]
@@ -539,42 +551,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
             }
         },
-        Command::Approvals { admin, command } => match command {
-            ApprovalsCommand::List { status } => {
-                let path = match status {
-                    Some(status) => format!("/admin/approvals?status={status}"),
-                    None => "/admin/approvals".to_string(),
-                };
-                admin.call(reqwest::Method::GET, &path, None).await
-            }
-            ApprovalsCommand::Show { id } => {
+        Command::Approvals { admin, command }
+        | Command::Admin {
+            admin,
+            command: AdminCommand::Approvals { command },
+        } => approvals_command(&admin, command).await,
+        Command::Admin {
+            admin,
+            command: AdminCommand::Revocations,
+        } => {
+            admin
+                .call(reqwest::Method::GET, "/admin/revocations", None)
+                .await
+        }
+        Command::Admin {
+            admin,
+            command: AdminCommand::Policy { reload },
+        } => {
+            if reload {
                 admin
-                    .call(
-                        reqwest::Method::GET,
-                        &format!("/admin/approvals/{id}"),
-                        None,
-                    )
+                    .call(reqwest::Method::POST, "/admin/policy/reload", None)
+                    .await
+            } else {
+                admin
+                    .call(reqwest::Method::GET, "/admin/policy", None)
                     .await
             }
-            ApprovalsCommand::Approve { id } => {
-                admin
-                    .call(
-                        reqwest::Method::POST,
-                        &format!("/admin/approvals/{id}/approve"),
-                        None,
-                    )
-                    .await
-            }
-            ApprovalsCommand::Deny { id } => {
-                admin
-                    .call(
-                        reqwest::Method::POST,
-                        &format!("/admin/approvals/{id}/deny"),
-                        None,
-                    )
-                    .await
-            }
-        },
+        }
         Command::Policy { command } => policy_command(command).await,
         Command::Audit {
             command: AuditCommand::Verify { config },
@@ -721,6 +724,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             admin_task.abort();
             gateway.shutdown().await;
             Ok(())
+        }
+    }
+}
+
+/// Approvals through the admin API.
+async fn approvals_command(admin: &AdminArgs, command: ApprovalsCommand) -> anyhow::Result<()> {
+    match command {
+        ApprovalsCommand::List { status } => {
+            let path = match status {
+                Some(status) => format!("/admin/approvals?status={status}"),
+                None => "/admin/approvals".to_string(),
+            };
+            admin.call(reqwest::Method::GET, &path, None).await
+        }
+        ApprovalsCommand::Show { id } => {
+            admin
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/admin/approvals/{id}"),
+                    None,
+                )
+                .await
+        }
+        ApprovalsCommand::Approve { id } => {
+            admin
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/admin/approvals/{id}/approve"),
+                    None,
+                )
+                .await
+        }
+        ApprovalsCommand::Deny { id } => {
+            admin
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/admin/approvals/{id}/deny"),
+                    None,
+                )
+                .await
         }
     }
 }

@@ -190,6 +190,52 @@ async fn an_admin_registers_and_removes_upstreams_at_run_time() {
     let mut names = upstream_names(&gateway).await;
     names.sort();
     assert_eq!(names, vec!["hr", "sql"]);
+
+    // Every admin action left a record, refusals included; a wrong admin credential is recorded too.
+    let bad = reqwest::Client::new()
+        .post(format!("{}/upstreams", gateway.admin_url))
+        .bearer_auth("not-the-credential")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let actions = gateway.admin_json("/records?kind=admin&limit=100").await;
+    let actions: Vec<(String, String)> = actions["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["reasons"][0].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        actions.contains(&("POST /admin/upstreams".into(), "http_201".into())),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("POST /admin/upstreams".into(), "http_422".into())),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("DELETE /admin/upstreams/tb".into(), "http_200".into())),
+        "{actions:?}"
+    );
+    eventually(10, || async {
+        let refusals = gateway
+            .admin_json("/records?kind=authentication&limit=100")
+            .await;
+        refusals["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["source"] == "admin")
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -210,4 +256,19 @@ async fn the_allowlist_is_checked_on_the_resolved_address() {
     );
     assert!(upstream_names(&gateway).await.is_empty());
     assert!(gateway.logs().contains("resolves outside the allowlist"));
+    // The other admin commands answer JSON for scripts.
+    for args in [
+        &["policy"][..],
+        &["policy", "--reload"],
+        &["revocations"],
+        &["approvals", "list"],
+    ] {
+        let out = admin_cli(&gateway, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _: Value = serde_json::from_slice(&out.stdout).unwrap();
+    }
 }
