@@ -100,6 +100,11 @@ pub fn router(gateway: Arc<Gateway>, bootstrap: String) -> Router {
             "/admin/upstreams/{name}",
             axum::routing::delete(remove_upstream),
         )
+        .route("/admin/agents", get(list_agents))
+        .route(
+            "/admin/agents/{id}",
+            axum::routing::put(put_agent).delete(delete_agent),
+        )
         .route("/admin/pins", get(list_pins))
         .route("/admin/pins/{tool}", get(show_pin))
         .route("/admin/pins/{tool}/{verdict}", post(decide_pin))
@@ -629,5 +634,83 @@ async fn remove_upstream(
             axum::Json(json!({"removed": name})).into_response()
         }
         Err(e) => refusal(StatusCode::CONFLICT, "upstream_not_removed", &e),
+    }
+}
+
+/// `GET /admin/agents`: the agent inventory with owners, limits, delegation rights and activity.
+async fn list_agents(State(state): State<AdminState>) -> Response {
+    let path = state.gateway.config.storage.path.clone();
+    let activity = tokio::task::spawn_blocking(move || {
+        crate::audit::SqliteAuditStore::open_read_only(&path)
+            .and_then(|s| s.agent_activity())
+            .unwrap_or_default()
+    })
+    .await
+    .unwrap_or_default();
+    let registered = state
+        .gateway
+        .policy
+        .registered_agents()
+        .read()
+        .map(|m| m.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let agents: Vec<serde_json::Value> = state
+        .gateway
+        .identity
+        .inventory()
+        .agents()
+        .map(|a| {
+            let (calls, last) = activity.get(&a.id).copied().unwrap_or((0, 0));
+            json!({
+                "id": a.id,
+                "owner": a.spec.owner,
+                "description": a.spec.description,
+                "scope": a.spec.scope,
+                "max_classification": a.spec.max_classification,
+                "acts_for_humans": a.spec.acts_for_humans,
+                "acts_alone": !a.spec.acts_alone.is_empty(),
+                "delegates_to": a.spec.delegates_to,
+                "registered": registered.contains(&a.id),
+                "calls": calls,
+                "last_activity_ms": (last > 0).then_some(last),
+            })
+        })
+        .collect();
+    axum::Json(json!({"agents": agents})).into_response()
+}
+
+/// `PUT /admin/agents/{id}`: adds or changes an agent (the inventory file's fields, as JSON).
+async fn put_agent(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let spec: crate::identity::AgentSpec = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("invalid agent: {e}"),
+            );
+        }
+    };
+    match state.gateway.put_agent(&id, Some(spec), &admin.0).await {
+        Ok(()) => axum::Json(json!({"agent": id, "policy": state.gateway.policy.status()}))
+            .into_response(),
+        Err(e) => refusal(StatusCode::UNPROCESSABLE_ENTITY, "agent_refused", &e),
+    }
+}
+
+/// `DELETE /admin/agents/{id}`: removes an agent registered at run time.
+async fn delete_agent(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    match state.gateway.put_agent(&id, None, &admin.0).await {
+        Ok(()) => axum::Json(json!({"removed": id})).into_response(),
+        Err(e) => refusal(StatusCode::CONFLICT, "agent_not_removed", &e),
     }
 }

@@ -85,8 +85,14 @@ impl Gateway {
         // The agent inventory is part of the bundle: reloaded with it, and swapped into identity with it.
         let policy = {
             let identity = Arc::clone(&identity);
+            let sources = Sources::new(config.policy.clone(), config.base.join(&auth.agents_file));
+            // Agents registered at run time join the file's.
+            let registered = store.registered_agents().await.map_err(|e| e.to_string())?;
+            if let Ok(mut agents) = sources.registered_agents.write() {
+                *agents = registered;
+            }
             PolicyEngine::load(
-                Sources::new(config.policy.clone(), config.base.join(&auth.agents_file)),
+                sources,
                 Box::new(move |bundle| identity.set_inventory(Arc::clone(&bundle.inventory))),
             )?
         };
@@ -238,6 +244,84 @@ impl Gateway {
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(upstream = name, admin = by, "upstream removed");
+        Ok(())
+    }
+
+    /// Adds, changes (`Some`) or removes (`None`) an agent registered at run time: validated with the inventory
+    /// file's agents and put in force by a policy reload; nothing changes when either fails.
+    pub async fn put_agent(
+        &self,
+        id: &str,
+        spec: Option<crate::identity::AgentSpec>,
+        by: &str,
+    ) -> Result<(), String> {
+        let agents = Arc::clone(self.policy.registered_agents());
+        let previous = {
+            let mut map = agents
+                .write()
+                .map_err(|_| "agent registry unavailable".to_string())?;
+            if spec.is_none() && !map.contains_key(id) {
+                return Err(format!(
+                    "no agent `{id}` registered at run time (file agents are read-only)"
+                ));
+            }
+            let previous = map.get(id).cloned();
+            match &spec {
+                Some(spec) => map.insert(id.to_string(), spec.clone()),
+                None => map.remove(id),
+            };
+            previous
+        };
+        let restore = |agents: &std::sync::RwLock<
+            std::collections::BTreeMap<String, crate::identity::AgentSpec>,
+        >| {
+            if let Ok(mut map) = agents.write() {
+                match &previous {
+                    Some(p) => map.insert(id.to_string(), p.clone()),
+                    None => map.remove(id),
+                };
+            }
+        };
+        // Validated with the file's agents first, so that a bad agent never reaches the policy loader.
+        let checked = self
+            .config
+            .auth
+            .as_ref()
+            .ok_or_else(|| "no agent inventory configured".to_string())
+            .and_then(|auth| {
+                let path = self.config.base.join(&auth.agents_file);
+                std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read agent inventory `{}`: {e}", path.display()))
+            })
+            .and_then(|text| {
+                let snapshot = agents.read().map(|m| m.clone()).unwrap_or_default();
+                crate::identity::Inventory::merged(&text, &snapshot).map(|_| ())
+            });
+        if let Err(e) = checked {
+            restore(&agents);
+            return Err(e);
+        }
+        let policy = Arc::clone(&self.policy);
+        let reloaded = tokio::task::spawn_blocking(move || policy.reload("agent inventory change"))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        if let Err(e) = reloaded {
+            restore(&agents);
+            return Err(e);
+        }
+        if let Err(e) = self
+            .store
+            .put_agent(id.to_string(), spec, by.to_string())
+            .await
+        {
+            restore(&agents);
+            let policy = Arc::clone(&self.policy);
+            let _ =
+                tokio::task::spawn_blocking(move || policy.reload("agent change not stored")).await;
+            return Err(e.to_string());
+        }
+        tracing::info!(agent = id, admin = by, "agent inventory changed");
         Ok(())
     }
 

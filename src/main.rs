@@ -176,6 +176,11 @@ impl BundleArgs {
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// The agent inventory: list agents with owners and activity, add or change one, remove one.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
     /// Held calls waiting for a human approver.
     Approvals {
         #[command(subcommand)]
@@ -198,6 +203,20 @@ enum AdminCommand {
         #[command(subcommand)]
         command: PinsCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// Every agent: owner, scope, whether it may act alone, delegation rights, calls and last activity.
+    List,
+    /// Add or change an agent from a YAML or JSON file with the inventory file's fields for one agent.
+    Put {
+        id: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Remove an agent added at run time.
+    Remove { id: String },
 }
 
 #[derive(Subcommand)]
@@ -556,6 +575,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             admin,
             command: AdminCommand::Approvals { command },
         } => approvals_command(&admin, command).await,
+        Command::Admin {
+            admin,
+            command: AdminCommand::Agents { command },
+        } => match command {
+            AgentsCommand::List => {
+                admin
+                    .call(reqwest::Method::GET, "/admin/agents", None)
+                    .await
+            }
+            AgentsCommand::Put { id, file } => {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", file.display()))?;
+                let spec: serde_json::Value = serde_yaml_ng::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!("`{}` is not YAML or JSON: {e}", file.display())
+                })?;
+                admin
+                    .call(
+                        reqwest::Method::PUT,
+                        &format!("/admin/agents/{id}"),
+                        Some(spec),
+                    )
+                    .await
+            }
+            AgentsCommand::Remove { id } => {
+                admin
+                    .call(
+                        reqwest::Method::DELETE,
+                        &format!("/admin/agents/{id}"),
+                        None,
+                    )
+                    .await
+            }
+        },
         Command::Admin {
             admin,
             command: AdminCommand::Revocations,

@@ -78,6 +78,9 @@ pub struct Sources {
     pub config: PolicyConfig,
     /// The agent inventory, loaded with the bundle (`data.toolgate.agents`) and reloaded with it.
     pub agents_file: PathBuf,
+    /// Agents registered at run time through the admin API, added to the file's.
+    pub registered_agents:
+        Arc<std::sync::RwLock<std::collections::BTreeMap<String, crate::identity::AgentSpec>>>,
 }
 
 impl Sources {
@@ -88,6 +91,7 @@ impl Sources {
             manifests: config.manifests.clone(),
             config,
             agents_file,
+            registered_agents: Arc::default(),
         }
     }
 }
@@ -144,6 +148,14 @@ impl PolicyEngine {
             reloading: Mutex::new(()),
             changes,
         }))
+    }
+
+    /// Agents registered at run time (shared with the loader).
+    pub fn registered_agents(
+        &self,
+    ) -> &Arc<std::sync::RwLock<std::collections::BTreeMap<String, crate::identity::AgentSpec>>>
+    {
+        &self.sources.registered_agents
     }
 
     /// The bundle in force.

@@ -226,6 +226,12 @@ impl Store {
                 created_by TEXT NOT NULL,
                 created_at INTEGER NOT NULL
             );
+            CREATE TABLE IF NOT EXISTS registered_agents (
+                id TEXT PRIMARY KEY,
+                body TEXT NOT NULL,
+                updated_by TEXT NOT NULL,
+                updated_at INTEGER NOT NULL
+            );
             CREATE TABLE IF NOT EXISTS pins (
                 tool TEXT PRIMARY KEY,
                 body TEXT NOT NULL
@@ -544,6 +550,55 @@ impl Store {
                 "DELETE FROM registered_upstreams WHERE name = ?1",
                 params![name],
             )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Agents registered at run time.
+    pub async fn registered_agents(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::identity::AgentSpec>, StoreError> {
+        self.with(|conn| {
+            let mut statement =
+                conn.prepare("SELECT id, body FROM registered_agents ORDER BY id")?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            rows.map(|row| {
+                let (id, body) = row?;
+                let spec = serde_json::from_str(&body).map_err(|e| {
+                    StoreError(format!("registered agent `{id}` is not readable: {e}"))
+                })?;
+                Ok((id, spec))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    /// Stores (or replaces) an agent registered at run time; `None` removes it.
+    pub async fn put_agent(
+        &self,
+        id: String,
+        spec: Option<crate::identity::AgentSpec>,
+        by: String,
+    ) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            match spec {
+                Some(spec) => {
+                    let body = serde_json::to_string(&spec).map_err(|e| StoreError(e.to_string()))?;
+                    conn.execute(
+                        "INSERT INTO registered_agents (id, body, updated_by, updated_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(id) DO UPDATE SET body = excluded.body, updated_by = excluded.updated_by,
+                         updated_at = excluded.updated_at",
+                        params![id, body, by, jsonwebtoken::get_current_timestamp() as i64],
+                    )?;
+                }
+                None => {
+                    conn.execute("DELETE FROM registered_agents WHERE id = ?1", params![id])?;
+                }
+            }
             Ok(())
         })
         .await

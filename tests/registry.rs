@@ -272,3 +272,96 @@ async fn the_allowlist_is_checked_on_the_resolved_address() {
         let _: Value = serde_json::from_slice(&out.stdout).unwrap();
     }
 }
+
+#[tokio::test]
+async fn agents_are_added_and_changed_at_run_time() {
+    let mut gateway = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}{}",
+        stdio_upstream("sql", "sql_query", &[]),
+        test_auth(&quickstart_agents()),
+        quickstart_policy()
+    ));
+    let nightly = Client::connect(
+        &gateway.url,
+        &dev_token(None, Some("nightly-report"), &[], None),
+    )
+    .await;
+    nightly.sql("SELECT count(*) FROM projects").await.unwrap();
+    let listed: Value =
+        serde_json::from_slice(&admin_cli(&gateway, &["agents", "list"]).stdout).unwrap();
+    let row = listed["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "nightly-report")
+        .unwrap()
+        .clone();
+    assert_eq!(row["owner"], "finance-data");
+    assert_eq!(row["acts_alone"], true);
+    assert_eq!(row["registered"], false);
+    assert_eq!(row["calls"], 1);
+    assert!(row["last_activity_ms"].is_i64());
+
+    let reporter = dev_token(None, Some("reporter"), &[], None);
+    assert_eq!(initialize_status(&gateway.url, &reporter).await, 403);
+    let spec = gateway.dir.path().join("reporter.yaml");
+    std::fs::write(&spec, "owner: finance-data\ndescription: Weekly report.\nscope: [sql__query]\nmax_classification: internal\nacts_alone:\n  - {issuer: toolgate-dev, subject: reporter}\n").unwrap();
+    let put = admin_cli(
+        &gateway,
+        &[
+            "agents",
+            "put",
+            "reporter",
+            "--file",
+            spec.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    assert_eq!(initialize_status(&gateway.url, &reporter).await, 200);
+    // The same validation as the file; file agents are read-only.
+    std::fs::write(&spec, "owner: x\ndescription: d\nscope: ['*']\nmax_classification: public\ndelegates_to: [ghost]\n").unwrap();
+    refused(
+        &admin_cli(
+            &gateway,
+            &["agents", "put", "other", "--file", spec.to_str().unwrap()],
+        ),
+        "ghost",
+    );
+    refused(
+        &admin_cli(
+            &gateway,
+            &[
+                "agents",
+                "put",
+                "assistant",
+                "--file",
+                spec.to_str().unwrap(),
+            ],
+        ),
+        "read-only",
+    );
+    refused(
+        &admin_cli(&gateway, &["agents", "remove", "assistant"]),
+        "read-only",
+    );
+    assert!(
+        gateway.admin_json("/agents").await["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["id"] != "other")
+    );
+    // Kept across restarts; removed, its tokens are refused again.
+    gateway.restart();
+    assert_eq!(initialize_status(&gateway.url, &reporter).await, 200);
+    assert!(
+        admin_cli(&gateway, &["agents", "remove", "reporter"])
+            .status
+            .success()
+    );
+    assert_eq!(initialize_status(&gateway.url, &reporter).await, 403);
+}

@@ -79,7 +79,21 @@ impl Inventory {
     }
 
     pub fn from_yaml(text: &str) -> Result<Self, String> {
-        let file: File = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        Self::merged(text, &BTreeMap::new())
+    }
+
+    /// The inventory file's agents plus agents registered at run time (which may not reuse a file agent's id),
+    /// validated together.
+    pub fn merged(text: &str, registered: &BTreeMap<String, AgentSpec>) -> Result<Self, String> {
+        let mut file: File = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        for (id, spec) in registered {
+            if file.agents.contains_key(id) {
+                return Err(format!(
+                    "agent `{id}` is defined in the inventory file, which is read-only"
+                ));
+            }
+            file.agents.insert(id.clone(), spec.clone());
+        }
         let mut agents = BTreeMap::new();
         for (id, spec) in &file.agents {
             if id.is_empty()

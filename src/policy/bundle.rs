@@ -166,7 +166,12 @@ impl Bundle {
                 sources.agents_file.display()
             )
         })?;
-        let inventory = Inventory::from_yaml(&inventory_text)
+        let registered = sources
+            .registered_agents
+            .read()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        let inventory = Inventory::merged(&inventory_text, &registered)
             .map_err(|e| format!("agent inventory `{}`: {e}", sources.agents_file.display()))?;
 
         let mut hasher = sha2::Sha256::new();
@@ -185,6 +190,7 @@ impl Bundle {
         }
         hasher.update(b"agents\0");
         hasher.update(inventory_text.as_bytes());
+        hasher.update(serde_json::to_vec(&registered).unwrap_or_default());
         let digest = hasher.finalize();
         let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         let version = format!("sha256:{hex}");
