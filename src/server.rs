@@ -98,7 +98,7 @@ pub async fn serve_http(
             loop {
                 match changes.recv().await {
                     Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        sessions.for_each(|s| s.push(list_changed()));
+                        sessions.for_each(|s| s.announce_list_changed(list_changed()));
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }

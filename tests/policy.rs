@@ -957,7 +957,7 @@ fn policy_authors_test_and_evaluate_offline() {
 async fn approvals_expire() {
     let sandbox = sandbox();
     let yaml = format!(
-        "listen: 127.0.0.1:0\nupstreams:\n{}{}{}  approval_ttl: 1s\n",
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}{}  approval_ttl: 3s\n",
         stdio_upstream(
             "files",
             "file_store",
@@ -970,7 +970,8 @@ async fn approvals_expire() {
     let alice = Client::connect(&gateway.url, &alice()).await;
     let args = json!({"path": "late.txt", "content": "x"});
     let id = approval_id(&alice.call("files__write_file", args.clone()).await.unwrap());
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // Times are kept in whole seconds: a 3 s lifetime lasts between 2 and 3 s.
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     // Too late to approve; and the same call now asks anew.
     let late = approvals_cli(&gateway, &["approve", &id]);
     assert!(!late.status.success());
@@ -985,7 +986,8 @@ async fn approvals_expire() {
             .status
             .success()
     );
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // Times are kept in whole seconds: a 3 s lifetime lasts between 2 and 3 s.
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     let held = alice.call("files__write_file", args).await.unwrap();
     assert_ne!(approval_id(&held), fresh);
     assert!(!sandbox.join("late.txt").exists());

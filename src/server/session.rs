@@ -26,6 +26,8 @@ pub struct Session {
     log_level: Mutex<Option<LoggingLevel>>,
     calls: DashMap<RequestId, CancellationToken>,
     stream: Mutex<Option<mpsc::Sender<ServerJsonRpcMessage>>>,
+    /// A tool-list change happened while no GET stream was open: announced as soon as one opens.
+    list_changed_pending: std::sync::atomic::AtomicBool,
     closed: CancellationToken,
 }
 
@@ -42,6 +44,7 @@ impl Session {
             log_level: Mutex::new(None),
             calls: DashMap::new(),
             stream: Mutex::new(None),
+            list_changed_pending: std::sync::atomic::AtomicBool::new(false),
             closed: CancellationToken::new(),
         })
     }
@@ -115,6 +118,13 @@ impl Session {
             return None;
         }
         let (tx, rx) = mpsc::channel(64);
+        // What changed while nobody listened is announced first.
+        if self
+            .list_changed_pending
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            let _ = tx.try_send(super::list_changed());
+        }
         *stream = Some(tx);
         Some(rx)
     }
@@ -125,6 +135,20 @@ impl Session {
             .lock()
             .map(|s| s.as_ref().is_some_and(|tx| !tx.is_closed()))
             .unwrap_or(false)
+    }
+
+    /// Tells the client its tool list changed: on the GET stream, or as soon as one opens.
+    pub fn announce_list_changed(&self, message: ServerJsonRpcMessage) {
+        let sent = self
+            .stream
+            .lock()
+            .ok()
+            .and_then(|stream| stream.as_ref().map(|tx| tx.try_send(message).is_ok()))
+            .unwrap_or(false);
+        if !sent {
+            self.list_changed_pending
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
     }
 
     /// Sends a message on the GET stream, if one is open; never blocks.
