@@ -98,8 +98,9 @@ pub fn router(gateway: Arc<Gateway>, bootstrap: String) -> Router {
         )
         .route(
             "/admin/upstreams/{name}",
-            axum::routing::delete(remove_upstream),
+            axum::routing::delete(remove_upstream).put(update_upstream),
         )
+        .route("/admin/upstreams/{name}/{switch}", post(switch_upstream))
         .route("/admin/agents", get(list_agents))
         .route(
             "/admin/agents/{id}",
@@ -585,7 +586,80 @@ async fn decide_pin(
 
 /// `GET /admin/upstreams`: every upstream with its health and tool count (never its credentials).
 async fn list_upstreams(State(state): State<AdminState>) -> Response {
-    axum::Json(json!({"upstreams": state.gateway.catalog.statuses()})).into_response()
+    let mut upstreams: Vec<serde_json::Value> = state
+        .gateway
+        .catalog
+        .statuses()
+        .into_iter()
+        .filter_map(|s| serde_json::to_value(s).ok())
+        .collect();
+    for name in state
+        .gateway
+        .store
+        .disabled_upstreams()
+        .await
+        .unwrap_or_default()
+    {
+        upstreams.push(json!({"name": name, "registered": true, "state": "disabled", "tools": 0}));
+    }
+    axum::Json(json!({"upstreams": upstreams})).into_response()
+}
+
+/// `PUT /admin/upstreams/{name}`: replaces a registered upstream's configuration (checked like a new one).
+async fn update_upstream(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    UrlPath(name): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let upstream = match parse_upstream(&body) {
+        Ok(u) => u,
+        Err(response) => return *response,
+    };
+    if upstream.name != name {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body names another upstream",
+        );
+    }
+    match state.gateway.update_upstream(upstream, &admin.0).await {
+        Ok(tools) => {
+            state.gateway.announce_change();
+            axum::Json(json!({"name": name, "tools": tools})).into_response()
+        }
+        Err(e) => refusal(StatusCode::UNPROCESSABLE_ENTITY, "upstream_refused", &e),
+    }
+}
+
+/// `POST /admin/upstreams/{name}/disable` or `/enable`.
+async fn switch_upstream(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    UrlPath((name, switch)): UrlPath<(String, String)>,
+) -> Response {
+    let enable = match switch.as_str() {
+        "enable" => true,
+        "disable" => false,
+        other => {
+            return refusal(
+                StatusCode::NOT_FOUND,
+                "unknown_action",
+                &format!("`{other}` is neither `enable` nor `disable`"),
+            );
+        }
+    };
+    match state
+        .gateway
+        .set_upstream_enabled(&name, enable, &admin.0)
+        .await
+    {
+        Ok(()) => {
+            state.gateway.announce_change();
+            axum::Json(json!({"name": name, "enabled": enable})).into_response()
+        }
+        Err(e) => refusal(StatusCode::UNPROCESSABLE_ENTITY, "upstream_refused", &e),
+    }
 }
 
 /// `POST /admin/upstreams`: registers an upstream (`{"name", "http": {"url", "headers"}}` or
@@ -595,15 +669,9 @@ async fn register_upstream(
     axum::Extension(admin): axum::Extension<Admin>,
     body: axum::body::Bytes,
 ) -> Response {
-    let upstream: crate::config::UpstreamConfig = match serde_json::from_slice(&body) {
+    let upstream = match parse_upstream(&body) {
         Ok(u) => u,
-        Err(e) => {
-            return refusal(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                &format!("invalid upstream: {e}"),
-            );
-        }
+        Err(response) => return *response,
     };
     let name = upstream.name.clone();
     match state.gateway.register_upstream(upstream, &admin.0).await {
@@ -713,4 +781,15 @@ async fn delete_agent(
         Ok(()) => axum::Json(json!({"removed": id})).into_response(),
         Err(e) => refusal(StatusCode::CONFLICT, "agent_not_removed", &e),
     }
+}
+
+/// An upstream's configuration from a request body; a clear 400 otherwise.
+fn parse_upstream(body: &[u8]) -> Result<crate::config::UpstreamConfig, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(refusal(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("invalid upstream: {e}"),
+        ))
+    })
 }

@@ -281,6 +281,18 @@ impl Catalog {
         Ok(())
     }
 
+    /// Puts an upstream back without checking it first (the previous configuration after a failed update).
+    pub fn restart(
+        self: &Arc<Self>,
+        config: &UpstreamConfig,
+        client: Option<reqwest::Client>,
+    ) -> Result<(), String> {
+        let upstream = self.registered(config)?;
+        self.insert(Arc::clone(&upstream), client);
+        tokio::spawn(Arc::clone(self).supervise(upstream));
+        Ok(())
+    }
+
     /// A new registered upstream, if its name is free.
     fn registered(&self, config: &UpstreamConfig) -> Result<Arc<Upstream>, String> {
         if self

@@ -103,11 +103,18 @@ impl Gateway {
                 .map_err(|e| format!("registry.allowed_networks: {e}"))?,
         );
         // Upstreams registered at run time come back after a restart (checked again against the allowlist).
+        let disabled = store
+            .disabled_upstreams()
+            .await
+            .map_err(|e| e.to_string())?;
         for upstream in store
             .registered_upstreams()
             .await
             .map_err(|e| e.to_string())?
         {
+            if disabled.contains(&upstream.name) {
+                continue;
+            }
             let restored = registered_client(&allowlist, &upstream)
                 .and_then(|client| catalog.restore(&upstream, client));
             if let Err(e) = restored {
@@ -236,9 +243,98 @@ impl Gateway {
         Ok(tools)
     }
 
+    /// The stored configuration of an upstream registered at run time.
+    async fn registered(&self, name: &str) -> Result<crate::config::UpstreamConfig, String> {
+        self.store
+            .registered_upstreams()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|u| u.name == name)
+            .ok_or_else(|| {
+                format!("no upstream `{name}` registered at run time (config-file upstreams are read-only)")
+            })
+    }
+
+    /// Disables (stops, keeping it registered) or enables (connects and lists it again) a registered upstream.
+    pub async fn set_upstream_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        by: &str,
+    ) -> Result<(), String> {
+        let config = self.registered(name).await?;
+        let disabled = self
+            .store
+            .disabled_upstreams()
+            .await
+            .map_err(|e| e.to_string())?;
+        let is_disabled = disabled.iter().any(|d| d == name);
+        match (enabled, is_disabled) {
+            (true, true) => {
+                let client = registered_client(&self.allowlist, &config)?;
+                self.catalog.add(&config, client).await?;
+            }
+            (false, false) => self.catalog.remove(name)?,
+            _ => return Ok(()),
+        }
+        self.store
+            .set_upstream_disabled(name.to_string(), !enabled)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            upstream = name,
+            enabled,
+            admin = by,
+            "upstream enabled or disabled"
+        );
+        Ok(())
+    }
+
+    /// Replaces a registered upstream's configuration: the new one must connect and list first, else the old one
+    /// stays.
+    pub async fn update_upstream(
+        &self,
+        upstream: crate::config::UpstreamConfig,
+        by: &str,
+    ) -> Result<usize, String> {
+        let old = self.registered(&upstream.name).await?;
+        let client = registered_client(&self.allowlist, &upstream)?;
+        let disabled = self
+            .store
+            .disabled_upstreams()
+            .await
+            .map_err(|e| e.to_string())?;
+        let tools = if disabled.contains(&upstream.name) {
+            0
+        } else {
+            self.catalog.remove(&upstream.name)?;
+            match self.catalog.add(&upstream, client).await {
+                Ok(tools) => tools,
+                Err(e) => {
+                    let old_client = registered_client(&self.allowlist, &old)?;
+                    self.catalog.restart(&old, old_client)?;
+                    return Err(e);
+                }
+            }
+        };
+        self.store
+            .put_upstream(upstream.clone(), by.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(upstream = %upstream.name, admin = by, "upstream updated");
+        Ok(tools)
+    }
+
     /// Removes an upstream registered at run time.
     pub async fn remove_upstream(&self, name: &str, by: &str) -> Result<(), String> {
-        self.catalog.remove(name)?;
+        if let Err(e) = self.registered(name).await {
+            // A config-file upstream says it is read-only.
+            self.catalog.remove(name)?;
+            return Err(e);
+        }
+        // Already stopped when disabled.
+        let _ = self.catalog.remove(name);
         self.store
             .delete_upstream(name.to_string())
             .await

@@ -225,19 +225,51 @@ enum UpstreamsCommand {
     List,
     /// Register an upstream: `--url` for streamable HTTP (with `--header NAME=VALUE` credentials), or
     /// `--command` (with `--arg`) for a child process.
-    Add {
-        name: String,
-        #[arg(long, group = "transport", required = true)]
-        url: Option<String>,
-        #[arg(long = "header", value_name = "NAME=VALUE")]
-        headers: Vec<String>,
-        #[arg(long, group = "transport")]
-        command: Option<String>,
-        #[arg(long = "arg")]
-        args: Vec<String>,
-    },
+    Add(UpstreamArgs),
+    /// Replace a registered upstream's configuration (same options as `add`).
+    Update(UpstreamArgs),
+    /// Stop a registered upstream, keeping it registered.
+    Disable { name: String },
+    /// Start a disabled upstream again.
+    Enable { name: String },
     /// Remove an upstream registered at run time.
     Remove { name: String },
+}
+
+/// An upstream as the CLI describes it: `--url` (with `--header`s) or `--command` (with `--arg`s).
+#[derive(clap::Args)]
+struct UpstreamArgs {
+    name: String,
+    #[arg(long, group = "transport", required = true)]
+    url: Option<String>,
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+    #[arg(long, group = "transport")]
+    command: Option<String>,
+    #[arg(long = "arg")]
+    args: Vec<String>,
+}
+
+impl UpstreamArgs {
+    /// The admin API's JSON for this upstream.
+    fn body(self) -> anyhow::Result<serde_json::Value> {
+        Ok(match (self.url, self.command) {
+            (Some(url), None) => {
+                let mut map = serde_json::Map::new();
+                for header in self.headers {
+                    let (k, v) = header
+                        .split_once('=')
+                        .ok_or_else(|| anyhow::anyhow!("`{header}` is not NAME=VALUE"))?;
+                    map.insert(k.to_string(), serde_json::json!(v));
+                }
+                serde_json::json!({"name": self.name, "http": {"url": url, "headers": map}})
+            }
+            (None, Some(command)) => {
+                serde_json::json!({"name": self.name, "stdio": {"command": command, "args": self.args}})
+            }
+            _ => anyhow::bail!("give --url or --command"),
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -485,31 +517,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .call(reqwest::Method::GET, "/admin/upstreams", None)
                     .await
             }
-            UpstreamsCommand::Add {
-                name,
-                url,
-                headers,
-                command,
-                args,
-            } => {
-                let body = match (url, command) {
-                    (Some(url), None) => {
-                        let mut map = serde_json::Map::new();
-                        for header in headers {
-                            let (k, v) = header
-                                .split_once('=')
-                                .ok_or_else(|| anyhow::anyhow!("`{header}` is not NAME=VALUE"))?;
-                            map.insert(k.to_string(), serde_json::json!(v));
-                        }
-                        serde_json::json!({"name": name, "http": {"url": url, "headers": map}})
-                    }
-                    (None, Some(command)) => {
-                        serde_json::json!({"name": name, "stdio": {"command": command, "args": args}})
-                    }
-                    _ => anyhow::bail!("give --url or --command"),
-                };
+            UpstreamsCommand::Add(upstream) => {
                 admin
-                    .call(reqwest::Method::POST, "/admin/upstreams", Some(body))
+                    .call(
+                        reqwest::Method::POST,
+                        "/admin/upstreams",
+                        Some(upstream.body()?),
+                    )
+                    .await
+            }
+            UpstreamsCommand::Update(upstream) => {
+                let path = format!("/admin/upstreams/{}", upstream.name);
+                admin
+                    .call(reqwest::Method::PUT, &path, Some(upstream.body()?))
+                    .await
+            }
+            UpstreamsCommand::Disable { name } => {
+                admin
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/admin/upstreams/{name}/disable"),
+                        None,
+                    )
+                    .await
+            }
+            UpstreamsCommand::Enable { name } => {
+                admin
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/admin/upstreams/{name}/enable"),
+                        None,
+                    )
                     .await
             }
             UpstreamsCommand::Remove { name } => {

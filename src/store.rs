@@ -226,6 +226,9 @@ impl Store {
                 created_by TEXT NOT NULL,
                 created_at INTEGER NOT NULL
             );
+            CREATE TABLE IF NOT EXISTS disabled_upstreams (
+                name TEXT PRIMARY KEY
+            );
             CREATE TABLE IF NOT EXISTS registered_agents (
                 id TEXT PRIMARY KEY,
                 body TEXT NOT NULL,
@@ -536,7 +539,8 @@ impl Store {
         self.with(move |conn| {
             let body = serde_json::to_string(&upstream).map_err(|e| StoreError(e.to_string()))?;
             conn.execute(
-                "INSERT INTO registered_upstreams (name, body, created_by, created_at) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO registered_upstreams (name, body, created_by, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(name) DO UPDATE SET body = excluded.body",
                 params![upstream.name, body, by, jsonwebtoken::get_current_timestamp() as i64],
             )?;
             Ok(())
@@ -550,6 +554,43 @@ impl Store {
                 "DELETE FROM registered_upstreams WHERE name = ?1",
                 params![name],
             )?;
+            conn.execute(
+                "DELETE FROM disabled_upstreams WHERE name = ?1",
+                params![name],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Names of registered upstreams an admin disabled.
+    pub async fn disabled_upstreams(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|conn| {
+            let mut statement =
+                conn.prepare("SELECT name FROM disabled_upstreams ORDER BY name")?;
+            let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn set_upstream_disabled(
+        &self,
+        name: String,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            if disabled {
+                conn.execute(
+                    "INSERT OR IGNORE INTO disabled_upstreams (name) VALUES (?1)",
+                    params![name],
+                )?;
+            } else {
+                conn.execute(
+                    "DELETE FROM disabled_upstreams WHERE name = ?1",
+                    params![name],
+                )?;
+            }
             Ok(())
         })
         .await

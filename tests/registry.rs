@@ -365,3 +365,78 @@ async fn agents_are_added_and_changed_at_run_time() {
     );
     assert_eq!(initialize_status(&gateway.url, &reporter).await, 403);
 }
+
+/// The text `tb__echo` answers once the upstream behind it answers.
+async fn echo_through(client: &Client, text_in: &str) -> String {
+    eventually(10, || async {
+        let r = client
+            .call("tb__echo", serde_json::json!({ "text": text_in }))
+            .await
+            .ok()?;
+        (r.is_error != Some(true)).then(|| text(&r))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn registered_upstreams_are_updated_disabled_and_enabled() {
+    let first = HttpUpstream::start("testbed", &[]);
+    let second = HttpUpstream::start("testbed", &[]);
+    let mut gateway =
+        Gateway::start("listen: 127.0.0.1:0\nregistry:\n  allowed_networks: [127.0.0.0/8]\n");
+    let client = gateway.client().await;
+    assert!(
+        admin_cli(&gateway, &["upstreams", "add", "tb", "--url", &first.url])
+            .status
+            .success()
+    );
+    echo_through(&client, "up").await;
+
+    // Disabled: its tools leave; it stays registered, also across a restart; enabled: back.
+    assert!(
+        admin_cli(&gateway, &["upstreams", "disable", "tb"])
+            .status
+            .success()
+    );
+    assert!(client.tool_names().await.is_empty());
+    gateway.restart();
+    let client = gateway.client().await;
+    assert!(client.tool_names().await.is_empty());
+    let listed = gateway.admin_json("/upstreams").await;
+    assert_eq!(listed["upstreams"][0]["state"], "disabled");
+    assert!(
+        admin_cli(&gateway, &["upstreams", "enable", "tb"])
+            .status
+            .success()
+    );
+    echo_through(&client, "up").await;
+
+    // Updated to another server; an update that cannot connect leaves the working one in place.
+    let updated = admin_cli(
+        &gateway,
+        &["upstreams", "update", "tb", "--url", &second.url],
+    );
+    assert!(
+        updated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&updated.stderr)
+    );
+    drop(first);
+    let echoed = echo_through(&client, "via second").await;
+    assert_eq!(echoed, "via second");
+    refused(
+        &admin_cli(
+            &gateway,
+            &[
+                "upstreams",
+                "update",
+                "tb",
+                "--url",
+                "http://127.0.0.1:9/mcp",
+            ],
+        ),
+        "cannot be used",
+    );
+    let still = echo_through(&client, "still").await;
+    assert_eq!(still, "still");
+}
