@@ -279,13 +279,9 @@ enum PinsCommand {
         #[arg(long)]
         status: Option<String>,
     },
-    /// One tool's pin and the diff from its approved definition to the one its upstream reports.
-    Show {
-        tool: String,
-        /// The pin as JSON instead of the readable diff.
-        #[arg(long)]
-        json: bool,
-    },
+    /// One tool's pin and the diff from its approved definition to the one its upstream reports (`--json`: the
+    /// pin as JSON).
+    Show { tool: String },
     /// Approve the reported definition: it becomes the pin and the tool is usable again.
     Approve { tool: String },
     /// Reject the reported definition: the tool stays hidden and refused.
@@ -353,6 +349,9 @@ struct AdminArgs {
     /// `TOOLGATE_ADMIN_TOKEN`.
     #[arg(long, global = true, env = "TOOLGATE_ADMIN_CREDENTIAL_FILE")]
     credential_file: Option<PathBuf>,
+    /// Print the API's answer as one line of JSON (for scripts) instead of indented.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 impl AdminArgs {
@@ -410,7 +409,11 @@ impl AdminArgs {
         if !status.is_success() {
             anyhow::bail!("admin API answered {status}: {text}");
         }
-        println!("{text}");
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(value) if !self.json => println!("{}", serde_json::to_string_pretty(&value)?),
+            Ok(value) => println!("{value}"),
+            Err(_) => println!("{text}"),
+        }
         Ok(())
     }
 }
@@ -571,12 +574,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 admin.call(reqwest::Method::GET, &path, None).await
             }
-            PinsCommand::Show { tool, json: true } => {
+            PinsCommand::Show { tool } if admin.json => {
                 admin
                     .call(reqwest::Method::GET, &format!("/admin/pins/{tool}"), None)
                     .await
             }
-            PinsCommand::Show { tool, json: false } => {
+            PinsCommand::Show { tool } => {
                 let pin = admin
                     .fetch(reqwest::Method::GET, &format!("/admin/pins/{tool}"))
                     .await?;

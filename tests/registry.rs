@@ -271,6 +271,11 @@ async fn the_allowlist_is_checked_on_the_resolved_address() {
         );
         let _: Value = serde_json::from_slice(&out.stdout).unwrap();
     }
+    // Indented for humans by default; one line with --json.
+    let pretty = admin_cli(&gateway, &["policy"]);
+    assert!(String::from_utf8_lossy(&pretty.stdout).lines().count() > 3);
+    let compact = admin_cli(&gateway, &["--json", "policy"]);
+    assert_eq!(String::from_utf8_lossy(&compact.stdout).lines().count(), 1);
 }
 
 #[tokio::test]
