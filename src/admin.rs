@@ -523,6 +523,13 @@ struct PinFilter {
     status: Option<crate::catalog::pins::PinStatus>,
 }
 
+/// The definition an admin reviewed: its hash, as `pins show` prints it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinReview {
+    hash: Option<String>,
+}
+
 /// `GET /admin/pins`: every pinned tool, optionally of one status.
 async fn list_pins(State(state): State<AdminState>, Query(filter): Query<PinFilter>) -> Response {
     let pins: Vec<_> = state
@@ -557,6 +564,7 @@ async fn decide_pin(
     State(state): State<AdminState>,
     axum::Extension(admin): axum::Extension<Admin>,
     UrlPath((tool, verdict)): UrlPath<(String, String)>,
+    Query(review): Query<PinReview>,
 ) -> Response {
     let approve = match verdict.as_str() {
         "approve" => true,
@@ -569,7 +577,12 @@ async fn decide_pin(
             );
         }
     };
-    match state.gateway.pins.decide(&tool, approve, &admin.0).await {
+    match state
+        .gateway
+        .pins
+        .decide(&tool, approve, &admin.0, review.hash.as_deref())
+        .await
+    {
         Ok(Some(pin)) => {
             tracing::info!(admin = %admin.0, %tool, approve, "tool definition reviewed");
             state.gateway.announce_change();
@@ -578,7 +591,9 @@ async fn decide_pin(
         Ok(None) => refusal(
             StatusCode::CONFLICT,
             "nothing_pending",
-            &format!("`{tool}` has no definition awaiting review"),
+            &format!(
+                "`{tool}` has no definition awaiting review (or not the one with the hash given)"
+            ),
         ),
         Err(e) => store_unavailable(&e),
     }

@@ -183,10 +183,13 @@ impl ExposedTool {
 pub fn pinned_definition(tool: &Tool) -> serde_json::Value {
     serde_json::json!({
         "name": tool.name,
+        "title": tool.title,
         "description": tool.description,
         "inputSchema": tool.input_schema,
         "outputSchema": tool.output_schema,
         "annotations": tool.annotations,
+        "icons": tool.icons,
+        "_meta": tool.meta,
     })
 }
 
@@ -496,11 +499,24 @@ impl Catalog {
     }
 
     async fn connect(&self, upstream: &Upstream) -> Result<(Arc<Conn>, Vec<Tool>), UpstreamError> {
-        let client = self
-            .registered_clients
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&upstream.name).cloned());
+        // A registered upstream only ever gets its own (allowlisted) client; fail closed if it cannot be found.
+        let client = match self.registered_clients.lock() {
+            Ok(clients) => clients.get(&upstream.name).cloned(),
+            Err(_) if upstream.registered => {
+                return Err(UpstreamError::Connect(
+                    "registered clients unavailable".into(),
+                ));
+            }
+            Err(_) => None,
+        };
+        if upstream.registered
+            && matches!(upstream.transport, UpstreamTransport::Http(_))
+            && client.is_none()
+        {
+            return Err(UpstreamError::Connect(
+                "no allowlisted client for this upstream".into(),
+            ));
+        }
         self.connect_with(upstream, client).await
     }
 

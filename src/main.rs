@@ -283,7 +283,12 @@ enum PinsCommand {
     /// pin as JSON).
     Show { tool: String },
     /// Approve the reported definition: it becomes the pin and the tool is usable again.
-    Approve { tool: String },
+    Approve {
+        tool: String,
+        /// The pending hash `show` printed: refused if the upstream changed the definition again since.
+        #[arg(long)]
+        hash: Option<String>,
+    },
     /// Reject the reported definition: the tool stays hidden and refused.
     Reject { tool: String },
 }
@@ -584,19 +589,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .fetch(reqwest::Method::GET, &format!("/admin/pins/{tool}"))
                     .await?;
                 println!(
-                    "{} ({}): {}",
+                    "{} ({}): {}; pending hash {}",
                     pin["tool"].as_str().unwrap_or_default(),
                     pin["upstream"].as_str().unwrap_or_default(),
-                    pin["status"].as_str().unwrap_or_default()
+                    pin["status"].as_str().unwrap_or_default(),
+                    pin["pending_hash"].as_str().unwrap_or("none")
                 );
                 print!("{}", pin["diff"].as_str().unwrap_or_default());
                 Ok(())
             }
-            PinsCommand::Approve { tool } => {
+            PinsCommand::Approve { tool, hash } => {
+                let query = hash.map(|h| format!("?hash={h}")).unwrap_or_default();
                 admin
                     .call(
                         reqwest::Method::POST,
-                        &format!("/admin/pins/{tool}/approve"),
+                        &format!("/admin/pins/{tool}/approve{query}"),
                         None,
                     )
                     .await

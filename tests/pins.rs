@@ -78,10 +78,21 @@ async fn a_changed_definition_is_quarantined_until_an_admin_approves_it() {
         "{diff}"
     );
 
+    // An approval names the definition reviewed: another one is not approved unseen.
+    let stale = admin_cli(
+        &gateway,
+        &["pins", "approve", "tb__echo", "--hash", &pinned],
+    );
+    assert!(!stale.status.success());
+    let reviewed = gateway.admin_json("/pins/tb__echo").await["pending_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(diff.contains(&reviewed), "{diff}");
     // Approved: re-pinned, visible and callable again, and the records carry the new pin.
     let approved: Value = serde_json::from_str(&stdout(&admin_cli(
         &gateway,
-        &["pins", "approve", "tb__echo"],
+        &["pins", "approve", "tb__echo", "--hash", &reviewed],
     )))
     .unwrap();
     assert_eq!(approved["status"], "approved");

@@ -37,8 +37,33 @@ impl Allowlist {
 
     /// Whether a registered upstream may be reached at `ip`.
     pub fn allows(&self, ip: IpAddr) -> bool {
+        // IPv4 carried in IPv6 (mapped, compatible, NAT64, 6to4) is judged as the IPv4 address.
         let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            IpAddr::V6(v6) => {
+                let seg = v6.segments();
+                let embedded = |hi: u16, lo: u16| {
+                    IpAddr::V4(std::net::Ipv4Addr::new(
+                        (hi >> 8) as u8,
+                        hi as u8,
+                        (lo >> 8) as u8,
+                        lo as u8,
+                    ))
+                };
+                if let Some(v4) = v6.to_ipv4_mapped() {
+                    IpAddr::V4(v4)
+                } else if (seg[..6] == [0, 0, 0, 0, 0, 0]
+                    && !v6.is_loopback()
+                    && !v6.is_unspecified())
+                    || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+                {
+                    // IPv4-compatible and NAT64 (64:ff9b::/96) addresses.
+                    embedded(seg[6], seg[7])
+                } else if seg[0] == 0x2002 {
+                    embedded(seg[1], seg[2])
+                } else {
+                    ip
+                }
+            }
             v4 => v4,
         };
         if METADATA
@@ -81,6 +106,8 @@ impl Allowlist {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("toolgate/", env!("CARGO_PKG_VERSION")))
             .dns_resolver(Arc::new(Resolver(Arc::clone(self))))
+            // A proxy from the environment would be checked instead of the upstream: never use one.
+            .no_proxy()
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))
     }

@@ -181,16 +181,21 @@ impl Pins {
     }
 
     /// Approves the pending definition (it becomes the pin) or rejects it. `None` when nothing is pending.
+    /// When `reviewed` is given, it must be the pending definition's hash: a definition that changed again after
+    /// the review is not approved unseen.
     pub async fn decide(
         &self,
         tool: &str,
         approve: bool,
         by: &str,
+        reviewed: Option<&str>,
     ) -> Result<Option<Pin>, StoreError> {
         let Some(pin) = self.get(tool) else {
             return Ok(None);
         };
-        if pin.pending_hash.is_none() {
+        if pin.pending_hash.is_none()
+            || reviewed.is_some_and(|h| pin.pending_hash.as_deref() != Some(h))
+        {
             return Ok(None);
         }
         let decided = if approve {

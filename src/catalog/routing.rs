@@ -21,11 +21,24 @@ use rmcp::model::{
 };
 use tokio::sync::mpsc;
 
+/// Masks what a notification may not carry to this client (its JSON form, in place); `false` drops it.
+pub type NotificationFilter = Arc<dyn Fn(&mut serde_json::Value) -> bool + Send + Sync>;
+
 /// Where one call's notifications go: the downstream client's channel and its own progress token.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CallSink {
     tx: Option<mpsc::Sender<ServerJsonRpcMessage>>,
     progress_token: Option<ProgressToken>,
+    filter: Option<NotificationFilter>,
+}
+
+impl std::fmt::Debug for CallSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallSink")
+            .field("progress_token", &self.progress_token)
+            .field("filtered", &self.filter.is_some())
+            .finish()
+    }
 }
 
 impl CallSink {
@@ -37,6 +50,7 @@ impl CallSink {
         Self {
             tx: Some(tx),
             progress_token,
+            filter: None,
         }
     }
 
@@ -45,7 +59,14 @@ impl CallSink {
         Self {
             tx: None,
             progress_token: None,
+            filter: None,
         }
+    }
+
+    /// Every notification passes `filter` (redaction to the caller's clearance) before it is sent.
+    pub fn with_filter(mut self, filter: NotificationFilter) -> Self {
+        self.filter = Some(filter);
+        self
     }
 
     /// Whether the client asked for progress (and can receive it).
@@ -72,6 +93,22 @@ impl CallSink {
     }
 
     fn send(&self, notification: ServerNotification) {
+        let notification = match &self.filter {
+            None => notification,
+            Some(filter) => {
+                let Ok(mut value) = serde_json::to_value(&notification) else {
+                    return;
+                };
+                // A notification that cannot be redacted is not sent.
+                if !filter(&mut value) {
+                    return;
+                }
+                match serde_json::from_value(value) {
+                    Ok(n) => n,
+                    Err(_) => return,
+                }
+            }
+        };
         if let Some(tx) = &self.tx {
             // Never block the shared upstream reader on one slow client: a full channel drops the notification.
             if tx

@@ -260,7 +260,13 @@ impl Gateway {
             record.fail("audit_unavailable", Vec::new());
             return Err(cannot_decide("audit_unavailable"));
         }
-        // 4. call the upstream; the call's notifications go back to this client only.
+        // 4. call the upstream; the call's notifications go back to this client only, redacted like the result.
+        let sink = {
+            let (redactor, rules) = (std::sync::Arc::clone(&self.redactor), rules.clone());
+            sink.with_filter(std::sync::Arc::new(move |value: &mut serde_json::Value| {
+                redactor.redact_value(value, &rules).is_ok()
+            }))
+        };
         let calling = Instant::now();
         let outcome = self
             .catalog
@@ -285,7 +291,14 @@ impl Gateway {
             Err(error) => {
                 record.outcome = error.reason_id().into();
                 record.upstream_outcome = Some(error.reason_id().into());
-                record.reasons.push(error.to_string());
+                // The upstream's words may carry values: recorded redacted, like arguments.
+                let mut said = serde_json::Value::String(error.to_string());
+                let plain = Rules::plain(self.config.redaction.default_clearance);
+                if self.redactor.redact_value(&mut said, &plain).is_ok()
+                    && let serde_json::Value::String(said) = said
+                {
+                    record.reasons.push(said);
+                }
                 upstream_failure(&tool, &error)
             }
         };

@@ -55,6 +55,9 @@ fn luhn(text: &str) -> bool {
 /// IBAN mod-97 check.
 fn iban(text: &str) -> bool {
     let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if !compact.is_ascii() {
+        return false;
+    }
     if compact.len() < 15 || compact.len() > 34 {
         return false;
     }
@@ -465,6 +468,15 @@ mod tests {
         );
         assert_eq!(text, "id [REDACTED:restricted] and mail a@b.example");
         assert_eq!(summary.by_class.get("restricted"), Some(&1));
+    }
+
+    #[test]
+    fn digits_of_other_scripts_never_break_a_check() {
+        // Mongolian digits are not folded; the checks must not slice inside them.
+        assert!(
+            names("GB᥆᥆ABCDEFGHIJK and 4111 1111 1111 1111").contains(&"card_number".to_string())
+        );
+        assert!(!iban("GB᥆᥆ABCDEFGHIJK"));
     }
 
     #[test]
