@@ -113,8 +113,34 @@ impl Rules {
     }
 }
 
-/// Keys whose values are never text to inspect: discriminators, media types and base64 payloads.
-const OPAQUE_KEYS: &[&str] = &["type", "mimeType", "data", "blob"];
+/// Content-block discriminators of MCP results.
+const BLOCK_TYPES: &[&str] = &["text", "image", "audio", "resource", "resource_link"];
+
+/// Whether `key` of this object holds what MCP defines as opaque: a content block's discriminator, a media type,
+/// an image's or audio's base64 `data`, a resource's base64 `blob`. The same keys anywhere else are inspected.
+fn opaque(map: &Map<String, Value>, key: &str, value: &Value) -> bool {
+    let Value::String(text) = value else {
+        return false;
+    };
+    let kind = map.get("type").and_then(Value::as_str);
+    match key {
+        "type" => BLOCK_TYPES.contains(&text.as_str()),
+        "mimeType" => {
+            text.len() <= 128
+                && text.split_once('/').is_some_and(|(a, b)| {
+                    !a.is_empty()
+                        && !b.is_empty()
+                        && text.bytes().all(|c| {
+                            c.is_ascii_alphanumeric()
+                                || matches!(c, b'/' | b'.' | b'+' | b'-' | b';' | b'=' | b' ')
+                        })
+                })
+        }
+        "data" => matches!(kind, Some("image" | "audio")),
+        "blob" => map.contains_key("uri"),
+        _ => false,
+    }
+}
 
 /// The redactor: detectors compiled once.
 pub struct Redactor {
@@ -240,8 +266,13 @@ impl Redactor {
         summary: &mut RedactionSummary,
     ) -> Result<(), RedactError> {
         let is_text_block = map.get("type").and_then(Value::as_str) == Some("text");
+        let skip: Vec<String> = map
+            .iter()
+            .filter(|(k, v)| opaque(map, k, v))
+            .map(|(k, _)| k.clone())
+            .collect();
         for (key, child) in map.iter_mut() {
-            if OPAQUE_KEYS.contains(&key.as_str()) && !child.is_object() {
+            if skip.contains(key) {
                 continue;
             }
             let here = || {

@@ -186,13 +186,17 @@ async fn nothing_leaks_however_the_upstream_hides_it() {
             {"type": "resource", "resource": {"uri": "file:///x", "mimeType": "text/plain", "text": "contact ada@example.com"}},
             {"type": "resource_link", "uri": "file:///y", "name": "y", "description": "owner ada@example.com"},
         ],
-        "structuredContent": {"secret": "s3cr3t", "ssn": ssn, "people": [{"name": "a", "salary": 1}]},
+        "structuredContent": {"secret": "s3cr3t", "ssn": ssn, "people": [{"name": "a", "salary": 1}],
+                              "data": "AKIAIOSFODNN7EXAMPLE", "type": "4111 1111 1111 1111", "mimeType": "bob@example.com"},
         "_meta": {"debug": "token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln for ada@example.com"},
         "isError": false
     });
     let answer = reply(&client, result).await.unwrap();
     let all = serde_json::to_string(&answer).unwrap();
     for leaked in [
+        "AKIAIOSFODNN7EXAMPLE",
+        "4111 1111 1111 1111",
+        "bob@example.com",
         "123-45-6789",
         "１２３",
         "\u{200B}",
