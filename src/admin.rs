@@ -297,10 +297,6 @@ async fn revoke(
     }
 }
 
-fn unix_now() -> i64 {
-    i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX)
-}
-
 fn store_unavailable(error: &crate::store::StoreError) -> Response {
     refusal(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -321,7 +317,7 @@ async fn list_approvals(
     match state
         .gateway
         .store
-        .approvals(filter.status, unix_now())
+        .approvals(filter.status, crate::store::unix_now())
         .await
     {
         Ok(list) => axum::Json(json!({"approvals": list})).into_response(),
@@ -330,7 +326,12 @@ async fn list_approvals(
 }
 
 async fn show_approval(State(state): State<AdminState>, UrlPath(id): UrlPath<String>) -> Response {
-    match state.gateway.store.approval(id.clone(), unix_now()).await {
+    match state
+        .gateway
+        .store
+        .approval(id.clone(), crate::store::unix_now())
+        .await
+    {
         Ok(Some(approval)) => axum::Json(approval).into_response(),
         Ok(None) => refusal(
             StatusCode::NOT_FOUND,
@@ -347,18 +348,11 @@ async fn decide_approval(
     axum::Extension(admin): axum::Extension<Admin>,
     UrlPath((id, verdict)): UrlPath<(String, String)>,
 ) -> Response {
-    let approve = match verdict.as_str() {
-        "approve" => true,
-        "deny" => false,
-        other => {
-            return refusal(
-                StatusCode::NOT_FOUND,
-                "unknown_verdict",
-                &format!("`{other}` is neither `approve` nor `deny`"),
-            );
-        }
+    let approve = match either(&verdict, "approve", "deny", "unknown_verdict") {
+        Ok(b) => b,
+        Err(response) => return *response,
     };
-    let now = unix_now();
+    let now = crate::store::unix_now();
     let store = &state.gateway.store;
     let approval = match store.approval(id.clone(), now).await {
         Ok(Some(a)) => a,
@@ -566,16 +560,9 @@ async fn decide_pin(
     UrlPath((tool, verdict)): UrlPath<(String, String)>,
     Query(review): Query<PinReview>,
 ) -> Response {
-    let approve = match verdict.as_str() {
-        "approve" => true,
-        "reject" => false,
-        other => {
-            return refusal(
-                StatusCode::NOT_FOUND,
-                "unknown_verdict",
-                &format!("`{other}` is neither `approve` nor `reject`"),
-            );
-        }
+    let approve = match either(&verdict, "approve", "reject", "unknown_verdict") {
+        Ok(b) => b,
+        Err(response) => return *response,
     };
     match state
         .gateway
@@ -653,16 +640,9 @@ async fn switch_upstream(
     axum::Extension(admin): axum::Extension<Admin>,
     UrlPath((name, switch)): UrlPath<(String, String)>,
 ) -> Response {
-    let enable = match switch.as_str() {
-        "enable" => true,
-        "disable" => false,
-        other => {
-            return refusal(
-                StatusCode::NOT_FOUND,
-                "unknown_action",
-                &format!("`{other}` is neither `enable` nor `disable`"),
-            );
-        }
+    let enable = match either(&switch, "enable", "disable", "unknown_action") {
+        Ok(b) => b,
+        Err(response) => return *response,
     };
     match state
         .gateway
@@ -807,4 +787,19 @@ fn parse_upstream(body: &[u8]) -> Result<crate::config::UpstreamConfig, Box<Resp
             &format!("invalid upstream: {e}"),
         ))
     })
+}
+
+/// The last segment of a two-way action (`approve`/`deny`, `enable`/`disable` …): `true` for `yes`.
+fn either(segment: &str, yes: &str, no: &str, reason: &str) -> Result<bool, Box<Response>> {
+    if segment == yes {
+        Ok(true)
+    } else if segment == no {
+        Ok(false)
+    } else {
+        Err(Box::new(refusal(
+            StatusCode::NOT_FOUND,
+            reason,
+            &format!("`{segment}` is neither `{yes}` nor `{no}`"),
+        )))
+    }
 }

@@ -374,6 +374,18 @@ impl AdminArgs {
         }
     }
 
+    async fn get(&self, path: &str) -> anyhow::Result<()> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str) -> anyhow::Result<()> {
+        self.call(reqwest::Method::POST, path, None).await
+    }
+
+    async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
     /// Calls the admin API and returns its JSON answer; a refusal is an error.
     async fn fetch(
         &self,
@@ -542,30 +554,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             UpstreamsCommand::Disable { name } => {
                 admin
-                    .call(
-                        reqwest::Method::POST,
-                        &format!("/admin/upstreams/{name}/disable"),
-                        None,
-                    )
+                    .post(&format!("/admin/upstreams/{name}/disable"))
                     .await
             }
             UpstreamsCommand::Enable { name } => {
-                admin
-                    .call(
-                        reqwest::Method::POST,
-                        &format!("/admin/upstreams/{name}/enable"),
-                        None,
-                    )
-                    .await
+                admin.post(&format!("/admin/upstreams/{name}/enable")).await
             }
             UpstreamsCommand::Remove { name } => {
-                admin
-                    .call(
-                        reqwest::Method::DELETE,
-                        &format!("/admin/upstreams/{name}"),
-                        None,
-                    )
-                    .await
+                admin.delete(&format!("/admin/upstreams/{name}")).await
             }
         },
         Command::Admin {
@@ -577,12 +573,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Some(status) => format!("/admin/pins?status={status}"),
                     None => "/admin/pins".to_string(),
                 };
-                admin.call(reqwest::Method::GET, &path, None).await
+                admin.get(&path).await
             }
             PinsCommand::Show { tool } if admin.json => {
-                admin
-                    .call(reqwest::Method::GET, &format!("/admin/pins/{tool}"), None)
-                    .await
+                admin.get(&format!("/admin/pins/{tool}")).await
             }
             PinsCommand::Show { tool } => {
                 let pin = admin
@@ -601,22 +595,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             PinsCommand::Approve { tool, hash } => {
                 let query = hash.map(|h| format!("?hash={h}")).unwrap_or_default();
                 admin
-                    .call(
-                        reqwest::Method::POST,
-                        &format!("/admin/pins/{tool}/approve{query}"),
-                        None,
-                    )
+                    .post(&format!("/admin/pins/{tool}/approve{query}"))
                     .await
             }
-            PinsCommand::Reject { tool } => {
-                admin
-                    .call(
-                        reqwest::Method::POST,
-                        &format!("/admin/pins/{tool}/reject"),
-                        None,
-                    )
-                    .await
-            }
+            PinsCommand::Reject { tool } => admin.post(&format!("/admin/pins/{tool}/reject")).await,
         },
         Command::Approvals { admin, command }
         | Command::Admin {
@@ -627,11 +609,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             admin,
             command: AdminCommand::Agents { command },
         } => match command {
-            AgentsCommand::List => {
-                admin
-                    .call(reqwest::Method::GET, "/admin/agents", None)
-                    .await
-            }
+            AgentsCommand::List => admin.get("/admin/agents").await,
             AgentsCommand::Put { id, file } => {
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", file.display()))?;
@@ -646,36 +624,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                     .await
             }
-            AgentsCommand::Remove { id } => {
-                admin
-                    .call(
-                        reqwest::Method::DELETE,
-                        &format!("/admin/agents/{id}"),
-                        None,
-                    )
-                    .await
-            }
+            AgentsCommand::Remove { id } => admin.delete(&format!("/admin/agents/{id}")).await,
         },
         Command::Admin {
             admin,
             command: AdminCommand::Revocations,
-        } => {
-            admin
-                .call(reqwest::Method::GET, "/admin/revocations", None)
-                .await
-        }
+        } => admin.get("/admin/revocations").await,
         Command::Admin {
             admin,
             command: AdminCommand::Policy { reload },
         } => {
             if reload {
-                admin
-                    .call(reqwest::Method::POST, "/admin/policy/reload", None)
-                    .await
+                admin.post("/admin/policy/reload").await
             } else {
-                admin
-                    .call(reqwest::Method::GET, "/admin/policy", None)
-                    .await
+                admin.get("/admin/policy").await
             }
         }
         Command::Policy { command } => policy_command(command).await,
@@ -836,45 +798,19 @@ async fn approvals_command(admin: &AdminArgs, command: ApprovalsCommand) -> anyh
                 Some(status) => format!("/admin/approvals?status={status}"),
                 None => "/admin/approvals".to_string(),
             };
-            admin.call(reqwest::Method::GET, &path, None).await
+            admin.get(&path).await
         }
-        ApprovalsCommand::Show { id } => {
-            admin
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/admin/approvals/{id}"),
-                    None,
-                )
-                .await
-        }
+        ApprovalsCommand::Show { id } => admin.get(&format!("/admin/approvals/{id}")).await,
         ApprovalsCommand::Approve { id } => {
-            admin
-                .call(
-                    reqwest::Method::POST,
-                    &format!("/admin/approvals/{id}/approve"),
-                    None,
-                )
-                .await
+            admin.post(&format!("/admin/approvals/{id}/approve")).await
         }
-        ApprovalsCommand::Deny { id } => {
-            admin
-                .call(
-                    reqwest::Method::POST,
-                    &format!("/admin/approvals/{id}/deny"),
-                    None,
-                )
-                .await
-        }
+        ApprovalsCommand::Deny { id } => admin.post(&format!("/admin/approvals/{id}/deny")).await,
     }
 }
 
 async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
     match command {
-        PolicyCommand::Reload { admin } => {
-            admin
-                .call(reqwest::Method::POST, "/admin/policy/reload", None)
-                .await
-        }
+        PolicyCommand::Reload { admin } => admin.post("/admin/policy/reload").await,
         PolicyCommand::Test { bundle } => {
             let bundle = toolgate::policy::Bundle::load(&bundle.sources()?)
                 .map_err(|e| anyhow::anyhow!(e))?;

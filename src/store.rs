@@ -4,13 +4,24 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 /// Errors of the store: it could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 #[error("store: {0}")]
 pub struct StoreError(String);
+
+impl StoreError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> i64 {
+    i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX)
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -351,11 +362,7 @@ impl Store {
                     params![request.issuer, request.subject, chain, request.tool, request.arguments_hash, request.pin, now],
                     |row| row.get(0),
                 )
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    other => Err(other),
-                })?;
+                .optional()?;
             if let Some(id) = used {
                 return Ok(Escalation::Granted(id));
             }
@@ -368,11 +375,7 @@ impl Store {
                     params![request.issuer, request.subject, chain, request.tool, request.arguments_hash, request.pin, now],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    other => Err(other),
-                })?;
+                .optional()?;
             if let Some((id, expires_at)) = pending {
                 return Ok(Escalation::Pending { id, expires_at });
             }
@@ -386,11 +389,7 @@ impl Store {
                     params![request.issuer, request.subject, chain, request.tool, request.arguments_hash, request.pin, now],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    other => Err(other),
-                })?;
+                .optional()?;
             if let Some((id, expires_at)) = denied {
                 return Ok(Escalation::Denied { id, expires_at });
             }
@@ -444,11 +443,7 @@ impl Store {
                     params![id],
                     approval_row,
                 )
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    other => Err(other),
-                })?;
+                .optional()?;
             row.map(|r| finish_approval(r, now)).transpose()
         })
         .await

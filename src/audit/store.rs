@@ -10,17 +10,7 @@ use serde::Serialize;
 
 use super::{ChainHead, ChainKey, DecisionRecord};
 use crate::config::Durability;
-
-/// A failed store operation.
-#[derive(Debug, thiserror::Error)]
-#[error("audit store: {0}")]
-pub struct StoreError(String);
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self(e.to_string())
-    }
-}
+pub use crate::store::StoreError;
 
 /// A record as stored: its place in the chain and its MAC.
 #[derive(Debug, Clone, Serialize)]
@@ -112,7 +102,10 @@ impl SqliteAuditStore {
     /// Opens the database to read records (reports, verification); never creates it.
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         if !path.exists() {
-            return Err(StoreError(format!("no database at `{}`", path.display())));
+            return Err(StoreError::new(format!(
+                "no database at `{}`",
+                path.display()
+            )));
         }
         let conn = Connection::open_with_flags(
             path,
@@ -197,7 +190,8 @@ impl AuditStore for SqliteAuditStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             for record in records {
-                let body = serde_jcs::to_string(record).map_err(|e| StoreError(e.to_string()))?;
+                let body =
+                    serde_jcs::to_string(record).map_err(|e| StoreError::new(e.to_string()))?;
                 let seq = current.seq + 1;
                 let mac = key.seal(&current.mac, seq, &body);
                 insert.execute(params![
@@ -282,7 +276,7 @@ impl AuditStore for SqliteAuditStore {
         for row in rows {
             let (seq, body, mac) = row?;
             let record: DecisionRecord = serde_json::from_str(&body)
-                .map_err(|e| StoreError(format!("record {seq} is not readable: {e}")))?;
+                .map_err(|e| StoreError::new(format!("record {seq} is not readable: {e}")))?;
             out.push(StoredRecord { seq, mac, record });
         }
         Ok(out)

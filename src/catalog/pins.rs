@@ -67,10 +67,6 @@ impl Pin {
     }
 }
 
-fn now() -> i64 {
-    i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX)
-}
-
 /// Every pin, mirrored in memory; the store keeps them across restarts.
 pub struct Pins {
     first_sight: FirstSight,
@@ -119,7 +115,7 @@ impl Pins {
                         pending_hash: None,
                         pending_definition: None,
                         decided_by: Some("trust_on_first_use".into()),
-                        updated_at: now(),
+                        updated_at: crate::store::unix_now(),
                     },
                     FirstSight::RequireApproval => Pin {
                         tool: tool.name.to_string(),
@@ -130,7 +126,7 @@ impl Pins {
                         pending_hash: Some(hash),
                         pending_definition: Some(definition),
                         decided_by: None,
-                        updated_at: now(),
+                        updated_at: crate::store::unix_now(),
                     },
                 }),
                 // Back to the approved definition: nothing is pending any more.
@@ -139,7 +135,7 @@ impl Pins {
                         status: PinStatus::Approved,
                         pending_hash: None,
                         pending_definition: None,
-                        updated_at: now(),
+                        updated_at: crate::store::unix_now(),
                         ..pin
                     })
                 }
@@ -153,7 +149,7 @@ impl Pins {
                         pending_hash: Some(hash),
                         pending_definition: Some(definition),
                         decided_by: None,
-                        updated_at: now(),
+                        updated_at: crate::store::unix_now(),
                         ..pin
                     })
                 }
@@ -206,14 +202,14 @@ impl Pins {
                 pending_hash: None,
                 pending_definition: None,
                 decided_by: Some(by.to_string()),
-                updated_at: now(),
+                updated_at: crate::store::unix_now(),
                 ..pin
             }
         } else {
             Pin {
                 status: PinStatus::Rejected,
                 decided_by: Some(by.to_string()),
-                updated_at: now(),
+                updated_at: crate::store::unix_now(),
                 ..pin
             }
         };

@@ -156,19 +156,14 @@ impl Gateway {
         // 3. authorize, with one bundle version. A tool hidden from this caller's list is unknown to it; when the
         // policy cannot decide whether the caller may see the tool, it is hidden as in `tools/list`.
         let who = CallerInput::new(caller, &session.id, &request_id_text(request_id));
-        match bundle.decide(&list_input(&who, &bundle, &tool)) {
-            Ok(decision) if decision.allow => {}
-            Ok(_) => {
-                record.deny("unknown_tool", vec!["hidden by policy".into()]);
-                return Err(unknown_tool(&params.name));
-            }
-            Err(error) => {
-                record.deny(
-                    "unknown_tool",
-                    vec![format!("hidden: {} ({error})", error.reason_id())],
-                );
-                return Err(unknown_tool(&params.name));
-            }
+        let hidden = match bundle.decide(&list_input(&who, &bundle, &tool)) {
+            Ok(decision) if decision.allow => None,
+            Ok(_) => Some("hidden by policy".to_string()),
+            Err(error) => Some(format!("hidden: {} ({error})", error.reason_id())),
+        };
+        if let Some(why) = hidden {
+            record.deny("unknown_tool", vec![why]);
+            return Err(unknown_tool(&params.name));
         }
         record.pin = Some(tool.pin_hash.to_string());
         // A tool whose definition changed upstream is not trusted until an admin approves it.
@@ -381,7 +376,7 @@ impl Gateway {
         policy_version: &str,
         arguments: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<Escalation, crate::store::StoreError> {
-        let now = unix_now();
+        let now = crate::store::unix_now();
         let ttl = i64::try_from(self.config.policy.approval_ttl.as_secs()).unwrap_or(i64::MAX);
         let request = Approval {
             id: format!("apr_{}", uuid::Uuid::now_v7().simple()),
@@ -404,17 +399,13 @@ impl Gateway {
     }
 }
 
-fn unix_now() -> i64 {
-    i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX)
-}
-
 /// SHA-256 of the arguments' canonical JSON (RFC 8785), so that key order never matters.
 pub fn arguments_hash(arguments: Option<&serde_json::Map<String, serde_json::Value>>) -> String {
     use sha2::Digest;
     let empty = serde_json::Map::new();
     let canonical = serde_jcs::to_vec(arguments.unwrap_or(&empty)).unwrap_or_default();
     let digest = sha2::Sha256::digest(&canonical);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(digest)
 }
 
 fn request_id_text(id: &RequestId) -> String {

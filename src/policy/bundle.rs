@@ -192,7 +192,7 @@ impl Bundle {
         hasher.update(inventory_text.as_bytes());
         hasher.update(serde_json::to_vec(&registered).unwrap_or_default());
         let digest = hasher.finalize();
-        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(&digest[..8]);
         let version = format!("sha256:{hex}");
 
         let timer = ExecutionTimerConfig {
