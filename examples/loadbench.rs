@@ -1,0 +1,718 @@
+//! Load benchmark: the same MCP tool calls, first straight to an upstream, then through toolgate with the whole
+//! pipeline on (JWT, delegation lineage, revocation, Rego decision, redaction, durable decision records).
+//!
+//! ```text
+//! scripts/bench-load                 # builds in release mode, then runs the default series
+//! scripts/bench-load --scale         # adds 10 → 10,000 tools and 1 → 1,000 sessions
+//! ```
+//!
+//! It starts `examples/bench_upstream` over streamable HTTP and the real `toolgate` binary in front of it, each as
+//! its own process, so CPU time and memory are read per process from `/proc`. Clients are rmcp client sessions in
+//! this process. Client, upstream and gateway share the machine's cores.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+
+#[derive(Parser, Clone)]
+#[command(
+    about = "Latency, throughput, CPU and memory of tool calls: direct against through toolgate"
+)]
+struct Args {
+    /// Concurrent client sessions.
+    #[arg(long, default_value_t = 32)]
+    sessions: usize,
+    /// Calls per measurement.
+    #[arg(long, default_value_t = 10_000)]
+    calls: usize,
+    /// Tools in the upstream's catalog and in the policy data.
+    #[arg(long, default_value_t = 10)]
+    tools: usize,
+    /// Fixed request rates (calls/s, comma-separated) measured below saturation. Default: 25% and 50% of the
+    /// saturated rate through toolgate.
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<f64>,
+    /// Also run the scale series: 10 → 10,000 tools, then 1 → 1,000 sessions.
+    #[arg(long)]
+    scale: bool,
+    /// Durability of decision records: normal (the default) or full.
+    #[arg(long, default_value = "normal")]
+    durability: String,
+    /// Folder of the built `toolgate` binary and `examples/bench_upstream` (default: next to this program).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let bins = Bins::locate(args.bin_dir.clone())?;
+    println!("{}", machine());
+    println!(
+        "sessions {}, calls per measurement {}, tools {}, record durability {}\n",
+        args.sessions, args.calls, args.tools, args.durability
+    );
+
+    let world = World::start(&bins, args.tools, &args.durability).await?;
+    world.check().await?;
+    let direct = Target::direct(&world);
+    let gateway = Target::gateway(&world);
+
+    println!(
+        "## Saturated: {} sessions calling back to back\n",
+        args.sessions
+    );
+    println!("{}", Stats::header());
+    let sat_direct = measure(&world, &direct, args.sessions, args.calls, None).await?;
+    println!("{}", sat_direct.row("direct"));
+    let sat_gateway = measure(&world, &gateway, args.sessions, args.calls, None).await?;
+    println!("{}", sat_gateway.row("toolgate"));
+    println!("{}\n", added(&sat_direct, &sat_gateway));
+
+    let rates = if args.rates.is_empty() {
+        vec![
+            (sat_gateway.rate * 0.25).round(),
+            (sat_gateway.rate * 0.5).round(),
+        ]
+    } else {
+        args.rates.clone()
+    };
+    for rate in &rates {
+        let calls = args
+            .calls
+            .min((rate * 8.0) as usize)
+            .max(args.sessions * 20);
+        println!(
+            "## Fixed rate {rate} calls/s, {} sessions, {calls} calls\n",
+            args.sessions
+        );
+        println!("{}", Stats::header());
+        let d = measure(&world, &direct, args.sessions, calls, Some(*rate)).await?;
+        println!("{}", d.row("direct"));
+        let g = measure(&world, &gateway, args.sessions, calls, Some(*rate)).await?;
+        println!("{}", g.row("toolgate"));
+        println!("{}\n", added(&d, &g));
+    }
+    println!(
+        "toolgate peak resident memory: {:.1} MiB\n",
+        mib(world.gateway.peak_rss())
+    );
+    world.verify_records()?;
+    drop(world);
+
+    if args.scale {
+        let rate = rates.first().copied().unwrap_or(500.0);
+        scale_tools(&bins, &args, rate).await?;
+        scale_sessions(&bins, &args).await?;
+    }
+    Ok(())
+}
+
+/// Latency and memory as the catalog and policy data grow, at a fixed rate below saturation.
+async fn scale_tools(bins: &Bins, args: &Args, rate: f64) -> anyhow::Result<()> {
+    println!(
+        "## Tools in catalog and policy data, {} sessions at {rate} calls/s\n",
+        args.sessions
+    );
+    println!(
+        "| tools | direct p50 µs | toolgate p50 µs | added p50 µs | direct p99 µs | toolgate p99 µs | toolgate CPU µs/call | tools/list direct ms | tools/list toolgate ms | toolgate RSS MiB |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for tools in [10, 100, 1_000, 10_000] {
+        let world = World::start(bins, tools, &args.durability).await?;
+        let calls = args
+            .calls
+            .min((rate * 6.0) as usize)
+            .max(args.sessions * 20);
+        let direct = Target::direct(&world);
+        let gateway = Target::gateway(&world);
+        let list_direct = list_time(&direct).await?;
+        let list_gateway = list_time(&gateway).await?;
+        let d = measure(&world, &direct, args.sessions, calls, Some(rate)).await?;
+        let g = measure(&world, &gateway, args.sessions, calls, Some(rate)).await?;
+        println!(
+            "| {tools} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} |",
+            d.p50,
+            g.p50,
+            g.p50 as i64 - d.p50 as i64,
+            d.p99,
+            g.p99,
+            g.gateway_cpu_per_call,
+            list_direct.as_secs_f64() * 1e3,
+            list_gateway.as_secs_f64() * 1e3,
+            mib(world.gateway.rss()),
+        );
+    }
+    println!();
+    Ok(())
+}
+
+/// Latency, throughput and memory as sessions grow, saturated, with 1,000 tools.
+async fn scale_sessions(bins: &Bins, args: &Args) -> anyhow::Result<()> {
+    let tools = 1_000;
+    println!("## Concurrent sessions, saturated, {tools} tools\n");
+    println!(
+        "| sessions | direct calls/s | toolgate calls/s | direct p50 µs | toolgate p50 µs | direct p99 µs | toolgate p99 µs | toolgate CPU µs/call | toolgate RSS MiB | toolgate peak MiB |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for sessions in [1, 10, 100, 1_000] {
+        let world = World::start(bins, tools, &args.durability).await?;
+        let calls = args.calls.max(sessions * 10);
+        let direct = Target::direct(&world);
+        let gateway = Target::gateway(&world);
+        let d = measure(&world, &direct, sessions, calls, None).await?;
+        let g = measure(&world, &gateway, sessions, calls, None).await?;
+        println!(
+            "| {sessions} | {:.0} | {:.0} | {} | {} | {} | {} | {:.0} | {:.1} | {:.1} |",
+            d.rate,
+            g.rate,
+            d.p50,
+            g.p50,
+            d.p99,
+            g.p99,
+            g.gateway_cpu_per_call,
+            mib(g.gateway_rss_with_sessions),
+            mib(world.gateway.peak_rss()),
+        );
+    }
+    println!();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Measurement
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Where the clients connect: the upstream itself, or toolgate with a token.
+struct Target {
+    url: String,
+    token: Option<String>,
+    prefix: &'static str,
+    tools: usize,
+}
+
+impl Target {
+    fn direct(world: &World) -> Self {
+        Self {
+            url: world.upstream_url.clone(),
+            token: None,
+            prefix: "",
+            tools: world.tools,
+        }
+    }
+
+    fn gateway(world: &World) -> Self {
+        Self {
+            url: world.gateway_url.clone(),
+            token: Some(world.token.clone()),
+            prefix: "bench__",
+            tools: world.tools,
+        }
+    }
+
+    async fn connect(
+        &self,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<RunningService<rmcp::RoleClient, ()>> {
+        let mut config = StreamableHttpClientTransportConfig::with_uri(self.url.clone());
+        if let Some(token) = &self.token {
+            config = config.auth_header(token.clone());
+        }
+        let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
+        Ok(().serve(transport).await?)
+    }
+
+    fn params(&self, n: usize) -> CallToolRequestParams {
+        let mut params =
+            CallToolRequestParams::new(format!("{}lookup_{}", self.prefix, n % self.tools));
+        params.arguments = json!({"id": n}).as_object().cloned();
+        params
+    }
+}
+
+struct Stats {
+    calls: usize,
+    errors: usize,
+    rate: f64,
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    max: u64,
+    gateway_cpu_per_call: f64,
+    upstream_cpu_per_call: f64,
+    client_cpu_per_call: f64,
+    gateway_rss_with_sessions: u64,
+}
+
+impl Stats {
+    fn header() -> String {
+        "| path | calls | errors | calls/s | p50 µs | p90 µs | p99 µs | max µs | toolgate CPU µs/call | upstream CPU µs/call | client CPU µs/call |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|".into()
+    }
+
+    fn row(&self, path: &str) -> String {
+        format!(
+            "| {path} | {} | {} | {:.0} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} |",
+            self.calls,
+            self.errors,
+            self.rate,
+            self.p50,
+            self.p90,
+            self.p99,
+            self.max,
+            self.gateway_cpu_per_call,
+            self.upstream_cpu_per_call,
+            self.client_cpu_per_call
+        )
+    }
+}
+
+fn added(direct: &Stats, gateway: &Stats) -> String {
+    let ratio = |g: u64, d: u64| g as f64 / d.max(1) as f64;
+    format!(
+        "added by toolgate: p50 {:+} µs ({:.2}×), p90 {:+} µs ({:.2}×), p99 {:+} µs ({:.2}×); throughput {:.2}× of direct",
+        gateway.p50 as i64 - direct.p50 as i64,
+        ratio(gateway.p50, direct.p50),
+        gateway.p90 as i64 - direct.p90 as i64,
+        ratio(gateway.p90, direct.p90),
+        gateway.p99 as i64 - direct.p99 as i64,
+        ratio(gateway.p99, direct.p99),
+        gateway.rate / direct.rate.max(1e-9),
+    )
+}
+
+/// Opens `sessions` sessions, warms them up, then makes `calls` calls: back to back (`rate` None) or started at
+/// a fixed overall rate spread over the sessions. Latency is measured per call from the moment it is sent.
+async fn measure(
+    world: &World,
+    target: &Target,
+    sessions: usize,
+    calls: usize,
+    rate: Option<f64>,
+) -> anyhow::Result<Stats> {
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(sessions.max(8))
+        .build()?;
+    let mut clients = Vec::with_capacity(sessions);
+    for _ in 0..sessions {
+        clients.push(Arc::new(target.connect(&http).await?));
+    }
+    // Warm-up: every session makes a few calls (connections, caches, the upstream's own warm-up).
+    let warm: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let c = c.clone();
+            let params: Vec<_> = (0..3).map(|k| target.params(i + k)).collect();
+            tokio::spawn(async move {
+                for p in params {
+                    c.peer().call_tool(p).await?;
+                }
+                Ok::<_, rmcp::ServiceError>(())
+            })
+        })
+        .collect();
+    for w in warm {
+        w.await??;
+    }
+
+    let gateway_rss_with_sessions = world.gateway.rss();
+    let cpu_before = (world.gateway.cpu(), world.upstream.cpu(), self_cpu());
+    let start = Instant::now();
+    let tasks: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let c = c.clone();
+            let mine: Vec<usize> = (i..calls).step_by(sessions).collect();
+            let params: Vec<_> = mine.iter().map(|n| target.params(*n)).collect();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(mine.len());
+                let mut errors = 0usize;
+                for (n, p) in mine.into_iter().zip(params) {
+                    if let Some(rate) = rate {
+                        let at = start + Duration::from_secs_f64(n as f64 / rate);
+                        tokio::time::sleep_until(at.into()).await;
+                    }
+                    let sent = Instant::now();
+                    match c.peer().call_tool(p).await {
+                        Ok(r) if r.is_error != Some(true) => {}
+                        _ => errors += 1,
+                    }
+                    latencies.push(sent.elapsed().as_micros() as u64);
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(calls);
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        latencies.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed();
+    let cpu_after = (world.gateway.cpu(), world.upstream.cpu(), self_cpu());
+    for c in clients {
+        if let Ok(c) = Arc::try_unwrap(c) {
+            let _ = c.cancel().await;
+        }
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let per_call =
+        |a: Duration, b: Duration| (b.saturating_sub(a)).as_secs_f64() * 1e6 / calls as f64;
+    Ok(Stats {
+        calls,
+        errors,
+        rate: calls as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.50),
+        p90: pct(0.90),
+        p99: pct(0.99),
+        max: *latencies.last().unwrap_or(&0),
+        gateway_cpu_per_call: per_call(cpu_before.0, cpu_after.0),
+        upstream_cpu_per_call: per_call(cpu_before.1, cpu_after.1),
+        client_cpu_per_call: per_call(cpu_before.2, cpu_after.2),
+        gateway_rss_with_sessions,
+    })
+}
+
+/// Time to list every tool in one fresh session.
+async fn list_time(target: &Target) -> anyhow::Result<Duration> {
+    let http = reqwest::Client::new();
+    let client = target.connect(&http).await?;
+    client.peer().list_all_tools().await?;
+    let start = Instant::now();
+    let tools = client.peer().list_all_tools().await?;
+    let elapsed = start.elapsed();
+    if tools.len() != target.tools {
+        bail!("listed {} tools, expected {}", tools.len(), target.tools);
+    }
+    let _ = client.cancel().await;
+    Ok(elapsed)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The world: upstream and gateway processes, policy bundle, token
+// ---------------------------------------------------------------------------------------------------------------
+
+struct Bins {
+    toolgate: PathBuf,
+    upstream: PathBuf,
+}
+
+impl Bins {
+    fn locate(dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let dir = match dir {
+            Some(d) => d,
+            None => std::env::current_exe()?
+                .parent()
+                .and_then(Path::parent)
+                .context("no folder above this program")?
+                .to_path_buf(),
+        };
+        let bins = Self {
+            toolgate: dir.join("toolgate"),
+            upstream: dir.join("examples").join("bench_upstream"),
+        };
+        for b in [&bins.toolgate, &bins.upstream] {
+            if !b.exists() {
+                bail!(
+                    "{} is not built: run `cargo build --release --bins --examples`",
+                    b.display()
+                );
+            }
+        }
+        Ok(bins)
+    }
+}
+
+/// A child process, killed on drop, whose CPU time and memory are read from `/proc`.
+struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    /// Starts `command` and waits for the stdout line starting with `marker`; returns the rest of that line.
+    fn start(mut command: Command, marker: &str, stderr: &Path) -> anyhow::Result<(Self, String)> {
+        command
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(stderr)?);
+        let mut child = command.spawn()?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut proc = Self { child };
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.strip_prefix(marker) {
+                        std::thread::spawn(move || for _ in lines {});
+                        return Ok((proc, rest.trim().to_string()));
+                    }
+                }
+                _ => {
+                    let _ = proc.child.kill();
+                    bail!(
+                        "{:?} exited before printing {marker:?}: {}",
+                        command.get_program(),
+                        std::fs::read_to_string(stderr).unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+
+    /// User plus system CPU time of the process so far (all its threads).
+    fn cpu(&self) -> Duration {
+        proc_cpu(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    fn rss(&self) -> u64 {
+        status_kib(self.child.id(), "VmRSS:") * 1024
+    }
+
+    fn peak_rss(&self) -> u64 {
+        status_kib(self.child.id(), "VmHWM:") * 1024
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proc_cpu(stat: &str) -> Duration {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces): utime is the 14th field.
+    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    Duration::from_secs_f64(ticks as f64 / clock_ticks())
+}
+
+fn self_cpu() -> Duration {
+    proc_cpu("/proc/self/stat")
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("machine: {cores} cores, {cpu}")
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    tools: usize,
+    upstream: Proc,
+    upstream_url: String,
+    gateway: Proc,
+    gateway_url: String,
+    token: String,
+}
+
+impl World {
+    /// Starts the upstream with `tools` tools, writes a policy bundle and manifests for them, and starts toolgate.
+    async fn start(bins: &Bins, tools: usize, durability: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut command = Command::new(&bins.upstream);
+        command.args(["--http", "127.0.0.1:0", "--tools", &tools.to_string()]);
+        let (upstream, upstream_url) =
+            Proc::start(command, "listening on ", &dir.path().join("upstream.log"))?;
+
+        // The quickstart's Rego policy, with policy data and manifests for the bench upstream's tools.
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(policies.join("toolgate"))?;
+        for entry in std::fs::read_dir(root.join("policies/toolgate"))? {
+            let entry = entry?;
+            // The policy's own tests speak of the quickstart's data, not of this bundle's.
+            if entry.file_name().to_string_lossy().ends_with("_test.rego") {
+                continue;
+            }
+            std::fs::copy(
+                entry.path(),
+                policies.join("toolgate").join(entry.file_name()),
+            )?;
+        }
+        std::fs::write(
+            policies.join("access.yaml"),
+            "toolgate:\n  access:\n    roles:\n      analyst:\n        tools: [\"bench__*\"]\n        clearance: internal\n    agents: {}\n    users: {}\n",
+        )?;
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests)?;
+        let mut yaml = String::from("upstream: bench\nowner: people-systems\ntools:\n");
+        for i in 0..tools {
+            let _ = write!(
+                yaml,
+                "  lookup_{i}:\n    classification: internal\n    risk: read\n    output:\n      fields:\n        \"$..salary\": confidential\n"
+            );
+        }
+        std::fs::write(manifests.join("bench.yaml"), yaml)?;
+        std::fs::write(
+            dir.path().join("agents.yaml"),
+            "agents:\n  assistant:\n    owner: it-platform\n    description: Assistant acting for employees.\n    scope: [\"bench__*\"]\n    max_classification: confidential\n    acts_for_humans: true\n    delegates_to: [researcher]\n  researcher:\n    owner: it-platform\n    description: Sub-agent that looks records up.\n    scope: [\"bench__*\"]\n    max_classification: internal\n",
+        )?;
+        let config = dir.path().join("toolgate.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:0\nupstreams:\n  - name: bench\n    http:\n      url: \"{upstream_url}\"\nauth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n  agents_file: agents.yaml\npolicy:\n  dir: policies\n  manifests: manifests\naudit:\n  durability: {durability}\n",
+                root.join("examples/quickstart/dev-keys/dev.jwks.json")
+                    .display()
+            ),
+        )?;
+        let mut command = Command::new(&bins.toolgate);
+        command
+            .args(["serve", "--config"])
+            .arg(&config)
+            .current_dir(dir.path());
+        let (gateway, gateway_url) = Proc::start(
+            command,
+            "toolgate listening on ",
+            &dir.path().join("toolgate.log"),
+        )?;
+        let token = toolgate::identity::token::mint_dev(&toolgate::identity::token::TokenRequest {
+            subject: Some("dana".into()),
+            roles: vec!["analyst".into()],
+            agent: Some("assistant".into()),
+            via: vec!["researcher".into()],
+            scope: None,
+            audience: "toolgate".into(),
+            ttl: Duration::from_secs(3600),
+        })
+        .map_err(|e| anyhow::anyhow!(e))?;
+        let world = Self {
+            dir,
+            tools,
+            upstream,
+            upstream_url,
+            gateway,
+            gateway_url,
+            token,
+        };
+        world.wait_ready().await?;
+        Ok(world)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let ready = self.gateway_url.replace("/mcp", "/readyz");
+        for _ in 0..600 {
+            if let Ok(r) = reqwest::get(&ready).await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("toolgate did not become ready: {}", self.log())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("toolgate.log")).unwrap_or_default()
+    }
+
+    /// One call each way: the gateway must answer with the salary masked, the upstream with it in clear.
+    async fn check(&self) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let call = |target: Target| {
+            let http = http.clone();
+            async move {
+                let client = target.connect(&http).await?;
+                let result: CallToolResult = client.peer().call_tool(target.params(1)).await?;
+                let _ = client.cancel().await;
+                anyhow::Ok(result.structured_content.unwrap_or(Value::Null))
+            }
+        };
+        let direct = call(Target::direct(self)).await?;
+        let gateway = call(Target::gateway(self)).await?;
+        if direct["salary"] != json!(98000)
+            || gateway["salary"] == json!(98000)
+            || gateway["name"] != direct["name"]
+        {
+            bail!("unexpected answers: direct {direct}, through toolgate {gateway}");
+        }
+        println!(
+            "check: through toolgate the salary reads {}, directly {}\n",
+            gateway["salary"], direct["salary"]
+        );
+        Ok(())
+    }
+
+    /// Verifies the decision-record chain written during the run and prints the verifier's summary.
+    fn verify_records(&self) -> anyhow::Result<()> {
+        let exe = self.gateway.child.id();
+        let toolgate = std::fs::read_link(format!("/proc/{exe}/exe"))?;
+        let output = Command::new(toolgate)
+            .args(["audit", "verify", "--config"])
+            .arg(self.dir.path().join("toolgate.yaml"))
+            .current_dir(self.dir.path())
+            .output()?;
+        println!(
+            "decision records: {}",
+            String::from_utf8_lossy(&output.stdout).trim()
+        );
+        if !output.status.success() {
+            bail!(
+                "audit verify failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+}
