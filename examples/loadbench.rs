@@ -604,15 +604,16 @@ impl World {
             );
         }
         std::fs::write(manifests.join("bench.yaml"), yaml)?;
+        // The inventory lives with the manifests, as in the quickstart (its folder is watched for changes).
         std::fs::write(
-            dir.path().join("agents.yaml"),
+            manifests.join("agents.yaml"),
             "agents:\n  assistant:\n    owner: it-platform\n    description: Assistant acting for employees.\n    scope: [\"bench__*\"]\n    max_classification: confidential\n    acts_for_humans: true\n    delegates_to: [researcher]\n  researcher:\n    owner: it-platform\n    description: Sub-agent that looks records up.\n    scope: [\"bench__*\"]\n    max_classification: internal\n",
         )?;
         let config = dir.path().join("toolgate.yaml");
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:0\nupstreams:\n  - name: bench\n    http:\n      url: \"{upstream_url}\"\nauth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n  agents_file: agents.yaml\npolicy:\n  dir: policies\n  manifests: manifests\naudit:\n  durability: {durability}\n",
+                "listen: 127.0.0.1:0\nupstreams:\n  - name: bench\n    http:\n      url: \"{upstream_url}\"\nauth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n  agents_file: manifests/agents.yaml\npolicy:\n  dir: policies\n  manifests: manifests\naudit:\n  durability: {durability}\n",
                 root.join("examples/quickstart/dev-keys/dev.jwks.json")
                     .display()
             ),

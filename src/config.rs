@@ -264,6 +264,8 @@ pub struct PolicyConfig {
     /// How long an escalated call waits for an approver, and how long a granted approval stays usable.
     #[serde(with = "humantime_serde")]
     pub approval_ttl: Duration,
+    /// Remember decisions per bundle version, keyed by the input fields the policy reads (see README).
+    pub decision_cache: bool,
 }
 
 impl Default for PolicyConfig {
@@ -276,6 +278,7 @@ impl Default for PolicyConfig {
             max_instructions: 1_000_000,
             watch: true,
             approval_ttl: Duration::from_secs(3600),
+            decision_cache: true,
         }
     }
 }

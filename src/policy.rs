@@ -6,6 +6,7 @@
 //! (statement kinds, tables touched, normalised paths), never on regexes over raw strings.
 
 mod bundle;
+mod cache;
 pub mod facts;
 pub mod input;
 

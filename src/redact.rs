@@ -73,7 +73,7 @@ pub struct Rules {
     pub clearance: Classification,
     pub also_mask: Vec<Classification>,
     /// Classified output fields of the tool.
-    pub fields: Vec<(FieldPath, Classification)>,
+    pub fields: std::sync::Arc<Vec<(FieldPath, Classification)>>,
     /// The tool's output as a whole.
     pub output: Option<Classification>,
 }
@@ -88,12 +88,7 @@ impl Rules {
         Self {
             clearance,
             also_mask,
-            fields: manifest
-                .output
-                .fields
-                .iter()
-                .filter_map(|(p, c)| FieldPath::parse(p).ok().map(|p| (p, *c)))
-                .collect(),
+            fields: manifest.output.parsed_fields(),
             output: manifest.output.classification,
         }
     }
@@ -103,7 +98,7 @@ impl Rules {
         Self {
             clearance,
             also_mask: Vec::new(),
-            fields: Vec::new(),
+            fields: std::sync::Arc::default(),
             output: None,
         }
     }
@@ -219,7 +214,7 @@ impl Redactor {
         plane: &str,
         summary: &mut RedactionSummary,
     ) {
-        for (path, class) in &rules.fields {
+        for (path, class) in rules.fields.iter() {
             if rules.hides(*class) {
                 path.visit_mut(value, &mut |v| {
                     *v = Value::String(mask(*class));

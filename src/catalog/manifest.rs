@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::redact::FieldPath;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Classification;
@@ -55,7 +56,36 @@ pub struct OutputClasses {
     pub classification: Option<Classification>,
     #[serde(default)]
     pub fields: BTreeMap<String, Classification>,
+    /// `fields` parsed, once per manifest.
+    #[serde(skip)]
+    parsed: ParsedFields,
 }
+
+impl OutputClasses {
+    /// The classified field paths, parsed on first use (paths that do not parse were refused at load).
+    pub fn parsed_fields(&self) -> std::sync::Arc<Vec<(FieldPath, Classification)>> {
+        std::sync::Arc::clone(self.parsed.0.get_or_init(|| {
+            std::sync::Arc::new(
+                self.fields
+                    .iter()
+                    .filter_map(|(p, c)| FieldPath::parse(p).ok().map(|p| (p, *c)))
+                    .collect(),
+            )
+        }))
+    }
+}
+
+/// A cache derived from `fields`: never part of a manifest's identity.
+#[derive(Debug, Clone, Default)]
+struct ParsedFields(std::sync::OnceLock<std::sync::Arc<Vec<(FieldPath, Classification)>>>);
+
+impl PartialEq for ParsedFields {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ParsedFields {}
 
 impl ToolManifest {
     /// The manifest of a tool nobody described: treated as the most sensitive and most dangerous.
@@ -81,7 +111,8 @@ struct File {
 /// Every manifest, by upstream and tool name.
 #[derive(Debug, Clone, Default)]
 pub struct Manifests {
-    tools: BTreeMap<(String, String), ToolManifest>,
+    /// By upstream, then tool.
+    tools: BTreeMap<String, BTreeMap<String, ToolManifest>>,
 }
 
 impl Manifests {
@@ -119,8 +150,13 @@ impl Manifests {
             if manifest.owner.is_none() {
                 manifest.owner = Some(file.owner.clone());
             }
-            let key = (file.upstream.clone(), tool.clone());
-            if self.tools.insert(key, manifest).is_some() {
+            if self
+                .tools
+                .entry(file.upstream.clone())
+                .or_default()
+                .insert(tool.clone(), manifest)
+                .is_some()
+            {
                 return Err(format!(
                     "tool `{}` of upstream `{}` is described twice",
                     tool, file.upstream
@@ -135,14 +171,15 @@ impl Manifests {
         static SAFE_DEFAULT: std::sync::LazyLock<ToolManifest> =
             std::sync::LazyLock::new(ToolManifest::safe_default);
         self.tools
-            .get(&(upstream.to_string(), tool.to_string()))
+            .get(upstream)
+            .and_then(|tools| tools.get(tool))
             .unwrap_or(&SAFE_DEFAULT)
     }
 
     /// Every manifest as policy data: `{upstream: {tool: manifest}}`.
     pub fn to_policy_data(&self) -> serde_json::Value {
         let mut data = serde_json::Map::new();
-        for ((upstream, tool), manifest) in &self.tools {
+        for (upstream, tool, manifest) in self.entries() {
             let entry = data
                 .entry(upstream.clone())
                 .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
@@ -156,13 +193,19 @@ impl Manifests {
         serde_json::Value::Object(data)
     }
 
+    fn entries(&self) -> impl Iterator<Item = (&String, &String, &ToolManifest)> {
+        self.tools
+            .iter()
+            .flat_map(|(u, tools)| tools.iter().map(move |(t, m)| (u, t, m)))
+    }
+
     pub fn len(&self) -> usize {
-        self.tools.len()
+        self.tools.values().map(BTreeMap::len).sum()
     }
 
     /// Every described tool as `(upstream, tool)`.
     pub fn tools(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.tools.keys().map(|(u, t)| (u.as_str(), t.as_str()))
+        self.entries().map(|(u, t, _)| (u.as_str(), t.as_str()))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -14,6 +14,7 @@ use regorus::{CompiledPolicy, Engine};
 use serde_json::json;
 use sha2::Digest;
 
+use super::cache::DecisionCache;
 use super::{DECISION_RULE, Decision, Obligations, PolicyError, PolicyInput, Sources};
 use crate::catalog::manifest::Manifests;
 use crate::config::Evaluator;
@@ -60,6 +61,8 @@ pub struct Bundle {
     max_instructions: usize,
     /// Why the VM is not used, when it was asked for.
     pub vm_fallback: Option<String>,
+    /// Decisions already made with this bundle; None when they cannot be remembered.
+    cache: Option<DecisionCache>,
 }
 
 struct SourceFile {
@@ -256,6 +259,11 @@ impl Bundle {
             max_instructions: sources.config.max_instructions,
             vm_fallback: None,
             template: engine,
+            cache: sources
+                .config
+                .decision_cache
+                .then(|| DecisionCache::for_sources(rego.iter().map(|f| f.text.as_str())))
+                .flatten(),
         };
         if sources.config.evaluator == Evaluator::Vm {
             match bundle.compile_vm() {
@@ -304,11 +312,31 @@ impl Bundle {
 
     /// Decides one input with the bundle's evaluator.
     pub fn decide(&self, input: &PolicyInput) -> Result<Decision, PolicyError> {
+        let key = self.cache.as_ref().and_then(|c| c.key(&input.value));
+        if let (Some(cache), Some(key)) = (&self.cache, &key)
+            && let Some(decision) = cache.get(key)
+        {
+            return Ok(decision);
+        }
+        let decision = self.evaluate(input)?;
+        if let (Some(cache), Some(key)) = (&self.cache, key) {
+            cache.put(key, &decision);
+        }
+        Ok(decision)
+    }
+
+    /// Decides one input by evaluating the policy, never from the cache.
+    pub fn evaluate(&self, input: &PolicyInput) -> Result<Decision, PolicyError> {
         let value = match &self.vm {
             Some(vm) => self.eval_vm(vm, input)?,
             None => self.eval_interpreter(input)?,
         };
         parse_decision(&value)
+    }
+
+    /// Whether this bundle remembers decisions (see [`super::cache`]).
+    pub fn caches_decisions(&self) -> bool {
+        self.cache.is_some()
     }
 
     /// Decides with the interpreter, whatever the configured evaluator.
