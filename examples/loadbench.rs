@@ -54,6 +54,9 @@ struct Args {
     /// Folder of the built `toolgate` binary and `examples/bench_upstream` (default: next to this program).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Run as the baseline relay in front of this upstream URL (started by the benchmark itself).
+    #[arg(long, hide = true)]
+    relay_to: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,7 +64,61 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(args))
+    match args.relay_to.clone() {
+        Some(upstream) => runtime.block_on(relay(upstream)),
+        None => runtime.block_on(run(args)),
+    }
+}
+
+/// The baseline for what any HTTP gateway adds: a plain reverse proxy that forwards each request to the upstream
+/// and streams the answer back, deciding and recording nothing.
+async fn relay(upstream: String) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
+    let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("listening on http://{}/mcp", listener.local_addr()?);
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let (client, upstream) = (client.clone(), upstream.clone());
+        async move {
+            forward(&client, &upstream, request)
+                .await
+                .unwrap_or_else(|e| {
+                    axum::response::Response::builder()
+                        .status(502)
+                        .body(axum::body::Body::from(e.to_string()))
+                        .unwrap_or_default()
+                })
+        }
+    });
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn forward(
+    client: &reqwest::Client,
+    upstream: &str,
+    request: axum::extract::Request,
+) -> anyhow::Result<axum::response::Response> {
+    use http::header;
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 16 << 20).await?;
+    let mut outgoing = client.request(parts.method, upstream).body(body);
+    for (name, value) in &parts.headers {
+        if name != header::HOST && name != header::CONTENT_LENGTH {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    let answer = outgoing.send().await?;
+    let mut response = axum::response::Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+            response = response.header(name, value);
+        }
+    }
+    Ok(response.body(axum::body::Body::from_stream(answer.bytes_stream()))?)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -75,23 +132,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let world = World::start(&bins, args.tools, &args.durability).await?;
     world.check().await?;
     let direct = Target::direct(&world);
+    let relay = Target::relay(&world);
     let gateway = Target::gateway(&world);
 
     println!(
         "## Saturated: {} sessions calling back to back\n",
         args.sessions
     );
-    println!("{}", Stats::header());
-    let sat_direct = measure(&world, &direct, args.sessions, args.calls, None).await?;
-    println!("{}", sat_direct.row("direct"));
-    let sat_gateway = measure(&world, &gateway, args.sessions, args.calls, None).await?;
-    println!("{}", sat_gateway.row("toolgate"));
-    println!("{}\n", added(&sat_direct, &sat_gateway));
+    let saturated = compare(
+        &world,
+        [&direct, &relay, &gateway],
+        args.sessions,
+        args.calls,
+        None,
+    )
+    .await?;
 
     let rates = if args.rates.is_empty() {
         vec![
-            (sat_gateway.rate * 0.25).round(),
-            (sat_gateway.rate * 0.5).round(),
+            (saturated[2].rate * 0.25).round(),
+            (saturated[2].rate * 0.5).round(),
         ]
     } else {
         args.rates.clone()
@@ -105,12 +165,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "## Fixed rate {rate} calls/s, {} sessions, {calls} calls\n",
             args.sessions
         );
-        println!("{}", Stats::header());
-        let d = measure(&world, &direct, args.sessions, calls, Some(*rate)).await?;
-        println!("{}", d.row("direct"));
-        let g = measure(&world, &gateway, args.sessions, calls, Some(*rate)).await?;
-        println!("{}", g.row("toolgate"));
-        println!("{}\n", added(&d, &g));
+        compare(
+            &world,
+            [&direct, &relay, &gateway],
+            args.sessions,
+            calls,
+            Some(*rate),
+        )
+        .await?;
     }
     println!(
         "toolgate peak resident memory: {:.1} MiB\n",
@@ -203,7 +265,15 @@ async fn scale_sessions(bins: &Bins, args: &Args) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------------------------
 
 /// Where the clients connect: the upstream itself, or toolgate with a token.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Direct,
+    Relay,
+    Gateway,
+}
+
 struct Target {
+    kind: Kind,
     url: String,
     token: Option<String>,
     prefix: &'static str,
@@ -213,7 +283,18 @@ struct Target {
 impl Target {
     fn direct(world: &World) -> Self {
         Self {
+            kind: Kind::Direct,
             url: world.upstream_url.clone(),
+            token: None,
+            prefix: "",
+            tools: world.tools,
+        }
+    }
+
+    fn relay(world: &World) -> Self {
+        Self {
+            kind: Kind::Relay,
+            url: world.relay_url.clone(),
             token: None,
             prefix: "",
             tools: world.tools,
@@ -222,6 +303,7 @@ impl Target {
 
     fn gateway(world: &World) -> Self {
         Self {
+            kind: Kind::Gateway,
             url: world.gateway_url.clone(),
             token: Some(world.token.clone()),
             prefix: "bench__",
@@ -265,7 +347,7 @@ struct Stats {
 
 impl Stats {
     fn header() -> String {
-        "| path | calls | errors | calls/s | p50 µs | p90 µs | p99 µs | max µs | toolgate CPU µs/call | upstream CPU µs/call | client CPU µs/call |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|".into()
+        "| path | calls | errors | calls/s | p50 µs | p90 µs | p99 µs | max µs | proxy CPU µs/call | upstream CPU µs/call | client CPU µs/call |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|".into()
     }
 
     fn row(&self, path: &str) -> String {
@@ -285,18 +367,49 @@ impl Stats {
     }
 }
 
-fn added(direct: &Stats, gateway: &Stats) -> String {
+fn added(name: &str, base: &Stats, with: &Stats) -> String {
     let ratio = |g: u64, d: u64| g as f64 / d.max(1) as f64;
     format!(
-        "added by toolgate: p50 {:+} µs ({:.2}×), p90 {:+} µs ({:.2}×), p99 {:+} µs ({:.2}×); throughput {:.2}× of direct",
-        gateway.p50 as i64 - direct.p50 as i64,
-        ratio(gateway.p50, direct.p50),
-        gateway.p90 as i64 - direct.p90 as i64,
-        ratio(gateway.p90, direct.p90),
-        gateway.p99 as i64 - direct.p99 as i64,
-        ratio(gateway.p99, direct.p99),
-        gateway.rate / direct.rate.max(1e-9),
+        "{name}: p50 {:+} µs ({:.2}×), p90 {:+} µs ({:.2}×), p99 {:+} µs ({:.2}×); calls/s {:.2}×",
+        with.p50 as i64 - base.p50 as i64,
+        ratio(with.p50, base.p50),
+        with.p90 as i64 - base.p90 as i64,
+        ratio(with.p90, base.p90),
+        with.p99 as i64 - base.p99 as i64,
+        ratio(with.p99, base.p99),
+        with.rate / base.rate.max(1e-9),
     )
+}
+
+/// Measures the three paths one after the other and prints the table and what each layer adds.
+async fn compare(
+    world: &World,
+    targets: [&Target; 3],
+    sessions: usize,
+    calls: usize,
+    rate: Option<f64>,
+) -> anyhow::Result<Vec<Stats>> {
+    println!("{}", Stats::header());
+    let mut all = Vec::new();
+    for (target, name) in targets.into_iter().zip(["direct", "relay", "toolgate"]) {
+        let stats = measure(world, target, sessions, calls, rate).await?;
+        println!("{}", stats.row(name));
+        all.push(stats);
+    }
+    println!();
+    println!(
+        "{}",
+        added("added by toolgate over direct", &all[0], &all[2])
+    );
+    println!(
+        "{}",
+        added("added by toolgate over the relay", &all[1], &all[2])
+    );
+    println!(
+        "{}\n",
+        added("added by the relay over direct", &all[0], &all[1])
+    );
+    Ok(all)
 }
 
 /// Opens `sessions` sessions, warms them up, then makes `calls` calls: back to back (`rate` None) or started at
@@ -336,7 +449,12 @@ async fn measure(
     }
 
     let gateway_rss_with_sessions = world.gateway.rss();
-    let cpu_before = (world.gateway.cpu(), world.upstream.cpu(), self_cpu());
+    let middle = || match target.kind {
+        Kind::Direct => Duration::ZERO,
+        Kind::Relay => world.relay.cpu(),
+        Kind::Gateway => world.gateway.cpu(),
+    };
+    let cpu_before = (middle(), world.upstream.cpu(), self_cpu());
     let start = Instant::now();
     let tasks: Vec<_> = clients
         .iter()
@@ -372,7 +490,7 @@ async fn measure(
         errors += e;
     }
     let elapsed = start.elapsed();
-    let cpu_after = (world.gateway.cpu(), world.upstream.cpu(), self_cpu());
+    let cpu_after = (middle(), world.upstream.cpu(), self_cpu());
     for c in clients {
         if let Ok(c) = Arc::try_unwrap(c) {
             let _ = c.cancel().await;
@@ -563,6 +681,8 @@ struct World {
     upstream_url: String,
     gateway: Proc,
     gateway_url: String,
+    relay: Proc,
+    relay_url: String,
     token: String,
 }
 
@@ -628,6 +748,10 @@ impl World {
             "toolgate listening on ",
             &dir.path().join("toolgate.log"),
         )?;
+        let mut command = Command::new(std::env::current_exe()?);
+        command.args(["--relay-to", &upstream_url]);
+        let (relay, relay_url) =
+            Proc::start(command, "listening on ", &dir.path().join("relay.log"))?;
         let token = toolgate::identity::token::mint_dev(&toolgate::identity::token::TokenRequest {
             subject: Some("dana".into()),
             roles: vec!["analyst".into()],
@@ -645,6 +769,8 @@ impl World {
             upstream_url,
             gateway,
             gateway_url,
+            relay,
+            relay_url,
             token,
         };
         world.wait_ready().await?;

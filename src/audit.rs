@@ -256,6 +256,22 @@ impl Audit {
             config,
         });
         let weak = Arc::downgrade(&audit);
+        {
+            let weak = weak.clone();
+            let checkpointer = store::Checkpointer::open(database, audit.config.busy_timeout)
+                .map_err(|e| e.to_string())?;
+            std::thread::Builder::new()
+                .name("toolgate-checkpoint".into())
+                .spawn(move || {
+                    while weak.strong_count() > 0 {
+                        std::thread::sleep(CHECKPOINT_EVERY);
+                        if let Err(e) = checkpointer.run() {
+                            tracing::warn!("cannot checkpoint the decision records: {e}");
+                        }
+                    }
+                })
+                .map_err(|e| format!("cannot start the decision-record checkpointer: {e}"))?;
+        }
         let interval = audit.config.flush_interval;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -451,6 +467,9 @@ pub(crate) fn synchronous(durability: Durability) -> &'static str {
         Durability::Full => "FULL",
     }
 }
+
+/// How often the write-ahead log of the records is copied into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// How long to wait between head publications by default.
 pub const DEFAULT_FLUSH: Duration = Duration::from_secs(5);

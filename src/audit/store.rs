@@ -95,6 +95,9 @@ impl SqliteAuditStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", super::synchronous(durability))?;
         conn.busy_timeout(busy_timeout)?;
+        // The log is copied into the database by [`Checkpointer`], never by a commit, so a commit never waits
+        // for a checkpoint's writes and syncs.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self { conn })
     }
@@ -280,5 +283,25 @@ impl AuditStore for SqliteAuditStore {
             out.push(StoredRecord { seq, mac, record });
         }
         Ok(out)
+    }
+}
+
+/// Copies the write-ahead log of the records database into the database proper, off the writer's path.
+pub struct Checkpointer {
+    conn: Connection,
+}
+
+impl Checkpointer {
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(busy_timeout)?;
+        Ok(Self { conn })
+    }
+
+    /// A passive checkpoint: copies what it can without waiting for, or blocking, the writer.
+    pub fn run(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
     }
 }

@@ -210,7 +210,10 @@ mod tests {
 allow if { input.tool.name == "x"; some f in input.facts; msg := "input is fine" }
 t := input.mode
 "#;
-        assert_eq!(fields(source), Some(vec!["facts".into(), "mode".into(), "tool".into()]));
+        assert_eq!(
+            fields(source),
+            Some(vec!["facts".into(), "mode".into(), "tool".into()])
+        );
     }
 
     #[test]
