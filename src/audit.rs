@@ -164,7 +164,7 @@ impl ChainKey {
         Ok(Self(Arc::from(key)))
     }
 
-    /// HMAC-SHA256 over the previous record's MAC, this record's sequence number and its canonical JSON.
+    /// HMAC-SHA256 over the previous record's MAC, this record's sequence number and its JSON as stored.
     pub fn seal(&self, previous: &str, seq: i64, body: &str) -> String {
         use hmac::{KeyInit, Mac};
         let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0) else {

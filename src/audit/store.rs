@@ -193,8 +193,9 @@ impl AuditStore for SqliteAuditStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             for record in records {
+                // Sealed exactly as stored: verification never re-serializes.
                 let body =
-                    serde_jcs::to_string(record).map_err(|e| StoreError::new(e.to_string()))?;
+                    serde_json::to_string(record).map_err(|e| StoreError::new(e.to_string()))?;
                 let seq = current.seq + 1;
                 let mac = key.seal(&current.mac, seq, &body);
                 insert.execute(params![
