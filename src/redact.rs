@@ -26,6 +26,9 @@ pub enum RedactError {
     Shape(String),
 }
 
+/// Most places a summary names; further masked values are counted only.
+const MAX_SUMMARY_PATHS: usize = 256;
+
 /// What was masked: counts per class and where, never the values.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RedactionSummary {
@@ -42,13 +45,21 @@ impl RedactionSummary {
         self.by_class.is_empty() && !self.withheld
     }
 
-    fn add(&mut self, class: Classification, place: String) {
-        *self
-            .by_class
-            .entry(class_name(class).to_string())
-            .or_insert(0) += 1;
-        if self.paths.len() < 256 && !self.paths.contains(&place) {
-            self.paths.push(place);
+    /// Counts one masked value; `place` names where, and is only worked out while fewer than
+    /// [`MAX_SUMMARY_PATHS`] places are kept.
+    fn add(&mut self, class: Classification, place: impl FnOnce() -> String) {
+        let name = class_name(class);
+        match self.by_class.get_mut(name) {
+            Some(count) => *count += 1,
+            None => {
+                self.by_class.insert(name.to_string(), 1);
+            }
+        }
+        if self.paths.len() < MAX_SUMMARY_PATHS {
+            let place = place();
+            if !self.paths.contains(&place) {
+                self.paths.push(place);
+            }
         }
     }
 }
@@ -63,8 +74,13 @@ pub fn class_name(class: Classification) -> &'static str {
 }
 
 /// The mask put in place of a value.
-pub fn mask(class: Classification) -> String {
-    format!("[REDACTED:{}]", class_name(class))
+pub fn mask(class: Classification) -> &'static str {
+    match class {
+        Classification::Public => "[REDACTED:public]",
+        Classification::Internal => "[REDACTED:internal]",
+        Classification::Confidential => "[REDACTED:confidential]",
+        Classification::Restricted => "[REDACTED:restricted]",
+    }
 }
 
 /// What may be seen: everything up to `clearance`, except the classes in `also_mask`.
@@ -170,7 +186,7 @@ impl Redactor {
                     mask(class), class_name(class))}],
                 "isError": true,
             });
-            summary.add(class, "result".into());
+            summary.add(class, || "result".into());
             summary.withheld = true;
             return Ok(summary);
         }
@@ -217,8 +233,8 @@ impl Redactor {
         for (path, class) in rules.fields.iter() {
             if rules.hides(*class) {
                 path.visit_mut(value, &mut |v| {
-                    *v = Value::String(mask(*class));
-                    summary.add(*class, format!("{plane}:{path}"));
+                    *v = Value::String(mask(*class).to_string());
+                    summary.add(*class, || format!("{plane}:{path}"));
                 });
             }
         }

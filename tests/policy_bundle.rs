@@ -176,3 +176,64 @@ proptest! {
         prop_assert_eq!(vm, interpreted);
     }
 }
+
+/// A bundle of one Rego file (and the quickstart's manifests and inventory).
+fn bundle_of(rego: &str) -> (tempfile::TempDir, Bundle) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.rego"), rego).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bundle = Bundle::load(&Sources::new(
+        PolicyConfig {
+            dir: dir.path().to_path_buf(),
+            manifests: root.join("tool-manifests"),
+            ..PolicyConfig::default()
+        },
+        root.join("tool-manifests/agents.yaml"),
+    ))
+    .unwrap();
+    (dir, bundle)
+}
+
+fn request(id: &str) -> PolicyInput {
+    PolicyInput::from_json(json!({
+        "mode": "agent_only", "agent": {"id": "nightly-report"}, "chain": ["nightly-report"],
+        "tool": {"name": "sql__list_tables"}, "action": "call", "facts": {},
+        "context": {"request_id": id, "session": "s"},
+    }))
+}
+
+#[test]
+fn remembered_decisions_still_see_every_field_the_policy_reads() {
+    // The shipped policy never reads input.context: another request of the same call is answered alike.
+    let shipped = bundle(Evaluator::Vm);
+    assert!(shipped.caches_decisions());
+    let first = shipped.decide(&request("1")).unwrap();
+    assert_eq!(shipped.decide(&request("2")).unwrap(), first);
+
+    // A policy that reads the request id decides per request, though a decision for request 1 was remembered.
+    let (_dir, per_request) = bundle_of(
+        "package toolgate.authz\n\
+         decision := {\"allow\": input.context.request_id == \"1\", \"escalate\": false, \"reasons\": [], \
+         \"obligations\": {\"clearance\": \"public\", \"redact\": []}}\n",
+    );
+    assert!(per_request.caches_decisions());
+    for _ in 0..2 {
+        assert!(per_request.decide(&request("1")).unwrap().allow);
+        assert!(!per_request.decide(&request("2")).unwrap().allow);
+    }
+
+    // A policy that names the whole input, or asks the clock, remembers nothing.
+    for rego in [
+        "package toolgate.authz\nx := input\ndecision := {\"allow\": x.context.request_id == \"1\", \"escalate\": false, \"reasons\": [], \"obligations\": {\"clearance\": \"public\", \"redact\": []}}\n",
+        "package toolgate.authz\ndecision := {\"allow\": time.now_ns() > 0, \"escalate\": false, \"reasons\": [], \"obligations\": {\"clearance\": \"public\", \"redact\": []}}\n",
+    ] {
+        let (_dir, uncached) = bundle_of(rego);
+        assert!(!uncached.caches_decisions(), "{rego}");
+        assert!(uncached.decide(&request("1")).unwrap().allow);
+    }
+    let (_dir, whole) = bundle_of(
+        "package toolgate.authz\nx := input\ndecision := {\"allow\": x.context.request_id == \"1\", \"escalate\": false, \"reasons\": [], \"obligations\": {\"clearance\": \"public\", \"redact\": []}}\n",
+    );
+    assert!(whole.decide(&request("1")).unwrap().allow);
+    assert!(!whole.decide(&request("2")).unwrap().allow);
+}

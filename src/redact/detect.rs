@@ -328,8 +328,8 @@ impl Detectors {
             let (from, to) = (view.origin[start], view.origin[end]);
             out.push_str(&text[at..from]);
             let detector = &self.list[index];
-            out.push_str(&mask(detector.class));
-            summary.add(detector.class, format!("{}:{}", place(), detector.name));
+            out.push_str(mask(detector.class));
+            summary.add(detector.class, || format!("{}:{}", place(), detector.name));
             at = to;
         }
         out.push_str(&text[at..]);
@@ -389,8 +389,8 @@ impl Detectors {
                     continue;
                 }
                 out.push_str(&text[at..from]);
-                out.push_str(&mask(class));
-                summary.add(class, format!("{place}:{name} (split across blocks)"));
+                out.push_str(mask(class));
+                summary.add(class, || format!("{place}:{name} (split across blocks)"));
                 at = to;
             }
             out.push_str(&text[at..]);
