@@ -48,6 +48,12 @@ struct Args {
     /// Also run the scale series: 10 → 10,000 tools, then 1 → 1,000 sessions.
     #[arg(long)]
     scale: bool,
+    /// Session counts of the sessions series.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
+    session_counts: Vec<usize>,
+    /// Series to run, comma-separated: default, tools, sessions (`--scale` is all three).
+    #[arg(long, value_delimiter = ',', default_value = "default")]
+    series: Vec<String>,
     /// Durability of decision records: normal (the default) or full.
     #[arg(long, default_value = "normal")]
     durability: String,
@@ -129,7 +135,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.sessions, args.calls, args.tools, args.durability
     );
 
-    let world = World::start(&bins, args.tools, &args.durability).await?;
+    let series = |name: &str| args.scale || args.series.iter().any(|s| s == name);
+    let mut rates = args.rates.clone();
+    if series("default") {
+        rates = default_series(&bins, &args).await?;
+    }
+    let rate = rates.first().copied().unwrap_or(1_000.0);
+    if series("tools") {
+        scale_tools(&bins, &args, rate).await?;
+    }
+    if series("sessions") {
+        scale_sessions(&bins, &args, rate).await?;
+    }
+    Ok(())
+}
+
+/// Direct, relay and toolgate: saturated, then at fixed rates. Returns the rates used.
+async fn default_series(bins: &Bins, args: &Args) -> anyhow::Result<Vec<f64>> {
+    let world = World::start(bins, args.tools, &args.durability).await?;
     world.check().await?;
     let direct = Target::direct(&world);
     let relay = Target::relay(&world);
@@ -180,13 +203,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     world.verify_records()?;
     drop(world);
-
-    if args.scale {
-        let rate = rates.first().copied().unwrap_or(500.0);
-        scale_tools(&bins, &args, rate).await?;
-        scale_sessions(&bins, &args).await?;
-    }
-    Ok(())
+    Ok(rates)
 }
 
 /// Latency and memory as the catalog and policy data grow, at a fixed rate below saturation.
@@ -229,23 +246,32 @@ async fn scale_tools(bins: &Bins, args: &Args, rate: f64) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Latency, throughput and memory as sessions grow, saturated, with 1,000 tools.
-async fn scale_sessions(bins: &Bins, args: &Args) -> anyhow::Result<()> {
+/// Latency, throughput and memory as sessions grow, with 1,000 tools: saturated, and at a fixed rate.
+async fn scale_sessions(bins: &Bins, args: &Args, rate: f64) -> anyhow::Result<()> {
     let tools = 1_000;
-    println!("## Concurrent sessions, saturated, {tools} tools\n");
+    println!("## Concurrent sessions, {tools} tools: saturated, and at {rate} calls/s\n");
     println!(
-        "| sessions | direct calls/s | toolgate calls/s | direct p50 µs | toolgate p50 µs | direct p99 µs | toolgate p99 µs | toolgate CPU µs/call | toolgate RSS MiB | toolgate peak MiB |"
+        "| sessions | direct calls/s | toolgate calls/s | direct p50 µs | toolgate p50 µs | direct p99 µs | toolgate p99 µs | toolgate CPU µs/call | at {rate}/s: toolgate p50 µs | p99 µs | toolgate RSS MiB: sessions open | after the fixed-rate run | peak |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for sessions in [1, 10, 100, 1_000] {
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &sessions in &args.session_counts {
         let world = World::start(bins, tools, &args.durability).await?;
         let calls = args.calls.max(sessions * 10);
         let direct = Target::direct(&world);
         let gateway = Target::gateway(&world);
+        let paced = measure(
+            &world,
+            &gateway,
+            sessions,
+            args.calls.min((rate * 6.0) as usize),
+            Some(rate),
+        )
+        .await?;
+        let after_paced = world.gateway.rss();
         let d = measure(&world, &direct, sessions, calls, None).await?;
         let g = measure(&world, &gateway, sessions, calls, None).await?;
         println!(
-            "| {sessions} | {:.0} | {:.0} | {} | {} | {} | {} | {:.0} | {:.1} | {:.1} |",
+            "| {sessions} | {:.0} | {:.0} | {} | {} | {} | {} | {:.0} | {} | {} | {:.1} | {:.1} | {:.1} |",
             d.rate,
             g.rate,
             d.p50,
@@ -253,7 +279,10 @@ async fn scale_sessions(bins: &Bins, args: &Args) -> anyhow::Result<()> {
             d.p99,
             g.p99,
             g.gateway_cpu_per_call,
-            mib(g.gateway_rss_with_sessions),
+            paced.p50,
+            paced.p99,
+            mib(paced.gateway_rss_with_sessions),
+            mib(after_paced),
             mib(world.gateway.peak_rss()),
         );
     }
@@ -430,26 +459,29 @@ async fn measure(
     for _ in 0..sessions {
         clients.push(Arc::new(target.connect(&http).await?));
     }
-    // Warm-up: every session makes a few calls (connections, caches, the upstream's own warm-up).
-    let warm: Vec<_> = clients
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let c = c.clone();
-            let params: Vec<_> = (0..3).map(|k| target.params(i + k)).collect();
-            tokio::spawn(async move {
-                for p in params {
-                    c.peer().call_tool(p).await?;
-                }
-                Ok::<_, rmcp::ServiceError>(())
+    let gateway_rss_with_sessions = world.gateway.rss();
+    // Warm-up: every session makes a few calls (connections, caches, the upstream's own warm-up), 32 sessions
+    // at a time, so that a fixed-rate run does not start with a burst as wide as its sessions.
+    for chunk in clients.chunks(32) {
+        let warm: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let c = c.clone();
+                let params: Vec<_> = (0..3).map(|k| target.params(i + k)).collect();
+                tokio::spawn(async move {
+                    for p in params {
+                        c.peer().call_tool(p).await?;
+                    }
+                    Ok::<_, rmcp::ServiceError>(())
+                })
             })
-        })
-        .collect();
-    for w in warm {
-        w.await??;
+            .collect();
+        for w in warm {
+            w.await??;
+        }
     }
 
-    let gateway_rss_with_sessions = world.gateway.rss();
     let middle = || match target.kind {
         Kind::Direct => Duration::ZERO,
         Kind::Relay => world.relay.cpu(),

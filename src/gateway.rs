@@ -472,7 +472,7 @@ impl Gateway {
         caller: &Caller,
         id: RequestId,
         request: ClientRequest,
-        notify: Option<mpsc::Sender<ServerJsonRpcMessage>>,
+        notify: Option<mpsc::Sender<Box<ServerJsonRpcMessage>>>,
     ) -> ServerJsonRpcMessage {
         // rmcp keeps a request's `_meta` beside its params.
         let progress = request.get_meta().get_progress_token();

@@ -461,7 +461,8 @@ async fn call_with_stream(
     id: RequestId,
     request: ClientRequest,
 ) -> Response {
-    let (tx, mut rx) = mpsc::channel::<ServerJsonRpcMessage>(64);
+    // Boxed: a channel allocates its slots in blocks, and a message is large.
+    let (tx, mut rx) = mpsc::channel::<Box<ServerJsonRpcMessage>>(64);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     {
         let gateway = Arc::clone(&state.gateway);

@@ -20,6 +20,9 @@ use super::UpstreamError;
 use super::routing::{CallSink, Routes};
 use crate::config::HttpUpstream;
 
+/// Idle keep-alive connections kept per upstream host.
+const MAX_IDLE_CONNECTIONS: usize = 64;
+
 /// Protocol version toolgate asks HTTP upstreams for.
 const PROTOCOL_VERSION: &str = "2025-11-25";
 
@@ -41,6 +44,8 @@ pub struct HttpConn {
 pub fn pooled_client() -> Result<reqwest::Client, UpstreamError> {
     reqwest::Client::builder()
         .pool_idle_timeout(Duration::from_secs(90))
+        // A burst of calls opens as many connections as it needs; past the burst, only this many stay open.
+        .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
         .tcp_nodelay(true)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("toolgate/", env!("CARGO_PKG_VERSION")))

@@ -27,7 +27,7 @@ pub type NotificationFilter = Arc<dyn Fn(&mut serde_json::Value) -> bool + Send 
 /// Where one call's notifications go: the downstream client's channel and its own progress token.
 #[derive(Clone)]
 pub struct CallSink {
-    tx: Option<mpsc::Sender<ServerJsonRpcMessage>>,
+    tx: Option<mpsc::Sender<Box<ServerJsonRpcMessage>>>,
     progress_token: Option<ProgressToken>,
     filter: Option<NotificationFilter>,
 }
@@ -44,7 +44,7 @@ impl std::fmt::Debug for CallSink {
 impl CallSink {
     /// A sink delivering to `tx`; progress is delivered only if the client asked for it with a token.
     pub fn new(
-        tx: mpsc::Sender<ServerJsonRpcMessage>,
+        tx: mpsc::Sender<Box<ServerJsonRpcMessage>>,
         progress_token: Option<ProgressToken>,
     ) -> Self {
         Self {
@@ -112,7 +112,7 @@ impl CallSink {
         if let Some(tx) = &self.tx {
             // Never block the shared upstream reader on one slow client: a full channel drops the notification.
             if tx
-                .try_send(ServerJsonRpcMessage::notification(notification))
+                .try_send(Box::new(ServerJsonRpcMessage::notification(notification)))
                 .is_err()
             {
                 tracing::debug!("dropped a notification for a slow or gone client");

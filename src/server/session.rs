@@ -25,7 +25,8 @@ pub struct Session {
     initialized: AtomicBool,
     log_level: Mutex<Option<LoggingLevel>>,
     calls: DashMap<RequestId, CancellationToken>,
-    stream: Mutex<Option<mpsc::Sender<ServerJsonRpcMessage>>>,
+    /// Boxed: a channel allocates its slots in blocks, and a message is large.
+    stream: Mutex<Option<mpsc::Sender<Box<ServerJsonRpcMessage>>>>,
     /// A tool-list change happened while no GET stream was open: announced as soon as one opens.
     list_changed_pending: std::sync::atomic::AtomicBool,
     closed: CancellationToken,
@@ -112,7 +113,7 @@ impl Session {
     }
 
     /// Opens the session's GET stream; `None` when one is already open.
-    pub fn open_stream(&self) -> Option<mpsc::Receiver<ServerJsonRpcMessage>> {
+    pub fn open_stream(&self) -> Option<mpsc::Receiver<Box<ServerJsonRpcMessage>>> {
         let mut stream = self.stream.lock().ok()?;
         if stream.as_ref().is_some_and(|tx| !tx.is_closed()) {
             return None;
@@ -123,7 +124,7 @@ impl Session {
             .list_changed_pending
             .swap(false, std::sync::atomic::Ordering::AcqRel)
         {
-            let _ = tx.try_send(super::list_changed());
+            let _ = tx.try_send(Box::new(super::list_changed()));
         }
         *stream = Some(tx);
         Some(rx)
@@ -143,7 +144,11 @@ impl Session {
             .stream
             .lock()
             .ok()
-            .and_then(|stream| stream.as_ref().map(|tx| tx.try_send(message).is_ok()))
+            .and_then(|stream| {
+                stream
+                    .as_ref()
+                    .map(|tx| tx.try_send(Box::new(message)).is_ok())
+            })
             .unwrap_or(false);
         if !sent {
             self.list_changed_pending
@@ -156,7 +161,7 @@ impl Session {
         if let Ok(stream) = self.stream.lock()
             && let Some(tx) = stream.as_ref()
         {
-            let _ = tx.try_send(message);
+            let _ = tx.try_send(Box::new(message));
         }
     }
 }

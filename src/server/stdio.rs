@@ -21,7 +21,7 @@ fn authenticate(gateway: &Gateway, token: Option<&str>) -> Result<Caller, AuthEr
 
 /// Serves one session on stdin/stdout until stdin closes.
 pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
-    let (out_tx, mut out_rx) = mpsc::channel::<ServerJsonRpcMessage>(256);
+    let (out_tx, mut out_rx) = mpsc::channel::<Box<ServerJsonRpcMessage>>(256);
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
         while let Some(message) = out_rx.recv().await {
@@ -40,7 +40,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
             loop {
                 match changes.recv().await {
                     Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        if out.send(list_changed()).await.is_err() {
+                        if out.send(Box::new(list_changed())).await.is_err() {
                             return;
                         }
                     }
@@ -69,7 +69,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                     ErrorCode::INVALID_REQUEST,
                     format!("message exceeds {limit} bytes"),
                 );
-                let _ = out_tx.send(error).await;
+                let _ = out_tx.send(Box::new(error)).await;
                 continue;
             }
             Err(AnyDelimiterCodecError::Io(e)) => return Err(e),
@@ -80,7 +80,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
         let message = match jsonrpc::parse(&line) {
             Ok(message) => message,
             Err(error) => {
-                let _ = out_tx.send(*error).await;
+                let _ = out_tx.send(error).await;
                 continue;
             }
         };
@@ -90,7 +90,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                     Ok(caller) => caller,
                     Err(error) => {
                         let _ = out_tx
-                            .send(jsonrpc::auth_refusal(Some(request.id), &error))
+                            .send(Box::new(jsonrpc::auth_refusal(Some(request.id), &error)))
                             .await;
                         continue;
                     }
@@ -105,7 +105,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                         ServerResult::InitializeResult(result),
                         request.id,
                     );
-                    let _ = out_tx.send(answer).await;
+                    let _ = out_tx.send(Box::new(answer)).await;
                     continue;
                 }
                 let Some(session) = session.clone() else {
@@ -114,7 +114,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                         ErrorCode::INVALID_REQUEST,
                         "send initialize first".into(),
                     );
-                    let _ = out_tx.send(error).await;
+                    let _ = out_tx.send(Box::new(error)).await;
                     continue;
                 };
                 let gateway = Arc::clone(&gateway);
@@ -129,7 +129,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                             Some(out.clone()),
                         )
                         .await;
-                    let _ = out.send(answer).await;
+                    let _ = out.send(Box::new(answer)).await;
                 });
             }
             ClientJsonRpcMessage::Notification(notification) => {
