@@ -256,7 +256,7 @@ impl Audit {
             config,
         });
         let weak = Arc::downgrade(&audit);
-        {
+        if audit.config.durability == Durability::Normal {
             let weak = weak.clone();
             let checkpointer = store::Checkpointer::open(database, audit.config.busy_timeout)
                 .map_err(|e| e.to_string())?;

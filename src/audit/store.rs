@@ -95,9 +95,12 @@ impl SqliteAuditStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", super::synchronous(durability))?;
         conn.busy_timeout(busy_timeout)?;
-        // The log is copied into the database by [`Checkpointer`], never by a commit, so a commit never waits
-        // for a checkpoint's writes and syncs.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // With `normal`, the log is copied into the database by [`Checkpointer`], never by a commit, so a commit
+        // never waits for a checkpoint's writes and syncs. With `full`, every commit syncs anyway, and a
+        // checkpoint syncing from another thread would contend with it: commits checkpoint, as SQLite does.
+        if durability == Durability::Normal {
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        }
         conn.execute_batch(SCHEMA)?;
         Ok(Self { conn })
     }
