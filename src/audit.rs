@@ -215,9 +215,15 @@ struct Job {
 /// Most bad-token refusals kept apart (source × reason) within one interval; beyond, they share one bucket.
 const MAX_FAILURE_BUCKETS: usize = 4096;
 
+/// The store and the chain key, used by whoever commits: the writer thread, or a caller while the writer is idle.
+type Committer = std::sync::Mutex<(SqliteAuditStore, ChainKey)>;
+
 /// The recorder: a handle to the writer thread.
 pub struct Audit {
     tx: mpsc::Sender<Job>,
+    committer: Arc<Committer>,
+    /// Whether a caller may commit its own record (`normal` durability: a commit does not sync).
+    inline: bool,
     healthy: Arc<AtomicBool>,
     head: Arc<std::sync::Mutex<ChainHead>>,
     head_file: PathBuf,
@@ -231,23 +237,27 @@ impl Audit {
     /// chain head, flushing aggregated refusals).
     pub fn start(database: &Path, config: AuditConfig) -> Result<Arc<Self>, String> {
         let key = ChainKey::load_or_create(&config.key_file)?;
-        let mut store = SqliteAuditStore::open(database, config.durability, config.busy_timeout)
+        let store = SqliteAuditStore::open(database, config.durability, config.busy_timeout)
             .map_err(|e| e.to_string())?;
         let head = store.head().map_err(|e| e.to_string())?;
+        let committer: Arc<Committer> = Arc::new(std::sync::Mutex::new((store, key)));
         let head = Arc::new(std::sync::Mutex::new(head));
         let healthy = Arc::new(AtomicBool::new(true));
         let (tx, rx) = mpsc::channel::<Job>(config.queue);
         {
             let head = Arc::clone(&head);
             let healthy = Arc::clone(&healthy);
+            let committer = Arc::clone(&committer);
             let batch_max = config.batch_max;
             std::thread::Builder::new()
                 .name("toolgate-audit".into())
-                .spawn(move || writer(rx, &mut store, &key, &head, &healthy, batch_max))
+                .spawn(move || writer(rx, &committer, &head, &healthy, batch_max))
                 .map_err(|e| format!("cannot start the decision-record writer: {e}"))?;
         }
         let audit = Arc::new(Self {
             tx,
+            committer,
+            inline: config.durability == Durability::Normal,
             healthy,
             head,
             head_file: config.head_file.clone(),
@@ -293,6 +303,9 @@ impl Audit {
 
     /// Appends a record and waits until it is committed.
     pub async fn append(&self, record: DecisionRecord) -> Result<(), AuditError> {
+        if let Some(result) = self.commit_here(&record) {
+            return result;
+        }
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Job {
@@ -303,6 +316,18 @@ impl Audit {
             .map_err(|_| AuditError("the writer has stopped".into()))?;
         wait.await
             .map_err(|_| AuditError("the writer has stopped".into()))?
+    }
+
+    /// Commits `record` on the caller's thread when nothing is waiting for the writer and nobody is committing
+    /// (with `normal` durability only, where a commit does not sync): at low load, this saves handing the record
+    /// to the writer thread and the answer back. `None` when the writer thread must take it.
+    fn commit_here(&self, record: &DecisionRecord) -> Option<Result<(), AuditError>> {
+        if !self.inline || self.tx.capacity() != self.tx.max_capacity() {
+            return None;
+        }
+        let mut committer = self.committer.try_lock().ok()?;
+        let (store, key) = &mut *committer;
+        Some(commit(store, key, &[record], &self.head, &self.healthy))
     }
 
     /// Appends a record without waiting (refusals, whose answer does not depend on it).
@@ -387,8 +412,7 @@ impl Audit {
 /// each. A failed commit fails every record of the batch.
 fn writer(
     mut rx: mpsc::Receiver<Job>,
-    store: &mut SqliteAuditStore,
-    key: &ChainKey,
+    committer: &Committer,
     head: &std::sync::Mutex<ChainHead>,
     healthy: &AtomicBool,
     batch_max: usize,
@@ -401,33 +425,47 @@ fn writer(
                 Err(_) => break,
             }
         }
-        let current = head
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_else(|e| e.into_inner().clone());
         let records: Vec<&DecisionRecord> = jobs.iter().map(|j| &j.record).collect();
-        let result = store
-            .append(&records, key, &current)
-            .map_err(|e| AuditError(e.to_string()));
-        match &result {
-            Ok(new_head) => {
-                if let Ok(mut h) = head.lock() {
-                    *h = new_head.clone();
-                }
-                healthy.store(true, Ordering::Release);
-            }
-            Err(e) => {
-                healthy.store(false, Ordering::Release);
-                tracing::error!(
-                    "decision records not written ({} in the batch): {e}",
-                    jobs.len()
-                );
-            }
-        }
+        let result = {
+            let mut committer = committer.lock().unwrap_or_else(|e| e.into_inner());
+            let (store, key) = &mut *committer;
+            commit(store, key, &records, head, healthy)
+        };
         for job in jobs {
             if let Some(done) = job.done {
-                let _ = done.send(result.clone().map(|_| ()));
+                let _ = done.send(result.clone());
             }
+        }
+    }
+}
+
+/// Commits `records` in one transaction after the chain head, and moves the head.
+fn commit(
+    store: &mut SqliteAuditStore,
+    key: &ChainKey,
+    records: &[&DecisionRecord],
+    head: &std::sync::Mutex<ChainHead>,
+    healthy: &AtomicBool,
+) -> Result<(), AuditError> {
+    let current = head
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|e| e.into_inner().clone());
+    match store.append(records, key, &current) {
+        Ok(new_head) => {
+            if let Ok(mut h) = head.lock() {
+                *h = new_head;
+            }
+            healthy.store(true, Ordering::Release);
+            Ok(())
+        }
+        Err(e) => {
+            healthy.store(false, Ordering::Release);
+            tracing::error!(
+                "decision records not written ({} in the batch): {e}",
+                records.len()
+            );
+            Err(AuditError(e.to_string()))
         }
     }
 }
