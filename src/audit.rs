@@ -1,5 +1,6 @@
-//! Decision records: one for every request that reaches a decision, committed before the answer leaves, by one
-//! writer that batches records into one transaction (group commit). Each record carries an HMAC (key kept outside
+//! Decision records: one for every request that reaches a decision, committed before the answer leaves: by a
+//! writer thread that batches waiting records into one transaction (group commit), or, when nothing waits and
+//! nobody commits, by the caller itself. Each record carries an HMAC (key kept outside
 //! the database) over its content and the previous record's HMAC, so that altering, removing, inserting or cutting
 //! off records is detected by [`verify`]; the chain head is published to a file and the log.
 
