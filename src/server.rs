@@ -409,10 +409,25 @@ async fn post_message(
                 Ok(s) => s,
                 Err(response) => return response,
             };
-            let streaming = matches!(request.request, ClientRequest::CallToolRequest(_))
-                && accepts(&headers, "text/event-stream");
-            if streaming {
+            let is_call = matches!(request.request, ClientRequest::CallToolRequest(_));
+            if is_call && accepts(&headers, "text/event-stream") {
                 call_with_stream(state, session, caller, request.id, request.request).await
+            } else if is_call {
+                // A call runs to its end, record included, even when its client goes away mid-call.
+                let gateway = Arc::clone(&state.gateway);
+                let call = tokio::spawn(async move {
+                    gateway
+                        .handle_request(&session, &caller, request.id, request.request, None)
+                        .await
+                });
+                match call.await {
+                    Ok(answer) => json_response(&answer, None),
+                    Err(_) => http_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        ErrorCode::INTERNAL_ERROR,
+                        "call ended without an answer",
+                    ),
+                }
             } else {
                 let answer = state
                     .gateway

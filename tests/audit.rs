@@ -576,3 +576,44 @@ async fn every_answered_call_survives_kill_9() {
         &missing[..missing.len().min(5)]
     );
 }
+
+#[tokio::test]
+async fn a_call_whose_client_leaves_is_still_recorded_without_sse() {
+    let gateway = world(&open_policy(), "");
+    let token = tester_token();
+    let session = raw_session(&gateway.url, &token).await;
+    let http = reqwest::Client::new();
+    let post = |body: &'static str, accept: &'static str| {
+        http.post(&gateway.url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("accept", accept)
+            .header("mcp-session-id", &session)
+            .body(body)
+    };
+    post(
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        "application/json, text/event-stream",
+    )
+    .send()
+    .await
+    .unwrap();
+    // A client that takes JSON only gives up 300 ms into a call that takes 1.5 s.
+    let gone = post(
+        r#"{"jsonrpc":"2.0","id":"left-early","method":"tools/call","params":{"name":"tb__slow","arguments":{"ms":1500}}}"#,
+        "application/json",
+    )
+    .timeout(std::time::Duration::from_millis(300))
+    .send()
+    .await;
+    assert!(gone.is_err(), "the client was meant to leave first");
+    // The call ran to its end upstream and its record was committed.
+    let record = eventually(10, || async {
+        records(&gateway, "&tool=tb__slow")
+            .await
+            .into_iter()
+            .find(|r| r["request_id"] == "left-early" && r["outcome"] == "allowed")
+    })
+    .await;
+    assert_eq!(record["upstream_outcome"], "ok", "{record}");
+}
