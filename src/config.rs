@@ -73,6 +73,9 @@ pub struct Config {
     /// Upstreams registered at run time through the admin API.
     #[serde(default)]
     pub registry: RegistryConfig,
+    /// How log lines are written (to stderr); the level comes from `TOOLGATE_LOG`.
+    #[serde(default)]
+    pub logging: LoggingConfig,
     /// Folder the config file was read from; relative paths in it are resolved against it.
     #[serde(skip)]
     pub base: PathBuf,
@@ -173,6 +176,22 @@ impl Default for RedactionConfig {
             max_depth: 64,
         }
     }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+}
+
+/// `pretty`: one human-readable line per event; `json`: one JSON object per line, fields flattened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
 }
 
 /// How hard a committed decision record is to lose.
@@ -529,6 +548,7 @@ impl Default for Config {
             redaction: RedactionConfig::default(),
             pinning: PinningConfig::default(),
             registry: RegistryConfig::default(),
+            logging: LoggingConfig::default(),
             base: PathBuf::from("."),
         }
     }

@@ -462,14 +462,14 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr: stdout belongs to the protocol in stdio mode.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // The serving config says how to log; a config that does not load is reported by `serve` itself.
+    let format = match &cli.command {
+        Command::Serve { config, .. } => Config::load(config)
+            .map(|c| c.logging.format)
+            .unwrap_or_default(),
+        _ => toolgate::config::LogFormat::default(),
+    };
+    init_logging(format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -868,6 +868,24 @@ async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
+    }
+}
+
+/// Logs go to stderr (stdout belongs to the protocol in stdio mode), at the level `TOOLGATE_LOG` names (`info`).
+fn init_logging(format: toolgate::config::LogFormat) {
+    let filter = EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        toolgate::config::LogFormat::Pretty => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        toolgate::config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
     }
 }
 

@@ -289,3 +289,78 @@ async fn large_and_deep_results_are_bounded() {
     assert_eq!(last["outcome"], "redaction_failed");
     assert_eq!(last["decision"], "error");
 }
+
+#[tokio::test]
+async fn json_log_lines_name_each_decision_and_carry_no_token_or_value() {
+    let sandbox = tempfile::tempdir().unwrap().keep();
+    let gateway = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nlogging:\n  format: json\nupstreams:\n{}{}{}",
+        quickstart_upstreams_in(&sandbox),
+        test_auth(&quickstart_agents()),
+        quickstart_policy()
+    ));
+    let alice_token = user_token("alice", &["hr"], "assistant", &[]);
+    let carol_token = user_token("carol", &["hr", "hr-admin"], "assistant", &[]);
+    let alice = Client::connect(&gateway.url, &alice_token).await;
+    let carol = Client::connect(&gateway.url, &carol_token).await;
+    let lookup = json!({"id_or_email": "E1001"});
+    let masked = alice
+        .call("hr__lookup_employee", lookup.clone())
+        .await
+        .unwrap();
+    assert_eq!(structured(&masked)["national_id"], "[REDACTED:restricted]");
+    let shown = carol.call("hr__lookup_employee", lookup).await.unwrap();
+    let national_id = structured(&shown)["national_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A refused token, and an argument the detectors mask in the record.
+    let junk = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWxsb3J5In0.c2VjcmV0LXNpZ25hdHVyZQ";
+    assert_eq!(initialize_status(&gateway.url, junk).await, 401);
+    let card = "4111 1111 1111 1111";
+    let _ = alice
+        .call(
+            "files__write_file",
+            json!({"path": "x.txt", "content": card}),
+        )
+        .await
+        .unwrap();
+
+    let logs = eventually(10, || async {
+        let logs = gateway.logs();
+        (logs.matches("\"decision\"").count() >= 3).then_some(logs)
+    })
+    .await;
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    // One line per decision, joinable to its record by the record id.
+    let decisions: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "tools/call")
+        .collect();
+    assert!(decisions.len() >= 3, "{logs}");
+    for line in &decisions {
+        assert!(
+            line["record"].as_str().is_some_and(|r| !r.is_empty()),
+            "{line}"
+        );
+        assert_eq!(line["level"], "INFO", "{line}");
+        assert!(
+            line["decision"].is_string() && line["tool"].is_string(),
+            "{line}"
+        );
+    }
+    for secret in [
+        alice_token.as_str(),
+        carol_token.as_str(),
+        junk,
+        national_id.as_str(),
+        card,
+        "4111111111111111",
+    ] {
+        assert!(!logs.contains(secret), "a log line carries `{secret}`");
+    }
+}
