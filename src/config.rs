@@ -425,6 +425,13 @@ pub struct Timeouts {
     pub reconnect_initial: Duration,
     #[serde(with = "humantime_serde")]
     pub reconnect_max: Duration,
+    /// On SIGTERM, how long `/readyz` answers unready while everything is still served, so that load balancers
+    /// stop sending new work before the listener closes.
+    #[serde(with = "humantime_serde")]
+    pub unready: Duration,
+    /// Then, how long calls in flight may take to finish before they are cancelled.
+    #[serde(with = "humantime_serde")]
+    pub drain: Duration,
 }
 
 impl Default for Timeouts {
@@ -435,6 +442,8 @@ impl Default for Timeouts {
             session_idle: Duration::from_secs(30 * 60),
             reconnect_initial: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(30),
+            unready: Duration::from_secs(2),
+            drain: Duration::from_secs(30),
         }
     }
 }

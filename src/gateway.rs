@@ -45,6 +45,9 @@ pub struct Gateway {
     /// Fires whenever what a caller may see in `tools/list` may have changed: the catalog, the policy bundle,
     /// a revocation.
     changes: tokio::sync::broadcast::Sender<()>,
+    /// Cancelled when the gateway starts shutting down: `/readyz` answers unready and GET streams end, while
+    /// calls in flight finish.
+    pub draining: tokio_util::sync::CancellationToken,
 }
 
 impl Gateway {
@@ -168,6 +171,7 @@ impl Gateway {
             pins,
             allowlist,
             changes,
+            draining: tokio_util::sync::CancellationToken::new(),
         }))
     }
 

@@ -105,20 +105,39 @@ pub async fn serve_http(
             }
         });
     }
-    // On shutdown, close every session first: open GET streams would otherwise hold the drain forever.
+    // On shutdown: `/readyz` turns unready and GET streams end (they would hold the drain forever) while
+    // everything is still served for `timeouts.unready`; then no new connection is accepted and calls in flight
+    // finish, for at most `timeouts.drain`; then the sessions are closed, which cancels what is left (each
+    // cancelled call is still recorded).
+    let draining = gateway.draining.clone();
+    let unready = gateway.config.timeouts.unready;
     let shutdown = {
-        let sessions = Arc::clone(&sessions);
+        let draining = draining.clone();
         async move {
             shutdown.await;
-            sessions.for_each(|s| s.close());
+            tracing::info!("shutting down: unready, then draining calls in flight");
+            draining.cancel();
+            tokio::time::sleep(unready).await;
         }
     };
-    axum::serve(
+    let serve = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .into_future();
+    tokio::pin!(serve);
+    let limit = gateway.config.timeouts.drain;
+    tokio::select! {
+        result = &mut serve => result,
+        () = async { draining.cancelled().await; tokio::time::sleep(unready + limit).await } => {
+            tracing::warn!("calls still in flight after {limit:?}: cancelling them");
+            sessions.for_each(|s| s.close());
+            tokio::time::timeout(Duration::from_secs(5), serve)
+                .await
+                .unwrap_or(Ok(()))
+        }
+    }
 }
 
 /// `notifications/tools/list_changed`.
@@ -148,9 +167,11 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    let ready = state.gateway.catalog.ready();
+    let draining = state.gateway.draining.is_cancelled();
+    let ready = !draining && state.gateway.catalog.ready();
     let body = serde_json::json!({
         "ready": ready,
+        "draining": draining,
         "upstreams": state.gateway.catalog.statuses(),
     });
     let status = if ready {
@@ -577,10 +598,12 @@ async fn get_stream(
         .map(Ok::<_, Infallible>);
     // End the stream when the session closes, the token expires or its credential is revoked.
     let identity = Arc::clone(&state.gateway.identity);
+    let draining = state.gateway.draining.clone();
     let ended = async move {
         tokio::select! {
             () = session_closed(session) => {}
             () = credential_lapses(identity, caller) => {}
+            () = draining.cancelled() => {}
         }
     };
     let stream = stream.take_until(ended);

@@ -22,7 +22,7 @@ fn world(policy: &str, audit_extra: &str) -> Gateway {
         String::new()
     };
     let yaml = format!(
-        "listen: 127.0.0.1:0\ntimeouts:\n  call: 2s\nupstreams:\n{}{}{auth}{policy}audit:\n  flush_interval: 200ms\n{audit_extra}",
+        "listen: 127.0.0.1:0\ntimeouts:\n  call: 2s\n  unready: 500ms\nupstreams:\n{}{}{auth}{policy}audit:\n  flush_interval: 200ms\n{audit_extra}",
         quickstart_upstreams_in(&sandbox),
         stdio_upstream("tb", "testbed", &[]),
     );
@@ -616,4 +616,70 @@ async fn a_call_whose_client_leaves_is_still_recorded_without_sse() {
     })
     .await;
     assert_eq!(record["upstream_outcome"], "ok", "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_and_records_calls_in_flight_after_turning_unready() {
+    let mut gateway = world(&open_policy(), "");
+    let client = Arc::new(Client::connect(&gateway.url, &tester_token()).await);
+    let calls: Vec<_> = (0..3)
+        .map(|i| {
+            let client = Arc::clone(&client);
+            tokio::spawn(async move {
+                client
+                    .call("tb__slow", json!({"ms": 1500, "tag": format!("drain-{i}")}))
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let pid = gateway.proc.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Unready first, while the calls still run and the listener still answers.
+    let readyz = format!("{}/readyz", gateway.base());
+    let unready = eventually(2, || async {
+        let response = reqwest::get(&readyz).await.ok()?;
+        (response.status() == 503).then_some(())
+    })
+    .await;
+    assert_eq!(unready, ());
+    // Every call in flight is answered, not cancelled.
+    for call in calls {
+        let result = call.await.unwrap().expect("answered during the drain");
+        assert_eq!(text(&result), "done after 1 steps");
+    }
+    // The process exits on its own, its records committed.
+    let db = gateway.dir.path().join("toolgate.db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = gateway.proc.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "toolgate did not exit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}: {}", gateway.logs());
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mut statement = conn
+        .prepare("SELECT body FROM decisions WHERE tool = 'tb__slow'")
+        .unwrap();
+    let bodies: Vec<Value> = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    for body in bodies {
+        assert_eq!(body["outcome"], "allowed", "{body}");
+        assert_eq!(body["upstream_outcome"], "ok", "{body}");
+    }
 }
