@@ -48,6 +48,8 @@ pub struct Gateway {
     /// Cancelled when the gateway starts shutting down: `/readyz` answers unready and GET streams end, while
     /// calls in flight finish.
     pub draining: tokio_util::sync::CancellationToken,
+    /// What `/metrics` reports.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Gateway {
@@ -172,6 +174,7 @@ impl Gateway {
             allowlist,
             changes,
             draining: tokio_util::sync::CancellationToken::new(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }))
     }
 
@@ -208,12 +211,18 @@ impl Gateway {
                     error
                 })
         });
+        self.metrics.step("authenticate", started.elapsed());
         match result {
             Ok(mut caller) => {
                 caller.authenticated_us = elapsed_us(started);
                 Ok(caller)
             }
             Err(error) => {
+                self.metrics.refused(
+                    error.reason_id(),
+                    matches!(error, crate::identity::AuthError::Revoked(_)),
+                    error.status() == http::StatusCode::FORBIDDEN,
+                );
                 if matches!(
                     error,
                     crate::identity::AuthError::Missing | crate::identity::AuthError::InQuery

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod config;
 pub mod gateway;
 pub mod identity;
+pub mod metrics;
 pub mod policy;
 pub mod redact;
 pub mod report;

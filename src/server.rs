@@ -59,6 +59,7 @@ pub fn router(gateway: Arc<Gateway>) -> (Router, Arc<Sessions>) {
             get(get_stream).post(post_message).delete(delete_session),
         )
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route(
             "/.well-known/oauth-protected-resource",
             get(resource_metadata),
@@ -164,6 +165,38 @@ async fn healthz(State(state): State<AppState>) -> Response {
         "policy": state.gateway.policy.status(),
     }))
     .into_response()
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let gateway = &state.gateway;
+    let statuses = gateway.catalog.statuses();
+    let policy = gateway.policy.status();
+    let quarantined = gateway
+        .pins
+        .list()
+        .iter()
+        .filter(|p| p.status == crate::catalog::pins::PinStatus::Quarantined)
+        .count();
+    let text = gateway.metrics.render(&crate::metrics::Snapshot {
+        upstreams: statuses
+            .iter()
+            .map(|u| (u.name.as_str(), u.state == "ready", u.reconnects, u.tools))
+            .collect(),
+        bundle_version: &policy.version,
+        evaluator: policy.evaluator,
+        reload_failures: policy.reload_failures,
+        quarantined,
+        sessions: state.sessions.len(),
+    });
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -683,3 +683,74 @@ async fn sigterm_answers_and_records_calls_in_flight_after_turning_unready() {
         assert_eq!(body["upstream_outcome"], "ok", "{body}");
     }
 }
+
+#[tokio::test]
+async fn metrics_count_a_known_sequence() {
+    let gateway = world(&quickstart_policy(), "");
+    let alice = Client::connect(
+        &gateway.url,
+        &user_token("alice", &["hr"], "assistant", &[]),
+    )
+    .await;
+    let bob = Client::connect(
+        &gateway.url,
+        &user_token("bob", &["engineering"], "assistant", &[]),
+    )
+    .await;
+    alice.sql("SELECT count(*) FROM projects").await.unwrap();
+    alice.sql("SELECT name FROM projects").await.unwrap();
+    let denied = bob.sql("SELECT * FROM salaries").await.unwrap();
+    assert_eq!(denied.is_error, Some(true));
+    assert!(alice.call("nobody__nothing", json!({})).await.is_err());
+    assert_eq!(initialize_status(&gateway.url, "not-a-token").await, 401);
+
+    let text = reqwest::get(format!("{}/metrics", gateway.base()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no `{series}` in:\n{text}"))
+    };
+    assert_eq!(
+        value(
+            r#"toolgate_decisions_total{kind="tools/call",tool="sql__query",upstream="sql",decision="allow",outcome="allowed"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            r#"toolgate_decisions_total{kind="tools/call",tool="sql__query",upstream="sql",decision="deny",outcome="policy_denied"}"#
+        ),
+        1.0
+    );
+    // A name nobody exposes is not a label value.
+    assert_eq!(
+        value(
+            r#"toolgate_decisions_total{kind="tools/call",tool="",upstream="",decision="deny",outcome="unknown_tool"}"#
+        ),
+        1.0
+    );
+    assert!(!text.contains("nobody__nothing"));
+    assert_eq!(
+        value(r#"toolgate_auth_refusals_total{reason="token_malformed"}"#),
+        1.0
+    );
+    // Only the two allowed calls reached the upstream; every decision was recorded.
+    assert_eq!(
+        value(r#"toolgate_step_duration_seconds_count{step="upstream"}"#),
+        2.0
+    );
+    assert!(value(r#"toolgate_step_duration_seconds_count{step="record"}"#) >= 4.0);
+    assert_eq!(value(r#"toolgate_upstream_up{upstream="sql"}"#), 1.0);
+    assert_eq!(value("toolgate_open_sessions"), 2.0);
+    assert_eq!(value("toolgate_quarantined_tools"), 0.0);
+    assert!(text.contains("toolgate_policy_bundle_info{version=\"sha256:"));
+    // No principal, agent or session is a label.
+    for who in ["alice", "bob", "assistant"] {
+        assert!(!text.contains(who), "`{who}` in:\n{text}");
+    }
+}

@@ -358,7 +358,11 @@ impl Gateway {
             elapsed_us = record.latency.total_us,
             "{}", record.kind
         );
-        match self.audit.append(record).await {
+        self.metrics.decided(&record);
+        let committing = Instant::now();
+        let committed = self.audit.append(record).await;
+        self.metrics.step("record", committing.elapsed());
+        match committed {
             Ok(()) => answer,
             Err(error) => {
                 tracing::error!("answer withheld: {error}");
