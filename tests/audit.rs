@@ -29,6 +29,21 @@ fn world(policy: &str, audit_extra: &str) -> Gateway {
     Gateway::start(&yaml)
 }
 
+/// The quickstart's alice (`hr`) and bob (`engineering`), each through the assistant.
+async fn alice_and_bob(gateway: &Gateway) -> (Client, Client) {
+    let alice = Client::connect(
+        &gateway.url,
+        &user_token("alice", &["hr"], "assistant", &[]),
+    )
+    .await;
+    let bob = Client::connect(
+        &gateway.url,
+        &user_token("bob", &["engineering"], "assistant", &[]),
+    )
+    .await;
+    (alice, bob)
+}
+
 async fn records(gateway: &Gateway, query: &str) -> Vec<Value> {
     let body = gateway
         .admin_json(&format!("/records?limit=1000{query}"))
@@ -46,16 +61,7 @@ fn toolgate(args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn a_known_sequence_leaves_exactly_the_expected_records_and_report() {
     let gateway = world(&quickstart_policy(), "");
-    let alice = Client::connect(
-        &gateway.url,
-        &user_token("alice", &["hr"], "assistant", &[]),
-    )
-    .await;
-    let bob = Client::connect(
-        &gateway.url,
-        &user_token("bob", &["engineering"], "assistant", &[]),
-    )
-    .await;
+    let (alice, bob) = alice_and_bob(&gateway).await;
     let nightly = Client::connect(
         &gateway.url,
         &dev_token(None, Some("nightly-report"), &[], None),
@@ -687,16 +693,7 @@ async fn sigterm_answers_and_records_calls_in_flight_after_turning_unready() {
 #[tokio::test]
 async fn metrics_count_a_known_sequence() {
     let gateway = world(&quickstart_policy(), "");
-    let alice = Client::connect(
-        &gateway.url,
-        &user_token("alice", &["hr"], "assistant", &[]),
-    )
-    .await;
-    let bob = Client::connect(
-        &gateway.url,
-        &user_token("bob", &["engineering"], "assistant", &[]),
-    )
-    .await;
+    let (alice, bob) = alice_and_bob(&gateway).await;
     alice.sql("SELECT count(*) FROM projects").await.unwrap();
     alice.sql("SELECT name FROM projects").await.unwrap();
     let denied = bob.sql("SELECT * FROM salaries").await.unwrap();
