@@ -75,6 +75,17 @@ pub struct Snapshot<'a> {
     pub sessions: usize,
 }
 
+/// Registers `metric` under `name` and hands it back.
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 fn step_histogram() -> Histogram {
     // 10 µs to about 2.6 s.
     Histogram::new(exponential_buckets(0.000_01, 4.0, 10))
@@ -89,90 +100,76 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("toolgate");
-        let decisions = Family::<DecisionLabels, Counter>::default();
-        registry.register(
-            "decisions",
-            "Decisions made, by request kind, tool, upstream, decision and reason id",
-            decisions.clone(),
-        );
-        let steps = Family::<StepLabels, Histogram>::new_with_constructor(
-            step_histogram as fn() -> Histogram,
-        );
-        registry.register(
-            "step_duration_seconds",
-            "Time spent in each pipeline step",
-            steps.clone(),
-        );
-        let auth_refusals = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "auth_refusals",
-            "Requests refused at authentication, by reason id",
-            auth_refusals.clone(),
-        );
-        let revoked_presented = Counter::default();
-        registry.register(
-            "revoked_credentials_presented",
-            "Revoked credentials presented",
-            revoked_presented.clone(),
-        );
-        let escalation_attempts = Counter::default();
-        registry.register(
-            "escalation_attempts",
-            "Credentials that verified but asked for more than they may (delegation lineage, binding, scope)",
-            escalation_attempts.clone(),
-        );
-        let upstream_up = Family::<UpstreamLabels, Gauge>::default();
-        registry.register(
-            "upstream_up",
-            "1 when the upstream session is ready",
-            upstream_up.clone(),
-        );
-        let upstream_reconnects = Family::<UpstreamLabels, Counter>::default();
-        registry.register(
-            "upstream_reconnects",
-            "Reconnections to the upstream",
-            upstream_reconnects.clone(),
-        );
-        let upstream_tools = Family::<UpstreamLabels, Gauge>::default();
-        registry.register(
-            "upstream_tools",
-            "Tools the upstream exposes",
-            upstream_tools.clone(),
-        );
-        let bundle = Family::<BundleLabels, Gauge>::default();
-        registry.register(
-            "policy_bundle_info",
-            "The policy bundle in force (value 1)",
-            bundle.clone(),
-        );
-        let reload_failures = Counter::default();
-        registry.register(
-            "policy_reload_failures",
-            "Policy reloads refused (the previous bundle stayed in force)",
-            reload_failures.clone(),
-        );
-        let quarantined = Gauge::default();
-        registry.register(
-            "quarantined_tools",
-            "Tools whose definition awaits an admin's approval",
-            quarantined.clone(),
-        );
-        let sessions = Gauge::default();
-        registry.register("open_sessions", "Open MCP sessions", sessions.clone());
+        let r = &mut registry;
         Self {
+            decisions: registered(
+                r,
+                "decisions",
+                "Decisions made, by request kind, tool, upstream, decision and reason id",
+                Family::default(),
+            ),
+            steps: registered(
+                r,
+                "step_duration_seconds",
+                "Time spent in each pipeline step",
+                Family::new_with_constructor(step_histogram as fn() -> Histogram),
+            ),
+            auth_refusals: registered(
+                r,
+                "auth_refusals",
+                "Requests refused at authentication, by reason id",
+                Family::default(),
+            ),
+            revoked_presented: registered(
+                r,
+                "revoked_credentials_presented",
+                "Revoked credentials presented",
+                Counter::default(),
+            ),
+            escalation_attempts: registered(
+                r,
+                "escalation_attempts",
+                "Credentials that verified but asked for more than they may (delegation lineage, binding, scope)",
+                Counter::default(),
+            ),
+            upstream_up: registered(
+                r,
+                "upstream_up",
+                "1 when the upstream session is ready",
+                Family::default(),
+            ),
+            upstream_reconnects: registered(
+                r,
+                "upstream_reconnects",
+                "Reconnections to the upstream",
+                Family::default(),
+            ),
+            upstream_tools: registered(
+                r,
+                "upstream_tools",
+                "Tools the upstream exposes",
+                Family::default(),
+            ),
+            bundle: registered(
+                r,
+                "policy_bundle_info",
+                "The policy bundle in force (value 1)",
+                Family::default(),
+            ),
+            reload_failures: registered(
+                r,
+                "policy_reload_failures",
+                "Policy reloads refused (the previous bundle stayed in force)",
+                Counter::default(),
+            ),
+            quarantined: registered(
+                r,
+                "quarantined_tools",
+                "Tools whose definition awaits an admin's approval",
+                Gauge::default(),
+            ),
+            sessions: registered(r, "open_sessions", "Open MCP sessions", Gauge::default()),
             registry,
-            decisions,
-            steps,
-            auth_refusals,
-            revoked_presented,
-            escalation_attempts,
-            upstream_up,
-            upstream_reconnects,
-            upstream_tools,
-            bundle,
-            reload_failures,
-            quarantined,
-            sessions,
         }
     }
 

@@ -463,25 +463,9 @@ async fn post_message(
                 Ok(s) => s,
                 Err(response) => return response,
             };
-            let is_call = matches!(request.request, ClientRequest::CallToolRequest(_));
-            if is_call && accepts(&headers, "text/event-stream") {
-                call_with_stream(state, session, caller, request.id, request.request).await
-            } else if is_call {
-                // A call runs to its end, record included, even when its client goes away mid-call.
-                let gateway = Arc::clone(&state.gateway);
-                let call = tokio::spawn(async move {
-                    gateway
-                        .handle_request(&session, &caller, request.id, request.request, None)
-                        .await
-                });
-                match call.await {
-                    Ok(answer) => json_response(&answer, None),
-                    Err(_) => http_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        ErrorCode::INTERNAL_ERROR,
-                        "call ended without an answer",
-                    ),
-                }
+            if matches!(request.request, ClientRequest::CallToolRequest(_)) {
+                let stream = accepts(&headers, "text/event-stream");
+                call_in_task(state, session, caller, request.id, request.request, stream).await
             } else {
                 let answer = state
                     .gateway
@@ -521,23 +505,27 @@ fn too_large(limit: usize) -> Response {
     )
 }
 
-/// A `tools/call` whose answer is JSON when it arrives before any notification, else an SSE stream carrying the
-/// call's notifications and then its answer.
-async fn call_with_stream(
+/// A `tools/call`, run in its own task so that it ends (and is recorded) even when its client goes away. Its
+/// answer is JSON when it arrives before any notification (always, when the client takes no `stream`), else an
+/// SSE stream carrying the call's notifications and then its answer.
+async fn call_in_task(
     state: AppState,
     session: Arc<Session>,
     caller: Caller,
     id: RequestId,
     request: ClientRequest,
+    stream: bool,
 ) -> Response {
     // Boxed: a channel allocates its slots in blocks, and a message is large.
     let (tx, mut rx) = mpsc::channel::<Box<ServerJsonRpcMessage>>(64);
+    // Without a stream the sender is dropped here, and the answer goes back as plain JSON.
+    let notify = stream.then_some(tx);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     {
         let gateway = Arc::clone(&state.gateway);
         tokio::spawn(async move {
             let answer = gateway
-                .handle_request(&session, &caller, id, request, Some(tx))
+                .handle_request(&session, &caller, id, request, notify)
                 .await;
             let _ = done_tx.send(answer);
         });

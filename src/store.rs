@@ -484,16 +484,8 @@ impl Store {
 
     /// Every stored pin.
     pub async fn pins(&self) -> Result<Vec<crate::catalog::pins::Pin>, StoreError> {
-        self.with(|conn| {
-            let mut statement = conn.prepare("SELECT body FROM pins ORDER BY tool")?;
-            let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
-            rows.map(|body| {
-                serde_json::from_str(&body?)
-                    .map_err(|e| StoreError(format!("a pin is not readable: {e}")))
-            })
-            .collect()
-        })
-        .await
+        self.with(|conn| json_bodies(conn, "SELECT body FROM pins ORDER BY tool", "a pin"))
+            .await
     }
 
     /// Stores (or replaces) a tool's pin.
@@ -514,14 +506,11 @@ impl Store {
         &self,
     ) -> Result<Vec<crate::config::UpstreamConfig>, StoreError> {
         self.with(|conn| {
-            let mut statement =
-                conn.prepare("SELECT body FROM registered_upstreams ORDER BY created_at, name")?;
-            let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
-            rows.map(|body| {
-                serde_json::from_str(&body?)
-                    .map_err(|e| StoreError(format!("a registered upstream is not readable: {e}")))
-            })
-            .collect()
+            json_bodies(
+                conn,
+                "SELECT body FROM registered_upstreams ORDER BY created_at, name",
+                "a registered upstream",
+            )
         })
         .await
     }
@@ -639,4 +628,18 @@ impl Store {
         })
         .await
     }
+}
+
+/// The `body` column (JSON) of every row `sql` selects, parsed; `what` names a row in errors.
+fn json_bodies<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    what: &str,
+) -> Result<Vec<T>, StoreError> {
+    let mut statement = conn.prepare(sql)?;
+    let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+    rows.map(|body| {
+        serde_json::from_str(&body?).map_err(|e| StoreError(format!("{what} is not readable: {e}")))
+    })
+    .collect()
 }

@@ -45,16 +45,7 @@ async fn a_changed_definition_is_quarantined_until_an_admin_approves_it() {
         .await
         .unwrap();
     client.wait_for_list_changed().await;
-    eventually(10, || async {
-        let list = gateway.admin_json("/pins?status=quarantined").await;
-        list["pins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["tool"] == "tb__echo")
-            .then_some(())
-    })
-    .await;
+    wait_quarantined(&gateway, "tb__echo").await;
     assert!(!client.tool_names().await.contains(&"tb__echo".to_string()));
     let refused = client
         .call("tb__echo", json!({"text": "hi"}))
@@ -122,16 +113,7 @@ async fn a_changed_definition_is_quarantined_until_an_admin_approves_it() {
         )
         .await
         .unwrap();
-    eventually(10, || async {
-        let list = gateway.admin_json("/pins?status=quarantined").await;
-        list["pins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["tool"] == "tb__echo")
-            .then_some(())
-    })
-    .await;
+    wait_quarantined(&gateway, "tb__echo").await;
     let rejected: Value = serde_json::from_str(&stdout(&admin_cli(
         &gateway,
         &["pins", "reject", "tb__echo"],
@@ -171,4 +153,18 @@ async fn tools_can_require_approval_on_first_sight() {
     gateway.restart();
     let client = gateway.client().await;
     assert_eq!(client.tool_names().await, vec!["tb__echo".to_string()]);
+}
+
+/// Waits until `tool`'s pin is quarantined.
+async fn wait_quarantined(gateway: &Gateway, tool: &str) {
+    eventually(10, || async {
+        let list = gateway.admin_json("/pins?status=quarantined").await;
+        list["pins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["tool"] == tool)
+            .then_some(())
+    })
+    .await;
 }

@@ -31,13 +31,7 @@ async fn an_admin_registers_and_removes_upstreams_at_run_time() {
         stdio_upstream("hr", "hr_directory", &[])
     ));
     let client = gateway.client().await;
-    assert!(
-        !client
-            .tool_names()
-            .await
-            .iter()
-            .any(|t| t.starts_with("tb__"))
-    );
+    assert!(!has_tools_of(&client, "tb").await);
 
     let added = admin_cli(
         &gateway,
@@ -174,13 +168,7 @@ async fn an_admin_registers_and_removes_upstreams_at_run_time() {
         String::from_utf8_lossy(&removed.stderr)
     );
     client.wait_for_list_changed().await;
-    assert!(
-        !client
-            .tool_names()
-            .await
-            .iter()
-            .any(|t| t.starts_with("tb__"))
-    );
+    assert!(!has_tools_of(&client, "tb").await);
     let error = client
         .call("tb__echo", serde_json::json!({"text": "hi"}))
         .await
@@ -444,4 +432,14 @@ async fn registered_upstreams_are_updated_disabled_and_enabled() {
     );
     let still = echo_through(&client, "still").await;
     assert_eq!(still, "still");
+}
+
+/// Whether `client` is shown any tool of `upstream`.
+async fn has_tools_of(client: &Client, upstream: &str) -> bool {
+    let prefix = format!("{upstream}__");
+    client
+        .tool_names()
+        .await
+        .iter()
+        .any(|t| t.starts_with(&prefix))
 }

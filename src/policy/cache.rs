@@ -38,8 +38,8 @@ const NOT_A_FUNCTION_OF_INPUT: &[&str] = &[
 ];
 
 pub(super) struct DecisionCache {
-    /// Top-level input fields the policy can read.
-    fields: BTreeSet<String>,
+    /// Top-level input fields the policy can read, in order, with their key in the input object.
+    fields: Vec<(String, Value)>,
     entries: DashMap<[u8; 32], Decision>,
 }
 
@@ -51,7 +51,13 @@ impl DecisionCache {
             fields.extend(input_fields_read(source)?);
         }
         Some(Self {
-            fields,
+            fields: fields
+                .into_iter()
+                .map(|f| {
+                    let key = Value::from(f.as_str());
+                    (f, key)
+                })
+                .collect(),
             entries: DashMap::new(),
         })
     }
@@ -62,8 +68,8 @@ impl DecisionCache {
             return None;
         };
         let mut hasher = HashWriter(sha2::Sha256::new());
-        for name in &self.fields {
-            let value = object.get(&Value::from(name.as_str()));
+        for (name, key) in &self.fields {
+            let value = object.get(key);
             hasher.0.update(name.as_bytes());
             hasher.0.update([0]);
             match value {
@@ -92,7 +98,7 @@ impl DecisionCache {
 
     #[cfg(test)]
     fn fields(&self) -> Vec<&str> {
-        self.fields.iter().map(String::as_str).collect()
+        self.fields.iter().map(|(f, _)| f.as_str()).collect()
     }
 }
 
