@@ -1,6 +1,7 @@
 //! Example upstream for exercising a gateway: echo, slow calls with progress and log notifications, a crash,
 //! oversized answers, mixed content, tool errors, a request towards the client, and a tool list that changes.
-//! Over `--http` it also answers calls of the tool `garbage` with malformed JSON.
+//! Over `--http` it also answers calls of the tool `garbage` with malformed JSON. `trace_context` reports the
+//! trace context a call arrived with.
 #![allow(clippy::unwrap_used, clippy::expect_used, deprecated)]
 
 mod common;
@@ -202,6 +203,24 @@ impl Testbed {
         }
         let _ = context.peer.notify_tool_list_changed().await;
         format!("echo description = {:?}", args.text)
+    }
+
+    #[tool(
+        description = "Report the W3C trace context this call arrived with: in the HTTP headers (over HTTP) and in `_meta`."
+    )]
+    async fn trace_context(&self, context: RequestContext<RoleServer>) -> Json<serde_json::Value> {
+        let header = |name: &str| {
+            context
+                .extensions
+                .get::<http::request::Parts>()
+                .and_then(|parts| parts.headers.get(name))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Json(json!({
+            "headers": {"traceparent": header("traceparent"), "tracestate": header("tracestate")},
+            "meta": {"traceparent": context.meta.get_traceparent(), "tracestate": context.meta.get_tracestate()},
+        }))
     }
 
     #[tool(description = "Over HTTP, answered with malformed JSON.")]

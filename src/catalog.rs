@@ -490,6 +490,14 @@ impl Catalog {
             .ok_or(UpstreamError::Unavailable)?;
         let mut params = CallToolRequestParams::new(tool.original.to_string());
         params.arguments = arguments;
+        // The trace continues upstream (SEP-414); an HTTP upstream also gets it in its headers.
+        let mut trace = rmcp::model::JsonObject::new();
+        crate::telemetry::to_meta(&mut trace);
+        if !trace.is_empty() {
+            params.meta = Some(rmcp::model::RequestMetaObject(rmcp::model::MetaObject(
+                trace,
+            )));
+        }
         let timeout = self.timeouts.call;
         let max = self.limits.max_response_bytes;
         match conn.as_ref() {

@@ -76,6 +76,9 @@ pub struct Config {
     /// How log lines are written (to stderr); the level comes from `TOOLGATE_LOG`.
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// Traces: a span per request and per pipeline step, exported over OTLP when `tracing.otlp` is set.
+    #[serde(default)]
+    pub tracing: TracingConfig,
     /// Folder the config file was read from; relative paths in it are resolved against it.
     #[serde(skip)]
     pub base: PathBuf,
@@ -192,6 +195,118 @@ pub enum LogFormat {
     #[default]
     Pretty,
     Json,
+}
+
+/// Traces. Spans are always made (they name the request in pretty logs); they leave the process only through
+/// OTLP, when `otlp` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// Where to export spans; none by default.
+    pub otlp: Option<OtlpConfig>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of the traces that start here (no sampled parent from the client) that are exported, 0.0 to 1.0.
+    /// A client's own sampling decision (the `sampled` flag of its `traceparent`) is always followed.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp: None,
+            service_name: "toolgate".into(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
+/// An OTLP/HTTP trace exporter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// The collector's base URL (`http://collector:4318`); `/v1/traces` is appended unless the path already
+    /// ends with it.
+    pub endpoint: String,
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
+    /// Headers sent with every export (a collector's API key, say); `${VAR}` is read from the environment.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Longest one export may take.
+    #[serde(default = "default_otlp_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Spans are sent in batches, at least this often.
+    #[serde(default = "default_otlp_batch_delay", with = "humantime_serde")]
+    pub batch_delay: Duration,
+}
+
+/// OTLP over HTTP: binary protobuf (the default every collector takes) or JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "http/json")]
+    HttpJson,
+}
+
+impl TracingConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(format!(
+                "tracing.sample_ratio `{}` must lie between 0.0 and 1.0",
+                self.sample_ratio
+            ));
+        }
+        if self.service_name.trim().is_empty() {
+            return Err("tracing.service_name is empty".into());
+        }
+        let Some(otlp) = &self.otlp else {
+            return Ok(());
+        };
+        let url = url::Url::parse(&otlp.endpoint)
+            .map_err(|e| format!("tracing.otlp.endpoint `{}`: {e}", otlp.endpoint))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(format!(
+                "tracing.otlp.endpoint `{}` must be an http:// or https:// URL (OTLP over HTTP)",
+                otlp.endpoint
+            ));
+        }
+        for (key, value) in &otlp.headers {
+            http::HeaderName::from_bytes(key.as_bytes())
+                .map_err(|_| format!("tracing.otlp header name `{key}` is not valid"))?;
+            http::HeaderValue::from_str(value).map_err(|_| {
+                format!("tracing.otlp header `{key}` has a value that is not valid")
+            })?;
+        }
+        if otlp.timeout.is_zero() || otlp.batch_delay.is_zero() {
+            return Err(
+                "tracing.otlp.timeout and tracing.otlp.batch_delay must be positive".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl OtlpConfig {
+    /// The URL spans are posted to.
+    pub fn traces_url(&self) -> String {
+        let base = self.endpoint.trim_end_matches('/');
+        if base.ends_with("/v1/traces") {
+            base.to_string()
+        } else {
+            format!("{base}/v1/traces")
+        }
+    }
+}
+
+fn default_otlp_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_otlp_batch_delay() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// How hard a committed decision record is to lose.
@@ -558,6 +673,7 @@ impl Default for Config {
             pinning: PinningConfig::default(),
             registry: RegistryConfig::default(),
             logging: LoggingConfig::default(),
+            tracing: TracingConfig::default(),
             base: PathBuf::from("."),
         }
     }
@@ -616,6 +732,12 @@ impl Config {
         self.policy.manifests = base.join(&self.policy.manifests);
         self.audit.key_file = base.join(&self.audit.key_file);
         self.audit.head_file = base.join(&self.audit.head_file);
+        if let Some(otlp) = &mut self.tracing.otlp {
+            for (key, value) in otlp.headers.iter_mut() {
+                *value =
+                    expand_env(value).map_err(|e| format!("tracing.otlp header `{key}`: {e}"))?;
+            }
+        }
         for upstream in &mut self.upstreams {
             match &mut upstream.transport {
                 UpstreamTransport::Stdio(stdio) => {
@@ -654,6 +776,7 @@ impl Config {
             ));
         }
         names::validate_separator(&self.namespace_separator)?;
+        self.tracing.validate()?;
         if self.policy.timeout.is_zero() || self.policy.max_instructions == 0 {
             return Err(
                 "policy.timeout and policy.max_instructions must be positive: every decision would fail".into(),
@@ -848,6 +971,54 @@ mod tests {
         assert!(config.listen.ip().is_loopback());
         assert_eq!(config.listen.port(), 8700);
         assert_eq!(config.namespace_separator, "__");
+    }
+
+    #[test]
+    fn tracing_exports_nothing_unless_asked_and_bad_settings_refuse_to_start() {
+        let config = Config::from_yaml("{}", Path::new(".")).unwrap();
+        assert!(config.tracing.otlp.is_none());
+        let config = Config::from_yaml(
+            "tracing:\n  otlp:\n    endpoint: http://collector:4318\n",
+            Path::new("."),
+        )
+        .unwrap();
+        let otlp = config.tracing.otlp.unwrap();
+        assert_eq!(otlp.traces_url(), "http://collector:4318/v1/traces");
+        assert_eq!(otlp.protocol, OtlpProtocol::HttpProtobuf);
+        let config = Config::from_yaml(
+            "tracing:\n  otlp:\n    endpoint: https://c.example/otlp/v1/traces/\n    protocol: http/json\n",
+            Path::new("."),
+        )
+        .unwrap();
+        let otlp = config.tracing.otlp.unwrap();
+        assert_eq!(otlp.traces_url(), "https://c.example/otlp/v1/traces");
+        assert_eq!(otlp.protocol, OtlpProtocol::HttpJson);
+        for (bad, says) in [
+            ("tracing:\n  sample_ratio: 1.5\n", "sample_ratio"),
+            (
+                "tracing:\n  otlp:\n    endpoint: collector:4317\n",
+                "http://",
+            ),
+            (
+                "tracing:\n  otlp:\n    endpoint: grpc://collector:4317\n",
+                "http://",
+            ),
+            (
+                "tracing:\n  otlp:\n    endpoint: http://c:4318\n    protocol: grpc\n",
+                "unknown variant",
+            ),
+            (
+                "tracing:\n  otlp:\n    endpoint: http://c:4318\n    headers:\n      \"bad name\": x\n",
+                "header name",
+            ),
+            (
+                "tracing:\n  otlp:\n    endpoint: http://c:4318\n    batch_delay: 0s\n",
+                "batch_delay",
+            ),
+        ] {
+            let err = Config::from_yaml(bad, Path::new(".")).unwrap_err();
+            assert!(err.to_string().contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -186,6 +186,8 @@ impl Gateway {
         token: Result<&str, crate::identity::AuthError>,
         source: &str,
     ) -> Result<Caller, crate::identity::AuthError> {
+        let request = tracing::Span::current();
+        let _step = tracing::info_span!("authenticate").entered();
         let started = std::time::Instant::now();
         let result = token.and_then(|t| {
             self.identity
@@ -218,6 +220,7 @@ impl Gateway {
                 Ok(caller)
             }
             Err(error) => {
+                crate::telemetry::refused(&request, error.reason_id());
                 self.metrics.refused(
                     error.reason_id(),
                     matches!(error, crate::identity::AuthError::Revoked(_)),

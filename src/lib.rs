@@ -15,3 +15,4 @@ pub mod redact;
 pub mod report;
 pub mod server;
 pub mod store;
+pub mod telemetry;

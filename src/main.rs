@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use toolgate::config::Config;
 use toolgate::gateway::Gateway;
@@ -462,14 +461,22 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The serving config says how to log; a config that does not load is reported by `serve` itself.
-    let format = match &cli.command {
+    // The serving config says how to log and where spans go; a config that does not load is reported by `serve`
+    // itself.
+    let (format, tracing) = match &cli.command {
         Command::Serve { config, .. } => Config::load(config)
-            .map(|c| c.logging.format)
+            .map(|c| (c.logging.format, c.tracing))
             .unwrap_or_default(),
-        _ => toolgate::config::LogFormat::default(),
+        _ => Default::default(),
     };
-    init_logging(format);
+    // Outside the runtime: the span exporter runs on its own thread.
+    let telemetry = match toolgate::telemetry::init(format, &tracing) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -480,7 +487,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    drop(runtime);
+    // Spans still buffered leave after the gateway has drained and flushed its records.
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -868,24 +879,6 @@ async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
-    }
-}
-
-/// Logs go to stderr (stdout belongs to the protocol in stdio mode), at the level `TOOLGATE_LOG` names (`info`).
-fn init_logging(format: toolgate::config::LogFormat) {
-    let filter = EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        toolgate::config::LogFormat::Pretty => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        toolgate::config::LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
     }
 }
 

@@ -22,6 +22,7 @@ use rmcp::model::{
     ServerNotification, ServerResult, ToolListChangedNotification,
 };
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 pub use guard::HostGuard;
 pub use session::{Session, Sessions};
@@ -29,6 +30,7 @@ pub use stdio::serve_stdio;
 
 use crate::gateway::{Gateway, SUPPORTED_PROTOCOL_VERSIONS};
 use crate::identity::{AuthError, Caller, Identity};
+use crate::telemetry;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -286,6 +288,7 @@ fn auth_refusal(state: &AppState, error: &AuthError, headers: &HeaderMap) -> Res
 }
 
 fn http_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    telemetry::refused(&tracing::Span::current(), status.as_str());
     let body = jsonrpc::to_bytes(&jsonrpc::error_message(None, code, message.to_string()));
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -373,8 +376,28 @@ fn check_version(headers: &HeaderMap) -> Result<(), Response> {
     }
 }
 
+/// `POST /mcp`: one JSON-RPC message, in its own span. The span's parent is the trace context of the HTTP
+/// headers (`traceparent`), which is known before the body is read; a different context in the message's
+/// `_meta` is linked.
 async fn post_message(
     State(state): State<AppState>,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let span = telemetry::request_span("tcp");
+    let remote = telemetry::from_headers(&headers);
+    telemetry::adopt(&span, &remote);
+    telemetry::with_remote(
+        answer_post(state, peer, uri, headers, body).instrument(span),
+        remote,
+    )
+    .await
+}
+
+async fn answer_post(
+    state: AppState,
     peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
     uri: http::Uri,
     headers: HeaderMap,
@@ -432,49 +455,22 @@ async fn post_message(
                 .into_response();
         }
     };
+    let span = tracing::Span::current();
     match message {
         ClientJsonRpcMessage::Request(request) => {
-            if let ClientRequest::InitializeRequest(init) = &request.request {
-                let result = state.gateway.initialize(&init.params);
-                let session =
-                    Session::new(result.protocol_version.to_string(), caller.subject_key());
-                let Some(session) = state.sessions.insert(session) else {
-                    return http_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        ErrorCode::INTERNAL_ERROR,
-                        "too many sessions",
-                    );
-                };
-                tracing::info!(
-                    session = %session.id, client = %init.params.client_info.name,
-                    version = %result.protocol_version, subject = %caller.subject, actor = %caller.actor,
-                    "session opened"
-                );
-                let message = ServerJsonRpcMessage::response(
-                    ServerResult::InitializeResult(result),
-                    request.id,
-                );
-                return json_response(&message, Some(&session.id));
+            let session_id = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
+            telemetry::name_request(&span, &request.request, Some(&request.id), session_id);
+            if let Some(version) = headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok()) {
+                span.record("mcp.protocol.version", version);
             }
-            if let Err(response) = check_version(&headers) {
-                return response;
-            }
-            let session = match session_of(&state, &headers, &caller) {
-                Ok(s) => s,
-                Err(response) => return response,
-            };
-            if matches!(request.request, ClientRequest::CallToolRequest(_)) {
-                let stream = accepts(&headers, "text/event-stream");
-                call_in_task(state, session, caller, request.id, request.request, stream).await
-            } else {
-                let answer = state
-                    .gateway
-                    .handle_request(&session, &caller, request.id, request.request, None)
-                    .await;
-                json_response(&answer, None)
-            }
+            // A trace context in `_meta` (SEP-414) is linked, and carried upstream when the headers had none.
+            let meta = telemetry::from_meta(&rmcp::model::GetMeta::get_meta(&request.request).0.0);
+            telemetry::link(&span, &meta, &telemetry::from_headers(&headers));
+            let remote = telemetry::ambient_or(meta);
+            telemetry::with_remote(answer_request(state, caller, headers, request), remote).await
         }
         ClientJsonRpcMessage::Notification(notification) => {
+            telemetry::name_notification(&span, &notification.notification);
             if let Err(response) = check_version(&headers) {
                 return response;
             }
@@ -494,6 +490,51 @@ async fn post_message(
                 Err(response) => response,
             }
         }
+    }
+}
+
+/// A JSON-RPC request of an authenticated caller.
+async fn answer_request(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    request: rmcp::model::JsonRpcRequest<ClientRequest>,
+) -> Response {
+    if let ClientRequest::InitializeRequest(init) = &request.request {
+        let result = state.gateway.initialize(&init.params);
+        let session = Session::new(result.protocol_version.to_string(), caller.subject_key());
+        let Some(session) = state.sessions.insert(session) else {
+            return http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::INTERNAL_ERROR,
+                "too many sessions",
+            );
+        };
+        tracing::info!(
+            session = %session.id, client = %init.params.client_info.name,
+            version = %result.protocol_version, subject = %caller.subject, actor = %caller.actor,
+            "session opened"
+        );
+        let message =
+            ServerJsonRpcMessage::response(ServerResult::InitializeResult(result), request.id);
+        return json_response(&message, Some(&session.id));
+    }
+    if let Err(response) = check_version(&headers) {
+        return response;
+    }
+    let session = match session_of(&state, &headers, &caller) {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    if matches!(request.request, ClientRequest::CallToolRequest(_)) {
+        let stream = accepts(&headers, "text/event-stream");
+        call_in_task(state, session, caller, request.id, request.request, stream).await
+    } else {
+        let answer = state
+            .gateway
+            .handle_request(&session, &caller, request.id, request.request, None)
+            .await;
+        json_response(&answer, None)
     }
 }
 
@@ -523,12 +564,17 @@ async fn call_in_task(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     {
         let gateway = Arc::clone(&state.gateway);
-        tokio::spawn(async move {
+        let call = async move {
             let answer = gateway
                 .handle_request(&session, &caller, id, request, notify)
                 .await;
             let _ = done_tx.send(answer);
-        });
+        };
+        // The call keeps its request's span and trace context in its own task.
+        tokio::spawn(telemetry::with_remote(
+            call.instrument(tracing::Span::current()),
+            telemetry::current(),
+        ));
     }
     let mut done_rx = done_rx;
     let first = tokio::select! {

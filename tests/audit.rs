@@ -639,14 +639,7 @@ async fn sigterm_answers_and_records_calls_in_flight_after_turning_unready() {
         })
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let pid = gateway.proc.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    gateway.signal("TERM");
     // Unready first, while the calls still run and the listener still answers.
     let readyz = format!("{}/readyz", gateway.base());
     let unready = eventually(2, || async {

@@ -597,14 +597,7 @@ async fn policy_reloads_keep_the_last_good_bundle() {
     // Fixed, and reloaded on SIGHUP (file watching is off for this check).
     std::fs::remove_file(bundle.join("toolgate/extra_test.rego")).unwrap();
     std::fs::write(bundle.join("access.yaml"), &access).unwrap();
-    let pid = gateway.proc.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    gateway.signal("HUP");
     eventually(10, || async {
         let p = health(&gateway).await["policy"].clone();
         (p["version"] == first.as_str() && p["last_error"].is_null()).then_some(())

@@ -243,10 +243,12 @@ impl HttpConn {
     }
 
     async fn post(&self, body: Vec<u8>) -> Result<reqwest::Response, UpstreamError> {
+        let mut headers = self.headers.clone();
+        crate::telemetry::to_headers(&mut headers);
         let response = self
             .client
             .post(self.url.clone())
-            .headers(self.headers.clone())
+            .headers(headers)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json, text/event-stream")
             .body(body)

@@ -4,6 +4,8 @@
 //! Redaction, the step the next capability fills in, is explicit here so that every call already passes through
 //! it in this order.
 
+use std::ops::ControlFlow::{self, Break, Continue};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rmcp::model::{
@@ -11,6 +13,7 @@ use rmcp::model::{
     RequestId,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{Gateway, elapsed_us};
 use crate::audit::{DecisionRecord, recorded_arguments};
@@ -22,6 +25,7 @@ use crate::policy::{Action, Bundle, Decision, PolicyInput, facts};
 use crate::redact::{RedactError, RedactionSummary, Rules, widen_output_schema};
 use crate::server::Session;
 use crate::store::{Approval, ApprovalStatus, Escalation};
+use crate::telemetry;
 
 impl Gateway {
     /// `tools/list`: the tools whose `list` decision allows this caller, one page at a time.
@@ -47,6 +51,7 @@ impl Gateway {
         let who = CallerInput::new(caller, &session.id, &request_id_text(request_id));
         let failures = std::cell::Cell::new(0usize);
         // One tool more than a page tells whether there is a next page.
+        let authorizing = tracing::info_span!("authorize").entered();
         let mut tools =
             self.catalog
                 .tools_after(after.as_deref(), page_size.saturating_add(1), |t| {
@@ -64,6 +69,7 @@ impl Gateway {
                         }
                     }
                 });
+        drop(authorizing);
         let next_cursor = if tools.len() > page_size {
             tools.truncate(page_size);
             tools.last().map(|t| encode_cursor(&t.name))
@@ -127,18 +133,16 @@ impl Gateway {
         self.commit(record, answer).await
     }
 
-    /// Steps 1–5 of a call; fills in `record` as it goes.
-    #[allow(clippy::too_many_arguments)]
-    async fn decide_and_call(
+    /// Steps 2–3 of a call: resolve the tool and authorize these arguments, with one bundle version. Breaks with
+    /// the answer when the call goes no further; fills in `record` as it goes.
+    async fn authorize(
         &self,
         session: &Session,
         caller: &Caller,
         request_id: &RequestId,
-        params: CallToolRequestParams,
-        sink: CallSink,
-        cancel: &CancellationToken,
+        params: &CallToolRequestParams,
         record: &mut DecisionRecord,
-    ) -> Result<CallToolResult, ErrorData> {
+    ) -> ControlFlow<Result<CallToolResult, ErrorData>, (Arc<ExposedTool>, Rules)> {
         // 1. authenticate: `caller` was verified for this very request.
         // 2. resolve the tool; unknown tools and tools outside the caller's scope get the same answer.
         let authorizing = Instant::now();
@@ -150,7 +154,7 @@ impl Gateway {
             .filter(|t| caller.in_scope(&t.name))
         else {
             record.deny("unknown_tool", Vec::new());
-            return Err(unknown_tool(&params.name));
+            return Break(Err(unknown_tool(&params.name)));
         };
         record.upstream = Some(tool.upstream.to_string());
         // 3. authorize, with one bundle version. A tool hidden from this caller's list is unknown to it; when the
@@ -163,7 +167,7 @@ impl Gateway {
         };
         if let Some(why) = hidden {
             record.deny("unknown_tool", vec![why]);
-            return Err(unknown_tool(&params.name));
+            return Break(Err(unknown_tool(&params.name)));
         }
         record.pin = Some(tool.pin_hash.to_string());
         // A tool whose definition changed upstream is not trusted until an admin approves it.
@@ -172,11 +176,11 @@ impl Gateway {
                 "tool_quarantined",
                 vec!["the tool's definition is not approved".into()],
             );
-            return Ok(refusal_result(format!(
+            return Break(Ok(refusal_result(format!(
                 "toolgate refused this call to `{}` (reason `tool_quarantined`): the tool's definition changed \
                  upstream (or is new) and awaits an admin's review",
                 tool.name
-            )));
+            ))));
         }
         // The arguments: facts computed by real parsers as the manifest directs, then the decision.
         let manifest = bundle.manifests.get(&tool.upstream, &tool.original);
@@ -191,7 +195,7 @@ impl Gateway {
             Ok(decision) => decision,
             Err(error) => {
                 record.fail(error.reason_id(), vec![error.to_string()]);
-                return Err(cannot_decide(error.reason_id()));
+                return Break(Err(cannot_decide(error.reason_id())));
             }
         };
         record.reasons.clone_from(&decision.reasons);
@@ -208,27 +212,32 @@ impl Gateway {
                     record.decision = "escalate".into();
                     record.outcome = "approval_required".into();
                     record.reasons.push(format!("approval: {id}"));
-                    return Ok(approval_required(&tool, &id, expires_at, &decision.reasons));
+                    return Break(Ok(approval_required(
+                        &tool,
+                        &id,
+                        expires_at,
+                        &decision.reasons,
+                    )));
                 }
                 Ok(Escalation::Denied { id, expires_at }) => {
                     record.deny("approval_denied", decision.reasons.clone());
                     record.reasons.push(format!("approval: {id}"));
-                    return Ok(refusal_result(format!(
+                    return Break(Ok(refusal_result(format!(
                         "toolgate refused this call to `{}` (reason `approval_denied`): an approver refused this \
                          exact call (approval id {id}); it will not be put to an approver again before {}",
                         tool.name,
                         rfc3339(expires_at)
-                    )));
+                    ))));
                 }
                 Err(error) => {
                     tracing::error!("cannot hold the call for approval: {error}");
                     record.fail("store_unavailable", decision.reasons.clone());
-                    return Err(cannot_decide("store_unavailable"));
+                    return Break(Err(cannot_decide("store_unavailable")));
                 }
             }
         } else if !decision.allow {
             record.deny("policy_denied", decision.reasons.clone());
-            return Ok(policy_denied(&tool, &decision.reasons));
+            return Break(Ok(policy_denied(&tool, &decision.reasons)));
         }
         // The clearance the result is redacted to: the policy's obligation (else the configured default), never
         // above the chain's lowest maximum (enforced here, not only in Rego).
@@ -250,6 +259,34 @@ impl Gateway {
             "redact": decision.obligations.redact,
         }));
         record.latency.authorize_us = Some(elapsed_us(authorizing));
+        Continue((tool, rules))
+    }
+
+    /// Steps 2–5 of a call, each in its own span; fills in `record` as it goes.
+    #[allow(clippy::too_many_arguments)]
+    async fn decide_and_call(
+        &self,
+        session: &Session,
+        caller: &Caller,
+        request_id: &RequestId,
+        params: CallToolRequestParams,
+        sink: CallSink,
+        cancel: &CancellationToken,
+        record: &mut DecisionRecord,
+    ) -> Result<CallToolResult, ErrorData> {
+        let request = tracing::Span::current();
+        let authorized = self
+            .authorize(session, caller, request_id, &params, record)
+            .instrument(tracing::info_span!("authorize"))
+            .await;
+        // A tool that exists names the span; a name a caller made up does not.
+        if let (Some(tool), Some(upstream)) = (&record.tool, &record.upstream) {
+            telemetry::named_tool(&request, tool, upstream);
+        }
+        let (tool, rules) = match authorized {
+            Continue(authorized) => authorized,
+            Break(answer) => return answer,
+        };
         // Nothing reaches an upstream while decisions cannot be recorded.
         if !self.audit.healthy() {
             record.fail("audit_unavailable", Vec::new());
@@ -257,8 +294,8 @@ impl Gateway {
         }
         // 4. call the upstream; the call's notifications go back to this client only, redacted like the result.
         let sink = {
-            let (redactor, rules) = (std::sync::Arc::clone(&self.redactor), rules.clone());
-            sink.with_filter(std::sync::Arc::new(move |value: &mut serde_json::Value| {
+            let (redactor, rules) = (Arc::clone(&self.redactor), rules.clone());
+            sink.with_filter(Arc::new(move |value: &mut serde_json::Value| {
                 redactor.redact_value(value, &rules).is_ok()
             }))
         };
@@ -266,6 +303,12 @@ impl Gateway {
         let outcome = self
             .catalog
             .call(&tool, params.arguments, sink, cancel)
+            .instrument(tracing::info_span!(
+                "upstream",
+                otel.kind = "client",
+                toolgate.upstream = %tool.upstream,
+                gen_ai.tool.name = %tool.original,
+            ))
             .await;
         record.latency.upstream_us = Some(elapsed_us(calling));
         record.decision = "allow".into();
@@ -300,7 +343,7 @@ impl Gateway {
         // 5. redact every plane of the result (error text included) to the caller's clearance; a result that
         // cannot be redacted is withheld.
         let redacting = Instant::now();
-        let redacted = self.redact(result, &rules);
+        let redacted = tracing::info_span!("redact").in_scope(|| self.redact(result, &rules));
         record.latency.redact_us = Some(elapsed_us(redacting));
         // 6. record: by the caller of this function, before the answer leaves.
         match redacted {
@@ -359,13 +402,23 @@ impl Gateway {
             "{}", record.kind
         );
         self.metrics.decided(&record);
+        let request = tracing::Span::current();
+        telemetry::decided(&request, &record, answered_error(&record));
+        if let Err(error) = &answer {
+            request.record("rpc.response.status_code", error.code.0);
+        }
         let committing = Instant::now();
-        let committed = self.audit.append(record).await;
+        let committed = self
+            .audit
+            .append(record)
+            .instrument(tracing::info_span!("record"))
+            .await;
         self.metrics.step("record", committing.elapsed());
         match committed {
             Ok(()) => answer,
             Err(error) => {
                 tracing::error!("answer withheld: {error}");
+                telemetry::refused(&request, "audit_unavailable");
                 Err(cannot_decide("audit_unavailable"))
             }
         }
@@ -617,6 +670,17 @@ fn caller_record(
     record.chain.clone_from(&caller.chain);
     record.latency.authenticate_us = Some(caller.authenticated_us);
     record
+}
+
+/// The error type of an answer that is an error (a JSON-RPC error or an `isError` result), as its reason id.
+fn answered_error(record: &DecisionRecord) -> Option<&str> {
+    match (record.decision.as_str(), record.outcome.as_str()) {
+        ("allow", "allowed") if record.upstream_outcome.as_deref() == Some("tool_error") => {
+            Some("tool_error")
+        }
+        ("allow", "allowed" | "listed") => None,
+        (_, outcome) => Some(outcome),
+    }
 }
 
 trait Outcome {

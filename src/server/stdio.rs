@@ -9,10 +9,12 @@ use rmcp::model::{
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
+use tracing::Instrument;
 
 use super::{Session, jsonrpc, list_changed};
 use crate::gateway::Gateway;
 use crate::identity::{AuthError, Caller};
+use crate::telemetry;
 
 /// Authenticates the stdio caller's token (from the environment) afresh, for one request.
 fn authenticate(gateway: &Gateway, token: Option<&str>) -> Result<Caller, AuthError> {
@@ -86,7 +88,18 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
         };
         match message {
             ClientJsonRpcMessage::Request(request) => {
-                let caller = match authenticate(&gateway, token.as_deref()) {
+                // Over stdio the message is read before authentication, so its `_meta` (SEP-414) sets the parent.
+                let span = telemetry::request_span("pipe");
+                let remote =
+                    telemetry::from_meta(&rmcp::model::GetMeta::get_meta(&request.request).0.0);
+                telemetry::adopt(&span, &remote);
+                telemetry::name_request(
+                    &span,
+                    &request.request,
+                    Some(&request.id),
+                    session.as_ref().map(|s| &*s.id),
+                );
+                let caller = match span.in_scope(|| authenticate(&gateway, token.as_deref())) {
                     Ok(caller) => caller,
                     Err(error) => {
                         let _ = out_tx
@@ -119,7 +132,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                 };
                 let gateway = Arc::clone(&gateway);
                 let out = out_tx.clone();
-                tokio::spawn(async move {
+                let call = async move {
                     let answer = gateway
                         .handle_request(
                             &session,
@@ -130,7 +143,8 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                         )
                         .await;
                     let _ = out.send(Box::new(answer)).await;
-                });
+                };
+                tokio::spawn(telemetry::with_remote(call.instrument(span), remote));
             }
             ClientJsonRpcMessage::Notification(notification) => {
                 if let Some(session) = &session {

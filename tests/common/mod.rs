@@ -248,6 +248,16 @@ impl Gateway {
         }
     }
 
+    /// Sends `signal` (`TERM`, `HUP`, …) to the gateway process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.proc.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([format!("-{signal}").as_str(), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid}");
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.proc.stderr_log).unwrap_or_default()
     }
