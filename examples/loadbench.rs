@@ -57,6 +57,12 @@ struct Args {
     /// Durability of decision records: normal (the default) or full.
     #[arg(long, default_value = "normal")]
     durability: String,
+    /// Export toolgate's spans over OTLP to a collector this program runs (counting what arrives).
+    #[arg(long)]
+    traces: bool,
+    /// The collector's URL, once started.
+    #[arg(skip)]
+    otlp: Option<String>,
     /// Folder of the built `toolgate` binary and `examples/bench_upstream` (default: next to this program).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -127,9 +133,17 @@ async fn forward(
     Ok(response.body(axum::body::Body::from_stream(answer.bytes_stream()))?)
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(mut args: Args) -> anyhow::Result<()> {
     let bins = Bins::locate(args.bin_dir.clone())?;
     println!("{}", machine());
+    let exported = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    if args.traces {
+        args.otlp = Some(collector(std::sync::Arc::clone(&exported)).await?);
+        println!(
+            "spans exported over OTLP/HTTP (protobuf) to {}",
+            args.otlp.as_deref().unwrap_or_default()
+        );
+    }
     println!(
         "sessions {}, calls per measurement {}, tools {}, record durability {}\n",
         args.sessions, args.calls, args.tools, args.durability
@@ -147,12 +161,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if series("sessions") {
         scale_sessions(&bins, &args, rate).await?;
     }
+    if args.traces {
+        println!(
+            "OTLP export requests received: {}",
+            exported.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     Ok(())
+}
+
+/// An OTLP/HTTP collector that takes every export and counts it; returns its base URL.
+async fn collector(exported: Arc<std::sync::atomic::AtomicU64>) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |_body: axum::body::Bytes| {
+            exported.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async {
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
 }
 
 /// Direct, relay and toolgate: saturated, then at fixed rates. Returns the rates used.
 async fn default_series(bins: &Bins, args: &Args) -> anyhow::Result<Vec<f64>> {
-    let world = World::start(bins, args.tools, &args.durability).await?;
+    let world = World::start(bins, args.tools, args).await?;
     world.check().await?;
     let direct = Target::direct(&world);
     let relay = Target::relay(&world);
@@ -217,7 +257,7 @@ async fn scale_tools(bins: &Bins, args: &Args, rate: f64) -> anyhow::Result<()> 
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for tools in [10, 100, 1_000, 10_000] {
-        let world = World::start(bins, tools, &args.durability).await?;
+        let world = World::start(bins, tools, args).await?;
         let calls = args
             .calls
             .min((rate * 6.0) as usize)
@@ -255,7 +295,7 @@ async fn scale_sessions(bins: &Bins, args: &Args, rate: f64) -> anyhow::Result<(
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &sessions in &args.session_counts {
-        let world = World::start(bins, tools, &args.durability).await?;
+        let world = World::start(bins, tools, args).await?;
         let calls = args.calls.max(sessions * 10);
         let direct = Target::direct(&world);
         let gateway = Target::gateway(&world);
@@ -723,7 +763,14 @@ struct World {
 
 impl World {
     /// Starts the upstream with `tools` tools, writes a policy bundle and manifests for them, and starts toolgate.
-    async fn start(bins: &Bins, tools: usize, durability: &str) -> anyhow::Result<Self> {
+    async fn start(bins: &Bins, tools: usize, args: &Args) -> anyhow::Result<Self> {
+        let durability = &args.durability;
+        let tracing = match &args.otlp {
+            Some(url) => {
+                format!("tracing:\n  otlp:\n    endpoint: \"{url}\"\n    batch_delay: 1s\n")
+            }
+            None => String::new(),
+        };
         let dir = tempfile::tempdir()?;
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut command = Command::new(&bins.upstream);
@@ -768,7 +815,7 @@ impl World {
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:0\nupstreams:\n  - name: bench\n    http:\n      url: \"{upstream_url}\"\nauth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n  agents_file: manifests/agents.yaml\npolicy:\n  dir: policies\n  manifests: manifests\naudit:\n  durability: {durability}\n",
+                "listen: 127.0.0.1:0\nupstreams:\n  - name: bench\n    http:\n      url: \"{upstream_url}\"\nauth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n  agents_file: manifests/agents.yaml\npolicy:\n  dir: policies\n  manifests: manifests\naudit:\n  durability: {durability}\n{tracing}",
                 root.join("examples/quickstart/dev-keys/dev.jwks.json")
                     .display()
             ),
