@@ -143,7 +143,6 @@ impl Gateway {
         params: &CallToolRequestParams,
         record: &mut DecisionRecord,
     ) -> ControlFlow<Result<CallToolResult, ErrorData>, (Arc<ExposedTool>, Rules)> {
-        // 1. authenticate: `caller` was verified for this very request.
         // 2. resolve the tool; unknown tools and tools outside the caller's scope get the same answer.
         let authorizing = Instant::now();
         let bundle = self.policy.current();
@@ -274,6 +273,7 @@ impl Gateway {
         cancel: &CancellationToken,
         record: &mut DecisionRecord,
     ) -> Result<CallToolResult, ErrorData> {
+        // 1. authenticate: `caller` was verified for this very request (its span is a sibling of these).
         let request = tracing::Span::current();
         let authorized = self
             .authorize(session, caller, request_id, &params, record)
