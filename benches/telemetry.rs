@@ -38,12 +38,8 @@ async fn one_call(request: &rmcp::model::ClientRequest, record: &toolgate::audit
     let work = async {
         let span = tracing::Span::current();
         tracing::info_span!("authenticate").in_scope(|| black_box(1));
-        telemetry::name_request(
-            &span,
-            request,
-            None,
-            Some("0f086ee68aeb44049503f2690195fd8e"),
-        );
+        telemetry::name_request(&span, request, &rmcp::model::NumberOrString::Number(7));
+        telemetry::in_session(&span, "0f086ee68aeb44049503f2690195fd8e", "2025-11-25");
         async { black_box(2) }
             .instrument(tracing::info_span!("authorize"))
             .await;

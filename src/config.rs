@@ -197,8 +197,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Traces. Spans are always made (they name the request in pretty logs); they leave the process only through
-/// OTLP, when `otlp` is set.
+/// Traces: spans of each request and pipeline step, exported over OTLP when `otlp` is set (never written to the
+/// log lines).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TracingConfig {

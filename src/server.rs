@@ -288,7 +288,7 @@ fn auth_refusal(state: &AppState, error: &AuthError, headers: &HeaderMap) -> Res
 }
 
 fn http_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    telemetry::refused(&tracing::Span::current(), status.as_str());
+    telemetry::failed(&tracing::Span::current(), status.as_str());
     let body = jsonrpc::to_bytes(&jsonrpc::error_message(None, code, message.to_string()));
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -390,7 +390,7 @@ async fn post_message(
     let remote = telemetry::from_headers(&headers);
     telemetry::adopt(&span, &remote);
     telemetry::with_remote(
-        answer_post(state, peer, uri, headers, body).instrument(span),
+        answer_post(state, peer, uri, headers, body, remote.clone()).instrument(span),
         remote,
     )
     .await
@@ -402,6 +402,7 @@ async fn answer_post(
     uri: http::Uri,
     headers: HeaderMap,
     body: Body,
+    remote: opentelemetry::Context,
 ) -> Response {
     // Identity is checked on every request, before the body is read.
     let caller = match authenticate(&state, &headers, uri.query(), peer) {
@@ -458,14 +459,10 @@ async fn answer_post(
     let span = tracing::Span::current();
     match message {
         ClientJsonRpcMessage::Request(request) => {
-            let session_id = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
-            telemetry::name_request(&span, &request.request, Some(&request.id), session_id);
-            if let Some(version) = headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok()) {
-                span.record("mcp.protocol.version", version);
-            }
+            telemetry::name_request(&span, &request.request, &request.id);
             // A trace context in `_meta` (SEP-414) is linked, and carried upstream when the headers had none.
             let meta = telemetry::from_meta(&rmcp::model::GetMeta::get_meta(&request.request).0.0);
-            telemetry::link(&span, &meta, &telemetry::from_headers(&headers));
+            telemetry::link(&span, &meta, &remote);
             let remote = telemetry::ambient_or(meta);
             telemetry::with_remote(answer_request(state, caller, headers, request), remote).await
         }
@@ -510,6 +507,11 @@ async fn answer_request(
                 "too many sessions",
             );
         };
+        telemetry::in_session(
+            &tracing::Span::current(),
+            &session.id,
+            &session.protocol_version,
+        );
         tracing::info!(
             session = %session.id, client = %init.params.client_info.name,
             version = %result.protocol_version, subject = %caller.subject, actor = %caller.actor,
@@ -526,6 +528,11 @@ async fn answer_request(
         Ok(s) => s,
         Err(response) => return response,
     };
+    telemetry::in_session(
+        &tracing::Span::current(),
+        &session.id,
+        &session.protocol_version,
+    );
     if matches!(request.request, ClientRequest::CallToolRequest(_)) {
         let stream = accepts(&headers, "text/event-stream");
         call_in_task(state, session, caller, request.id, request.request, stream).await

@@ -29,11 +29,6 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// True when spans leave the process.
-    pub fn exporting(&self) -> bool {
-        self.provider.is_some()
-    }
-
     /// Flushes and stops the exporter. Blocks: call it outside the async runtime.
     pub fn shutdown(self) {
         if let Some(provider) = self.provider
@@ -45,7 +40,7 @@ impl Telemetry {
 }
 
 /// Installs the global subscriber: log lines to stderr at the level `TOOLGATE_LOG` names (`info`), and, when
-/// `tracing.otlp` is set, toolgate's spans (and its warnings and errors as span events) to the collector.
+/// `tracing.otlp` is set, toolgate's spans (not its log events) to the collector.
 /// Call it outside the async runtime: the exporter runs its own thread.
 pub fn init(format: LogFormat, tracing: &TracingConfig) -> Result<Telemetry, String> {
     let filter = EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -60,7 +55,6 @@ pub fn init(format: LogFormat, tracing: &TracingConfig) -> Result<Telemetry, Str
     subscriber(format, filter, std::io::stderr, provider.as_ref())
         .try_init()
         .map_err(|e| format!("cannot install the log subscriber: {e}"))?;
-    EXPORTING.store(provider.is_some(), std::sync::atomic::Ordering::Relaxed);
     Ok(Telemetry { provider })
 }
 
@@ -94,10 +88,8 @@ where
             .boxed(),
     };
     let spans = provider.map(|provider| {
-        let ours = FilterFn::new(|meta| {
-            meta.target().starts_with("toolgate")
-                && (meta.is_span() || *meta.level() <= tracing::Level::WARN)
-        });
+        // Spans only: events (log lines) may name people and token ids, which stay in the logs and records.
+        let ours = FilterFn::new(|meta| meta.is_span() && meta.target().starts_with("toolgate"));
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("toolgate"))
             .with_location(false)
@@ -155,9 +147,6 @@ pub fn provider(
         .build()
 }
 
-/// Set once spans are exported: only then is there an OpenTelemetry span to rename.
-static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// The span of one MCP request. Its parent is set by [`adopt`] before anything runs inside it.
 pub fn request_span(transport: &'static str) -> Span {
     use tracing::field::Empty;
@@ -197,9 +186,11 @@ pub fn adopt(span: &Span, parent: &Context) {
 /// Links `span` to a second trace context the client sent (a `_meta` one beside the HTTP headers' one).
 pub fn link(span: &Span, other: &Context, parent: &Context) {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let other = other.span().span_context().clone();
-    if other.is_valid() && other != *parent.span().span_context() {
-        span.add_link(other);
+    let (other, parent) = (other.span(), parent.span());
+    let (other, parent) = (other.span_context(), parent.span_context());
+    let same = other.trace_id() == parent.trace_id() && other.span_id() == parent.span_id();
+    if other.is_valid() && !same {
+        span.add_link(other.clone());
     }
 }
 
@@ -225,13 +216,12 @@ pub fn current() -> Context {
     Context::current()
 }
 
-/// Names the request span after the MCP method; the tool joins the name once it is known to exist
-/// ([`named_tool`]), so that a caller cannot mint span names.
+/// Names the request span after the MCP method; the tool joins the name and attributes once it is known to exist
+/// and be visible to the caller ([`named_tool`]), so that a caller cannot mint span names or fill attributes.
 pub fn name_request(
     span: &Span,
     request: &rmcp::model::ClientRequest,
-    id: Option<&rmcp::model::RequestId>,
-    session: Option<&str>,
+    id: &rmcp::model::RequestId,
 ) {
     let method = match request {
         rmcp::model::ClientRequest::CustomRequest(_) => "unknown",
@@ -239,16 +229,29 @@ pub fn name_request(
     };
     rename(span, method);
     span.record("mcp.method.name", method);
-    if let Some(id) = id {
+    if let rmcp::model::NumberOrString::String(id) = id {
+        span.record("jsonrpc.request.id", bounded(id));
+    } else {
         span.record("jsonrpc.request.id", tracing::field::display(id));
     }
-    if let Some(session) = session {
-        span.record("mcp.session.id", session);
-    }
-    if let rmcp::model::ClientRequest::CallToolRequest(call) = request {
+    if matches!(request, rmcp::model::ClientRequest::CallToolRequest(_)) {
         span.record("gen_ai.operation.name", "execute_tool");
-        span.record("gen_ai.tool.name", call.params.name.as_ref());
     }
+}
+
+/// The request belongs to this session, speaking this protocol version (both checked).
+pub fn in_session(span: &Span, session: &str, version: &str) {
+    span.record("mcp.session.id", session);
+    span.record("mcp.protocol.version", version);
+}
+
+/// At most 128 bytes of a value a client chose (a request id).
+fn bounded(text: &str) -> &str {
+    let mut end = text.len().min(128);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Names the request span after a notification's method.
@@ -265,9 +268,10 @@ pub fn name_notification(span: &Span, notification: &rmcp::model::ClientNotifica
     span.record("mcp.method.name", method);
 }
 
-/// The tool of a `tools/call` exists: the span is named `tools/call {tool}`.
+/// The tool of a `tools/call` exists and the caller may see it: the span is named `tools/call {tool}`.
 pub fn named_tool(span: &Span, tool: &str, upstream: &str) {
     rename(span, &format!("tools/call {tool}"));
+    span.record("gen_ai.tool.name", tool);
     span.record("toolgate.upstream", upstream);
 }
 
@@ -288,18 +292,23 @@ pub fn decided(span: &Span, record: &crate::audit::DecisionRecord, error: Option
 
 /// Names a span, before or after its OpenTelemetry span has started.
 fn rename(span: &Span, name: &str) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
     span.record("otel.name", name);
-    if EXPORTING.load(std::sync::atomic::Ordering::Relaxed) {
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
-        span.context().span().update_name(name.to_string());
-    }
+    // Without an exporter this is an empty context, whose span ignores the name.
+    span.context().span().update_name(name.to_string());
 }
 
-/// A refusal before the pipeline ran (authentication, session): the reason id is the error type.
-pub fn refused(span: &Span, reason: &str) {
-    span.record("error.type", reason);
-    span.record("toolgate.outcome", reason);
+/// The request failed before the pipeline decided it: `error_type` is a reason id, or an HTTP status for a
+/// request refused as malformed.
+pub fn failed(span: &Span, error_type: &str) {
+    span.record("error.type", error_type);
     span.record("otel.status_code", "error");
+}
+
+/// The caller's credential was refused: the reason id is the outcome and the error type.
+pub fn refused(span: &Span, reason: &str) {
+    failed(span, reason);
+    span.record("toolgate.outcome", reason);
 }
 
 /// The trace context of the HTTP request's `traceparent` / `tracestate` headers.
@@ -391,6 +400,8 @@ mod tests {
 
     #[test]
     fn malformed_or_missing_context_is_no_context() {
+        assert_eq!(bounded(&"é".repeat(100)).len(), 128);
+        assert_eq!(bounded("short"), "short");
         let mut headers = http::HeaderMap::new();
         assert!(!from_headers(&headers).span().span_context().is_valid());
         for bad in [

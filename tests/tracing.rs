@@ -401,6 +401,11 @@ async fn a_calls_spans_reach_an_otlp_collector_under_the_clients_trace() {
     assert_eq!(request.attr("error.type"), Some("unknown_tool"));
     assert_eq!(request.attr("toolgate.decision"), Some("deny"));
     assert_eq!(request.attr("rpc.response.status_code"), Some("-32602"));
+    assert_eq!(
+        request.attr("gen_ai.tool.name"),
+        None,
+        "a made-up name is no attribute"
+    );
     assert!(spans.iter().all(|s| s.name != "upstream"), "{spans:#?}");
 
     // A client that did not sample its trace: nothing of it is exported, yet the upstream still gets the trace
@@ -441,6 +446,7 @@ async fn a_calls_spans_reach_an_otlp_collector_under_the_clients_trace() {
         Some("token_malformed"),
         "{spans:#?}"
     );
+    assert_eq!(request.attr("toolgate.outcome"), Some("token_malformed"));
 
     // Once the calls above are all in, nothing of the unsampled trace came, and no span holds a token or an
     // argument.
@@ -450,6 +456,13 @@ async fn a_calls_spans_reach_an_otlp_collector_under_the_clients_trace() {
     let everything = collector.spans();
     assert!(
         everything.iter().all(|s| s.trace_id != unsampled),
+        "{everything:#?}"
+    );
+    // Spans only: log events (which may name people or token ids) are never exported.
+    assert!(
+        everything
+            .iter()
+            .all(|s| s.raw["events"].as_array().is_none_or(Vec::is_empty)),
         "{everything:#?}"
     );
     let dump = format!(
@@ -599,5 +612,95 @@ async fn without_an_exporter_the_clients_context_passes_through_to_upstreams() {
     assert!(
         seen(&answer)["headers"]["traceparent"].is_null(),
         "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn traces_started_here_follow_the_sample_ratio_and_the_clients_choice_wins() {
+    let collector = Collector::start().await;
+    let upstream = HttpUpstream::start("testbed", &[]);
+    let tracing = otlp(&collector, "http/protobuf", "100ms")
+        .replace("tracing:\n", "tracing:\n  sample_ratio: 0.0\n");
+    let gateway = gateway(&upstream, &tracing);
+    let raw = Raw::open(&gateway).await;
+    // No client trace: a trace of toolgate's own, sampled at 0%.
+    let answer = raw
+        .call("own-1", "tb__echo", json!({"text": "a"}), None, None)
+        .await;
+    assert_eq!(answer["result"]["content"][0]["text"], "a", "{answer}");
+    // The client sampled its trace: exported whatever the ratio.
+    let trace = "abf92f3577b34da6a3ce929d0e0e4732";
+    raw.traced(
+        "sampled-1",
+        "tb__trace_context",
+        &traceparent(trace, "00f067aa0ba902b7", true),
+    )
+    .await;
+    collector
+        .trace_with(trace, "tools/call tb__trace_context")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let spans = collector.spans();
+    assert!(spans.iter().all(|s| s.trace_id == trace), "{spans:#?}");
+}
+
+#[tokio::test]
+async fn over_stdio_the_messages_meta_is_the_parent() {
+    use rmcp::ServiceExt;
+    let collector = Collector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("toolgate.yaml");
+    std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "upstreams:\n{}{}{}admin:\n  listen: 127.0.0.1:0\n{}",
+            stdio_upstream("testbed", "testbed", &[]),
+            test_auth("agents.yaml"),
+            open_policy(),
+            otlp(&collector, "http/protobuf", "100ms"),
+        ),
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_toolgate"));
+    command
+        .args(["serve", "--stdio", "--config"])
+        .arg(&config)
+        .env("TOOLGATE_TOKEN", tester_token());
+    let client = ().serve(rmcp::transport::TokioChildProcess::new(command).unwrap()).await.unwrap();
+    let trace = "cbf92f3577b34da6a3ce929d0e0e4733";
+    let client_span = "10f067aa0ba902b7";
+    let result = eventually(20, || async {
+        let mut params = rmcp::model::CallToolRequestParams::new("testbed__trace_context");
+        let mut meta = rmcp::model::RequestMetaObject::new();
+        meta.0
+            .set_traceparent(traceparent(trace, client_span, true));
+        params.meta = Some(meta);
+        client.peer().call_tool(params).await.ok()
+    })
+    .await;
+    let seen = result.structured_content.unwrap();
+    let (upstream_trace, upstream_parent, _) =
+        fields(seen["meta"]["traceparent"].as_str().unwrap());
+    assert_eq!(upstream_trace, trace, "{seen}");
+    let spans = collector
+        .trace_with(trace, "tools/call testbed__trace_context")
+        .await;
+    let request = spans
+        .iter()
+        .find(|s| s.name == "tools/call testbed__trace_context")
+        .unwrap();
+    assert_eq!(request.parent, client_span, "{:?}", request.raw);
+    assert_eq!(request.attr("network.transport"), Some("pipe"));
+    let upstream = spans.iter().find(|s| s.name == "upstream").unwrap();
+    assert_eq!(upstream.parent, request.span_id);
+    assert_eq!(upstream.span_id, upstream_parent);
+    // Authentication ran inside the request's span (earlier attempts, made before the upstream was ready, have
+    // their own).
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "authenticate" && s.parent == request.span_id),
+        "{spans:#?}"
     );
 }

@@ -142,6 +142,7 @@ impl Gateway {
         request_id: &RequestId,
         params: &CallToolRequestParams,
         record: &mut DecisionRecord,
+        request: &tracing::Span,
     ) -> ControlFlow<Result<CallToolResult, ErrorData>, (Arc<ExposedTool>, Rules)> {
         // 2. resolve the tool; unknown tools and tools outside the caller's scope get the same answer.
         let authorizing = Instant::now();
@@ -168,6 +169,8 @@ impl Gateway {
             record.deny("unknown_tool", vec![why]);
             return Break(Err(unknown_tool(&params.name)));
         }
+        // A tool the caller may see names the request's span; a name a caller made up, or a hidden tool, does not.
+        telemetry::named_tool(request, &tool.name, &tool.upstream);
         record.pin = Some(tool.pin_hash.to_string());
         // A tool whose definition changed upstream is not trusted until an admin approves it.
         if !self.pins.approved(&tool) {
@@ -276,13 +279,9 @@ impl Gateway {
         // 1. authenticate: `caller` was verified for this very request (its span is a sibling of these).
         let request = tracing::Span::current();
         let authorized = self
-            .authorize(session, caller, request_id, &params, record)
+            .authorize(session, caller, request_id, &params, record, &request)
             .instrument(tracing::info_span!("authorize"))
             .await;
-        // A tool that exists names the span; a name a caller made up does not.
-        if let (Some(tool), Some(upstream)) = (&record.tool, &record.upstream) {
-            telemetry::named_tool(&request, tool, upstream);
-        }
         let (tool, rules) = match authorized {
             Continue(authorized) => authorized,
             Break(answer) => return answer,
@@ -404,9 +403,6 @@ impl Gateway {
         self.metrics.decided(&record);
         let request = tracing::Span::current();
         telemetry::decided(&request, &record, answered_error(&record));
-        if let Err(error) = &answer {
-            request.record("rpc.response.status_code", error.code.0);
-        }
         let committing = Instant::now();
         let committed = self
             .audit
@@ -414,14 +410,18 @@ impl Gateway {
             .instrument(tracing::info_span!("record"))
             .await;
         self.metrics.step("record", committing.elapsed());
-        match committed {
+        let answer = match committed {
             Ok(()) => answer,
             Err(error) => {
                 tracing::error!("answer withheld: {error}");
-                telemetry::refused(&request, "audit_unavailable");
+                telemetry::failed(&request, "audit_unavailable");
                 Err(cannot_decide("audit_unavailable"))
             }
+        };
+        if let Err(error) = &answer {
+            request.record("rpc.response.status_code", error.code.0);
         }
+        answer
     }
 
     /// Holds an escalated call for approval, or consumes the approval that grants it.

@@ -93,12 +93,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                 let remote =
                     telemetry::from_meta(&rmcp::model::GetMeta::get_meta(&request.request).0.0);
                 telemetry::adopt(&span, &remote);
-                telemetry::name_request(
-                    &span,
-                    &request.request,
-                    Some(&request.id),
-                    session.as_ref().map(|s| &*s.id),
-                );
+                telemetry::name_request(&span, &request.request, &request.id);
                 let caller = match span.in_scope(|| authenticate(&gateway, token.as_deref())) {
                     Ok(caller) => caller,
                     Err(error) => {
@@ -130,6 +125,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                     let _ = out_tx.send(Box::new(error)).await;
                     continue;
                 };
+                telemetry::in_session(&span, &session.id, &session.protocol_version);
                 let gateway = Arc::clone(&gateway);
                 let out = out_tx.clone();
                 let call = async move {
