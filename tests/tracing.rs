@@ -649,19 +649,11 @@ async fn over_stdio_the_messages_meta_is_the_parent() {
     use rmcp::ServiceExt;
     let collector = Collector::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("toolgate.yaml");
-    std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "upstreams:\n{}{}{}admin:\n  listen: 127.0.0.1:0\n{}",
-            stdio_upstream("testbed", "testbed", &[]),
-            test_auth("agents.yaml"),
-            open_policy(),
-            otlp(&collector, "http/protobuf", "100ms"),
-        ),
-    )
-    .unwrap();
+    let config = stdio_mode_config(
+        dir.path(),
+        &stdio_upstream("testbed", "testbed", &[]),
+        &otlp(&collector, "http/protobuf", "100ms"),
+    );
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_toolgate"));
     command
         .args(["serve", "--stdio", "--config"])

@@ -294,19 +294,15 @@ async fn get_stream_carries_tool_list_changes() {
 #[tokio::test]
 async fn stdio_mode_serves_the_same_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("toolgate.yaml");
-    std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "upstreams:\n{}{}{}{}admin:\n  listen: 127.0.0.1:0\n",
+    let config = stdio_mode_config(
+        dir.path(),
+        &format!(
+            "{}{}",
             stdio_upstream("testbed", "testbed", &[]),
             stdio_upstream("hr", "hr_directory", &[]),
-            test_auth("agents.yaml"),
-            open_policy(),
         ),
-    )
-    .unwrap();
+        "",
+    );
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_toolgate"));
     command
         .args(["serve", "--stdio", "--config"])
@@ -460,18 +456,7 @@ async fn http_upstream_connections_are_reused() {
 fn stdio_mode_checks_the_token_on_every_request() {
     use std::io::{BufRead, Write};
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("toolgate.yaml");
-    std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "upstreams:\n{}{}{}admin:\n  listen: 127.0.0.1:0\n",
-            stdio_upstream("testbed", "testbed", &[]),
-            test_auth("agents.yaml"),
-            open_policy()
-        ),
-    )
-    .unwrap();
+    let config = stdio_mode_config(dir.path(), &stdio_upstream("testbed", "testbed", &[]), "");
     let init = INITIALIZE;
     for (token, reason) in [
         (None, "token_missing"),

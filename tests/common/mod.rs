@@ -621,6 +621,23 @@ pub fn quickstart_upstreams_in(sandbox: &Path) -> String {
     )
 }
 
+/// Writes a config for `toolgate serve --stdio` into `dir` (the test agents, the open policy, an admin listener
+/// on an ephemeral port) with `upstreams` and `extra` sections; returns its path.
+pub fn stdio_mode_config(dir: &Path, upstreams: &str, extra: &str) -> PathBuf {
+    let config = dir.join("toolgate.yaml");
+    std::fs::write(dir.join("agents.yaml"), TEST_AGENTS).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "upstreams:\n{upstreams}{}{}admin:\n  listen: 127.0.0.1:0\n{extra}",
+            test_auth("agents.yaml"),
+            open_policy(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// YAML for an HTTP upstream entry.
 pub fn http_upstream(name: &str, url: &str) -> String {
     format!("  - name: {name}\n    http:\n      url: \"{url}\"\n")
