@@ -64,7 +64,7 @@ async fn one_call(request: &rmcp::model::ClientRequest, record: &toolgate::audit
             .instrument(tracing::info_span!("record"))
             .await;
     };
-    telemetry::with_remote(work.instrument(span), remote).await;
+    telemetry::within(work, span, remote).await;
 }
 
 fn spans(c: &mut Criterion) {

@@ -22,7 +22,6 @@ use rmcp::model::{
     ServerNotification, ServerResult, ToolListChangedNotification,
 };
 use tokio::sync::mpsc;
-use tracing::Instrument;
 
 pub use guard::HostGuard;
 pub use session::{Session, Sessions};
@@ -389,8 +388,9 @@ async fn post_message(
     let span = telemetry::request_span("tcp");
     let remote = telemetry::from_headers(&headers);
     telemetry::adopt(&span, &remote);
-    telemetry::with_remote(
-        answer_post(state, peer, uri, headers, body, remote.clone()).instrument(span),
+    telemetry::within(
+        answer_post(state, peer, uri, headers, body, remote.clone()),
+        span,
         remote,
     )
     .await
@@ -578,8 +578,9 @@ async fn call_in_task(
             let _ = done_tx.send(answer);
         };
         // The call keeps its request's span and trace context in its own task.
-        tokio::spawn(telemetry::with_remote(
-            call.instrument(tracing::Span::current()),
+        tokio::spawn(telemetry::within(
+            call,
+            tracing::Span::current(),
             telemetry::current(),
         ));
     }

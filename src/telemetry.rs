@@ -200,6 +200,18 @@ pub fn with_remote<F: Future>(work: F, remote: Context) -> opentelemetry::contex
     opentelemetry::context::FutureExt::with_context(work, remote)
 }
 
+/// Runs `work` inside `span`, with `remote` as the ambient trace context beneath it. The order matters: entering
+/// the span puts its own context (when exported) on top of `remote`, so step spans and upstreams get the span as
+/// parent; without an exporter they see `remote`.
+pub fn within<F: Future>(
+    work: F,
+    span: Span,
+    remote: Context,
+) -> opentelemetry::context::WithContext<tracing::instrument::Instrumented<F>> {
+    use tracing::Instrument;
+    with_remote(work.instrument(span), remote)
+}
+
 /// The ambient trace context when there is one (a span of toolgate's, or the client's headers), else
 /// `fallback`.
 pub fn ambient_or(fallback: Context) -> Context {

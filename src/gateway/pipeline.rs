@@ -51,8 +51,7 @@ impl Gateway {
         let who = CallerInput::new(caller, &session.id, &request_id_text(request_id));
         let failures = std::cell::Cell::new(0usize);
         // One tool more than a page tells whether there is a next page.
-        let authorizing = tracing::info_span!("authorize").entered();
-        let mut tools =
+        let mut tools = tracing::info_span!("authorize").in_scope(|| {
             self.catalog
                 .tools_after(after.as_deref(), page_size.saturating_add(1), |t| {
                     // Quarantined tools (a definition not approved) are shown to nobody.
@@ -68,8 +67,8 @@ impl Gateway {
                             false
                         }
                     }
-                });
-        drop(authorizing);
+                })
+        });
         let next_cursor = if tools.len() > page_size {
             tools.truncate(page_size);
             tools.last().map(|t| encode_cursor(&t.name))

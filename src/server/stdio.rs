@@ -9,7 +9,6 @@ use rmcp::model::{
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
-use tracing::Instrument;
 
 use super::{Session, jsonrpc, list_changed};
 use crate::gateway::Gateway;
@@ -140,7 +139,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                         .await;
                     let _ = out.send(Box::new(answer)).await;
                 };
-                tokio::spawn(telemetry::with_remote(call.instrument(span), remote));
+                tokio::spawn(telemetry::within(call, span, remote));
             }
             ClientJsonRpcMessage::Notification(notification) => {
                 if let Some(session) = &session {
