@@ -1,5 +1,6 @@
 //! Example upstream: SQL over an embedded SQLite sample database (employees, salaries, projects, customers),
 //! created in memory at start. Deliberately permissive: it runs whatever SQL it is given, writes included.
+//! Its schema is declared to toolgate in `tool-manifests/sql.schema.sql`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -12,18 +13,17 @@ use rusqlite::types::ValueRef;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-const SCHEMA: &str = "
-CREATE TABLE employees (id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, department TEXT NOT NULL);
-CREATE TABLE salaries (employee_id TEXT NOT NULL REFERENCES employees(id), amount INTEGER NOT NULL, currency TEXT NOT NULL);
-CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT NOT NULL, owner_id TEXT REFERENCES employees(id), status TEXT NOT NULL);
-CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, country TEXT NOT NULL);
+/// The tables, from the very file that declares them to toolgate, so the two cannot drift apart.
+const SCHEMA: &str = include_str!("../tool-manifests/sql.schema.sql");
+
+const DATA: &str = "
 INSERT INTO employees VALUES
-  ('E1001','Ada Lovelace','ada.lovelace@example.com','engineering'),
-  ('E1002','Grace Hopper','grace.hopper@example.com','engineering'),
-  ('E1003','Katherine Johnson','katherine.johnson@example.com','finance'),
-  ('E1004','Alan Turing','alan.turing@example.com','research'),
-  ('E1005','Mary Jackson','mary.jackson@example.com','hr'),
-  ('E1006','Dorothy Vaughan','dorothy.vaughan@example.com','hr');
+  ('E1001','Ada Lovelace','ada.lovelace@example.com','engineering','123-45-6789'),
+  ('E1002','Grace Hopper','grace.hopper@example.com','engineering','234-56-7890'),
+  ('E1003','Katherine Johnson','katherine.johnson@example.com','finance','345-67-8901'),
+  ('E1004','Alan Turing','alan.turing@example.com','research','456-78-9012'),
+  ('E1005','Mary Jackson','mary.jackson@example.com','hr','567-89-0123'),
+  ('E1006','Dorothy Vaughan','dorothy.vaughan@example.com','hr','678-90-1234');
 INSERT INTO salaries VALUES ('E1001',185000,'USD'),('E1002',178000,'USD'),('E1003',142000,'USD'),
   ('E1004',190000,'USD'),('E1005',121000,'USD'),('E1006',133000,'USD');
 INSERT INTO projects (name, owner_id, status) VALUES ('Analytical Engine','E1001','active'),
@@ -129,6 +129,7 @@ impl SqlQuery {
 async fn main() -> anyhow::Result<()> {
     let db = rusqlite::Connection::open_in_memory()?;
     db.execute_batch(SCHEMA)?;
+    db.execute_batch(DATA)?;
     let db = Arc::new(Mutex::new(db));
     common::serve(move || SqlQuery { db: db.clone() }).await
 }

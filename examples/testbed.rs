@@ -1,7 +1,9 @@
 //! Example upstream for exercising a gateway: echo, slow calls with progress and log notifications, a crash,
 //! oversized answers, mixed content, tool errors, a request towards the client, and a tool list that changes.
 //! Over `--http` it also answers calls of the tool `garbage` with malformed JSON. `trace_context` reports the
-//! trace context a call arrived with.
+//! trace context a call arrived with. `strict` (no unknown arguments) and `legacy` (a draft-07 `inputSchema`)
+//! count their calls in `counters`; with `--broken-schema` the list also has `broken`, whose `inputSchema`
+//! references a remote schema.
 #![allow(clippy::unwrap_used, clippy::expect_used, deprecated)]
 
 mod common;
@@ -54,10 +56,45 @@ struct FlagArgs {
     on: bool,
 }
 
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct StrictArgs {
+    text: String,
+    times: u32,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct LegacyArgs {
+    pair: (i64, String),
+}
+
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 struct Counters {
     cancelled: u64,
     completed_slow: u64,
+    /// Calls of `strict` and `legacy` that reached this server.
+    checked_calls: u64,
+}
+
+/// `legacy`'s input schema, in draft-07: `pair` is a tuple of an integer and a string (draft-07's array `items`).
+fn legacy_schema() -> Arc<rmcp::model::JsonObject> {
+    let schema = json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": {
+            "pair": {
+                "type": "array",
+                "items": [{"type": "integer"}, {"$ref": "#/definitions/label"}],
+                "additionalItems": false
+            }
+        },
+        "required": ["pair"],
+        "definitions": {"label": {"type": "string"}}
+    });
+    match schema {
+        serde_json::Value::Object(map) => Arc::new(map),
+        _ => Arc::default(),
+    }
 }
 
 #[derive(Clone)]
@@ -68,6 +105,7 @@ struct Testbed {
     echo_description: Arc<std::sync::Mutex<Option<String>>>,
     cancelled: Arc<AtomicU64>,
     completed: Arc<AtomicU64>,
+    checked: Arc<AtomicU64>,
 }
 
 #[tool_router]
@@ -123,7 +161,23 @@ impl Testbed {
         Json(Counters {
             cancelled: self.cancelled.load(Ordering::SeqCst),
             completed_slow: self.completed.load(Ordering::SeqCst),
+            checked_calls: self.checked.load(Ordering::SeqCst),
         })
+    }
+
+    #[tool(description = "Repeat `text` `times` times; takes no other argument.")]
+    async fn strict(&self, Parameters(args): Parameters<StrictArgs>) -> String {
+        self.checked.fetch_add(1, Ordering::SeqCst);
+        args.text.repeat(args.times as usize)
+    }
+
+    #[tool(
+        description = "Describe a pair (a draft-07 input schema).",
+        input_schema = legacy_schema()
+    )]
+    async fn legacy(&self, Parameters(args): Parameters<LegacyArgs>) -> String {
+        self.checked.fetch_add(1, Ordering::SeqCst);
+        format!("{} is {}", args.pair.0, args.pair.1)
     }
 
     #[tool(description = "Exit the server process in the middle of the call.")]
@@ -248,6 +302,18 @@ impl ServerHandler for Testbed {
         {
             tools.push(echo);
         }
+        if std::env::args().any(|a| a == "--broken-schema")
+            && let Some(mut broken) = tools.iter().find(|t| t.name == "echo").cloned()
+        {
+            broken.name = "broken".into();
+            broken.input_schema = Arc::new(
+                json!({"type": "object", "properties": {"text": {"$ref": "https://schemas.example.invalid/text.json"}}})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            tools.push(broken);
+        }
         if std::env::var("TESTBED_BAD_NAME").is_ok()
             && let Some(mut bad) = tools.first().cloned()
         {
@@ -263,6 +329,7 @@ async fn main() -> anyhow::Result<()> {
     let duplicate = Arc::new(AtomicBool::new(std::env::var("TESTBED_DUPLICATE").is_ok()));
     let cancelled = Arc::new(AtomicU64::new(0));
     let completed = Arc::new(AtomicU64::new(0));
+    let checked = Arc::new(AtomicU64::new(0));
     let echo_description = Arc::new(std::sync::Mutex::new(None));
     let make = move || Testbed {
         tool_router: Testbed::tool_router(),
@@ -270,6 +337,7 @@ async fn main() -> anyhow::Result<()> {
         echo_description: echo_description.clone(),
         cancelled: cancelled.clone(),
         completed: completed.clone(),
+        checked: checked.clone(),
     };
     if let Some(addr) = common::arg("--http") {
         return serve_http_with_garbage(&addr, make).await;

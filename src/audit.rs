@@ -86,6 +86,10 @@ pub struct DecisionRecord {
     pub reasons: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub obligations: Option<Value>,
+    /// The argument facts the decision used (SQL statement kinds, tables and columns read and written, paths),
+    /// redacted like arguments and bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
     /// Pin hash of the tool's definition, once pinning exists.

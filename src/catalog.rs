@@ -4,6 +4,7 @@ pub mod allow;
 pub mod manifest;
 pub mod names;
 pub mod pins;
+pub mod schema;
 
 mod http;
 mod routing;
@@ -25,6 +26,7 @@ pub use routing::CallSink;
 
 use crate::config::{Config, Limits, Timeouts, UpstreamConfig, UpstreamTransport};
 use http::HttpConn;
+use schema::InputSchema;
 use stdio::StdioConn;
 
 /// Why an upstream could not answer a call.
@@ -163,6 +165,8 @@ pub struct ExposedTool {
     pub original: Arc<str>,
     /// The upstream's definition, renamed to the exposed name and otherwise intact.
     pub definition: Tool,
+    /// `definition.input_schema` compiled (the very object advertised), which every call's arguments must match.
+    pub input_schema: Arc<InputSchema>,
     /// The definition's annotations (hints) as JSON, for policy input.
     pub annotations_json: Option<serde_json::Value>,
     /// SHA-256 of the upstream's definition (name, description, schemas, annotations) as canonical JSON
@@ -732,6 +736,14 @@ impl Catalog {
                 let name: Arc<str> = Arc::from(exposed.as_str());
                 let mut definition = tool.clone();
                 definition.name = exposed.clone().into();
+                // Compiled once: a rebuild keeps the compiled schema of a tool whose schema did not change, and
+                // the definition then advertises the very object that was compiled.
+                let input_schema = InputSchema::reuse_or_compile(
+                    old.tools.get(exposed.as_str()).map(|t| &t.input_schema),
+                    &definition.input_schema,
+                    &exposed,
+                );
+                definition.input_schema = Arc::clone(input_schema.source());
                 let annotations_json = definition
                     .annotations
                     .as_ref()
@@ -744,6 +756,7 @@ impl Catalog {
                         original: Arc::from(tool.name.as_ref()),
                         pin_hash: pin_hash(tool),
                         definition,
+                        input_schema,
                         annotations_json,
                     }),
                 );

@@ -14,5 +14,6 @@ pub mod policy;
 pub mod redact;
 pub mod report;
 pub mod server;
+pub mod sql;
 pub mod store;
 pub mod telemetry;

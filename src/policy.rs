@@ -44,6 +44,8 @@ pub struct Obligations {
     pub clearance: Option<Classification>,
     /// Extra classes to mask.
     pub redact: Vec<String>,
+    /// Result columns to mask by name, with the class each is masked as (columns granted masked).
+    pub mask_columns: Vec<(String, Classification)>,
 }
 
 /// Why no decision could be made: always a denial.

@@ -92,6 +92,56 @@ pub struct Rules {
     pub fields: std::sync::Arc<Vec<(FieldPath, Classification)>>,
     /// The tool's output as a whole.
     pub output: Option<Classification>,
+    /// Whole columns of a tabular answer to mask by name (policy granted them masked).
+    pub columns: Option<ColumnMasks>,
+}
+
+/// Columns of a tabular answer masked by name, wherever the table appears (`structuredContent`, JSON text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnMasks {
+    pub shape: crate::catalog::manifest::TableShape,
+    /// Result column names and the class each is masked as.
+    pub names: Vec<(String, Classification)>,
+}
+
+impl ColumnMasks {
+    /// Masks the named columns of the table in `value`; false when `value` holds no such table.
+    fn apply(&self, value: &mut Value, plane: &str, summary: &mut RedactionSummary) -> bool {
+        let Some(object) = value.as_object_mut() else {
+            return false;
+        };
+        let Some(Value::Array(columns)) = object.get(&self.shape.columns) else {
+            return false;
+        };
+        let masked: Vec<(usize, String, Classification)> = columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let name = c.as_str()?;
+                self.names
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(n, class)| (i, n.clone(), *class))
+            })
+            .collect();
+        let Some(Value::Array(rows)) = object.get_mut(&self.shape.rows) else {
+            return false;
+        };
+        for row in rows.iter_mut() {
+            for (i, name, class) in &masked {
+                let cell = match row {
+                    Value::Array(cells) => cells.get_mut(*i),
+                    Value::Object(cells) => cells.get_mut(name),
+                    _ => None,
+                };
+                if let Some(cell) = cell {
+                    *cell = Value::String(mask(*class).to_string());
+                    summary.add(*class, || format!("{plane}:column {name}"));
+                }
+            }
+        }
+        true
+    }
 }
 
 impl Rules {
@@ -106,6 +156,7 @@ impl Rules {
             also_mask,
             fields: manifest.output.parsed_fields(),
             output: manifest.output.classification,
+            columns: None,
         }
     }
 
@@ -116,6 +167,7 @@ impl Rules {
             also_mask: Vec::new(),
             fields: std::sync::Arc::default(),
             output: None,
+            columns: None,
         }
     }
 
@@ -205,6 +257,9 @@ impl Redactor {
                     .mask_across(&mut texts, rules, &mut summary, "content");
             }
         }
+        if let Some(columns) = &rules.columns {
+            withhold_untabular(result, columns, &mut summary);
+        }
         if let Some(structured) = result.get_mut("structuredContent") {
             self.apply_fields(structured, rules, "structuredContent", &mut summary);
         }
@@ -230,6 +285,9 @@ impl Redactor {
         plane: &str,
         summary: &mut RedactionSummary,
     ) {
+        if let Some(columns) = &rules.columns {
+            columns.apply(value, plane, summary);
+        }
         for (path, class) in rules.fields.iter() {
             if rules.hides(*class) {
                 path.visit_mut(value, &mut |v| {
@@ -328,6 +386,45 @@ impl Redactor {
         }
         self.detectors.mask(text, rules, summary, place);
         Ok(())
+    }
+}
+
+/// With columns masked by name, content that does not carry the table where the manifest says cannot be
+/// masked by name: it is withheld (`structuredContent` too, when it is not the table).
+fn withhold_untabular(result: &mut Value, columns: &ColumnMasks, summary: &mut RedactionSummary) {
+    let class = columns
+        .names
+        .iter()
+        .map(|(_, c)| *c)
+        .max()
+        .unwrap_or(Classification::Restricted);
+    let note = format!(
+        "{} toolgate withheld this part of the result: it holds a masked column in a form that cannot be masked by name",
+        mask(class)
+    );
+    let is_table = |v: &Value| {
+        v.get(&columns.shape.columns).is_some_and(Value::is_array)
+            && v.get(&columns.shape.rows).is_some_and(Value::is_array)
+    };
+    if let Some(Value::Array(blocks)) = result.get_mut("content") {
+        for block in blocks.iter_mut() {
+            let tabular = block.get("type").and_then(Value::as_str) == Some("text")
+                && block
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .and_then(parse_json)
+                    .is_some_and(|v| is_table(&v));
+            if !tabular {
+                *block = serde_json::json!({"type": "text", "text": note});
+                summary.add(class, || "content:untabular".into());
+            }
+        }
+    }
+    if let Some(structured) = result.get_mut("structuredContent")
+        && !is_table(structured)
+    {
+        *structured = Value::Null;
+        summary.add(class, || "structuredContent:untabular".into());
     }
 }
 

@@ -211,8 +211,15 @@ async fn sql_is_decided_on_the_arguments_of_each_call() {
         &sql(&alice, "SELECT * FROM sqlite_master").await,
         "table `sqlite_master`",
     );
+    // A wrong type never reaches policy: the tool's inputSchema refuses it first.
     let wrong_type = carol.call("sql__query", json!({"sql": 42})).await.unwrap();
-    assert_refused_by_toolgate(&wrong_type, "not a SQL statement toolgate can parse");
+    assert_eq!(wrong_type.is_error, Some(true));
+    let said = text(&wrong_type);
+    assert!(
+        said.starts_with("toolgate refused this call")
+            && said.contains("reason `invalid_arguments`"),
+        "{said}"
+    );
 
     // The nightly job: read-only queries on its own tables, nothing else.
     let projects = sql(&nightly, "SELECT count(*) FROM projects").await;
@@ -915,8 +922,10 @@ fn policy_authors_test_and_evaluate_offline() {
             "agent": {"id": "assistant"}, "chain": ["assistant"],
             "tool": {"name": "sql__query", "upstream": "sql", "classification": "confidential", "risk": "read"},
             "action": "call", "arguments": {"sql": "SELECT * FROM salaries"},
-            "facts": {"sql": {"kind": "sql", "parsed": true, "statement_count": 1, "kinds": ["select"],
-                              "tables": ["salaries"], "read_only": true}}
+            "facts": {"sql": {"kind": "sql", "prepared": true, "statement_count": 1, "kinds": ["select"],
+                              "tables": ["salaries"], "read_only": true, "trailing_text": false,
+                              "unknown": [], "functions": [], "columns": [], "result": [],
+                              "projected_plainly": []}}
         })
         .to_string(),
     )

@@ -118,9 +118,15 @@ fn facts() -> impl Strategy<Value = Value> {
         vec!["select", "delete", "attach", "pragma", "insert"],
         1..=2,
     );
-    let sql = (any::<bool>(), 0usize..3, kinds, tables).prop_map(|(parsed, count, kinds, tables)| {
-        let read_only = parsed && count == 1 && kinds.iter().all(|k| *k == "select");
-        json!({"kind": "sql", "parsed": parsed, "statement_count": count, "kinds": kinds, "tables": tables, "read_only": read_only})
+    let sql = (any::<bool>(), 0usize..3, kinds, tables).prop_map(|(prepared, count, kinds, tables)| {
+        let read_only = prepared && count == 1 && kinds.iter().all(|k| *k == "select");
+        let columns: Vec<Value> = tables
+            .iter()
+            .map(|t| json!({"table": t, "column": "id", "class": "internal"}))
+            .collect();
+        json!({"kind": "sql", "prepared": prepared, "statement_count": count, "trailing_text": count > 1,
+               "kinds": kinds, "tables": tables, "read_only": read_only, "unknown": [], "functions": [],
+               "columns": columns, "result": [], "projected_plainly": []})
     });
     let path = (
         prop_oneof![Just("README.txt"), Just("reports/q3.md"), Just(""), Just("reports")],

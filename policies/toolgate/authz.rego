@@ -16,7 +16,7 @@ decision := {
 	"allow": allow,
 	"escalate": escalate,
 	"reasons": reasons,
-	"obligations": {"clearance": clearance, "redact": []},
+	"obligations": {"clearance": clearance, "redact": [], "mask_columns": sort([c | some c in mask_columns])},
 }
 
 default allow := false
@@ -126,17 +126,19 @@ readable_tables contains table if {
 	some table in access.agents[input.agent.id].tables
 }
 
+# SQL: the facts are SQLite's own (toolgate prepared the statement against the upstream's declared schema and
+# read the authorizer's record and the compiled program). Anything SQLite could not prepare is refused.
 deny contains msg if {
 	some name, fact in input.facts
 	fact.kind == "sql"
-	not fact.parsed
-	msg := sprintf("argument `%s` is not a SQL statement toolgate can parse; send one plain SELECT", [name])
+	not fact.prepared
+	msg := sprintf("argument `%s` is not a SQL statement toolgate can parse: SQLite cannot prepare it against the declared schema (%s); send one plain SELECT over the tables you may read", [name, object.get(fact, "error", "no detail")])
 }
 
 deny contains msg if {
 	some name, fact in input.facts
 	fact.kind == "sql"
-	fact.parsed
+	fact.prepared
 	fact.statement_count != 1
 	msg := sprintf("argument `%s` holds %d statements; send exactly one SELECT", [name, fact.statement_count])
 }
@@ -144,7 +146,6 @@ deny contains msg if {
 deny contains msg if {
 	some name, fact in input.facts
 	fact.kind == "sql"
-	fact.parsed
 	some kind in fact.kinds
 	kind != "select"
 	msg := sprintf("argument `%s` is a `%s` statement; only read-only SELECT queries are allowed", [name, kind])
@@ -153,10 +154,95 @@ deny contains msg if {
 deny contains msg if {
 	some name, fact in input.facts
 	fact.kind == "sql"
-	fact.parsed
+	fact.prepared
+	count(fact.unknown) > 0
+	msg := sprintf("argument `%s` does something toolgate cannot account for (%s); send one plain SELECT", [name, concat("; ", fact.unknown)])
+}
+
+# The catch-all: whatever else SQLite says, only a statement it calls read-only goes through.
+deny contains msg if {
+	some name, fact in input.facts
+	fact.kind == "sql"
+	fact.prepared
+	not fact.read_only
+	fact.statement_count == 1
+	count(fact.unknown) == 0
+	every kind in fact.kinds { kind == "select" }
+	msg := sprintf("argument `%s` is not a read-only statement; send one plain SELECT", [name])
+}
+
+deny contains msg if {
+	some name, fact in input.facts
+	fact.kind == "sql"
+	fact.prepared
+	some function in fact.functions
+	not function in access.sql.functions
+	msg := sprintf("argument `%s` calls function `%s()`, which is not allowed in queries", [name, function])
+}
+
+deny contains msg if {
+	some name, fact in input.facts
+	fact.kind == "sql"
+	fact.prepared
 	some table in fact.tables
 	not table in readable_tables
 	msg := sprintf("argument `%s` reads table `%s`, which you may not read; readable: %s", [name, table, concat(", ", sort([t | some t in readable_tables]))])
+}
+
+# Columns: any expression over a column (in the result, WHERE, a join, ORDER BY, a function, a subquery, a CTE, a
+# view) reads it. Above the caller's clearance it is refused, unless policy data grants it masked and SQLite
+# shows it is only ever a plain result column (then its cells are masked by name in the answer).
+deny contains msg if {
+	some name, fact in input.facts
+	fact.kind == "sql"
+	fact.prepared
+	some read in fact.columns
+	read.column != ""
+	# A table the caller may not read at all is refused as a table (above), not column by column.
+	read.table in readable_tables
+	levels[read.class] > effective_level
+	column := sprintf("%s.%s", [read.table, read.column])
+	not masked_ok(fact, column)
+	msg := column_refusal(name, column, read.class)
+}
+
+column_refusal(name, column, class) := sprintf("argument `%s` reads column `%s` (%s), above your clearance (%s); leave it out of the query: any use of it (in the result, WHERE, a join, ORDER BY, a function) counts as reading it", [name, column, class, names[effective_level]]) if {
+	not column in masked_columns
+}
+
+column_refusal(name, column, class) := sprintf("argument `%s` reads column `%s` (%s), which you may see only masked: select it only as a plain result column (`SELECT %s …`, no alias, no function, not in WHERE, ORDER BY, GROUP BY, DISTINCT, joins or subqueries), or leave it out", [name, column, class, split(column, ".")[1]]) if {
+	column in masked_columns
+}
+
+masked_ok(fact, column) if {
+	column in masked_columns
+	column in fact.projected_plainly
+}
+
+# Columns granted masked: to a human through their roles, to an agent acting alone by its own grant.
+masked_columns contains column if {
+	some role in principal_roles
+	some column in access.roles[role].masked_columns
+}
+
+masked_columns contains column if {
+	input.mode == "agent_only"
+	some column in access.agents[input.agent.id].masked_columns
+}
+
+# The answer's columns to mask: result columns that are a granted-masked column above the clearance.
+mask_columns contains {"name": result.name, "class": read.class} if {
+	input.action == "call"
+	some fact in input.facts
+	fact.kind == "sql"
+	fact.prepared
+	some read in fact.columns
+	levels[read.class] > effective_level
+	column := sprintf("%s.%s", [read.table, read.column])
+	masked_ok(fact, column)
+	some result in fact.result
+	result.table == read.table
+	result.column == read.column
 }
 
 deny contains msg if {
@@ -237,3 +323,8 @@ cleared_levels contains level if {
 default clearance := "public"
 
 clearance := names[max(cleared_levels)] if count(cleared_levels) > 0
+
+# What the caller may see: the policy's clearance, never above the chain's (toolgate enforces both again).
+effective_level := min([levels[clearance], levels[input.scope.clearance]]) if input.scope.clearance in names
+
+default effective_level := 0

@@ -9,6 +9,7 @@ alice := {
 	"principal": {"issuer": "toolgate-dev", "subject": "alice", "roles": ["hr"], "groups": []},
 	"agent": {"id": "assistant"},
 	"chain": ["assistant"],
+	"scope": {"token": null, "clearance": "restricted"},
 }
 
 carol := object.union(alice, {"principal": {"issuer": "toolgate-dev", "subject": "carol", "roles": ["hr", "hr-admin"], "groups": []}})
@@ -23,6 +24,7 @@ nightly := {
 	"principal": null,
 	"agent": {"id": "nightly-report"},
 	"chain": ["nightly-report"],
+	"scope": {"token": null, "clearance": "confidential"},
 }
 
 hr_lookup := {"name": "hr__lookup_employee", "upstream": "hr", "classification": "restricted", "risk": "read"}
@@ -39,7 +41,7 @@ listing(caller, tool) := object.union(caller, {"tool": tool, "action": "list", "
 
 calling(caller, tool, facts) := object.union(caller, {"tool": tool, "action": "call", "arguments": {}, "facts": facts})
 
-select(tables) := {"sql": {"kind": "sql", "parsed": true, "statement_count": 1, "kinds": ["select"], "tables": tables, "read_only": true}}
+select(tables) := {"sql": {"kind": "sql", "prepared": true, "trailing_text": false, "unknown": [], "functions": [], "columns": [], "result": [], "projected_plainly": [], "statement_count": 1, "kinds": ["select"], "tables": tables, "read_only": true}}
 
 path(normalized) := {"path": {"kind": "path", "normalized": normalized, "escapes_root": false, "absolute": false, "invalid": false}}
 
@@ -80,25 +82,25 @@ test_engineer_may_not_read_salaries if {
 test_engineer_reads_customers if authz.decision.allow with input as calling(bob, sql_query, select(["customers"]))
 
 test_writes_are_refused if {
-	facts := {"sql": {"kind": "sql", "parsed": true, "statement_count": 1, "kinds": ["delete"], "tables": ["customers"], "read_only": false}}
+	facts := {"sql": {"kind": "sql", "prepared": true, "trailing_text": false, "unknown": [], "functions": [], "columns": [], "result": [], "projected_plainly": [], "statement_count": 1, "kinds": ["delete"], "tables": ["customers"], "read_only": false}}
 	d := authz.decision with input as calling(carol, sql_query, facts)
 	not d.allow
 	contains(d.reasons[0], "`delete`")
 }
 
 test_several_statements_are_refused if {
-	facts := {"sql": {"kind": "sql", "parsed": true, "statement_count": 2, "kinds": ["select"], "tables": ["projects"], "read_only": false}}
+	facts := {"sql": {"kind": "sql", "prepared": true, "trailing_text": false, "unknown": [], "functions": [], "columns": [], "result": [], "projected_plainly": [], "statement_count": 2, "kinds": ["select"], "tables": ["projects"], "read_only": false}}
 	not authz.decision.allow with input as calling(alice, sql_query, facts)
 }
 
 test_unparseable_sql_is_refused if {
-	facts := {"sql": {"kind": "sql", "parsed": false, "error": "x", "statement_count": 0, "kinds": [], "tables": [], "read_only": false}}
+	facts := {"sql": {"kind": "sql", "prepared": false, "error": "x", "statement_count": 0, "kinds": [], "tables": [], "read_only": false}}
 	not authz.decision.allow with input as calling(carol, sql_query, facts)
 }
 
 test_attach_and_pragma_are_refused if {
-	attach := {"sql": {"kind": "sql", "parsed": true, "statement_count": 1, "kinds": ["attach"], "tables": [], "read_only": false}}
-	pragma := {"sql": {"kind": "sql", "parsed": true, "statement_count": 1, "kinds": ["pragma"], "tables": [], "read_only": false}}
+	attach := {"sql": {"kind": "sql", "prepared": true, "trailing_text": false, "unknown": [], "functions": [], "columns": [], "result": [], "projected_plainly": [], "statement_count": 1, "kinds": ["attach"], "tables": [], "read_only": false}}
+	pragma := {"sql": {"kind": "sql", "prepared": true, "trailing_text": false, "unknown": [], "functions": [], "columns": [], "result": [], "projected_plainly": [], "statement_count": 1, "kinds": ["pragma"], "tables": [], "read_only": false}}
 	not authz.decision.allow with input as calling(carol, sql_query, attach)
 	not authz.decision.allow with input as calling(carol, sql_query, pragma)
 }
@@ -226,4 +228,68 @@ test_decision_shape_is_stable if {
 	d.escalate == false
 	is_array(d.reasons)
 	is_object(d.obligations)
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Columns: classes from the manifest, clearance from roles and the chain, masked grants.
+# ---------------------------------------------------------------------------------------------------------------
+
+reading(tables, columns, plain, result) := {"sql": object.union(select(tables).sql, {"columns": columns, "projected_plainly": plain, "result": result})}
+
+email := {"table": "customers", "column": "email", "class": "confidential"}
+
+cname := {"table": "customers", "column": "name", "class": "internal"}
+
+test_engineer_may_not_compute_over_a_masked_column if {
+	d := authz.decision with input as calling(bob, sql_query, reading(["customers"], [email], [], [{"name": "hex(email)"}]))
+	not d.allow
+	contains(d.reasons[0], "column `customers.email` (confidential)")
+	contains(d.reasons[0], "only masked")
+}
+
+test_engineer_sees_a_plain_masked_column_masked if {
+	facts := reading(["customers"], [email, cname], ["customers.email", "customers.name"], [{"name": "name", "table": "customers", "column": "name"}, {"name": "email", "table": "customers", "column": "email"}])
+	d := authz.decision with input as calling(bob, sql_query, facts)
+	d.allow
+	d.obligations.mask_columns == [{"name": "email", "class": "confidential"}]
+}
+
+test_columns_above_clearance_without_a_grant_are_refused if {
+	salary := {"table": "salaries", "column": "amount", "class": "confidential"}
+	nightly_low := object.union(nightly, {"scope": {"token": null, "clearance": "internal"}})
+	d := authz.decision with input as calling(nightly_low, sql_query, reading(["salaries"], [salary], ["salaries.amount"], []))
+	not d.allow
+	some r in d.reasons
+	contains(r, "column `salaries.amount` (confidential), above your clearance (internal)")
+}
+
+test_hr_reads_confidential_columns_in_clear if {
+	salary := {"table": "salaries", "column": "amount", "class": "confidential"}
+	d := authz.decision with input as calling(alice, sql_query, reading(["salaries"], [salary], [], []))
+	d.allow
+	d.obligations.mask_columns == []
+}
+
+test_restricted_columns_need_restricted_clearance if {
+	nid := {"table": "employees", "column": "national_id", "class": "restricted"}
+	not authz.decision.allow with input as calling(alice, sql_query, reading(["employees"], [nid], [], []))
+	authz.decision.allow with input as calling(carol, sql_query, reading(["employees"], [nid], [], []))
+}
+
+test_the_chain_lowers_column_clearance if {
+	nid := {"table": "employees", "column": "national_id", "class": "restricted"}
+	low := object.union(carol, {"scope": {"token": null, "clearance": "internal"}})
+	not authz.decision.allow with input as calling(low, sql_query, reading(["employees"], [nid], [], []))
+}
+
+test_functions_off_the_list_are_refused if {
+	facts := {"sql": object.union(select(["projects"]).sql, {"functions": ["load_extension"]})}
+	d := authz.decision with input as calling(carol, sql_query, facts)
+	not d.allow
+	contains(d.reasons[0], "`load_extension()`")
+}
+
+test_unknown_actions_are_refused if {
+	facts := {"sql": object.union(select(["projects"]).sql, {"unknown": ["the statement writes, but SQLite names no table"]})}
+	not authz.decision.allow with input as calling(carol, sql_query, facts)
 }

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use std::sync::Arc;
+
 use crate::redact::FieldPath;
+use crate::sql::{SchemaDeclaration, SqlDatabase};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Classification;
@@ -23,14 +26,47 @@ pub enum Risk {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ArgumentKind {
-    /// A SQL statement (analysed with a real parser).
-    Sql,
+    /// A SQL statement, analysed by SQLite itself against the named database's declared schema (none: a
+    /// schema-less prepare, so that any table it names is unknown).
+    Sql {
+        #[serde(default)]
+        database: Option<String>,
+        /// The compiled schema, attached when the manifest loads.
+        #[serde(skip)]
+        compiled: CompiledSchema,
+    },
     /// A path, normalised against `root` (the tool's own root when empty).
     Path {
         #[serde(default)]
         root: String,
     },
 }
+
+/// A declared database schema compiled for analysis; compared by what was declared.
+#[derive(Debug, Clone, Default)]
+pub struct CompiledSchema(Option<Arc<SqlDatabase>>);
+
+impl CompiledSchema {
+    /// The schema statements are prepared against: the declared one, else the schema-less one.
+    pub fn database(&self) -> Arc<SqlDatabase> {
+        match &self.0 {
+            Some(db) => Arc::clone(db),
+            None => crate::sql::schemaless(),
+        }
+    }
+}
+
+impl PartialEq for CompiledSchema {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for CompiledSchema {}
 
 /// One tool's manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +92,10 @@ pub struct OutputClasses {
     pub classification: Option<Classification>,
     #[serde(default)]
     pub fields: BTreeMap<String, Classification>,
+    /// The answer is a table (in `structuredContent`, and as JSON in text content): where its column names and
+    /// rows are. Whole columns are masked by name here when policy grants a column masked.
+    #[serde(default)]
+    pub table: Option<TableShape>,
     /// `fields` parsed, once per manifest.
     #[serde(skip)]
     parsed: ParsedFields,
@@ -73,6 +113,14 @@ impl OutputClasses {
             )
         }))
     }
+}
+
+/// Where a tabular answer keeps its column names and its rows (members of the top-level object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableShape {
+    pub columns: String,
+    pub rows: String,
 }
 
 /// A cache derived from `fields`: never part of a manifest's identity.
@@ -105,6 +153,9 @@ impl ToolManifest {
 struct File {
     upstream: String,
     owner: String,
+    /// The upstream's databases, by name, for arguments of kind `sql`.
+    #[serde(default)]
+    databases: BTreeMap<String, SchemaDeclaration>,
     tools: BTreeMap<String, ToolManifest>,
 }
 
@@ -113,6 +164,8 @@ struct File {
 pub struct Manifests {
     /// By upstream, then tool.
     tools: BTreeMap<String, BTreeMap<String, ToolManifest>>,
+    /// Every declared schema's DDL, by upstream and database: part of what the bundle version hashes.
+    schemas: BTreeMap<(String, String), String>,
 }
 
 impl Manifests {
@@ -131,18 +184,45 @@ impl Manifests {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
             manifests
-                .add_yaml(&text)
+                .add_yaml_in(&text, path.parent())
                 .map_err(|e| format!("tool manifest `{}`: {e}", path.display()))?;
         }
         Ok(manifests)
     }
 
-    /// Adds one manifest file's content.
+    /// Adds one manifest file's content (schema files, if any, are looked up in the current directory).
     pub fn add_yaml(&mut self, text: &str) -> Result<(), String> {
+        self.add_yaml_in(text, None)
+    }
+
+    /// Adds one manifest file's content; `dir` is the manifest's directory, where schema files live.
+    pub fn add_yaml_in(&mut self, text: &str, dir: Option<&Path>) -> Result<(), String> {
         let file: File = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
         super::names::validate_upstream_name(&file.upstream)?;
+        let mut databases = BTreeMap::new();
+        for (name, declaration) in &file.databases {
+            let ddl = schema_text(name, declaration, dir)?;
+            let compiled = SqlDatabase::compile(name, declaration, ddl.clone())?;
+            self.schemas
+                .insert((file.upstream.clone(), name.clone()), ddl);
+            databases.insert(name.clone(), Arc::new(compiled));
+        }
         for (tool, mut manifest) in file.tools {
             super::names::validate_tool_name(&tool)?;
+            for (argument, kind) in &mut manifest.arguments {
+                if let ArgumentKind::Sql {
+                    database: Some(name),
+                    compiled,
+                } = kind
+                {
+                    let Some(db) = databases.get(name) else {
+                        return Err(format!(
+                            "tool `{tool}`: argument `{argument}` names database `{name}`, which the manifest does not declare"
+                        ));
+                    };
+                    *compiled = CompiledSchema(Some(Arc::clone(db)));
+                }
+            }
             for path in manifest.output.fields.keys() {
                 crate::redact::FieldPath::parse(path)
                     .map_err(|e| format!("tool `{tool}`: output field `{path}`: {e}"))?;
@@ -211,6 +291,47 @@ impl Manifests {
     pub fn is_empty(&self) -> bool {
         self.tools.is_empty()
     }
+
+    /// Every declared schema's DDL as `(upstream, database, ddl)`.
+    pub fn schemas(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.schemas
+            .iter()
+            .map(|((u, d), ddl)| (u.as_str(), d.as_str(), ddl.as_str()))
+    }
+}
+
+/// A declaration's DDL: inline, or from a file beside the manifest (a relative path without `..`).
+fn schema_text(
+    name: &str,
+    declaration: &SchemaDeclaration,
+    dir: Option<&Path>,
+) -> Result<String, String> {
+    match (&declaration.schema, &declaration.schema_file) {
+        (Some(ddl), None) => Ok(ddl.clone()),
+        (None, Some(file)) => {
+            let relative = Path::new(file);
+            if relative.is_absolute()
+                || relative
+                    .components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(format!(
+                    "database `{name}`: schema_file `{file}` must be a plain relative path beside the manifest"
+                ));
+            }
+            let path = dir.unwrap_or(Path::new(".")).join(relative);
+            std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "database `{name}`: cannot read schema file `{}`: {e}",
+                    path.display()
+                )
+            })
+        }
+        (Some(_), Some(_)) => Err(format!(
+            "database `{name}`: give `schema` or `schema_file`, not both"
+        )),
+        (None, None) => Err(format!("database `{name}`: no `schema` or `schema_file`")),
+    }
 }
 
 #[cfg(test)]
@@ -223,7 +344,10 @@ mod tests {
         let manifests = Manifests::load_dir(&dir).unwrap();
         let query = manifests.get("sql", "query");
         assert_eq!(query.risk, Risk::Read);
-        assert_eq!(query.arguments.get("sql"), Some(&ArgumentKind::Sql));
+        assert!(matches!(
+            query.arguments.get("sql"),
+            Some(ArgumentKind::Sql { database: Some(db), .. }) if db == "company"
+        ));
         assert_eq!(
             manifests.get("hr", "lookup_employee").classification,
             Classification::Restricted

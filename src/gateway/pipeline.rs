@@ -183,6 +183,11 @@ impl Gateway {
                 tool.name
             ))));
         }
+        // The arguments must match the tool's advertised inputSchema before anything reads them (absent = `{}`).
+        if let Err(refused) = tool.input_schema.check(params.arguments.as_ref()) {
+            record.deny(refused.reason_id(), refused.reasons());
+            return Break(Ok(refusal_result(refused.message(&tool.name))));
+        }
         // The arguments: facts computed by real parsers as the manifest directs, then the decision.
         let manifest = bundle.manifests.get(&tool.upstream, &tool.original);
         let arguments = params.arguments.as_ref();
@@ -191,6 +196,12 @@ impl Gateway {
         if let Some(arguments) = arguments {
             add_detected(&mut facts, arguments, self.redactor.detectors());
         }
+        // The record shows the facts the decision used (redacted like arguments, bounded).
+        record.facts = recorded_facts(
+            &facts,
+            &self.redactor,
+            self.config.redaction.default_clearance,
+        );
         let input = who.for_tool(tool_ref(&tool, manifest), Action::Call, arguments, facts);
         let decision = match bundle.decide(&input) {
             Ok(decision) => decision,
@@ -253,11 +264,27 @@ impl Gateway {
             .iter()
             .filter_map(|c| serde_json::from_value(serde_json::json!(c)).ok())
             .collect();
-        let rules = Rules::for_tool(manifest, clearance, also_mask);
+        let mut rules = Rules::for_tool(manifest, clearance, also_mask);
+        // Columns granted masked are masked by name in a tabular answer; with no table to find them in, the
+        // call is refused rather than answered unmasked.
+        if !decision.obligations.mask_columns.is_empty() {
+            let Some(shape) = manifest.output.table.clone() else {
+                let why = "the policy grants columns only masked, but the tool's manifest declares no table shape \
+                           (`output.table`) to mask them in"
+                    .to_string();
+                record.deny("policy_denied", vec![why.clone()]);
+                return Break(Ok(policy_denied(&tool, &[why])));
+            };
+            rules.columns = Some(crate::redact::ColumnMasks {
+                shape,
+                names: decision.obligations.mask_columns.clone(),
+            });
+        }
         record.obligations = Some(serde_json::json!({
             "clearance": clearance,
             "policy_clearance": decision.obligations.clearance,
             "redact": decision.obligations.redact,
+            "mask_columns": decision.obligations.mask_columns.iter().map(|(n, _)| n).collect::<Vec<_>>(),
         }));
         record.latency.authorize_us = Some(elapsed_us(authorizing));
         Continue((tool, rules))
@@ -592,6 +619,38 @@ fn advertised(bundle: &Bundle, tool: &ExposedTool) -> rmcp::model::Tool {
         definition.output_schema = Some(std::sync::Arc::new(schema));
     }
     definition
+}
+
+/// Largest facts document a record keeps; a larger one is recorded as its size and hash.
+const MAX_RECORDED_FACTS: usize = 16 * 1024;
+
+/// The facts as a record keeps them: values in them (error texts quote the statement) redacted like recorded
+/// arguments, and bounded.
+fn recorded_facts(
+    facts: &serde_json::Map<String, serde_json::Value>,
+    redactor: &crate::redact::Redactor,
+    clearance: Classification,
+) -> Option<serde_json::Value> {
+    use sha2::Digest;
+    if facts.is_empty() {
+        return None;
+    }
+    let mut value = serde_json::Value::Object(facts.clone());
+    if redactor
+        .redact_value(&mut value, &Rules::plain(clearance))
+        .is_err()
+    {
+        return Some(serde_json::json!({"unrecorded": "the facts could not be redacted"}));
+    }
+    let text = serde_json::to_vec(&value).unwrap_or_default();
+    if text.len() > MAX_RECORDED_FACTS {
+        return Some(serde_json::json!({
+            "truncated": true,
+            "bytes": text.len(),
+            "sha256": hex::encode(sha2::Sha256::digest(&text)),
+        }));
+    }
+    Some(value)
 }
 
 /// Adds what the detectors find in each argument to its facts: `detected: [{detector, class, path}]`.

@@ -160,7 +160,7 @@ impl Bundle {
         let mut manifests = Manifests::default();
         for file in &manifest_files {
             manifests
-                .add_yaml(&file.text)
+                .add_yaml_in(&file.text, file.path.parent())
                 .map_err(|e| format!("tool manifest `{}`: {e}", file.path.display()))?;
         }
         let inventory_text = std::fs::read_to_string(&sources.agents_file).map_err(|e| {
@@ -190,6 +190,12 @@ impl Bundle {
                 hasher.update((file.text.len() as u64).to_le_bytes());
                 hasher.update(file.text.as_bytes());
             }
+        }
+        // Schema files beside the manifests are part of what the bundle decides with.
+        for (upstream, database, ddl) in manifests.schemas() {
+            hasher.update(format!("schema\0{upstream}\0{database}\0").as_bytes());
+            hasher.update((ddl.len() as u64).to_le_bytes());
+            hasher.update(ddl.as_bytes());
         }
         hasher.update(b"agents\0");
         hasher.update(inventory_text.as_bytes());
@@ -499,6 +505,37 @@ fn shape(message: &str) -> PolicyError {
     PolicyError::Shape(message.to_string())
 }
 
+/// `obligations.mask_columns`: `[{name, class}]`.
+fn mask_columns(value: Option<&Value>) -> Result<Vec<(String, Classification)>, PolicyError> {
+    let shape = |m: &str| PolicyError::Shape(format!("`obligations.mask_columns` {m}"));
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let items: Vec<&Value> = if let Ok(items) = value.as_array() {
+        items.iter().collect()
+    } else if let Ok(items) = value.as_set() {
+        items.iter().collect()
+    } else {
+        return Err(shape("must be an array"));
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let object = item.as_object().map_err(|_| shape("holds a non-object"))?;
+            let text = |key: &str| {
+                object
+                    .get(&Value::from(key))
+                    .and_then(|v| v.as_string().ok())
+                    .map(|s| s.to_string())
+                    .ok_or_else(|| shape(&format!("entry lacks `{key}`")))
+            };
+            let class = serde_json::from_value::<Classification>(json!(text("class")?))
+                .map_err(|_| shape("names an unknown class"))?;
+            Ok((text("name")?, class))
+        })
+        .collect()
+}
+
 /// Reads `{allow, escalate, reasons, obligations}`; anything else is an error (and so a denial).
 fn parse_decision(value: &Value) -> Result<Decision, PolicyError> {
     if *value == Value::Undefined {
@@ -563,6 +600,7 @@ fn parse_decision(value: &Value) -> Result<Decision, PolicyError> {
             Obligations {
                 clearance,
                 redact: strings(o.get(&Value::from("redact")), "obligations.redact")?,
+                mask_columns: mask_columns(o.get(&Value::from("mask_columns")))?,
             }
         }
     };

@@ -2,7 +2,6 @@
 //! They reach policy as `input.facts`, keyed by argument name.
 
 pub mod path;
-pub mod sql;
 
 use serde_json::{Map, Value, json};
 
@@ -18,9 +17,10 @@ pub fn for_call(
     for (name, kind) in &manifest.arguments {
         let value = arguments.and_then(|a| a.get(name));
         let mut fact = match (kind, value) {
-            (ArgumentKind::Sql, Some(Value::String(text))) => {
-                tagged(serde_json::to_value(sql::analyse(text)), "sql")
-            }
+            (ArgumentKind::Sql { compiled, .. }, Some(Value::String(text))) => tagged(
+                serde_json::to_value(compiled.database().analyse(text)),
+                "sql",
+            ),
             (ArgumentKind::Path { root }, Some(Value::String(text))) => {
                 tagged(serde_json::to_value(path::analyse(text, root)), "path")
             }
@@ -29,8 +29,9 @@ pub fn for_call(
             (ArgumentKind::Path { root }, None) => {
                 tagged(serde_json::to_value(path::analyse("", root)), "path")
             }
-            (ArgumentKind::Sql, _) => {
-                json!({"kind": "sql", "parsed": false, "error": if value.is_some() { "not a string" } else { "missing" }})
+            (ArgumentKind::Sql { .. }, _) => {
+                json!({"kind": "sql", "dialect": "sqlite", "prepared": false, "read_only": false,
+                       "error": if value.is_some() { "not a string" } else { "missing" }})
             }
             (ArgumentKind::Path { .. }, Some(_)) => {
                 json!({"kind": "path", "invalid": true, "escapes_root": true})
@@ -44,7 +45,7 @@ pub fn for_call(
 
 /// A serialised fact with its `kind`.
 fn tagged(fact: Result<Value, serde_json::Error>, kind: &str) -> Value {
-    let mut fact = fact.unwrap_or_else(|_| json!({"invalid": true, "parsed": false}));
+    let mut fact = fact.unwrap_or_else(|_| json!({"invalid": true, "prepared": false}));
     fact["kind"] = json!(kind);
     fact
 }
@@ -63,6 +64,12 @@ mod tests {
         assert_eq!(facts["sql"]["kind"], "sql");
         assert_eq!(facts["sql"]["read_only"], false);
         assert_eq!(facts["sql"]["tables"], json!(["customers"]));
+        assert!(
+            facts["sql"]["kinds"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("delete"))
+        );
         let args = json!({"path": "../../etc/passwd", "content": "x"});
         let facts = for_call(manifests.get("files", "write_file"), args.as_object());
         assert_eq!(facts["path"]["escapes_root"], true);
@@ -71,13 +78,13 @@ mod tests {
             manifests.get("sql", "query"),
             json!({"sql": 42}).as_object(),
         );
-        assert_eq!(facts["sql"]["parsed"], false);
+        assert_eq!(facts["sql"]["prepared"], false);
         assert!(for_call(manifests.get("x", "y"), json!({"a": "b"}).as_object()).is_empty());
         // Left out: a path means the root, SQL is unparseable.
         let facts = for_call(manifests.get("files", "list_files"), json!({}).as_object());
         assert_eq!(facts["path"]["normalized"], "");
         assert_eq!(facts["path"]["present"], false);
         let facts = for_call(manifests.get("sql", "query"), None);
-        assert_eq!(facts["sql"]["parsed"], false);
+        assert_eq!(facts["sql"]["prepared"], false);
     }
 }
