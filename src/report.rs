@@ -37,8 +37,19 @@ pub struct ToolReport {
     pub top_denial_reasons: Vec<(String, u64)>,
     /// Values masked in results, by class.
     pub redactions_by_class: BTreeMap<String, u64>,
+    /// Reads of classified columns (`confidential` and above) by SQL arguments, per `table.column`, from the
+    /// facts each decision used.
+    pub column_reads: BTreeMap<String, ColumnReads>,
     pub first_access_ms: Option<i64>,
     pub last_access_ms: Option<i64>,
+}
+
+/// How often calls asked to read one classified column, and what was decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ColumnReads {
+    pub class: String,
+    pub allowed: u64,
+    pub denied: u64,
 }
 
 /// One agent's activity.
@@ -266,6 +277,7 @@ fn add_call(tools: &mut BTreeMap<String, ToolAccumulator>, record: &DecisionReco
                 count.as_u64().unwrap_or(0);
         }
     }
+    count_column_reads(entry, record);
     entry.first_access_ms = Some(
         entry
             .first_access_ms
@@ -281,6 +293,37 @@ fn add_call(tools: &mut BTreeMap<String, ToolAccumulator>, record: &DecisionReco
     }
     if let Some(a) = &record.agent {
         agents.insert(a.clone());
+    }
+}
+
+/// Counts the classified columns a call's SQL facts say it reads (each column once per call).
+fn count_column_reads(entry: &mut ToolReport, record: &DecisionRecord) {
+    let Some(serde_json::Value::Object(facts)) = &record.facts else {
+        return;
+    };
+    let mut seen = BTreeSet::new();
+    for fact in facts.values() {
+        let Some(columns) = fact.get("columns").and_then(|c| c.as_array()) else {
+            continue;
+        };
+        for read in columns {
+            let text = |k: &str| read.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+            let (table, column, class) = (text("table"), text("column"), text("class"));
+            if column.is_empty() || !matches!(class, "confidential" | "restricted") {
+                continue;
+            }
+            let key = format!("{table}.{column}");
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            let counts = entry.column_reads.entry(key).or_default();
+            counts.class = class.to_string();
+            if record.decision == "allow" {
+                counts.allowed += 1;
+            } else {
+                counts.denied += 1;
+            }
+        }
     }
 }
 
@@ -374,6 +417,27 @@ impl AccessReport {
                 time(t.first_access_ms),
                 time(t.last_access_ms),
             ])?;
+        }
+        row(vec![String::new()])?;
+        row(vec![
+            "section".into(),
+            "tool".into(),
+            "column".into(),
+            "class".into(),
+            "allowed".into(),
+            "denied".into(),
+        ])?;
+        for t in &self.tools {
+            for (column, reads) in &t.column_reads {
+                row(vec![
+                    "column".into(),
+                    t.tool.clone(),
+                    column.clone(),
+                    reads.class.clone(),
+                    reads.allowed.to_string(),
+                    reads.denied.to_string(),
+                ])?;
+            }
         }
         row(vec![String::new()])?;
         row(vec![
