@@ -360,6 +360,64 @@ mod tests {
     }
 
     #[test]
+    fn declared_schemas_must_compile() {
+        let manifest = |databases: &str, argument: &str| {
+            format!(
+                "upstream: db\nowner: x\ndatabases:\n{databases}tools:\n  q:\n    classification: internal\n    risk: read\n    arguments:\n      sql: {argument}\n"
+            )
+        };
+        let good =
+            "  main:\n    schema: 'CREATE TABLE t (a, b);'\n    columns: {t.a: confidential}\n";
+        let mut m = Manifests::default();
+        m.add_yaml(&manifest(good, "{kind: sql, database: main}"))
+            .unwrap();
+        assert_eq!(m.schemas().count(), 1);
+        for (databases, argument, error) in [
+            (
+                "  main:\n    schema: 'CREATE TABLE t (a,'\n",
+                "{kind: sql, database: main}",
+                "does not compile",
+            ),
+            (
+                "  main:\n    schema: 'CREATE TABLE t (a); ATTACH ''x'' AS y;'\n",
+                "{kind: sql, database: main}",
+                "does not compile",
+            ),
+            (
+                "  main:\n    schema: 'CREATE TABLE t (a);'\n    columns: {t.z: restricted}\n",
+                "{kind: sql, database: main}",
+                "names no column",
+            ),
+            (
+                "  main:\n    schema: 'CREATE TABLE t (a);'\n    columns: {a: restricted}\n",
+                "{kind: sql, database: main}",
+                "not `table.column`",
+            ),
+            (
+                "  main:\n    schema_file: ../etc/schema.sql\n",
+                "{kind: sql, database: main}",
+                "plain relative path",
+            ),
+            (
+                "  main:\n    dialect: postgres\n    schema: 'CREATE TABLE t (a);'\n",
+                "{kind: sql, database: main}",
+                "not supported",
+            ),
+            (
+                "  main:\n    schema: 'CREATE TABLE t (a);'\n",
+                "{kind: sql, database: other}",
+                "does not declare",
+            ),
+            ("  main: {}\n", "{kind: sql, database: main}", "no `schema`"),
+        ] {
+            let error_text = Manifests::default()
+                .add_yaml(&manifest(databases, argument))
+                .unwrap_err();
+            assert!(error_text.contains(error), "{databases}: {error_text}");
+        }
+    }
+
+    #[test]
     fn undescribed_tools_get_the_safe_default() {
         let manifests = Manifests::default();
         assert_eq!(manifests.get("x", "y"), &ToolManifest::safe_default());
