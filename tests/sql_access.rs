@@ -90,11 +90,17 @@ async fn bob_never_reads_a_customer_email_in_clear() {
     )
     .await;
     // Plainly selected: answered, the email column masked by name.
-    let plain = answer(
-        &bob.sql("SELECT name, email FROM customers ORDER BY id")
-            .await
-            .unwrap(),
-    );
+    let result = bob
+        .sql("SELECT name, email FROM customers ORDER BY id")
+        .await
+        .unwrap();
+    // In every plane: structured content, and the JSON copy in text content.
+    let all = serde_json::to_string(&result).unwrap();
+    for email in EMAILS {
+        assert!(!all.contains(email), "{all}");
+    }
+    assert!(text(&result).contains("[REDACTED:confidential]"), "{all}");
+    let plain = answer(&result);
     assert_eq!(plain["columns"], json!(["name", "email"]));
     assert_eq!(
         plain["rows"][0],
@@ -301,4 +307,64 @@ async fn records_show_the_facts_and_reports_count_column_reads() {
         columns["salaries.amount"],
         json!({"class": "confidential", "allowed": 1, "denied": 0})
     );
+}
+
+#[test]
+fn a_declared_schema_that_does_not_compile_is_refused_by_check_and_policy_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["agents.yaml", "files.yaml", "hr.yaml", "sql.yaml"] {
+        std::fs::copy(root.join("tool-manifests").join(file), manifests.join(file)).unwrap();
+    }
+    // The quickstart's schema with a column the manifest classifies left out, then broken outright.
+    let schema = std::fs::read_to_string(root.join("tool-manifests/sql.schema.sql")).unwrap();
+    let config = dir.path().join("toolgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\n{}policy:\n  dir: \"{}\"\n  manifests: \"{}\"\n",
+            test_auth(&quickstart_agents()),
+            root.join("policies").display(),
+            manifests.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    std::fs::write(manifests.join("sql.schema.sql"), &schema).unwrap();
+    assert!(run(&["check"]).0, "{}", run(&["check"]).1);
+    assert!(run(&["policy", "test"]).0);
+    let cases = [
+        (
+            schema.replace(", national_id TEXT NOT NULL", ""),
+            "`employees.national_id` names no column",
+        ),
+        (
+            format!("{schema}\nCREATE TABLE broken (a,"),
+            "the schema does not compile",
+        ),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(manifests.join("sql.schema.sql"), text).unwrap();
+        for args in [&["check"][..], &["policy", "test"][..]] {
+            let (ok, stderr) = run(args);
+            assert!(!ok, "{args:?} accepted it");
+            assert!(
+                stderr.contains(expected) && stderr.contains("sql.yaml"),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
 }
