@@ -507,6 +507,15 @@ mod tests {
                 calls: 2,
                 denied: 2,
                 top_denial_reasons: vec![("=HYPERLINK(\"http://evil\")".into(), 2)],
+                column_reads: [(
+                    "<b>t</b>.=c".to_string(),
+                    ColumnReads {
+                        class: "restricted".into(),
+                        allowed: 0,
+                        denied: 2,
+                    },
+                )]
+                .into(),
                 ..ToolReport::default()
             }],
             agents: vec![AgentReport {
@@ -531,6 +540,7 @@ mod tests {
         assert!(!html.contains("<script"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(!html.contains("\" onmouseover"));
+        assert!(!html.contains("<b>t</b>") && html.contains("&lt;b&gt;t&lt;/b&gt;"));
         assert!(html.contains("default-src 'none'"));
         assert!(html.contains("<svg"));
         assert!(!html.contains("http://evil\"") || html.contains("&quot;http://evil&quot;"));
@@ -547,5 +557,9 @@ mod tests {
             );
         }
         assert!(csv.contains("'=HYPERLINK") && csv.contains("'@SUM(A1)"));
+        assert!(
+            csv.contains("column,<script>alert(1)</script>,<b>t</b>.=c,restricted,0,2"),
+            "{csv}"
+        );
     }
 }

@@ -144,6 +144,24 @@ pub(super) fn render(report: &AccessReport) -> String {
     }
     page.push_str("</table>");
 
+    if report.tools.iter().any(|t| !t.column_reads.is_empty()) {
+        page.push_str("<h2>Classified columns read by SQL</h2><table><tr><th>Tool</th><th>Column</th><th>Class</th><th>Allowed</th><th>Refused</th></tr>");
+        for t in &report.tools {
+            for (column, reads) in &t.column_reads {
+                let _ = write!(
+                    page,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                    esc(&t.tool),
+                    esc(column),
+                    esc(&reads.class),
+                    reads.allowed,
+                    reads.denied
+                );
+            }
+        }
+        page.push_str("</table>");
+    }
+
     page.push_str("<h2>Agents (non-human identities)</h2>");
     let rows: Vec<(String, [u64; 4])> = report
         .agents
