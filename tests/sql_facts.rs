@@ -323,11 +323,26 @@ fn table() -> Vec<Expect> {
             &["json_each"],
             &[],
         ),
+        // `pragma_*` table-valued functions run their pragma: `pragma_optimize` writes statistics.
         e(
             "SELECT name FROM pragma_table_info('customers')",
-            true,
-            SELECT,
+            false,
+            &["pragma", "select"],
             &["pragma_table_info"],
+            &[],
+        ),
+        e(
+            "SELECT * FROM pragma_optimize",
+            false,
+            &["pragma", "select"],
+            &["pragma_optimize"],
+            &[],
+        ),
+        e(
+            "SELECT optimize FROM main.pragma_optimize(0x10002)",
+            false,
+            &["pragma", "select"],
+            &[],
             &[],
         ),
         e(
@@ -728,4 +743,34 @@ fn pathological_statements_are_refused_not_hung_on() {
     assert!(!db.analyse(&wide).read_only);
     let compound = vec!["SELECT 1"; 100].join(" UNION ");
     assert!(!db.analyse(&compound).prepared);
+    // Shallow but huge: balanced OR trees under the depth limit make SQLite plan and code a vast program; it is
+    // refused while being built (the program-size limit), not after.
+    fn balanced(mut terms: Vec<String>) -> String {
+        while terms.len() > 1 {
+            terms = terms
+                .chunks(2)
+                .map(|pair| format!("({})", pair.join(" OR ")))
+                .collect();
+        }
+        terms.pop().unwrap_or_default()
+    }
+    let tree = |left: &str, others: [&str; 3]| {
+        balanced(
+            (0..1_800)
+                .map(|i| format!("{left}.id={}.id", others[i % 3]))
+                .collect(),
+        )
+    };
+    let huge = format!(
+        "SELECT 1 FROM customers a,customers b,customers c,customers d WHERE {} AND {}",
+        tree("a", ["b", "c", "d"]),
+        tree("b", ["a", "c", "d"])
+    );
+    assert!(huge.len() < toolgate::sql::MAX_SQL_BYTES, "{}", huge.len());
+    let analysis = db.analyse(&huge);
+    assert!(
+        !analysis.prepared && !analysis.read_only,
+        "{:?}",
+        analysis.error
+    );
 }

@@ -191,7 +191,7 @@ impl Gateway {
         // The arguments: facts computed by real parsers as the manifest directs, then the decision.
         let manifest = bundle.manifests.get(&tool.upstream, &tool.original);
         let arguments = params.arguments.as_ref();
-        let mut facts = facts::for_call(manifest, arguments);
+        let mut facts = facts::for_call_blocking(manifest, arguments).await;
         // What the detectors find in the arguments is a fact too (exfiltration).
         if let Some(arguments) = arguments {
             add_detected(&mut facts, arguments, self.redactor.detectors());

@@ -43,6 +43,41 @@ pub fn for_call(
     facts
 }
 
+/// [`for_call`] off the async worker threads when an argument is SQL: preparing a statement is bounded (100 ms,
+/// SQLite's limits) but is CPU work that must not hold up other requests. If the analysis itself fails, every SQL
+/// argument's fact says so, and policies refuse it.
+pub async fn for_call_blocking(
+    manifest: &ToolManifest,
+    arguments: Option<&Map<String, Value>>,
+) -> Map<String, Value> {
+    let sql: Vec<String> = manifest
+        .arguments
+        .iter()
+        .filter(|(_, kind)| matches!(kind, ArgumentKind::Sql { .. }))
+        .map(|(name, _)| name.clone())
+        .collect();
+    if sql.is_empty() {
+        return for_call(manifest, arguments);
+    }
+    let (owned_manifest, owned_arguments) = (manifest.clone(), arguments.cloned());
+    match tokio::task::spawn_blocking(move || for_call(&owned_manifest, owned_arguments.as_ref()))
+        .await
+    {
+        Ok(facts) => facts,
+        Err(_) => {
+            let mut facts = for_call(&ToolManifest::safe_default(), None);
+            for name in sql {
+                facts.insert(
+                    name,
+                    json!({"kind": "sql", "dialect": "sqlite", "prepared": false, "read_only": false,
+                           "error": "the statement could not be analysed", "present": true}),
+                );
+            }
+            facts
+        }
+    }
+}
+
 /// A serialised fact with its `kind`.
 fn tagged(fact: Result<Value, serde_json::Error>, kind: &str) -> Value {
     let mut fact = fact.unwrap_or_else(|_| json!({"invalid": true, "prepared": false}));

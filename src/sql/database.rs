@@ -229,6 +229,8 @@ impl SqlDatabase {
             (Limit::SQLITE_LIMIT_ATTACHED, 0),
             (Limit::SQLITE_LIMIT_LENGTH, 1_000_000),
             (Limit::SQLITE_LIMIT_WORKER_THREADS, 0),
+            // A program longer than toolgate reads is refused while SQLite builds it, not after.
+            (Limit::SQLITE_LIMIT_VDBE_OP, super::program::MAX_OPS as i32),
         ] {
             conn.set_limit(limit, value).map_err(|e| e.to_string())?;
         }

@@ -15,7 +15,7 @@ use super::{Analysis, ColumnRead, ResultColumn, Write, qualified};
 /// Most statements counted after the first.
 const MAX_FOLLOWING: usize = 16;
 /// Most program steps read.
-const MAX_OPS: usize = 200_000;
+pub(super) const MAX_OPS: usize = 100_000;
 
 /// What a root page holds.
 #[derive(Debug, Clone)]
@@ -221,6 +221,22 @@ pub fn analyse(db: &FactDb, sql: &str, deadline: Instant, schema: &SqlDatabase) 
                 .push("the program opens objects outside the declared schema".into());
         }
     }
+    // SQLite's `pragma_*` table-valued functions run their pragma when stepped (`pragma_optimize` analyses and
+    // writes statistics): reading one is a pragma, whatever `sqlite3_stmt_readonly` says.
+    let pragma_tables: Vec<String> = analysis
+        .tables_read
+        .iter()
+        .filter(|t| {
+            t.rsplit('.')
+                .next()
+                .is_some_and(|t| t.starts_with("pragma_"))
+        })
+        .cloned()
+        .collect();
+    for table in pragma_tables {
+        analysis.kinds.insert("pragma".into());
+        analysis.pragmas.push(table);
+    }
     // A write SQLite reports but no action explains (VACUUM, for one) is outside the model.
     if analysis.prepared
         && !readonly
@@ -361,7 +377,9 @@ fn read_program(db: &FactDb, sql: &str, deadline: Instant) -> Result<Program, St
     // Parameters stay unbound: listing the program does not need them.
     let mut rows = statement.raw_query();
     let mut program = Program::default();
-    let mut cursors: HashMap<i64, &Object> = HashMap::new();
+    // Cursors on named objects, and (as `None`) cursors on derived rows: sorters, ephemeral tables, automatic
+    // indexes, pseudo-cursors, virtual tables.
+    let mut cursors: HashMap<i64, Option<&Object>> = HashMap::new();
     let mut segment = 0usize;
     let mut steps = 0usize;
     while let Some(row) = rows.next().map_err(|e| e.to_string())? {
@@ -412,15 +430,20 @@ fn read_program(db: &FactDb, sql: &str, deadline: Instant) -> Result<Program, St
                         program.indexed.insert((table.clone(), column.clone()));
                     }
                 }
-                cursors.insert(p1, object);
+                cursors.insert(p1, Some(object));
             }
             "Column" => {
+                let Some(cursor) = cursors.get(&p1) else {
+                    // A read through a cursor the program never opened: nothing can be said of it.
+                    program.unresolved += 1;
+                    continue;
+                };
                 if let Some(Object::Table {
                     name,
                     columns,
                     plain_storage,
                     ..
-                }) = cursors.get(&p1)
+                }) = cursor
                 {
                     let column = usize::try_from(p2).ok().and_then(|i| columns.get(i));
                     match column {
@@ -432,21 +455,25 @@ fn read_program(db: &FactDb, sql: &str, deadline: Instant) -> Result<Program, St
                 }
             }
             "Rowid" | "IdxRowid" | "DeferredSeek" | "SeekRowid" | "NotExists" => {
-                if let Some(Object::Table {
+                if let Some(Some(Object::Table {
                     name, rowid_alias, ..
-                }) = cursors.get(&p1)
+                })) = cursors.get(&p1)
                 {
                     let column = rowid_alias.clone().unwrap_or_else(|| "rowid".into());
                     program.reads.insert((name.clone(), column));
                 }
             }
             "RowData" | "RowCell" => {
-                if let Some(Object::Table { name, columns, .. }) = cursors.get(&p1) {
+                if let Some(Some(Object::Table { name, columns, .. })) = cursors.get(&p1) {
                     all_columns(&mut program, name, columns);
                 }
             }
-            "SorterOpen" | "OpenEphemeral" | "OpenAutoindex" | "OpenDup" | "AggStep"
-            | "AggStep1" | "AggFinal" | "AggValue" | "AggInverse" | "VOpen" | "VFilter"
+            "SorterOpen" | "OpenEphemeral" | "OpenAutoindex" | "OpenDup" | "OpenPseudo"
+            | "VOpen" => {
+                cursors.insert(p1, None);
+                program.derived = true;
+            }
+            "AggStep" | "AggStep1" | "AggFinal" | "AggValue" | "AggInverse" | "VFilter"
             | "VColumn" => program.derived = true,
             _ => {}
         }
