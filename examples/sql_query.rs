@@ -5,7 +5,9 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::{schemars, tool, tool_router};
@@ -54,6 +56,19 @@ struct Tables {
 #[derive(Clone)]
 struct SqlQuery {
     db: Arc<Mutex<rusqlite::Connection>>,
+    /// When the running statement must stop (Unix ms): a query never runs away with the server.
+    deadline: Arc<AtomicU64>,
+}
+
+/// How long one statement may run, and how many rows an answer holds at most.
+const QUERY_TIME: Duration = Duration::from_secs(2);
+const MAX_ROWS: usize = 10_000;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn to_json(value: ValueRef<'_>) -> Value {
@@ -77,6 +92,8 @@ impl SqlQuery {
             .db
             .lock()
             .map_err(|_| "database unavailable".to_string())?;
+        self.deadline
+            .store(now_ms() + QUERY_TIME.as_millis() as u64, Ordering::Relaxed);
         let mut statement = db
             .prepare(&args.sql)
             .map_err(|e| format!("sql error: {e}"))?;
@@ -94,6 +111,11 @@ impl SqlQuery {
         let mut rows = Vec::new();
         let mut cursor = statement.query([]).map_err(|e| format!("sql error: {e}"))?;
         while let Some(row) = cursor.next().map_err(|e| format!("sql error: {e}"))? {
+            if rows.len() == MAX_ROWS {
+                return Err(format!(
+                    "the answer has more than {MAX_ROWS} rows; narrow the query"
+                ));
+            }
             rows.push(
                 (0..columns.len())
                     .map(|i| row.get_ref(i).map(to_json).unwrap_or(Value::Null))
@@ -127,9 +149,20 @@ impl SqlQuery {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let db = rusqlite::Connection::open_in_memory()?;
+    let mut db = rusqlite::Connection::open_in_memory()?;
     db.execute_batch(SCHEMA)?;
     db.execute_batch(DATA)?;
+    let deadline = Arc::new(AtomicU64::new(u64::MAX));
+    let stop = Arc::clone(&deadline);
+    // SQLite asks every 10,000 steps whether to go on: a statement past its time is interrupted.
+    db.progress_handler(
+        10_000,
+        Some(move || now_ms() > stop.load(Ordering::Relaxed)),
+    )?;
     let db = Arc::new(Mutex::new(db));
-    common::serve(move || SqlQuery { db: db.clone() }).await
+    common::serve(move || SqlQuery {
+        db: db.clone(),
+        deadline: deadline.clone(),
+    })
+    .await
 }

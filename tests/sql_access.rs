@@ -206,6 +206,17 @@ async fn no_sql_text_reaches_a_table_or_a_write_policy_refuses() {
             );
         }
     }
+    // A read-only statement that would never end is the upstream's to bound: the example stops it.
+    let endless = bob
+        .sql("WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) SELECT x FROM r")
+        .await
+        .unwrap();
+    assert_eq!(endless.is_error, Some(true));
+    assert!(
+        text(&endless).contains("more than 10000 rows"),
+        "{}",
+        text(&endless)
+    );
     // None of it reached the upstream.
     let projects = answer(
         &bob.sql("SELECT count(*), sum(status = 'hacked') FROM projects")
