@@ -6,9 +6,9 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
-use toolgate::catalog::manifest::Manifests;
 use toolgate::config::RedactionConfig;
 use toolgate::identity::Classification;
+use toolgate::manifest::Manifests;
 use toolgate::redact::{Redactor, Rules};
 
 /// About 1 MB: employees with names, emails, phones, national ids and salaries.

@@ -8,7 +8,7 @@
 mod old;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use toolgate::catalog::manifest::{ArgumentKind, Manifests};
+use toolgate::manifest::{ArgumentKind, Manifests};
 
 const TYPICAL: &str = "SELECT p.name, p.status, e.name AS owner FROM projects p \
                        JOIN employees e ON e.id = p.owner_id WHERE p.status = 'active' ORDER BY p.name";

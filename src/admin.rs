@@ -34,46 +34,22 @@ struct Admin(String, Option<(String, String)>);
 
 /// Reads the bootstrap credential, creating the file with a random secret (mode 0600) on first run.
 pub fn bootstrap_credential(path: &Path) -> Result<String, String> {
-    if path.exists() {
-        let secret = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read admin credential `{}`: {e}", path.display()))?;
-        let secret = secret.trim().to_string();
-        if secret.len() < 32 {
-            return Err(format!(
-                "admin credential in `{}` is shorter than 32 characters",
-                path.display()
-            ));
-        }
-        return Ok(secret);
+    let (secret, created) = crate::secret::read_or_create(path).map_err(|e| {
+        format!(
+            "cannot read or create admin credential `{}`: {e}",
+            path.display()
+        )
+    })?;
+    if created {
+        tracing::info!(path = %path.display(), "created the bootstrap admin credential");
     }
-    let secret = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    write_private(path, &secret)
-        .map_err(|e| format!("cannot write admin credential `{}`: {e}", path.display()))?;
-    tracing::info!(path = %path.display(), "created the bootstrap admin credential");
+    if secret.len() < 32 {
+        return Err(format!(
+            "admin credential in `{}` is shorter than 32 characters",
+            path.display()
+        ));
+    }
     Ok(secret)
-}
-
-/// Writes a secret to a new file readable by its owner only.
-#[cfg(unix)]
-pub(crate) fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(secret.as_bytes())?;
-    file.write_all(b"\n")
-}
-
-#[cfg(not(unix))]
-pub(crate) fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
-    std::fs::write(path, format!("{secret}\n"))
 }
 
 /// The admin router.
@@ -317,7 +293,7 @@ async fn list_approvals(
     match state
         .gateway
         .store
-        .approvals(filter.status, crate::store::unix_now())
+        .approvals(filter.status, crate::clock::unix_now())
         .await
     {
         Ok(list) => axum::Json(json!({"approvals": list})).into_response(),
@@ -329,7 +305,7 @@ async fn show_approval(State(state): State<AdminState>, UrlPath(id): UrlPath<Str
     match state
         .gateway
         .store
-        .approval(id.clone(), crate::store::unix_now())
+        .approval(id.clone(), crate::clock::unix_now())
         .await
     {
         Ok(Some(approval)) => axum::Json(approval).into_response(),
@@ -352,7 +328,7 @@ async fn decide_approval(
         Ok(b) => b,
         Err(response) => return *response,
     };
-    let now = crate::store::unix_now();
+    let now = crate::clock::unix_now();
     let store = &state.gateway.store;
     let approval = match store.approval(id.clone(), now).await {
         Ok(Some(a)) => a,

@@ -127,11 +127,15 @@ impl DecisionRecord {
     }
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+pub use crate::clock::now_ms;
+
+/// SHA-256 of the arguments' canonical JSON (RFC 8785), so that key order never matters: what records keep when
+/// arguments are `hashed`, and what binds an approval to the exact call.
+pub fn arguments_hash(arguments: Option<&serde_json::Map<String, Value>>) -> String {
+    use sha2::Digest;
+    let empty = serde_json::Map::new();
+    let canonical = serde_jcs::to_vec(arguments.unwrap_or(&empty)).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(&canonical))
 }
 
 /// The HMAC key of the chain, kept in its own file (never in the database).
@@ -141,14 +145,13 @@ pub struct ChainKey(Arc<[u8]>);
 impl ChainKey {
     /// Reads the key file, creating it with a random key (mode 0600) if it does not exist.
     pub fn load_or_create(path: &Path) -> Result<Self, String> {
-        if !path.exists() {
-            let key = format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            );
-            crate::admin::write_private(path, &key)
-                .map_err(|e| format!("cannot write the audit key `{}`: {e}", path.display()))?;
+        let (_, created) = crate::secret::read_or_create(path).map_err(|e| {
+            format!(
+                "cannot read or create the audit key `{}`: {e}",
+                path.display()
+            )
+        })?;
+        if created {
             tracing::info!(path = %path.display(), "created the decision-record chain key");
         }
         Self::load(path)
@@ -481,11 +484,11 @@ pub fn recorded_arguments(
     rule: crate::config::ArgumentsRule,
     arguments: Option<&serde_json::Map<String, Value>>,
     redactor: &crate::redact::Redactor,
-    clearance: crate::identity::Classification,
+    clearance: crate::classification::Classification,
 ) -> Option<Value> {
     let hashed = || {
         serde_json::json!({
-            "sha256": crate::gateway::arguments_hash(arguments)
+            "sha256": arguments_hash(arguments)
         })
     };
     match rule {

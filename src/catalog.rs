@@ -1,8 +1,6 @@
 //! Upstream MCP servers and their tools: connecting, namespacing, the exposed tool index, refresh.
 
 pub mod allow;
-pub mod manifest;
-pub mod names;
 pub mod pins;
 pub mod schema;
 
@@ -21,10 +19,11 @@ use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
-pub use names::validate_upstream_name;
+pub use crate::names::validate_upstream_name;
 pub use routing::CallSink;
 
 use crate::config::{Config, Limits, Timeouts, UpstreamConfig, UpstreamTransport};
+use crate::names;
 use http::HttpConn;
 use schema::InputSchema;
 use stdio::StdioConn;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::catalog::names;
+use crate::names;
 
 /// Errors raised while loading or validating a config file.
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +147,7 @@ pub struct RegistryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PinningConfig {
     /// What happens to a tool seen for the first time.
-    pub first_sight: crate::catalog::pins::FirstSight,
+    pub first_sight: FirstSight,
 }
 
 /// A detector of sensitive values added in config.
@@ -157,7 +157,7 @@ pub struct CustomDetector {
     pub name: String,
     /// A regular expression (Rust `regex` syntax; linear time, no backreferences).
     pub pattern: String,
-    pub class: crate::identity::Classification,
+    pub class: crate::classification::Classification,
 }
 
 /// Redaction of tool results.
@@ -165,7 +165,7 @@ pub struct CustomDetector {
 #[serde(deny_unknown_fields, default)]
 pub struct RedactionConfig {
     /// Clearance applied when a decision carries no obligation (still lowered to the chain's maximum).
-    pub default_clearance: crate::identity::Classification,
+    pub default_clearance: crate::classification::Classification,
     pub detectors: Vec<CustomDetector>,
     /// Deepest nesting (JSON in JSON strings included) redacted; deeper results are withheld.
     pub max_depth: usize,
@@ -174,7 +174,7 @@ pub struct RedactionConfig {
 impl Default for RedactionConfig {
     fn default() -> Self {
         Self {
-            default_clearance: crate::identity::Classification::Internal,
+            default_clearance: crate::classification::Classification::Internal,
             detectors: Vec::new(),
             max_depth: 64,
         }
@@ -377,6 +377,17 @@ pub enum Evaluator {
     Vm,
     /// regorus's tree-walking interpreter.
     Interpreter,
+}
+
+/// What to do with a tool seen for the first time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstSight {
+    /// Pin it as it is.
+    #[default]
+    TrustOnFirstUse,
+    /// Quarantine it until an admin approves it.
+    RequireApproval,
 }
 
 /// The policy bundle: Rego policies and data, the tool manifests, evaluation limits, approvals.

@@ -7,7 +7,7 @@
 
 mod pipeline;
 
-pub use pipeline::arguments_hash;
+pub use crate::audit::arguments_hash;
 
 use std::sync::Arc;
 
@@ -113,7 +113,7 @@ impl Gateway {
             .await
             .map_err(|e| e.to_string())?;
         for upstream in store
-            .registered_upstreams()
+            .registered_upstreams::<crate::config::UpstreamConfig>()
             .await
             .map_err(|e| e.to_string())?
         {
@@ -249,7 +249,7 @@ impl Gateway {
         let tools = self.catalog.add(&upstream, client).await?;
         if let Err(e) = self
             .store
-            .put_upstream(upstream.clone(), by.to_string())
+            .put_upstream(upstream.name.clone(), upstream.clone(), by.to_string())
             .await
         {
             let _ = self.catalog.remove(&upstream.name);
@@ -262,7 +262,7 @@ impl Gateway {
     /// The stored configuration of an upstream registered at run time.
     async fn registered(&self, name: &str) -> Result<crate::config::UpstreamConfig, String> {
         self.store
-            .registered_upstreams()
+            .registered_upstreams::<crate::config::UpstreamConfig>()
             .await
             .map_err(|e| e.to_string())?
             .into_iter()
@@ -335,7 +335,7 @@ impl Gateway {
             }
         };
         self.store
-            .put_upstream(upstream.clone(), by.to_string())
+            .put_upstream(upstream.name.clone(), upstream.clone(), by.to_string())
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(upstream = %upstream.name, admin = by, "upstream updated");

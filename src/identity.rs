@@ -13,7 +13,8 @@ use std::path::Path;
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
-pub use inventory::{Agent, AgentSpec, Classification, Inventory};
+pub use crate::classification::Classification;
+pub use inventory::{Agent, AgentSpec, Inventory};
 pub use jwt::{Act, Claims};
 pub use revocation::Revocations;
 pub use scope::Scope;

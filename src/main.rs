@@ -753,9 +753,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if config.auth.is_none() && config.policy.manifests.is_dir() {
                 // No bundle to load: the manifests (and the schemas they declare) are still checked.
-                let manifests =
-                    toolgate::catalog::manifest::Manifests::load_dir(&config.policy.manifests)
-                        .map_err(|e| anyhow::anyhow!(e))?;
+                let manifests = toolgate::manifest::Manifests::load_dir(&config.policy.manifests)
+                    .map_err(|e| anyhow::anyhow!(e))?;
                 println!("manifests ok: {} tool(s) described", manifests.len());
             }
             println!("config ok: {} upstream(s)", config.upstreams.len());

@@ -21,8 +21,8 @@ use tokio::sync::broadcast;
 pub use bundle::{Bundle, TestOutcome};
 pub use input::{Action, PolicyInput};
 
+use crate::classification::Classification;
 use crate::config::PolicyConfig;
-use crate::identity::Classification;
 
 /// The rule every decision comes from.
 pub const DECISION_RULE: &str = "data.toolgate.authz.decision";

@@ -3,19 +3,18 @@
 //! (text, JSON inside text, `structuredContent`, embedded resources, resource links, `_meta`, error text).
 
 mod detect;
-mod path;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use crate::manifest::FieldPath;
 pub use detect::{Detectors, Found};
-pub use path::FieldPath;
 
-use crate::catalog::manifest::ToolManifest;
+use crate::classification::Classification;
 use crate::config::RedactionConfig;
-use crate::identity::Classification;
+use crate::manifest::ToolManifest;
 
 /// Why a result could not be redacted: it is withheld.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,7 +98,7 @@ pub struct Rules {
 /// Columns of a tabular answer masked by name, wherever the table appears (`structuredContent`, JSON text).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnMasks {
-    pub shape: crate::catalog::manifest::TableShape,
+    pub shape: crate::manifest::TableShape,
     /// Result column names and the class each is masked as.
     pub names: Vec<(String, Classification)>,
 }

@@ -107,7 +107,7 @@ pub fn build(
     known_tools: &[String],
 ) -> Result<AccessReport, String> {
     let mut report = AccessReport {
-        generated_at_ms: crate::audit::now_ms(),
+        generated_at_ms: crate::clock::now_ms(),
         since_ms: query.since,
         until_ms: query.until,
         tool_filter: query.tool.clone(),
@@ -339,7 +339,7 @@ pub fn for_config(
         None => None,
     };
     let known_tools: Vec<String> =
-        match crate::catalog::manifest::Manifests::load_dir(&config.policy.manifests) {
+        match crate::manifest::Manifests::load_dir(&config.policy.manifests) {
             Ok(manifests) => manifests
                 .tools()
                 .map(|(u, t)| format!("{u}{}{t}", config.namespace_separator))

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 pub use database::{SchemaDeclaration, SqlDatabase};
 
-use crate::identity::Classification;
+use crate::classification::Classification;
 
 /// Longest statement toolgate prepares (bytes); longer text is refused unanalysed.
 pub const MAX_SQL_BYTES: usize = 64 * 1024;

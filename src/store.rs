@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Errors of the store: it could not be opened, read or written.
@@ -19,9 +20,7 @@ impl StoreError {
 }
 
 /// Now, in Unix seconds.
-pub fn unix_now() -> i64 {
-    i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX)
-}
+pub use crate::clock::unix_now;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -483,18 +482,22 @@ impl Store {
     }
 
     /// Every stored pin.
-    pub async fn pins(&self) -> Result<Vec<crate::catalog::pins::Pin>, StoreError> {
+    pub async fn pins<T: DeserializeOwned + Send + 'static>(&self) -> Result<Vec<T>, StoreError> {
         self.with(|conn| json_bodies(conn, "SELECT body FROM pins ORDER BY tool", "a pin"))
             .await
     }
 
     /// Stores (or replaces) a tool's pin.
-    pub async fn put_pin(&self, pin: crate::catalog::pins::Pin) -> Result<(), StoreError> {
+    pub async fn put_pin<T: Serialize + Send + 'static>(
+        &self,
+        tool: String,
+        pin: T,
+    ) -> Result<(), StoreError> {
         self.with(move |conn| {
             let body = serde_json::to_string(&pin).map_err(|e| StoreError(e.to_string()))?;
             conn.execute(
                 "INSERT INTO pins (tool, body) VALUES (?1, ?2) ON CONFLICT(tool) DO UPDATE SET body = excluded.body",
-                params![pin.tool, body],
+                params![tool, body],
             )?;
             Ok(())
         })
@@ -502,9 +505,9 @@ impl Store {
     }
 
     /// Upstreams registered at run time (with their credentials: the store is as sensitive as the config).
-    pub async fn registered_upstreams(
+    pub async fn registered_upstreams<T: DeserializeOwned + Send + 'static>(
         &self,
-    ) -> Result<Vec<crate::config::UpstreamConfig>, StoreError> {
+    ) -> Result<Vec<T>, StoreError> {
         self.with(|conn| {
             json_bodies(
                 conn,
@@ -515,9 +518,10 @@ impl Store {
         .await
     }
 
-    pub async fn put_upstream(
+    pub async fn put_upstream<T: Serialize + Send + 'static>(
         &self,
-        upstream: crate::config::UpstreamConfig,
+        name: String,
+        upstream: T,
         by: String,
     ) -> Result<(), StoreError> {
         self.with(move |conn| {
@@ -525,7 +529,7 @@ impl Store {
             conn.execute(
                 "INSERT INTO registered_upstreams (name, body, created_by, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(name) DO UPDATE SET body = excluded.body",
-                params![upstream.name, body, by, jsonwebtoken::get_current_timestamp() as i64],
+                params![name, body, by, unix_now()],
             )?;
             Ok(())
         })
@@ -581,9 +585,9 @@ impl Store {
     }
 
     /// Agents registered at run time.
-    pub async fn registered_agents(
+    pub async fn registered_agents<T: DeserializeOwned + Send + 'static>(
         &self,
-    ) -> Result<std::collections::BTreeMap<String, crate::identity::AgentSpec>, StoreError> {
+    ) -> Result<std::collections::BTreeMap<String, T>, StoreError> {
         self.with(|conn| {
             let mut statement =
                 conn.prepare("SELECT id, body FROM registered_agents ORDER BY id")?;
@@ -603,10 +607,10 @@ impl Store {
     }
 
     /// Stores (or replaces) an agent registered at run time; `None` removes it.
-    pub async fn put_agent(
+    pub async fn put_agent<T: Serialize + Send + 'static>(
         &self,
         id: String,
-        spec: Option<crate::identity::AgentSpec>,
+        spec: Option<T>,
         by: String,
     ) -> Result<(), StoreError> {
         self.with(move |conn| {
@@ -617,7 +621,7 @@ impl Store {
                         "INSERT INTO registered_agents (id, body, updated_by, updated_at) VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT(id) DO UPDATE SET body = excluded.body, updated_by = excluded.updated_by,
                          updated_at = excluded.updated_at",
-                        params![id, body, by, jsonwebtoken::get_current_timestamp() as i64],
+                        params![id, body, by, unix_now()],
                     )?;
                 }
                 None => {
@@ -631,7 +635,7 @@ impl Store {
 }
 
 /// The `body` column (JSON) of every row `sql` selects, parsed; `what` names a row in errors.
-fn json_bodies<T: serde::de::DeserializeOwned>(
+fn json_bodies<T: DeserializeOwned>(
     conn: &Connection,
     sql: &str,
     what: &str,

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use toolgate::catalog::manifest::{ArgumentKind, Manifests};
+use toolgate::manifest::{ArgumentKind, Manifests};
 use toolgate::sql::{Analysis, SqlDatabase};
 
 fn company() -> Arc<SqlDatabase> {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use rusqlite::Connection;
-use toolgate::catalog::manifest::{ArgumentKind, Manifests};
+use toolgate::manifest::{ArgumentKind, Manifests};
 use toolgate::sql::{Analysis, SqlDatabase};
 
 const SCHEMA: &str = include_str!("../tool-manifests/sql.schema.sql");

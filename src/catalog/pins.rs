@@ -10,16 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{ExposedTool, pinned_definition};
 use crate::store::{Store, StoreError};
 
-/// What to do with a tool seen for the first time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum FirstSight {
-    /// Pin it as it is.
-    #[default]
-    TrustOnFirstUse,
-    /// Quarantine it until an admin approves it.
-    RequireApproval,
-}
+pub use crate::config::FirstSight;
 
 /// Where a pin stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -77,7 +68,7 @@ pub struct Pins {
 impl Pins {
     pub async fn load(store: Store, first_sight: FirstSight) -> Result<Self, StoreError> {
         let pins = DashMap::new();
-        for pin in store.pins().await? {
+        for pin in store.pins::<Pin>().await? {
             pins.insert(pin.tool.clone(), pin);
         }
         Ok(Self {
@@ -115,7 +106,7 @@ impl Pins {
                         pending_hash: None,
                         pending_definition: None,
                         decided_by: Some("trust_on_first_use".into()),
-                        updated_at: crate::store::unix_now(),
+                        updated_at: crate::clock::unix_now(),
                     },
                     FirstSight::RequireApproval => Pin {
                         tool: tool.name.to_string(),
@@ -126,7 +117,7 @@ impl Pins {
                         pending_hash: Some(hash),
                         pending_definition: Some(definition),
                         decided_by: None,
-                        updated_at: crate::store::unix_now(),
+                        updated_at: crate::clock::unix_now(),
                     },
                 }),
                 // Back to the approved definition: nothing is pending any more.
@@ -135,7 +126,7 @@ impl Pins {
                         status: PinStatus::Approved,
                         pending_hash: None,
                         pending_definition: None,
-                        updated_at: crate::store::unix_now(),
+                        updated_at: crate::clock::unix_now(),
                         ..pin
                     })
                 }
@@ -149,13 +140,13 @@ impl Pins {
                         pending_hash: Some(hash),
                         pending_definition: Some(definition),
                         decided_by: None,
-                        updated_at: crate::store::unix_now(),
+                        updated_at: crate::clock::unix_now(),
                         ..pin
                     })
                 }
             };
             if let Some(pin) = next {
-                self.store.put_pin(pin.clone()).await?;
+                self.store.put_pin(pin.tool.clone(), pin.clone()).await?;
                 changed |= match before {
                     None => pin.status != PinStatus::Approved,
                     Some(before) => before != (pin.status, pin.hash.clone()),
@@ -202,18 +193,20 @@ impl Pins {
                 pending_hash: None,
                 pending_definition: None,
                 decided_by: Some(by.to_string()),
-                updated_at: crate::store::unix_now(),
+                updated_at: crate::clock::unix_now(),
                 ..pin
             }
         } else {
             Pin {
                 status: PinStatus::Rejected,
                 decided_by: Some(by.to_string()),
-                updated_at: crate::store::unix_now(),
+                updated_at: crate::clock::unix_now(),
                 ..pin
             }
         };
-        self.store.put_pin(decided.clone()).await?;
+        self.store
+            .put_pin(decided.tool.clone(), decided.clone())
+            .await?;
         self.pins.insert(decided.tool.clone(), decided.clone());
         Ok(Some(decided))
     }

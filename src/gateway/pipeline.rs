@@ -16,10 +16,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{Gateway, elapsed_us};
-use crate::audit::{DecisionRecord, recorded_arguments};
-use crate::catalog::manifest::ToolManifest;
+use crate::audit::{DecisionRecord, arguments_hash, recorded_arguments};
 use crate::catalog::{CallSink, ExposedTool, UpstreamError};
-use crate::identity::{Caller, Classification};
+use crate::classification::Classification;
+use crate::identity::Caller;
+use crate::manifest::ToolManifest;
 use crate::policy::input::{CallerInput, ToolRef};
 use crate::policy::{Action, Bundle, Decision, PolicyInput, facts};
 use crate::redact::{RedactError, RedactionSummary, Rules, widen_output_schema};
@@ -459,7 +460,7 @@ impl Gateway {
         policy_version: &str,
         arguments: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<Escalation, crate::store::StoreError> {
-        let now = crate::store::unix_now();
+        let now = crate::clock::unix_now();
         let ttl = i64::try_from(self.config.policy.approval_ttl.as_secs()).unwrap_or(i64::MAX);
         let request = Approval {
             id: format!("apr_{}", uuid::Uuid::now_v7().simple()),
@@ -480,15 +481,6 @@ impl Gateway {
         };
         self.store.escalate(request, now).await
     }
-}
-
-/// SHA-256 of the arguments' canonical JSON (RFC 8785), so that key order never matters.
-pub fn arguments_hash(arguments: Option<&serde_json::Map<String, serde_json::Value>>) -> String {
-    use sha2::Digest;
-    let empty = serde_json::Map::new();
-    let canonical = serde_jcs::to_vec(arguments.unwrap_or(&empty)).unwrap_or_default();
-    let digest = sha2::Sha256::digest(&canonical);
-    hex::encode(digest)
 }
 
 fn request_id_text(id: &RequestId) -> String {

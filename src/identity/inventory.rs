@@ -6,16 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::scope::Scope;
-
-/// Data classifications, lowest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Classification {
-    Public,
-    Internal,
-    Confidential,
-    Restricted,
-}
+use crate::classification::Classification;
 
 /// Which issuer and subject (or client id) may assert an agent acting alone.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

@@ -16,9 +16,10 @@ use sha2::Digest;
 
 use super::cache::DecisionCache;
 use super::{DECISION_RULE, Decision, Obligations, PolicyError, PolicyInput, Sources};
-use crate::catalog::manifest::Manifests;
+use crate::classification::Classification;
 use crate::config::Evaluator;
-use crate::identity::{Classification, Inventory};
+use crate::identity::Inventory;
+use crate::manifest::Manifests;
 
 /// Longest policy file accepted (bytes).
 const MAX_POLICY_FILE: usize = 4 << 20;

@@ -5,7 +5,7 @@ pub mod path;
 
 use serde_json::{Map, Value, json};
 
-use crate::catalog::manifest::{ArgumentKind, ToolManifest};
+use crate::manifest::{ArgumentKind, ToolManifest};
 
 /// Facts for every argument the manifest describes. An argument of the wrong type is a fact too (`invalid`),
 /// so that policy refuses it rather than skipping it.
@@ -88,7 +88,7 @@ fn tagged(fact: Result<Value, serde_json::Error>, kind: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::manifest::Manifests;
+    use crate::manifest::Manifests;
 
     #[test]
     fn facts_follow_the_manifest() {

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use regorus::Value;
 use serde_json::{Map, json};
 
-use crate::catalog::manifest::ToolManifest;
 use crate::identity::{Caller, Mode};
+use crate::manifest::ToolManifest;
 
 /// What the caller wants to do with the tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use regex::{Regex, RegexSet};
 use serde::Serialize;
 
 use super::{RedactionSummary, Rules, mask};
+use crate::classification::Classification;
 use crate::config::CustomDetector;
-use crate::identity::Classification;
 
 /// A value a detector found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::program::Object;
 use super::{Analysis, MAX_SQL_BYTES, record};
-use crate::identity::Classification;
+use crate::classification::Classification;
 
 /// How long preparing one statement (and reading its program) may take before it is refused.
 const PREPARE_BUDGET: Duration = Duration::from_millis(100);

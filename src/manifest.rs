@@ -7,11 +7,13 @@ use std::path::Path;
 
 use std::sync::Arc;
 
-use crate::redact::FieldPath;
+mod field_path;
+
 use crate::sql::{SchemaDeclaration, SqlDatabase};
+pub use field_path::FieldPath;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::Classification;
+use crate::classification::Classification;
 
 /// What calling a tool can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -198,7 +200,7 @@ impl Manifests {
     /// Adds one manifest file's content; `dir` is the manifest's directory, where schema files live.
     pub fn add_yaml_in(&mut self, text: &str, dir: Option<&Path>) -> Result<(), String> {
         let file: File = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
-        super::names::validate_upstream_name(&file.upstream)?;
+        crate::names::validate_upstream_name(&file.upstream)?;
         let mut databases = BTreeMap::new();
         for (name, declaration) in &file.databases {
             let ddl = schema_text(name, declaration, dir)?;
@@ -208,7 +210,7 @@ impl Manifests {
             databases.insert(name.clone(), Arc::new(compiled));
         }
         for (tool, mut manifest) in file.tools {
-            super::names::validate_tool_name(&tool)?;
+            crate::names::validate_tool_name(&tool)?;
             for (argument, kind) in &mut manifest.arguments {
                 if let ArgumentKind::Sql {
                     database: Some(name),
@@ -224,7 +226,7 @@ impl Manifests {
                 }
             }
             for path in manifest.output.fields.keys() {
-                crate::redact::FieldPath::parse(path)
+                FieldPath::parse(path)
                     .map_err(|e| format!("tool `{tool}`: output field `{path}`: {e}"))?;
             }
             if manifest.owner.is_none() {
