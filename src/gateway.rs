@@ -1,34 +1,20 @@
-//! The gateway core: one place that answers each MCP request of a session, with `tools/call` walking the
-//! pipeline in [`pipeline`].
-
-// Logging, sampling and roots are deprecated by SEP-2577 (protocol 2026-07-28); the 2025 versions toolgate
-// speaks still use them.
-#![allow(deprecated)]
+//! The gateway core: what every request needs, built once (catalog, identity, policy, store, records,
+//! redaction), and the pipeline in [`pipeline`] that `tools/list` and `tools/call` walk. MCP dispatch lives in
+//! `server::dispatch`; the pipeline sees a [`CallContext`], never the transport's session.
 
 mod pipeline;
+
+pub use pipeline::CallContext;
 
 pub use crate::audit::arguments_hash;
 
 use std::sync::Arc;
 
-use rmcp::model::GetMeta;
-use rmcp::model::{
-    ClientNotification, ClientRequest, EmptyResult, ErrorCode, ErrorData, Implementation,
-    InitializeRequestParams, InitializeResult, ProtocolVersion, RequestId, ServerCapabilities,
-    ServerJsonRpcMessage, ServerResult,
-};
-use tokio::sync::mpsc;
-
-use crate::catalog::{CallSink, Catalog};
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::identity::{Caller, Identity, Revocations};
 use crate::policy::{PolicyEngine, Sources};
-use crate::server::Session;
 use crate::store::Store;
-
-/// Protocol versions toolgate speaks downstream, newest first.
-pub const SUPPORTED_PROTOCOL_VERSIONS: &[&str] =
-    &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
 /// Everything a request needs, built once at start.
 pub struct Gateway {
@@ -452,100 +438,6 @@ impl Gateway {
         self.catalog.shutdown();
         self.audit.close().await;
     }
-
-    /// Answers `initialize`: the client's version when toolgate speaks it, else toolgate's newest.
-    pub fn initialize(&self, params: &InitializeRequestParams) -> InitializeResult {
-        let requested = params.protocol_version.to_string();
-        let versions = [
-            ProtocolVersion::V_2025_11_25,
-            ProtocolVersion::V_2025_06_18,
-            ProtocolVersion::V_2025_03_26,
-            ProtocolVersion::V_2024_11_05,
-        ];
-        let version = versions
-            .iter()
-            .find(|v| v.to_string() == requested)
-            .cloned()
-            .unwrap_or(ProtocolVersion::V_2025_11_25);
-        let capabilities = ServerCapabilities::builder()
-            .enable_tools()
-            .enable_tool_list_changed()
-            .enable_logging()
-            .build();
-        InitializeResult::new(capabilities)
-            .with_protocol_version(version)
-            .with_server_info(Implementation::new("toolgate", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "toolgate: one governed endpoint for the tools of several MCP servers, named <upstream>__<tool>.",
-            )
-    }
-
-    /// Answers one request of an initialized session. Notifications caused by the request (progress, logs) go
-    /// to `notify` when the transport can carry them.
-    pub async fn handle_request(
-        &self,
-        session: &Arc<Session>,
-        caller: &Caller,
-        id: RequestId,
-        request: ClientRequest,
-        notify: Option<mpsc::Sender<Box<ServerJsonRpcMessage>>>,
-    ) -> ServerJsonRpcMessage {
-        // rmcp keeps a request's `_meta` beside its params.
-        let progress = request.get_meta().get_progress_token();
-        let result = match request {
-            ClientRequest::PingRequest(_) => Ok(ServerResult::EmptyResult(EmptyResult {})),
-            ClientRequest::InitializeRequest(r) => {
-                Ok(ServerResult::InitializeResult(self.initialize(&r.params)))
-            }
-            ClientRequest::SetLevelRequest(r) => {
-                session.set_log_level(r.params.level);
-                Ok(ServerResult::EmptyResult(EmptyResult {}))
-            }
-            ClientRequest::ListToolsRequest(r) => {
-                let cursor = r.params.and_then(|p| p.cursor);
-                self.list_tools(session, caller, &id, cursor.as_deref())
-                    .await
-                    .map(ServerResult::ListToolsResult)
-            }
-            ClientRequest::CallToolRequest(r) => {
-                // The call's notifications go back to this client only, under its own progress token.
-                let sink = match notify {
-                    Some(tx) => CallSink::new(tx, progress),
-                    None => CallSink::discard(),
-                };
-                let call = session.track_call(&id);
-                let result = self
-                    .call_tool(session, caller, &id, r.params, sink, &call.token)
-                    .await;
-                drop(call);
-                result.map(ServerResult::CallToolResult)
-            }
-            ClientRequest::CustomRequest(r) => Err(match r.method.as_str() {
-                "tools/call" | "tools/list" | "initialize" | "logging/setLevel" => {
-                    ErrorData::invalid_params(format!("invalid params for `{}`", r.method), None)
-                }
-                other => method_not_found(other),
-            }),
-            other => Err(method_not_found(other.method())),
-        };
-        match result {
-            Ok(result) => ServerJsonRpcMessage::response(result, id),
-            Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
-        }
-    }
-
-    /// Takes a notification from the client.
-    pub fn handle_notification(&self, session: &Session, notification: ClientNotification) {
-        match notification {
-            ClientNotification::CancelledNotification(n) => {
-                if let Some(id) = n.params.request_id {
-                    session.cancel_call(&id);
-                }
-            }
-            ClientNotification::InitializedNotification(_) => session.mark_initialized(),
-            _ => {}
-        }
-    }
 }
 
 /// The HTTP client of a registered HTTP upstream, after checking its URL (none for stdio upstreams).
@@ -564,12 +456,4 @@ fn registered_client(
 
 pub fn elapsed_us(since: std::time::Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
-}
-
-fn method_not_found(method: &str) -> ErrorData {
-    ErrorData::new(
-        ErrorCode::METHOD_NOT_FOUND,
-        format!("method `{method}` is not supported by toolgate"),
-        None,
-    )
 }

@@ -1,5 +1,6 @@
 //! The downstream MCP endpoint: toolgate's own streamable-HTTP session layer on axum, and stdio mode.
 
+pub mod dispatch;
 mod guard;
 mod jsonrpc;
 mod session;
@@ -27,9 +28,10 @@ pub use guard::HostGuard;
 pub use session::{Session, Sessions};
 pub use stdio::serve_stdio;
 
-use crate::gateway::{Gateway, SUPPORTED_PROTOCOL_VERSIONS};
+use crate::gateway::Gateway;
 use crate::identity::{AuthError, Caller, Identity};
 use crate::telemetry;
+use dispatch::SUPPORTED_PROTOCOL_VERSIONS;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -473,9 +475,7 @@ async fn answer_post(
             }
             match session_of(&state, &headers, &caller) {
                 Ok(session) => {
-                    state
-                        .gateway
-                        .handle_notification(&session, notification.notification);
+                    dispatch::handle_notification(&session, notification.notification);
                     StatusCode::ACCEPTED.into_response()
                 }
                 Err(response) => response,
@@ -498,7 +498,7 @@ async fn answer_request(
     request: rmcp::model::JsonRpcRequest<ClientRequest>,
 ) -> Response {
     if let ClientRequest::InitializeRequest(init) = &request.request {
-        let result = state.gateway.initialize(&init.params);
+        let result = dispatch::initialize(&init.params);
         let session = Session::new(result.protocol_version.to_string(), caller.subject_key());
         let Some(session) = state.sessions.insert(session) else {
             return http_error(
@@ -537,10 +537,15 @@ async fn answer_request(
         let stream = accepts(&headers, "text/event-stream");
         call_in_task(state, session, caller, request.id, request.request, stream).await
     } else {
-        let answer = state
-            .gateway
-            .handle_request(&session, &caller, request.id, request.request, None)
-            .await;
+        let answer = dispatch::handle_request(
+            &state.gateway,
+            &session,
+            &caller,
+            request.id,
+            request.request,
+            None,
+        )
+        .await;
         json_response(&answer, None)
     }
 }
@@ -572,9 +577,8 @@ async fn call_in_task(
     {
         let gateway = Arc::clone(&state.gateway);
         let call = async move {
-            let answer = gateway
-                .handle_request(&session, &caller, id, request, notify)
-                .await;
+            let answer =
+                dispatch::handle_request(&gateway, &session, &caller, id, request, notify).await;
             let _ = done_tx.send(answer);
         };
         // The call keeps its request's span and trace context in its own task.

@@ -1,8 +1,6 @@
 //! The request pipeline, top to bottom as in the design:
 //! authenticate → resolve tool → authorize → call upstream → redact → record → reply.
-//!
-//! Redaction, the step the next capability fills in, is explicit here so that every call already passes through
-//! it in this order.
+//! It serves a [`CallContext`] (the verified caller, the session id, the request id), whatever the transport.
 
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
@@ -24,19 +22,40 @@ use crate::manifest::ToolManifest;
 use crate::policy::input::{CallerInput, ToolRef};
 use crate::policy::{Action, Bundle, Decision, PolicyInput, facts};
 use crate::redact::{RedactError, RedactionSummary, Rules, widen_output_schema};
-use crate::server::Session;
 use crate::store::{Approval, ApprovalStatus, Escalation};
 use crate::telemetry;
 
+/// What the pipeline needs of the request it serves: who is asking (verified for this very request), in which
+/// session, under which request id. Never the transport's session itself.
+#[derive(Debug, Clone, Copy)]
+pub struct CallContext<'a> {
+    pub caller: &'a Caller,
+    pub session: &'a str,
+    pub request_id: &'a RequestId,
+}
+
+impl<'a> CallContext<'a> {
+    pub fn new(caller: &'a Caller, session: &'a str, request_id: &'a RequestId) -> Self {
+        Self {
+            caller,
+            session,
+            request_id,
+        }
+    }
+}
+
 impl Gateway {
     /// `tools/list`: the tools whose `list` decision allows this caller, one page at a time.
-    pub(super) async fn list_tools(
+    pub async fn list_tools(
         &self,
-        session: &Session,
-        caller: &Caller,
-        request_id: &RequestId,
+        call: &CallContext<'_>,
         cursor: Option<&str>,
     ) -> Result<ListToolsResult, ErrorData> {
+        let CallContext {
+            caller,
+            session,
+            request_id,
+        } = *call;
         // 1. authenticate: `caller` was verified for this very request.
         let started = Instant::now();
         let page_size = self.config.limits.page_size;
@@ -49,7 +68,7 @@ impl Gateway {
         };
         // 2–3. resolve and authorize every tool with one bundle version: in scope, and allowed by policy.
         let bundle = self.policy.current();
-        let who = CallerInput::new(caller, &session.id, &request_id_text(request_id));
+        let who = CallerInput::new(caller, session, &request_id_text(request_id));
         let failures = std::cell::Cell::new(0usize);
         // One tool more than a page tells whether there is a next page.
         let mut tools = tracing::info_span!("authorize").in_scope(|| {
@@ -81,7 +100,7 @@ impl Gateway {
         result.result_type = None;
         result.next_cursor = next_cursor;
         // One record for the whole listing.
-        let mut record = caller_record("tools/list", session, caller, request_id);
+        let mut record = caller_record("tools/list", call);
         record.decision = "allow".into();
         record.outcome = "listed".into();
         record.listed = Some(result.tools.len() as u64);
@@ -99,18 +118,16 @@ impl Gateway {
 
     /// `tools/call`: resolve, authorize, forward, redact, record. Every outcome leaves a decision record, and the
     /// answer leaves only once its record is committed.
-    pub(super) async fn call_tool(
+    pub async fn call_tool(
         &self,
-        session: &Session,
-        caller: &Caller,
-        request_id: &RequestId,
+        call: &CallContext<'_>,
         params: CallToolRequestParams,
         sink: CallSink,
         cancel: &CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
         let started = Instant::now();
-        tracing::debug!(session = %session.id, request = ?request_id, tool = %params.name, "tools/call received");
-        let mut record = caller_record("tools/call", session, caller, request_id);
+        tracing::debug!(session = %call.session, request = ?call.request_id, tool = %params.name, "tools/call received");
+        let mut record = caller_record("tools/call", call);
         record.tool = Some(params.name.to_string());
         record.arguments = recorded_arguments(
             self.config.audit.arguments,
@@ -119,15 +136,7 @@ impl Gateway {
             self.config.redaction.default_clearance,
         );
         let answer = self
-            .decide_and_call(
-                session,
-                caller,
-                request_id,
-                params,
-                sink,
-                cancel,
-                &mut record,
-            )
+            .decide_and_call(call, params, sink, cancel, &mut record)
             .await;
         record.latency.total_us = elapsed_us(started);
         self.commit(record, answer).await
@@ -137,14 +146,17 @@ impl Gateway {
     /// the answer when the call goes no further; fills in `record` as it goes.
     async fn authorize(
         &self,
-        session: &Session,
-        caller: &Caller,
-        request_id: &RequestId,
+        call: &CallContext<'_>,
         params: &CallToolRequestParams,
         record: &mut DecisionRecord,
         request: &tracing::Span,
     ) -> ControlFlow<Result<CallToolResult, ErrorData>, (Arc<ExposedTool>, Rules)> {
         // 2. resolve the tool; unknown tools and tools outside the caller's scope get the same answer.
+        let CallContext {
+            caller,
+            session,
+            request_id,
+        } = *call;
         let authorizing = Instant::now();
         let bundle = self.policy.current();
         record.policy_version = Some(bundle.version.clone());
@@ -159,7 +171,7 @@ impl Gateway {
         record.upstream = Some(tool.upstream.to_string());
         // 3. authorize, with one bundle version. A tool hidden from this caller's list is unknown to it; when the
         // policy cannot decide whether the caller may see the tool, it is hidden as in `tools/list`.
-        let who = CallerInput::new(caller, &session.id, &request_id_text(request_id));
+        let who = CallerInput::new(caller, session, &request_id_text(request_id));
         let hidden = match bundle.decide(&list_input(&who, &bundle, &tool)) {
             Ok(decision) if decision.allow => None,
             Ok(_) => Some("hidden by policy".to_string()),
@@ -292,12 +304,9 @@ impl Gateway {
     }
 
     /// Steps 2–5 of a call, each in its own span; fills in `record` as it goes.
-    #[allow(clippy::too_many_arguments)]
     async fn decide_and_call(
         &self,
-        session: &Session,
-        caller: &Caller,
-        request_id: &RequestId,
+        call: &CallContext<'_>,
         params: CallToolRequestParams,
         sink: CallSink,
         cancel: &CancellationToken,
@@ -306,7 +315,7 @@ impl Gateway {
         // 1. authenticate: `caller` was verified for this very request (its span is a sibling of these).
         let request = tracing::Span::current();
         let authorized = self
-            .authorize(session, caller, request_id, &params, record, &request)
+            .authorize(call, &params, record, &request)
             .instrument(tracing::info_span!("authorize"))
             .await;
         let (tool, rules) = match authorized {
@@ -697,15 +706,15 @@ fn add_detected(
 }
 
 /// A record with who is asking filled in.
-fn caller_record(
-    kind: &str,
-    session: &Session,
-    caller: &Caller,
-    request_id: &RequestId,
-) -> DecisionRecord {
+fn caller_record(kind: &str, call: &CallContext<'_>) -> DecisionRecord {
+    let CallContext {
+        caller,
+        session,
+        request_id,
+    } = *call;
     let mut record = DecisionRecord::new(kind);
     record.request_id = Some(request_id_text(request_id));
-    record.session = Some(session.id.to_string());
+    record.session = Some(session.to_string());
     record.mode = Some(
         match caller.mode {
             crate::identity::Mode::PrincipalContext => "principal_context",

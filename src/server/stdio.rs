@@ -103,7 +103,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                     }
                 };
                 if let ClientRequest::InitializeRequest(init) = &request.request {
-                    let result = gateway.initialize(&init.params);
+                    let result = super::dispatch::initialize(&init.params);
                     let new =
                         Session::new(result.protocol_version.to_string(), caller.subject_key());
                     tracing::info!(session = %new.id, client = %init.params.client_info.name, "stdio session opened");
@@ -128,22 +128,22 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                 let gateway = Arc::clone(&gateway);
                 let out = out_tx.clone();
                 let call = async move {
-                    let answer = gateway
-                        .handle_request(
-                            &session,
-                            &caller,
-                            request.id,
-                            request.request,
-                            Some(out.clone()),
-                        )
-                        .await;
+                    let answer = super::dispatch::handle_request(
+                        &gateway,
+                        &session,
+                        &caller,
+                        request.id,
+                        request.request,
+                        Some(out.clone()),
+                    )
+                    .await;
                     let _ = out.send(Box::new(answer)).await;
                 };
                 tokio::spawn(telemetry::within(call, span, remote));
             }
             ClientJsonRpcMessage::Notification(notification) => {
                 if let Some(session) = &session {
-                    gateway.handle_notification(session, notification.notification);
+                    super::dispatch::handle_notification(session, notification.notification);
                 }
             }
             ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_) => {}
