@@ -18,14 +18,12 @@ use subtle::ConstantTimeEq;
 
 use crate::gateway::Gateway;
 use crate::identity::Identity;
-use crate::server::HostGuard;
 use crate::store::{ApprovalStatus, Revocation, RevocationTarget};
 
 #[derive(Clone)]
 struct AdminState {
     gateway: Arc<Gateway>,
     bootstrap: Arc<str>,
-    guard: Arc<HostGuard>,
 }
 
 /// Who an admin request came from: a label for records, and the `(iss, sub)` of an admin token.
@@ -52,16 +50,12 @@ pub fn bootstrap_credential(path: &Path) -> Result<String, String> {
     Ok(secret)
 }
 
-/// The admin router.
+/// The admin router. The server puts it behind the same Host/Origin guard as `/mcp`
+/// (`server::admin_router`).
 pub fn router(gateway: Arc<Gateway>, bootstrap: String) -> Router {
-    let guard = Arc::new(HostGuard::new(
-        &gateway.config.allowed_hosts,
-        &gateway.config.allowed_origins,
-    ));
     let state = AdminState {
         gateway,
         bootstrap: Arc::from(bootstrap),
-        guard,
     };
     Router::new()
         .route("/admin/revocations", get(list_revocations).post(revoke))
@@ -106,9 +100,6 @@ async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if let Err(reason) = state.guard.check(request.headers()) {
-        return refusal(StatusCode::FORBIDDEN, "host_not_allowed", reason);
-    }
     match admin_of(&state, request.headers(), request.uri().query()) {
         Ok(admin) => {
             let action = format!("{} {}", request.method(), request.uri().path());

@@ -779,7 +779,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let admin_listener = tokio::net::TcpListener::bind(gateway.config.admin.listen).await?;
             let admin_address = admin_listener.local_addr()?;
             let admin_line = format!("toolgate admin listening on http://{admin_address}/admin");
-            let admin = toolgate::admin::router(Arc::clone(&gateway), bootstrap);
+            let admin = toolgate::server::admin_router(Arc::clone(&gateway), bootstrap);
             let admin_task = tokio::spawn(async move {
                 if let Err(e) = axum::serve(admin_listener, admin).await {
                     tracing::error!("admin listener failed: {e}");

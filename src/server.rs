@@ -77,6 +77,32 @@ pub fn router(gateway: Arc<Gateway>) -> (Router, Arc<Sessions>) {
     (router, sessions)
 }
 
+/// The admin listener's router: the admin API behind the same Host/Origin guard as `/mcp`, refusing in the admin
+/// API's own error form.
+pub fn admin_router(gateway: Arc<Gateway>, bootstrap: String) -> Router {
+    let guard = Arc::new(HostGuard::new(
+        &gateway.config.allowed_hosts,
+        &gateway.config.allowed_origins,
+    ));
+    crate::admin::router(gateway, bootstrap).layer(middleware::from_fn(
+        move |request: Request, next: Next| {
+            let guard = Arc::clone(&guard);
+            async move {
+                match guard.check(request.headers()) {
+                    Ok(()) => next.run(request).await,
+                    Err(reason) => (
+                        StatusCode::FORBIDDEN,
+                        axum::Json(
+                            serde_json::json!({"error": reason, "reason": "host_not_allowed"}),
+                        ),
+                    )
+                        .into_response(),
+                }
+            }
+        },
+    ))
+}
+
 /// Serves HTTP until `shutdown` resolves; also runs session expiry and tool-list-change fan-out.
 pub async fn serve_http(
     gateway: Arc<Gateway>,

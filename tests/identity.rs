@@ -672,6 +672,26 @@ async fn admin_api_needs_an_admin_credential() {
             "{reason}"
         );
     }
+    // The admin listener has the same Host/Origin guard as `/mcp` (DNS rebinding), even for a valid credential.
+    for (header, value) in [("host", "evil.example"), ("origin", "https://evil.example")] {
+        let response = http
+            .get(&url)
+            .header(header, value)
+            .bearer_auth(gateway.admin_credential())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{header}");
+        let reason: Value = response.json().await.unwrap();
+        assert_eq!(reason["reason"], "host_not_allowed", "{reason}");
+    }
+    let local = http
+        .get(&url)
+        .bearer_auth(gateway.admin_credential())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(local.status(), 200);
     // A token in the URL is refused too.
     let in_query = http
         .post(format!("{url}?access_token={}", gateway.admin_credential()))
