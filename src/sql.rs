@@ -6,7 +6,9 @@
 //! Another engine can follow with the same [`Analysis`] (for PostgreSQL, its own parser); the policy contract
 //! (`input.facts`) does not change.
 
+mod analyse;
 mod database;
+mod objects;
 mod program;
 mod record;
 

@@ -10,7 +10,7 @@ use rusqlite::limits::Limit;
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
-use super::program::Object;
+use super::objects::Object;
 use super::{Analysis, MAX_SQL_BYTES, record};
 use crate::classification::Classification;
 
@@ -186,7 +186,7 @@ impl SqlDatabase {
         let deadline = Instant::now() + PREPARE_BUDGET;
         // A panic inside the SQLite binding must not take the request with it: it is a refusal.
         let analysis = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            super::program::analyse(&db, sql, deadline, self)
+            super::analyse::analyse(&db, sql, deadline, self)
         }));
         let _ = record::finish();
         match analysis {
@@ -241,7 +241,7 @@ impl SqlDatabase {
         conn.execute_batch(&self.ddl).map_err(|e| e.to_string())?;
         conn.authorizer(None::<fn(rusqlite::hooks::AuthContext<'_>) -> _>)
             .map_err(|e| e.to_string())?;
-        let objects = super::program::objects(&conn).map_err(|e| e.to_string())?;
+        let objects = super::objects::objects(&conn).map_err(|e| e.to_string())?;
         conn.execute_batch("PRAGMA query_only = ON;")
             .map_err(|e| e.to_string())?;
         conn.authorizer(Some(record::authorize))
