@@ -868,12 +868,11 @@ async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
             let json: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("input `{}` is not JSON: {e}", input.display()))?;
             let input = toolgate::policy::PolicyInput::from_json(json);
-            let decision = match bundle.decide(&input) {
-                Ok(d) => serde_json::to_value(d)?,
-                Err(e) => {
-                    serde_json::json!({"allow": false, "escalate": false, "reasons": [e.to_string()], "error": e.reason_id()})
-                }
-            };
+            let decided = bundle.decide(&input);
+            let mut decision = serde_json::to_value(&decided)?;
+            if let Some(error) = &decided.error {
+                decision["error"] = serde_json::json!(error.reason_id());
+            }
             let mut out = serde_json::json!({
                 "version": bundle.version,
                 "evaluator": bundle.evaluator_name(),

@@ -27,7 +27,9 @@ use crate::config::PolicyConfig;
 /// The rule every decision comes from.
 pub const DECISION_RULE: &str = "data.toolgate.authz.decision";
 
-/// What the policy decided for one input.
+/// What the policy decided for one input. Deciding cannot fail: when the policy cannot decide, the decision is a
+/// denial that carries the error (cedar's `Response` with its diagnostics), so no caller can forget to fail
+/// closed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
     pub allow: bool,
@@ -35,6 +37,22 @@ pub struct Decision {
     pub escalate: bool,
     pub reasons: Vec<String>,
     pub obligations: Obligations,
+    /// Why the policy could not decide; a decision with an error allows nothing.
+    #[serde(skip)]
+    pub error: Option<PolicyError>,
+}
+
+impl Decision {
+    /// The denial standing for a policy that could not decide.
+    pub fn failed(error: PolicyError) -> Self {
+        Self {
+            allow: false,
+            escalate: false,
+            reasons: vec![error.to_string()],
+            obligations: Obligations::default(),
+            error: Some(error),
+        }
+    }
 }
 
 /// What the gateway must do with an allowed call's result.
@@ -42,8 +60,8 @@ pub struct Decision {
 pub struct Obligations {
     /// Highest class the caller may see; toolgate lowers it to the chain's maximum.
     pub clearance: Option<Classification>,
-    /// Extra classes to mask.
-    pub redact: Vec<String>,
+    /// Extra classes to mask (an unknown class name is a policy error, never dropped).
+    pub redact: Vec<Classification>,
     /// Result columns to mask by name, with the class each is masked as (columns granted masked).
     pub mask_columns: Vec<(String, Classification)>,
 }

@@ -161,8 +161,8 @@ proptest! {
     #[test]
     fn hidden_tools_are_never_callable(caller in caller(), tool in tool(), facts in facts()) {
         let bundle = bundle(Evaluator::Vm);
-        let listed = bundle.decide(&input(&caller, &tool, "list", &facts)).unwrap();
-        let called = bundle.decide(&input(&caller, &tool, "call", &facts)).unwrap();
+        let listed = bundle.decide(&input(&caller, &tool, "list", &facts));
+        let called = bundle.decide(&input(&caller, &tool, "call", &facts));
         if !listed.allow {
             prop_assert!(!called.allow && !called.escalate, "{caller} {tool} {facts}: {called:?}");
         }
@@ -213,8 +213,8 @@ fn remembered_decisions_still_see_every_field_the_policy_reads() {
     // The shipped policy never reads input.context: another request of the same call is answered alike.
     let shipped = bundle(Evaluator::Vm);
     assert!(shipped.caches_decisions());
-    let first = shipped.decide(&request("1")).unwrap();
-    assert_eq!(shipped.decide(&request("2")).unwrap(), first);
+    let first = shipped.decide(&request("1"));
+    assert_eq!(shipped.decide(&request("2")), first);
 
     // A policy that reads the request id decides per request, though a decision for request 1 was remembered.
     let (_dir, per_request) = bundle_of(
@@ -224,8 +224,8 @@ fn remembered_decisions_still_see_every_field_the_policy_reads() {
     );
     assert!(per_request.caches_decisions());
     for _ in 0..2 {
-        assert!(per_request.decide(&request("1")).unwrap().allow);
-        assert!(!per_request.decide(&request("2")).unwrap().allow);
+        assert!(per_request.decide(&request("1")).allow);
+        assert!(!per_request.decide(&request("2")).allow);
     }
 
     // A policy that names the whole input, or asks the clock, remembers nothing.
@@ -235,11 +235,48 @@ fn remembered_decisions_still_see_every_field_the_policy_reads() {
     ] {
         let (_dir, uncached) = bundle_of(rego);
         assert!(!uncached.caches_decisions(), "{rego}");
-        assert!(uncached.decide(&request("1")).unwrap().allow);
+        assert!(uncached.decide(&request("1")).allow);
     }
     let (_dir, whole) = bundle_of(
         "package toolgate.authz\nx := input\ndecision := {\"allow\": x.context.request_id == \"1\", \"escalate\": false, \"reasons\": [], \"obligations\": {\"clearance\": \"public\", \"redact\": []}}\n",
     );
-    assert!(whole.decide(&request("1")).unwrap().allow);
-    assert!(!whole.decide(&request("2")).unwrap().allow);
+    assert!(whole.decide(&request("1")).allow);
+    assert!(!whole.decide(&request("2")).allow);
+}
+
+#[test]
+fn a_decision_that_cannot_be_made_is_a_denial_that_says_why() {
+    // An unknown class among the obligations is a policy error, never silently dropped.
+    let (_dir, strict) = bundle_of(
+        "package toolgate.authz\ndecision := {\"allow\": true, \"escalate\": false, \"reasons\": [], \"obligations\": {\"redact\": [\"secret\"]}}\n",
+    );
+    let decision = strict.decide(&request("1"));
+    assert!(!decision.allow && !decision.escalate);
+    let error = decision.error.expect("an error");
+    assert_eq!(error.reason_id(), "policy_wrong_shape");
+    assert!(
+        decision.reasons[0].contains("`secret`"),
+        "{:?}",
+        decision.reasons
+    );
+    // Known classes are kept as classes.
+    let (_dir, known) = bundle_of(
+        "package toolgate.authz\ndecision := {\"allow\": true, \"escalate\": false, \"reasons\": [], \"obligations\": {\"redact\": [\"confidential\"]}}\n",
+    );
+    let decision = known.decide(&request("1"));
+    assert!(decision.allow && decision.error.is_none());
+    assert_eq!(
+        decision.obligations.redact,
+        vec![toolgate::identity::Classification::Confidential]
+    );
+    // An undefined decision is a denial too, with its reason id.
+    let (_dir, undefined) = bundle_of(
+        "package toolgate.authz\ndecision := {\"allow\": true, \"escalate\": false, \"reasons\": []} if input.action == \"list\"\n",
+    );
+    let decision = undefined.decide(&request("1"));
+    assert!(!decision.allow);
+    assert_eq!(
+        decision.error.map(|e| e.reason_id()),
+        Some("policy_undefined")
+    );
 }

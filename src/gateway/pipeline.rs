@@ -78,15 +78,13 @@ impl Gateway {
                     if !caller.in_scope(&t.name) || !self.pins.approved(t) {
                         return false;
                     }
-                    match bundle.decide(&list_input(&who, &bundle, t)) {
-                        Ok(decision) => decision.allow,
-                        Err(error) => {
-                            // Fail closed: a tool the policy cannot decide on is not shown.
-                            failures.set(failures.get() + 1);
-                            tracing::error!(tool = %t.name, reason = error.reason_id(), "policy failed on tools/list: {error}");
-                            false
-                        }
+                    let decision = bundle.decide(&list_input(&who, &bundle, t));
+                    if let Some(error) = &decision.error {
+                        // A tool the policy cannot decide on is not shown (the decision denies it).
+                        failures.set(failures.get() + 1);
+                        tracing::error!(tool = %t.name, reason = error.reason_id(), "policy failed on tools/list: {error}");
                     }
+                    decision.allow
                 })
         });
         let next_cursor = if tools.len() > page_size {
@@ -172,10 +170,11 @@ impl Gateway {
         // 3. authorize, with one bundle version. A tool hidden from this caller's list is unknown to it; when the
         // policy cannot decide whether the caller may see the tool, it is hidden as in `tools/list`.
         let who = CallerInput::new(caller, session, &request_id_text(request_id));
-        let hidden = match bundle.decide(&list_input(&who, &bundle, &tool)) {
-            Ok(decision) if decision.allow => None,
-            Ok(_) => Some("hidden by policy".to_string()),
-            Err(error) => Some(format!("hidden: {} ({error})", error.reason_id())),
+        let listing = bundle.decide(&list_input(&who, &bundle, &tool));
+        let hidden = match (&listing.error, listing.allow) {
+            (Some(error), _) => Some(format!("hidden: {} ({error})", error.reason_id())),
+            (None, true) => None,
+            (None, false) => Some("hidden by policy".to_string()),
         };
         if let Some(why) = hidden {
             record.deny("unknown_tool", vec![why]);
@@ -216,13 +215,11 @@ impl Gateway {
             self.config.redaction.default_clearance,
         );
         let input = who.for_tool(tool_ref(&tool, manifest), Action::Call, arguments, facts);
-        let decision = match bundle.decide(&input) {
-            Ok(decision) => decision,
-            Err(error) => {
-                record.fail(error.reason_id(), vec![error.to_string()]);
-                return Break(Err(cannot_decide(error.reason_id())));
-            }
-        };
+        let decision = bundle.decide(&input);
+        if let Some(error) = &decision.error {
+            record.fail(error.reason_id(), decision.reasons.clone());
+            return Break(Err(cannot_decide(error.reason_id())));
+        }
         record.reasons.clone_from(&decision.reasons);
         if decision.escalate {
             match self
@@ -271,12 +268,7 @@ impl Gateway {
             .clearance
             .unwrap_or(self.config.redaction.default_clearance)
             .min(caller.clearance);
-        let also_mask: Vec<Classification> = decision
-            .obligations
-            .redact
-            .iter()
-            .filter_map(|c| serde_json::from_value(serde_json::json!(c)).ok())
-            .collect();
+        let also_mask = decision.obligations.redact.clone();
         let mut rules = Rules::for_tool(manifest, clearance, also_mask);
         // Columns granted masked are masked by name in a tabular answer; with no table to find them in, the
         // call is refused rather than answered unmasked.

@@ -318,18 +318,23 @@ impl Bundle {
     }
 
     /// Decides one input with the bundle's evaluator.
-    pub fn decide(&self, input: &PolicyInput) -> Result<Decision, PolicyError> {
+    pub fn decide(&self, input: &PolicyInput) -> Decision {
         let key = self.cache.as_ref().and_then(|c| c.key(&input.value));
         if let (Some(cache), Some(key)) = (&self.cache, &key)
             && let Some(decision) = cache.get(key)
         {
-            return Ok(decision);
+            return decision;
         }
-        let decision = self.evaluate(input)?;
-        if let (Some(cache), Some(key)) = (&self.cache, key) {
-            cache.put(key, &decision);
+        match self.evaluate(input) {
+            Ok(decision) => {
+                if let (Some(cache), Some(key)) = (&self.cache, key) {
+                    cache.put(key, &decision);
+                }
+                decision
+            }
+            // Errors are never remembered.
+            Err(error) => Decision::failed(error),
         }
-        Ok(decision)
     }
 
     /// Decides one input by evaluating the policy, never from the cache.
@@ -347,8 +352,10 @@ impl Bundle {
     }
 
     /// Decides with the interpreter, whatever the configured evaluator.
-    pub fn decide_interpreted(&self, input: &PolicyInput) -> Result<Decision, PolicyError> {
-        parse_decision(&self.eval_interpreter(input)?)
+    pub fn decide_interpreted(&self, input: &PolicyInput) -> Decision {
+        self.eval_interpreter(input)
+            .and_then(|value| parse_decision(&value))
+            .unwrap_or_else(Decision::failed)
     }
 
     fn eval_interpreter(&self, input: &PolicyInput) -> Result<Value, PolicyError> {
@@ -600,7 +607,14 @@ fn parse_decision(value: &Value) -> Result<Decision, PolicyError> {
             };
             Obligations {
                 clearance,
-                redact: strings(o.get(&Value::from("redact")), "obligations.redact")?,
+                redact: strings(o.get(&Value::from("redact")), "obligations.redact")?
+                    .iter()
+                    .map(|name| {
+                        serde_json::from_value::<Classification>(json!(name)).map_err(|_| {
+                            shape(&format!("unknown class `{name}` in `obligations.redact`"))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
                 mask_columns: mask_columns(o.get(&Value::from("mask_columns")))?,
             }
         }
@@ -610,5 +624,6 @@ fn parse_decision(value: &Value) -> Result<Decision, PolicyError> {
         escalate,
         reasons,
         obligations,
+        error: None,
     })
 }
