@@ -144,7 +144,11 @@ fn admin_of(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Admin, (&'static str, String)> {
-    let token = Identity::bearer(headers, query).map_err(|e| (e.reason_id(), e.to_string()))?;
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .map(http::HeaderValue::as_bytes);
+    let token =
+        Identity::bearer(authorization, query).map_err(|e| (e.reason_id(), e.to_string()))?;
     if bool::from(token.as_bytes().ct_eq(state.bootstrap.as_bytes())) {
         return Ok(Admin("bootstrap".into(), None));
     }

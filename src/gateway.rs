@@ -180,7 +180,7 @@ impl Gateway {
                 .authenticate(t)
                 .map_err(|e| (e, crate::identity::peek_subject(t)))
                 .map_err(|(error, who)| {
-                    let attributable = error.status() == http::StatusCode::FORBIDDEN
+                    let attributable = error.is_forbidden()
                         || matches!(error, crate::identity::AuthError::Revoked(_));
                     match who.filter(|_| attributable) {
                         Some((issuer, subject)) => {
@@ -210,7 +210,7 @@ impl Gateway {
                 self.metrics.refused(
                     error.reason_id(),
                     matches!(error, crate::identity::AuthError::Revoked(_)),
-                    error.status() == http::StatusCode::FORBIDDEN,
+                    error.is_forbidden(),
                 );
                 if matches!(
                     error,

@@ -10,7 +10,6 @@ pub mod token;
 use std::collections::HashMap;
 use std::path::Path;
 
-use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 pub use crate::classification::Classification;
@@ -112,23 +111,24 @@ impl AuthError {
         }
     }
 
-    /// 401 when the credential itself is bad, 403 when it is valid but may not use the gateway this way.
-    pub fn status(&self) -> StatusCode {
-        match self {
+    /// The credential is valid, but may not use the gateway this way (an escalation attempt, a broken chain);
+    /// otherwise the credential itself is bad. Transports answer the first 403, the second 401.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
+            self,
             Self::AgentUnregistered(_)
-            | Self::AgentMissing
-            | Self::ActAloneForbidden(_)
-            | Self::BindingMismatch(_)
-            | Self::NotForHumans(_)
-            | Self::DelegationNotAllowed { .. }
-            | Self::ChainCycle(_)
-            | Self::ChainTooDeep(_)
-            | Self::Escalation
-            | Self::BadScope
-            | Self::PrincipalIsAgent(_)
-            | Self::SessionSubject => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        }
+                | Self::AgentMissing
+                | Self::ActAloneForbidden(_)
+                | Self::BindingMismatch(_)
+                | Self::NotForHumans(_)
+                | Self::DelegationNotAllowed { .. }
+                | Self::ChainCycle(_)
+                | Self::ChainTooDeep(_)
+                | Self::Escalation
+                | Self::BadScope
+                | Self::PrincipalIsAgent(_)
+                | Self::SessionSubject
+        )
     }
 }
 
@@ -332,16 +332,24 @@ impl Identity {
         Ok(claims)
     }
 
-    /// The bearer token of an HTTP request; tokens in the URL are refused.
-    pub fn bearer<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<&'a str, AuthError> {
+    /// The bearer token from a request's `Authorization` value (as the transport received it) and its query
+    /// string; tokens in the URL are refused.
+    pub fn bearer<'a>(
+        authorization: Option<&'a [u8]>,
+        query: Option<&str>,
+    ) -> Result<&'a str, AuthError> {
         if query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token="))) {
             return Err(AuthError::InQuery);
         }
-        let value = headers
-            .get(http::header::AUTHORIZATION)
-            .ok_or(AuthError::Missing)?
-            .to_str()
-            .map_err(|_| AuthError::Malformed)?;
+        let bytes = authorization.ok_or(AuthError::Missing)?;
+        // Visible ASCII only, as HTTP header text.
+        if !bytes
+            .iter()
+            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+        {
+            return Err(AuthError::Malformed);
+        }
+        let value = std::str::from_utf8(bytes).map_err(|_| AuthError::Malformed)?;
         let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
             return Err(AuthError::Malformed);
@@ -360,7 +368,7 @@ impl Identity {
         }
         let caller = self.caller(claims);
         if let Err(error) = &caller
-            && error.status() == StatusCode::FORBIDDEN
+            && error.is_forbidden()
         {
             tracing::warn!(
                 issuer = %claims.iss, subject = %claims.sub, token = claims.jti.as_deref().unwrap_or(""),

@@ -279,7 +279,7 @@ fn authenticate(
     let source = peer.0.ip().to_string();
     state
         .gateway
-        .authenticate(Identity::bearer(headers, query), &source)
+        .authenticate(jsonrpc::bearer(headers, query), &source)
         .map_err(|error| auth_refusal(state, &error, headers))
 }
 
@@ -287,7 +287,7 @@ fn authenticate(
 fn auth_refusal(state: &AppState, error: &AuthError, headers: &HeaderMap) -> Response {
     let message = jsonrpc::auth_refusal(None, error);
     let mut response = (
-        error.status(),
+        jsonrpc::auth_status(error),
         [(header::CONTENT_TYPE, "application/json")],
         jsonrpc::to_bytes(&message),
     )
@@ -296,7 +296,7 @@ fn auth_refusal(state: &AppState, error: &AuthError, headers: &HeaderMap) -> Res
         "{}/.well-known/oauth-protected-resource",
         origin_of(state, headers)
     );
-    let challenge = match (error.status(), error) {
+    let challenge = match (jsonrpc::auth_status(error), error) {
         (StatusCode::UNAUTHORIZED, AuthError::Missing) => {
             format!("Bearer resource_metadata=\"{metadata}\"")
         }

@@ -91,7 +91,7 @@ pub fn auth_refusal(
     id: Option<RequestId>,
     error: &crate::identity::AuthError,
 ) -> ServerJsonRpcMessage {
-    if error.status() == http::StatusCode::FORBIDDEN {
+    if error.is_forbidden() {
         tracing::warn!(
             reason = error.reason_id(),
             "refused as an escalation attempt: {error}"
@@ -125,6 +125,29 @@ pub fn to_bytes(message: &ServerJsonRpcMessage) -> Vec<u8> {
         }
     }
     bytes
+}
+
+/// The HTTP status of refused credentials: 403 for a valid credential that may not use the gateway this way,
+/// 401 for a bad one.
+pub fn auth_status(error: &crate::identity::AuthError) -> http::StatusCode {
+    if error.is_forbidden() {
+        http::StatusCode::FORBIDDEN
+    } else {
+        http::StatusCode::UNAUTHORIZED
+    }
+}
+
+/// The bearer token of an HTTP request (the `Authorization` header), as identity reads it.
+pub fn bearer<'a>(
+    headers: &'a http::HeaderMap,
+    query: Option<&str>,
+) -> Result<&'a str, crate::identity::AuthError> {
+    crate::identity::Identity::bearer(
+        headers
+            .get(http::header::AUTHORIZATION)
+            .map(http::HeaderValue::as_bytes),
+        query,
+    )
 }
 
 #[cfg(test)]
