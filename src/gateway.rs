@@ -3,6 +3,7 @@
 //! `server::dispatch`; the pipeline sees a [`CallContext`], never the transport's session.
 
 mod pipeline;
+mod refusal;
 
 pub use pipeline::CallContext;
 

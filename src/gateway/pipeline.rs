@@ -6,16 +6,14 @@ use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ContentBlock, ErrorCode, ErrorData, ListToolsResult,
-    RequestId,
-};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorData, ListToolsResult, RequestId};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::refusal::{self, Refusal};
 use super::{Gateway, elapsed_us};
 use crate::audit::{DecisionRecord, arguments_hash, recorded_arguments};
-use crate::catalog::{CallSink, ExposedTool, UpstreamError};
+use crate::catalog::{CallSink, ExposedTool};
 use crate::classification::Classification;
 use crate::identity::Caller;
 use crate::manifest::ToolManifest;
@@ -164,7 +162,7 @@ impl Gateway {
             .filter(|t| caller.in_scope(&t.name))
         else {
             record.deny("unknown_tool", Vec::new());
-            return Break(Err(unknown_tool(&params.name)));
+            return Break(Refusal::UnknownTool { name: &params.name }.answer());
         };
         record.upstream = Some(tool.upstream.to_string());
         // 3. authorize, with one bundle version. A tool hidden from this caller's list is unknown to it; when the
@@ -178,7 +176,7 @@ impl Gateway {
         };
         if let Some(why) = hidden {
             record.deny("unknown_tool", vec![why]);
-            return Break(Err(unknown_tool(&params.name)));
+            return Break(Refusal::UnknownTool { name: &params.name }.answer());
         }
         // A tool the caller may see names the request's span; a name a caller made up, or a hidden tool, does not.
         telemetry::named_tool(request, &tool.name, &tool.upstream);
@@ -189,16 +187,13 @@ impl Gateway {
                 "tool_quarantined",
                 vec!["the tool's definition is not approved".into()],
             );
-            return Break(Ok(refusal_result(format!(
-                "toolgate refused this call to `{}` (reason `tool_quarantined`): the tool's definition changed \
-                 upstream (or is new) and awaits an admin's review",
-                tool.name
-            ))));
+            return Break(Refusal::Quarantined { tool: &tool.name }.answer());
         }
         // The arguments must match the tool's advertised inputSchema before anything reads them (absent = `{}`).
         if let Err(refused) = tool.input_schema.check(params.arguments.as_ref()) {
             record.deny(refused.reason_id(), refused.reasons());
-            return Break(Ok(refusal_result(refused.message(&tool.name))));
+            let text = refused.message(&tool.name);
+            return Break(Refusal::Refused { text }.answer());
         }
         // The arguments: facts computed by real parsers as the manifest directs, then the decision.
         let manifest = bundle.manifests.get(&tool.upstream, &tool.original);
@@ -218,7 +213,12 @@ impl Gateway {
         let decision = bundle.decide(&input);
         if let Some(error) = &decision.error {
             record.fail(error.reason_id(), decision.reasons.clone());
-            return Break(Err(cannot_decide(error.reason_id())));
+            return Break(
+                Refusal::CannotDecide {
+                    reason: error.reason_id(),
+                }
+                .answer(),
+            );
         }
         record.reasons.clone_from(&decision.reasons);
         if decision.escalate {
@@ -234,32 +234,48 @@ impl Gateway {
                     record.decision = "escalate".into();
                     record.outcome = "approval_required".into();
                     record.reasons.push(format!("approval: {id}"));
-                    return Break(Ok(approval_required(
-                        &tool,
-                        &id,
-                        expires_at,
-                        &decision.reasons,
-                    )));
+                    return Break(
+                        Refusal::ApprovalRequired {
+                            tool: &tool.name,
+                            id: &id,
+                            expires_at,
+                            reasons: &decision.reasons,
+                        }
+                        .answer(),
+                    );
                 }
                 Ok(Escalation::Denied { id, expires_at }) => {
                     record.deny("approval_denied", decision.reasons.clone());
                     record.reasons.push(format!("approval: {id}"));
-                    return Break(Ok(refusal_result(format!(
-                        "toolgate refused this call to `{}` (reason `approval_denied`): an approver refused this \
-                         exact call (approval id {id}); it will not be put to an approver again before {}",
-                        tool.name,
-                        rfc3339(expires_at)
-                    ))));
+                    return Break(
+                        Refusal::ApprovalDenied {
+                            tool: &tool.name,
+                            id: &id,
+                            expires_at,
+                        }
+                        .answer(),
+                    );
                 }
                 Err(error) => {
                     tracing::error!("cannot hold the call for approval: {error}");
                     record.fail("store_unavailable", decision.reasons.clone());
-                    return Break(Err(cannot_decide("store_unavailable")));
+                    return Break(
+                        Refusal::CannotDecide {
+                            reason: "store_unavailable",
+                        }
+                        .answer(),
+                    );
                 }
             }
         } else if !decision.allow {
             record.deny("policy_denied", decision.reasons.clone());
-            return Break(Ok(policy_denied(&tool, &decision.reasons)));
+            return Break(
+                Refusal::PolicyDenied {
+                    tool: &tool.name,
+                    reasons: &decision.reasons,
+                }
+                .answer(),
+            );
         }
         // The clearance the result is redacted to: the policy's obligation (else the configured default), never
         // above the chain's lowest maximum (enforced here, not only in Rego).
@@ -278,7 +294,14 @@ impl Gateway {
                            (`output.table`) to mask them in"
                     .to_string();
                 record.deny("policy_denied", vec![why.clone()]);
-                return Break(Ok(policy_denied(&tool, &[why])));
+                let reasons = [why];
+                return Break(
+                    Refusal::PolicyDenied {
+                        tool: &tool.name,
+                        reasons: &reasons,
+                    }
+                    .answer(),
+                );
             };
             rules.columns = Some(crate::redact::ColumnMasks {
                 shape,
@@ -317,7 +340,10 @@ impl Gateway {
         // Nothing reaches an upstream while decisions cannot be recorded.
         if !self.audit.healthy() {
             record.fail("audit_unavailable", Vec::new());
-            return Err(cannot_decide("audit_unavailable"));
+            return Refusal::CannotDecide {
+                reason: "audit_unavailable",
+            }
+            .answer();
         }
         // 4. call the upstream; the call's notifications go back to this client only, redacted like the result.
         let sink = {
@@ -364,7 +390,13 @@ impl Gateway {
                 {
                     record.reasons.push(said);
                 }
-                upstream_failure(&tool, &error)
+                // The tool ran and failed: an `isError` result, redacted like any other.
+                Refusal::UpstreamFailed {
+                    tool: &tool.name,
+                    upstream: &tool.upstream,
+                    error: &error,
+                }
+                .answer()?
             }
         };
         // 5. redact every plane of the result (error text included) to the caller's clearance; a result that
@@ -382,7 +414,10 @@ impl Gateway {
             }
             Err(error) => {
                 record.fail("redaction_failed", vec![error.to_string()]);
-                Err(cannot_decide("redaction_failed"))
+                Refusal::CannotDecide {
+                    reason: "redaction_failed",
+                }
+                .answer()
             }
         }
     }
@@ -443,7 +478,7 @@ impl Gateway {
             Err(error) => {
                 tracing::error!("answer withheld: {error}");
                 telemetry::failed(&request, "audit_unavailable");
-                Err(cannot_decide("audit_unavailable"))
+                Err(refusal::cannot_decide("audit_unavailable"))
             }
         };
         if let Err(error) = &answer {
@@ -511,58 +546,6 @@ fn list_input(who: &CallerInput, bundle: &Bundle, tool: &ExposedTool) -> PolicyI
     )
 }
 
-/// The gateway itself cannot decide (policy error, store down): nothing reaches the upstream.
-fn cannot_decide(reason: &str) -> ErrorData {
-    ErrorData::new(
-        ErrorCode::INTERNAL_ERROR,
-        format!("toolgate cannot decide this call right now ({reason}); it was not forwarded"),
-        Some(serde_json::json!({"reason": reason})),
-    )
-}
-
-fn refusal_result(text: String) -> CallToolResult {
-    let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
-    result.result_type = None;
-    result
-}
-
-/// Arguments refused by policy: an actionable result the model can correct itself from.
-fn policy_denied(tool: &ExposedTool, reasons: &[String]) -> CallToolResult {
-    let why = if reasons.is_empty() {
-        "no rule allows this call".to_string()
-    } else {
-        reasons.join("; ")
-    };
-    refusal_result(format!(
-        "toolgate refused this call to `{}` (reason `policy_denied`): {why}",
-        tool.name
-    ))
-}
-
-fn rfc3339(unix: i64) -> String {
-    u64::try_from(unix)
-        .ok()
-        .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
-        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
-        .unwrap_or_default()
-}
-
-/// A call held for a human approver.
-fn approval_required(
-    tool: &ExposedTool,
-    id: &str,
-    expires_at: i64,
-    reasons: &[String],
-) -> CallToolResult {
-    let until = rfc3339(expires_at);
-    refusal_result(format!(
-        "toolgate is holding this call to `{}` for human approval (reason `approval_required`). Approval id: {id}, \
-         valid until {until}. Once an approver has granted it, repeat the identical call. Why: {}",
-        tool.name,
-        reasons.join("; ")
-    ))
-}
-
 /// Cursors are opaque to clients: the last listed name, base64url-encoded.
 fn encode_cursor(name: &str) -> String {
     use base64::Engine;
@@ -575,29 +558,6 @@ fn decode_cursor(cursor: &str) -> Option<String> {
         .decode(cursor)
         .ok()?;
     String::from_utf8(bytes).ok()
-}
-
-/// The JSON-RPC error for a tool that does not exist or that the caller may not see.
-pub fn unknown_tool(name: &str) -> ErrorData {
-    ErrorData::new(
-        ErrorCode::INVALID_PARAMS,
-        format!("Unknown tool: {name}"),
-        None,
-    )
-}
-
-/// A failed upstream call becomes an `isError` result the model can read.
-fn upstream_failure(tool: &ExposedTool, error: &UpstreamError) -> CallToolResult {
-    let text = format!(
-        "toolgate: {} (tool `{}`, upstream `{}`, reason `{}`)",
-        error,
-        tool.name,
-        tool.upstream,
-        error.reason_id()
-    );
-    let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
-    result.result_type = None;
-    result
 }
 
 /// A tool's definition as this bundle advertises it: the output schema accepts masks at classified fields.

@@ -1,0 +1,166 @@
+//! What the caller sees when a call goes no further: one type, one `answer()`. Two MCP error planes, as in
+//! DESIGN's refusal table:
+//!
+//! | refusal | answer |
+//! | --- | --- |
+//! | tool unknown, or hidden from this caller | JSON-RPC error `-32602` `Unknown tool: NAME`, identical in both cases |
+//! | the tool's definition awaits review, arguments do not match its `inputSchema`, policy refused these arguments | `CallToolResult` with `isError: true` and an actionable reason |
+//! | held for a human approver, or an approver refused this exact call | `isError: true` naming the approval id and how long it holds |
+//! | the upstream failed, timed out, answered too much | `isError: true` with the reason |
+//! | the gateway itself cannot decide or record (policy error, store or records down, redaction failed) | JSON-RPC error `-32603` with `data.reason`; nothing reached the upstream |
+
+use rmcp::model::{CallToolResult, ContentBlock, ErrorCode, ErrorData};
+
+use crate::catalog::UpstreamError;
+
+/// Why a call ends here.
+#[derive(Debug)]
+pub enum Refusal<'a> {
+    /// The tool does not exist, or this caller may not see it.
+    UnknownTool { name: &'a str },
+    /// The gateway cannot decide or record (`reason` is the reason id).
+    CannotDecide { reason: &'a str },
+    /// Policy refused these arguments.
+    PolicyDenied {
+        tool: &'a str,
+        reasons: &'a [String],
+    },
+    /// The call waits for a human approver.
+    ApprovalRequired {
+        tool: &'a str,
+        id: &'a str,
+        expires_at: i64,
+        reasons: &'a [String],
+    },
+    /// An approver refused this exact call.
+    ApprovalDenied {
+        tool: &'a str,
+        id: &'a str,
+        expires_at: i64,
+    },
+    /// The tool's definition changed upstream (or is new) and awaits review.
+    Quarantined { tool: &'a str },
+    /// Refused by a check with its own reason id and message (the tool's `inputSchema`).
+    Refused { text: String },
+    /// The upstream failed.
+    UpstreamFailed {
+        tool: &'a str,
+        upstream: &'a str,
+        error: &'a UpstreamError,
+    },
+}
+
+impl Refusal<'_> {
+    /// The answer the caller gets: a JSON-RPC error, or an `isError` result the model can act on.
+    pub fn answer(self) -> Result<CallToolResult, ErrorData> {
+        match self {
+            Self::UnknownTool { name } => Err(ErrorData::new(
+                ErrorCode::INVALID_PARAMS,
+                format!("Unknown tool: {name}"),
+                None,
+            )),
+            Self::CannotDecide { reason } => Err(cannot_decide(reason)),
+            Self::PolicyDenied { tool, reasons } => {
+                let why = if reasons.is_empty() {
+                    "no rule allows this call".to_string()
+                } else {
+                    reasons.join("; ")
+                };
+                Ok(error_result(format!(
+                    "toolgate refused this call to `{tool}` (reason `policy_denied`): {why}"
+                )))
+            }
+            Self::ApprovalRequired {
+                tool,
+                id,
+                expires_at,
+                reasons,
+            } => Ok(error_result(format!(
+                "toolgate is holding this call to `{tool}` for human approval (reason `approval_required`). Approval \
+                 id: {id}, valid until {}. Once an approver has granted it, repeat the identical call. Why: {}",
+                rfc3339(expires_at),
+                reasons.join("; ")
+            ))),
+            Self::ApprovalDenied {
+                tool,
+                id,
+                expires_at,
+            } => Ok(error_result(format!(
+                "toolgate refused this call to `{tool}` (reason `approval_denied`): an approver refused this exact \
+                 call (approval id {id}); it will not be put to an approver again before {}",
+                rfc3339(expires_at)
+            ))),
+            Self::Quarantined { tool } => Ok(error_result(format!(
+                "toolgate refused this call to `{tool}` (reason `tool_quarantined`): the tool's definition changed \
+                 upstream (or is new) and awaits an admin's review"
+            ))),
+            Self::Refused { text } => Ok(error_result(text)),
+            Self::UpstreamFailed {
+                tool,
+                upstream,
+                error,
+            } => Ok(error_result(format!(
+                "toolgate: {error} (tool `{tool}`, upstream `{upstream}`, reason `{}`)",
+                error.reason_id()
+            ))),
+        }
+    }
+}
+
+/// The JSON-RPC error of a gateway that cannot decide or record: nothing reached the upstream.
+pub fn cannot_decide(reason: &str) -> ErrorData {
+    ErrorData::new(
+        ErrorCode::INTERNAL_ERROR,
+        format!("toolgate cannot decide this call right now ({reason}); it was not forwarded"),
+        Some(serde_json::json!({"reason": reason})),
+    )
+}
+
+fn error_result(text: String) -> CallToolResult {
+    let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
+    result.result_type = None;
+    result
+}
+
+fn rfc3339(unix: i64) -> String {
+    u64::try_from(unix)
+        .ok()
+        .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_and_missing_tools_get_the_same_error() {
+        let hidden = Refusal::UnknownTool { name: "hr__x" }.answer().unwrap_err();
+        assert_eq!(hidden.code, ErrorCode::INVALID_PARAMS);
+        assert_eq!(hidden.message, "Unknown tool: hr__x");
+        assert!(hidden.data.is_none());
+    }
+
+    #[test]
+    fn refusals_of_arguments_are_results_the_model_reads() {
+        let reasons = vec!["argument `sql` reads table `salaries`".to_string()];
+        let denied = Refusal::PolicyDenied {
+            tool: "sql__query",
+            reasons: &reasons,
+        }
+        .answer()
+        .unwrap();
+        assert_eq!(denied.is_error, Some(true));
+        let cannot = Refusal::CannotDecide {
+            reason: "audit_unavailable",
+        }
+        .answer()
+        .unwrap_err();
+        assert_eq!(cannot.code, ErrorCode::INTERNAL_ERROR);
+        assert_eq!(
+            cannot.data,
+            Some(serde_json::json!({"reason": "audit_unavailable"}))
+        );
+    }
+}
