@@ -2,7 +2,9 @@
 //! redaction), and the pipeline in [`pipeline`] that `tools/list` and `tools/call` walk. MCP dispatch lives in
 //! `server::dispatch`; the pipeline sees a [`CallContext`], never the transport's session.
 
+mod listing;
 mod pipeline;
+mod record;
 mod refusal;
 
 pub use pipeline::CallContext;

@@ -10,16 +10,18 @@ use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorData, ListToolsRes
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::refusal::{self, Refusal};
+use super::listing::{
+    add_detected, advertised, decode_cursor, encode_cursor, list_input, tool_ref,
+};
+use super::record::{Outcome, caller_record, recorded_facts, request_id_text};
+use super::refusal::Refusal;
 use super::{Gateway, elapsed_us};
 use crate::audit::{DecisionRecord, arguments_hash, recorded_arguments};
 use crate::catalog::{CallSink, ExposedTool};
-use crate::classification::Classification;
 use crate::identity::Caller;
-use crate::manifest::ToolManifest;
-use crate::policy::input::{CallerInput, ToolRef};
-use crate::policy::{Action, Bundle, Decision, PolicyInput, facts};
-use crate::redact::{RedactError, RedactionSummary, Rules, widen_output_schema};
+use crate::policy::input::CallerInput;
+use crate::policy::{Action, Decision, facts};
+use crate::redact::{RedactError, RedactionSummary, Rules};
 use crate::store::{Approval, ApprovalStatus, Escalation};
 use crate::telemetry;
 
@@ -440,53 +442,6 @@ impl Gateway {
         Ok((redacted, summary))
     }
 
-    /// Commits `record`, then lets `answer` go; if the record cannot be written, the answer is withheld.
-    async fn commit<T>(
-        &self,
-        record: DecisionRecord,
-        answer: Result<T, ErrorData>,
-    ) -> Result<T, ErrorData> {
-        tracing::info!(
-            record = %record.id,
-            session = record.session.as_deref().unwrap_or(""),
-            request = record.request_id.as_deref().unwrap_or(""),
-            mode = record.mode.as_deref().unwrap_or(""),
-            issuer = record.issuer.as_deref().unwrap_or(""),
-            subject = record.subject.as_deref().unwrap_or(""),
-            chain = ?record.chain,
-            tool = record.tool.as_deref().unwrap_or(""),
-            upstream = record.upstream.as_deref().unwrap_or(""),
-            decision = %record.decision,
-            outcome = %record.outcome,
-            reasons = ?record.reasons,
-            policy_version = record.policy_version.as_deref().unwrap_or(""),
-            elapsed_us = record.latency.total_us,
-            "{}", record.kind
-        );
-        self.metrics.decided(&record);
-        let request = tracing::Span::current();
-        telemetry::decided(&request, &record, answered_error(&record));
-        let committing = Instant::now();
-        let committed = self
-            .audit
-            .append(record)
-            .instrument(tracing::info_span!("record"))
-            .await;
-        self.metrics.step("record", committing.elapsed());
-        let answer = match committed {
-            Ok(()) => answer,
-            Err(error) => {
-                tracing::error!("answer withheld: {error}");
-                telemetry::failed(&request, "audit_unavailable");
-                Err(refusal::cannot_decide("audit_unavailable"))
-            }
-        };
-        if let Err(error) = &answer {
-            request.record("rpc.response.status_code", error.code.0);
-        }
-        answer
-    }
-
     /// Holds an escalated call for approval, or consumes the approval that grants it.
     async fn escalate(
         &self,
@@ -516,199 +471,5 @@ impl Gateway {
             used_at: None,
         };
         self.store.escalate(request, now).await
-    }
-}
-
-fn request_id_text(id: &RequestId) -> String {
-    match id {
-        rmcp::model::NumberOrString::Number(n) => n.to_string(),
-        rmcp::model::NumberOrString::String(s) => s.to_string(),
-    }
-}
-
-fn tool_ref<'a>(tool: &'a ExposedTool, manifest: &'a ToolManifest) -> ToolRef<'a> {
-    ToolRef {
-        name: &tool.name,
-        upstream: &tool.upstream,
-        original: &tool.original,
-        manifest,
-        annotations: tool.annotations_json.as_ref(),
-    }
-}
-
-fn list_input(who: &CallerInput, bundle: &Bundle, tool: &ExposedTool) -> PolicyInput {
-    let manifest = bundle.manifests.get(&tool.upstream, &tool.original);
-    who.for_tool(
-        tool_ref(tool, manifest),
-        Action::List,
-        None,
-        serde_json::Map::new(),
-    )
-}
-
-/// Cursors are opaque to clients: the last listed name, base64url-encoded.
-fn encode_cursor(name: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name)
-}
-
-fn decode_cursor(cursor: &str) -> Option<String> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()?;
-    String::from_utf8(bytes).ok()
-}
-
-/// A tool's definition as this bundle advertises it: the output schema accepts masks at classified fields.
-fn advertised(bundle: &Bundle, tool: &ExposedTool) -> rmcp::model::Tool {
-    let mut definition = tool.definition.clone();
-    let manifest = bundle.manifests.get(&tool.upstream, &tool.original);
-    if !manifest.output.fields.is_empty()
-        && let Some(schema) = definition.output_schema.take()
-    {
-        let mut schema = std::sync::Arc::unwrap_or_clone(schema);
-        widen_output_schema(&mut schema, manifest);
-        definition.output_schema = Some(std::sync::Arc::new(schema));
-    }
-    definition
-}
-
-/// Largest facts document a record keeps; a larger one is recorded as its size and hash.
-const MAX_RECORDED_FACTS: usize = 16 * 1024;
-
-/// The facts as a record keeps them: values in them (error texts quote the statement) redacted like recorded
-/// arguments, and bounded.
-fn recorded_facts(
-    facts: &serde_json::Map<String, serde_json::Value>,
-    redactor: &crate::redact::Redactor,
-    clearance: Classification,
-) -> Option<serde_json::Value> {
-    use sha2::Digest;
-    if facts.is_empty() {
-        return None;
-    }
-    let mut value = serde_json::Value::Object(facts.clone());
-    if redactor
-        .redact_value(&mut value, &Rules::plain(clearance))
-        .is_err()
-    {
-        return Some(serde_json::json!({"unrecorded": "the facts could not be redacted"}));
-    }
-    let text = serde_json::to_vec(&value).unwrap_or_default();
-    if text.len() > MAX_RECORDED_FACTS {
-        return Some(serde_json::json!({
-            "truncated": true,
-            "bytes": text.len(),
-            "sha256": hex::encode(sha2::Sha256::digest(&text)),
-        }));
-    }
-    Some(value)
-}
-
-/// Adds what the detectors find in each argument to its facts: `detected: [{detector, class, path}]`.
-fn add_detected(
-    facts: &mut serde_json::Map<String, serde_json::Value>,
-    arguments: &serde_json::Map<String, serde_json::Value>,
-    detectors: &crate::redact::Detectors,
-) {
-    fn strings<'a>(
-        value: &'a serde_json::Value,
-        path: String,
-        out: &mut Vec<(String, &'a str)>,
-        depth: usize,
-    ) {
-        if depth > 32 {
-            return;
-        }
-        match value {
-            serde_json::Value::String(s) => out.push((path, s)),
-            serde_json::Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    strings(item, format!("{path}[{i}]"), out, depth + 1);
-                }
-            }
-            serde_json::Value::Object(map) => {
-                for (k, v) in map {
-                    strings(v, format!("{path}.{k}"), out, depth + 1);
-                }
-            }
-            _ => {}
-        }
-    }
-    for (name, value) in arguments {
-        let mut found = Vec::new();
-        let mut texts = Vec::new();
-        strings(value, format!("$.{name}"), &mut texts, 0);
-        for (path, text) in texts {
-            for hit in detectors.find(text) {
-                found.push(
-                    serde_json::json!({"detector": hit.detector, "class": hit.class, "path": path}),
-                );
-            }
-        }
-        if found.is_empty() {
-            continue;
-        }
-        let fact = facts
-            .entry(name.clone())
-            .or_insert_with(|| serde_json::json!({"kind": "value", "present": true}));
-        fact["detected"] = serde_json::Value::Array(found);
-    }
-}
-
-/// A record with who is asking filled in.
-fn caller_record(kind: &str, call: &CallContext<'_>) -> DecisionRecord {
-    let CallContext {
-        caller,
-        session,
-        request_id,
-    } = *call;
-    let mut record = DecisionRecord::new(kind);
-    record.request_id = Some(request_id_text(request_id));
-    record.session = Some(session.to_string());
-    record.mode = Some(
-        match caller.mode {
-            crate::identity::Mode::PrincipalContext => "principal_context",
-            crate::identity::Mode::AgentOnly => "agent_only",
-        }
-        .into(),
-    );
-    record.issuer = Some(caller.issuer.clone());
-    record.subject = Some(caller.subject.clone());
-    record.principal = caller.principal.as_ref().map(|p| p.subject.clone());
-    record.agent = Some(caller.actor.clone());
-    record.chain.clone_from(&caller.chain);
-    record.latency.authenticate_us = Some(caller.authenticated_us);
-    record
-}
-
-/// The error type of an answer that is an error (a JSON-RPC error or an `isError` result), as its reason id.
-fn answered_error(record: &DecisionRecord) -> Option<&str> {
-    match (record.decision.as_str(), record.outcome.as_str()) {
-        ("allow", "allowed") if record.upstream_outcome.as_deref() == Some("tool_error") => {
-            Some("tool_error")
-        }
-        ("allow", "allowed" | "listed") => None,
-        (_, outcome) => Some(outcome),
-    }
-}
-
-trait Outcome {
-    fn deny(&mut self, outcome: &str, reasons: Vec<String>);
-    fn fail(&mut self, outcome: &str, reasons: Vec<String>);
-}
-
-impl Outcome for DecisionRecord {
-    fn deny(&mut self, outcome: &str, reasons: Vec<String>) {
-        self.decision = "deny".into();
-        self.outcome = outcome.into();
-        self.reasons = reasons;
-    }
-
-    fn fail(&mut self, outcome: &str, reasons: Vec<String>) {
-        self.decision = "error".into();
-        self.outcome = outcome.into();
-        self.reasons = reasons;
     }
 }
