@@ -2,6 +2,8 @@
 //! the holder of the bootstrap credential or an admin token — a JWT of a trusted issuer for the admin audience
 //! whose `(iss, sub)` is listed in config. A user or agent token is never an admin token.
 
+mod registry;
+
 use std::path::Path;
 use std::sync::Arc;
 
