@@ -774,3 +774,41 @@ fn pathological_statements_are_refused_not_hung_on() {
         analysis.error
     );
 }
+
+#[test]
+fn views_and_triggers_are_seen_through() {
+    let declaration = toolgate::sql::SchemaDeclaration {
+        dialect: "sqlite".into(),
+        schema: None,
+        schema_file: None,
+        default_class: toolgate::identity::Classification::Internal,
+        columns: [(
+            "secrets.value".to_string(),
+            toolgate::identity::Classification::Restricted,
+        )]
+        .into(),
+    };
+    let ddl = "CREATE TABLE secrets (id INTEGER PRIMARY KEY, value TEXT);
+               CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+               CREATE TABLE log (what TEXT);
+               CREATE VIEW innocent AS SELECT id, upper(value) AS shout FROM secrets;
+               CREATE TRIGGER spill AFTER INSERT ON notes BEGIN INSERT INTO log SELECT value FROM secrets; END;";
+    let db = SqlDatabase::compile("t", &declaration, ddl.into()).unwrap();
+    // Reading through a view reads what the view reads.
+    let a = db.analyse("SELECT shout FROM innocent");
+    assert!(a.read_only, "{a:?}");
+    assert!(reads(&a).contains("secrets.value"), "{a:?}");
+    assert_eq!(a.views, set(["innocent"]));
+    assert_eq!(serde_json::to_value(a.max_class).unwrap(), "restricted");
+    // A write fires the trigger: its reads and writes are the statement's.
+    let a = db.analyse("INSERT INTO notes (body) VALUES ('x')");
+    assert!(!a.read_only);
+    assert_eq!(a.triggers, set(["spill"]));
+    assert!(
+        a.tables_written.contains("log") && reads(&a).contains("secrets.value"),
+        "{a:?}"
+    );
+    // A CTE is neither.
+    let a = db.analyse("WITH c AS (SELECT body FROM notes) SELECT body FROM c");
+    assert!(a.views.is_empty() && a.triggers.is_empty(), "{a:?}");
+}

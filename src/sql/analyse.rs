@@ -71,7 +71,7 @@ pub fn analyse(db: &FactDb, sql: &str, deadline: Instant, schema: &SqlDatabase) 
             Cut::TooManyActions => "the statement asks SQLite for too many actions".into(),
         });
     }
-    apply_events(&mut analysis, &events, schema);
+    apply_events(&mut analysis, &events, schema, db);
     if explain {
         analysis.kinds.insert("explain".into());
     }
@@ -157,15 +157,15 @@ fn add_read(analysis: &mut Analysis, schema: &SqlDatabase, table: &str, column: 
     });
 }
 
-fn apply_events(analysis: &mut Analysis, events: &[Event], schema: &SqlDatabase) {
+fn apply_events(analysis: &mut Analysis, events: &[Event], schema: &SqlDatabase, fact_db: &FactDb) {
     for event in events {
         let db = event.database.as_deref();
-        if let Some(accessor) = &event.accessor {
-            // A view's or trigger's own code: which one it is shows in the names of what it touches.
-            if matches!(event.action, Action::Read { .. } | Action::Select) {
-                analysis.views.insert(accessor.to_ascii_lowercase());
-            } else {
-                analysis.triggers.insert(accessor.to_ascii_lowercase());
+        // Code a view or trigger of the schema runs (a CTE's name shows here too, and is neither).
+        if let Some(accessor) = event.accessor.as_deref().map(str::to_ascii_lowercase) {
+            if fact_db.views.contains(&accessor) {
+                analysis.views.insert(accessor);
+            } else if fact_db.triggers.contains(&accessor) {
+                analysis.triggers.insert(accessor);
             }
         }
         let kind = match &event.action {

@@ -65,6 +65,9 @@ pub struct SqlDatabase {
 pub(super) struct FactDb {
     pub(super) conn: Connection,
     pub(super) objects: HashMap<(i64, i64), Object>,
+    /// Names (lowercased) of the declared schema's views and triggers.
+    pub(super) views: std::collections::HashSet<String>,
+    pub(super) triggers: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for FactDb {
@@ -242,11 +245,26 @@ impl SqlDatabase {
         conn.authorizer(None::<fn(rusqlite::hooks::AuthContext<'_>) -> _>)
             .map_err(|e| e.to_string())?;
         let objects = super::objects::objects(&conn).map_err(|e| e.to_string())?;
+        let names = |kind: &str| -> Result<std::collections::HashSet<String>, String> {
+            let mut statement = conn
+                .prepare("SELECT lower(name) FROM main.sqlite_schema WHERE type = ?1")
+                .map_err(|e| e.to_string())?;
+            let rows = statement
+                .query_map([kind], |row| row.get::<_, String>(0))
+                .map_err(|e| e.to_string())?;
+            rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+        };
+        let (views, triggers) = (names("view")?, names("trigger")?);
         conn.execute_batch("PRAGMA query_only = ON;")
             .map_err(|e| e.to_string())?;
         conn.authorizer(Some(record::authorize))
             .map_err(|e| e.to_string())?;
-        Ok(FactDb { conn, objects })
+        Ok(FactDb {
+            conn,
+            objects,
+            views,
+            triggers,
+        })
     }
 }
 
