@@ -2,22 +2,43 @@
 //! redaction), and the pipeline in [`pipeline`] that `tools/list` and `tools/call` walk. MCP dispatch lives in
 //! `server::dispatch`; the pipeline sees a [`CallContext`], never the transport's session.
 
+mod approval;
 mod listing;
+mod obligations;
 mod pipeline;
 mod record;
 mod refusal;
 
-pub use pipeline::CallContext;
-
 pub use crate::audit::arguments_hash;
 
 use std::sync::Arc;
+
+use rmcp::model::RequestId;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::identity::{Caller, Identity, Revocations};
 use crate::policy::{PolicyEngine, Sources};
 use crate::store::Store;
+
+/// What the pipeline needs of the request it serves: who is asking (verified for this very request), in which
+/// session, under which request id. Never the transport's session itself.
+#[derive(Debug, Clone, Copy)]
+pub struct CallContext<'a> {
+    pub caller: &'a Caller,
+    pub session: &'a str,
+    pub request_id: &'a RequestId,
+}
+
+impl<'a> CallContext<'a> {
+    pub fn new(caller: &'a Caller, session: &'a str, request_id: &'a RequestId) -> Self {
+        Self {
+            caller,
+            session,
+            request_id,
+        }
+    }
+}
 
 /// Everything a request needs, built once at start.
 pub struct Gateway {

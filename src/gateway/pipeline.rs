@@ -6,7 +6,7 @@ use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorData, ListToolsResult, RequestId};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorData, ListToolsResult};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -15,34 +15,13 @@ use super::listing::{
 };
 use super::record::{Outcome, caller_record, recorded_facts, request_id_text};
 use super::refusal::Refusal;
-use super::{Gateway, elapsed_us};
-use crate::audit::{DecisionRecord, arguments_hash, recorded_arguments};
+use super::{CallContext, Gateway, elapsed_us};
+use crate::audit::{DecisionRecord, recorded_arguments};
 use crate::catalog::{CallSink, ExposedTool};
-use crate::identity::Caller;
 use crate::policy::input::CallerInput;
-use crate::policy::{Action, Decision, facts};
+use crate::policy::{Action, facts};
 use crate::redact::{RedactError, RedactionSummary, Rules};
-use crate::store::{Approval, ApprovalStatus, Escalation};
 use crate::telemetry;
-
-/// What the pipeline needs of the request it serves: who is asking (verified for this very request), in which
-/// session, under which request id. Never the transport's session itself.
-#[derive(Debug, Clone, Copy)]
-pub struct CallContext<'a> {
-    pub caller: &'a Caller,
-    pub session: &'a str,
-    pub request_id: &'a RequestId,
-}
-
-impl<'a> CallContext<'a> {
-    pub fn new(caller: &'a Caller, session: &'a str, request_id: &'a RequestId) -> Self {
-        Self {
-            caller,
-            session,
-            request_id,
-        }
-    }
-}
 
 impl Gateway {
     /// `tools/list`: the tools whose `list` decision allows this caller, one page at a time.
@@ -224,51 +203,8 @@ impl Gateway {
         }
         record.reasons.clone_from(&decision.reasons);
         if decision.escalate {
-            match self
-                .escalate(caller, &tool, &decision, &bundle.version, arguments)
-                .await
-            {
-                Ok(Escalation::Granted(id)) => {
-                    tracing::info!(approval = %id, tool = %tool.name, "approved call goes through (approval consumed)");
-                    record.reasons.push(format!("approved: {id}"));
-                }
-                Ok(Escalation::Pending { id, expires_at }) => {
-                    record.decision = "escalate".into();
-                    record.outcome = "approval_required".into();
-                    record.reasons.push(format!("approval: {id}"));
-                    return Break(
-                        Refusal::ApprovalRequired {
-                            tool: &tool.name,
-                            id: &id,
-                            expires_at,
-                            reasons: &decision.reasons,
-                        }
-                        .answer(),
-                    );
-                }
-                Ok(Escalation::Denied { id, expires_at }) => {
-                    record.deny("approval_denied", decision.reasons.clone());
-                    record.reasons.push(format!("approval: {id}"));
-                    return Break(
-                        Refusal::ApprovalDenied {
-                            tool: &tool.name,
-                            id: &id,
-                            expires_at,
-                        }
-                        .answer(),
-                    );
-                }
-                Err(error) => {
-                    tracing::error!("cannot hold the call for approval: {error}");
-                    record.fail("store_unavailable", decision.reasons.clone());
-                    return Break(
-                        Refusal::CannotDecide {
-                            reason: "store_unavailable",
-                        }
-                        .answer(),
-                    );
-                }
-            }
+            self.held_for_approval(caller, &tool, &decision, &bundle.version, arguments, record)
+                .await?;
         } else if !decision.allow {
             record.deny("policy_denied", decision.reasons.clone());
             return Break(
@@ -279,43 +215,8 @@ impl Gateway {
                 .answer(),
             );
         }
-        // The clearance the result is redacted to: the policy's obligation (else the configured default), never
-        // above the chain's lowest maximum (enforced here, not only in Rego).
-        let clearance = decision
-            .obligations
-            .clearance
-            .unwrap_or(self.config.redaction.default_clearance)
-            .min(caller.clearance);
-        let also_mask = decision.obligations.redact.clone();
-        let mut rules = Rules::for_tool(manifest, clearance, also_mask);
-        // Columns granted masked are masked by name in a tabular answer; with no table to find them in, the
-        // call is refused rather than answered unmasked.
-        if !decision.obligations.mask_columns.is_empty() {
-            let Some(shape) = manifest.output.table.clone() else {
-                let why = "the policy grants columns only masked, but the tool's manifest declares no table shape \
-                           (`output.table`) to mask them in"
-                    .to_string();
-                record.deny("policy_denied", vec![why.clone()]);
-                let reasons = [why];
-                return Break(
-                    Refusal::PolicyDenied {
-                        tool: &tool.name,
-                        reasons: &reasons,
-                    }
-                    .answer(),
-                );
-            };
-            rules.columns = Some(crate::redact::ColumnMasks {
-                shape,
-                names: decision.obligations.mask_columns.clone(),
-            });
-        }
-        record.obligations = Some(serde_json::json!({
-            "clearance": clearance,
-            "policy_clearance": decision.obligations.clearance,
-            "redact": decision.obligations.redact,
-            "mask_columns": decision.obligations.mask_columns.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-        }));
+        // 4. obligations: what of the result the caller may see.
+        let rules = self.obligations(&decision, manifest, caller, &tool, record)?;
         record.latency.authorize_us = Some(elapsed_us(authorizing));
         Continue((tool, rules))
     }
@@ -440,36 +341,5 @@ impl Gateway {
             serde_json::from_value(value).map_err(|e| RedactError::Shape(e.to_string()))?;
         redacted.result_type = None;
         Ok((redacted, summary))
-    }
-
-    /// Holds an escalated call for approval, or consumes the approval that grants it.
-    async fn escalate(
-        &self,
-        caller: &Caller,
-        tool: &ExposedTool,
-        decision: &Decision,
-        policy_version: &str,
-        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
-    ) -> Result<Escalation, crate::store::StoreError> {
-        let now = crate::clock::unix_now();
-        let ttl = i64::try_from(self.config.policy.approval_ttl.as_secs()).unwrap_or(i64::MAX);
-        let request = Approval {
-            id: format!("apr_{}", uuid::Uuid::now_v7().simple()),
-            status: ApprovalStatus::Pending,
-            issuer: caller.issuer.clone(),
-            subject: caller.subject.clone(),
-            chain: caller.chain.clone(),
-            tool: tool.name.to_string(),
-            pin: None,
-            arguments_hash: arguments_hash(arguments),
-            reasons: decision.reasons.clone(),
-            policy_version: policy_version.to_string(),
-            created_at: now,
-            expires_at: now.saturating_add(ttl),
-            decided_by: None,
-            decided_at: None,
-            used_at: None,
-        };
-        self.store.escalate(request, now).await
     }
 }

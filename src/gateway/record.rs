@@ -6,8 +6,8 @@ use std::time::Instant;
 use rmcp::model::{ErrorData, RequestId};
 use tracing::Instrument;
 
+use super::CallContext;
 use super::Gateway;
-use super::pipeline::CallContext;
 use super::refusal;
 use crate::audit::DecisionRecord;
 use crate::classification::Classification;

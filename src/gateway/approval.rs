@@ -1,0 +1,107 @@
+//! Escalation: a call the policy sends to a human is held as a pending approval, or goes through once when an
+//! approver granted this exact call.
+
+use std::ops::ControlFlow::{self, Break, Continue};
+
+use rmcp::model::{CallToolResult, ErrorData};
+
+use super::Gateway;
+use super::record::Outcome;
+use super::refusal::Refusal;
+use crate::audit::{DecisionRecord, arguments_hash};
+use crate::catalog::ExposedTool;
+use crate::identity::Caller;
+use crate::policy::Decision;
+use crate::store::{Approval, ApprovalStatus, Escalation};
+
+impl Gateway {
+    /// Continues when an approval grants this exact call (consuming it); otherwise breaks with the answer: held
+    /// for an approver, refused by one, or the store cannot hold it.
+    pub(super) async fn held_for_approval(
+        &self,
+        caller: &Caller,
+        tool: &ExposedTool,
+        decision: &Decision,
+        policy_version: &str,
+        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+        record: &mut DecisionRecord,
+    ) -> ControlFlow<Result<CallToolResult, ErrorData>> {
+        match self
+            .escalate(caller, tool, decision, policy_version, arguments)
+            .await
+        {
+            Ok(Escalation::Granted(id)) => {
+                tracing::info!(approval = %id, tool = %tool.name, "approved call goes through (approval consumed)");
+                record.reasons.push(format!("approved: {id}"));
+            }
+            Ok(Escalation::Pending { id, expires_at }) => {
+                record.decision = "escalate".into();
+                record.outcome = "approval_required".into();
+                record.reasons.push(format!("approval: {id}"));
+                return Break(
+                    Refusal::ApprovalRequired {
+                        tool: &tool.name,
+                        id: &id,
+                        expires_at,
+                        reasons: &decision.reasons,
+                    }
+                    .answer(),
+                );
+            }
+            Ok(Escalation::Denied { id, expires_at }) => {
+                record.deny("approval_denied", decision.reasons.clone());
+                record.reasons.push(format!("approval: {id}"));
+                return Break(
+                    Refusal::ApprovalDenied {
+                        tool: &tool.name,
+                        id: &id,
+                        expires_at,
+                    }
+                    .answer(),
+                );
+            }
+            Err(error) => {
+                tracing::error!("cannot hold the call for approval: {error}");
+                record.fail("store_unavailable", decision.reasons.clone());
+                return Break(
+                    Refusal::CannotDecide {
+                        reason: "store_unavailable",
+                    }
+                    .answer(),
+                );
+            }
+        }
+        Continue(())
+    }
+
+    /// Holds an escalated call for approval, or consumes the approval that grants it.
+    async fn escalate(
+        &self,
+        caller: &Caller,
+        tool: &ExposedTool,
+        decision: &Decision,
+        policy_version: &str,
+        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<Escalation, crate::store::StoreError> {
+        let now = crate::clock::unix_now();
+        let ttl = i64::try_from(self.config.policy.approval_ttl.as_secs()).unwrap_or(i64::MAX);
+        let request = Approval {
+            id: format!("apr_{}", uuid::Uuid::now_v7().simple()),
+            status: ApprovalStatus::Pending,
+            issuer: caller.issuer.clone(),
+            subject: caller.subject.clone(),
+            chain: caller.chain.clone(),
+            tool: tool.name.to_string(),
+            pin: None,
+            arguments_hash: arguments_hash(arguments),
+            reasons: decision.reasons.clone(),
+            policy_version: policy_version.to_string(),
+            created_at: now,
+            expires_at: now.saturating_add(ttl),
+            decided_by: None,
+            decided_at: None,
+            used_at: None,
+        };
+        self.store.escalate(request, now).await
+    }
+}
