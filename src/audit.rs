@@ -127,7 +127,7 @@ impl DecisionRecord {
     }
 }
 
-pub use crate::clock::now_ms;
+use crate::clock::now_ms;
 
 /// SHA-256 of the arguments' canonical JSON (RFC 8785), so that key order never matters: what records keep when
 /// arguments are `hashed`, and what binds an approval to the exact call.
@@ -145,7 +145,7 @@ pub struct ChainKey(Arc<[u8]>);
 impl ChainKey {
     /// Reads the key file, creating it with a random key (mode 0600) if it does not exist.
     pub fn load_or_create(path: &Path) -> Result<Self, String> {
-        let (_, created) = crate::secret::read_or_create(path).map_err(|e| {
+        let (text, created) = crate::secret::read_or_create(path).map_err(|e| {
             format!(
                 "cannot read or create the audit key `{}`: {e}",
                 path.display()
@@ -154,13 +154,18 @@ impl ChainKey {
         if created {
             tracing::info!(path = %path.display(), "created the decision-record chain key");
         }
-        Self::load(path)
+        Self::parse(&text, path)
     }
 
     /// Reads an existing key file.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the audit key `{}`: {e}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// The key in a key file's text (`path` names it in errors).
+    fn parse(text: &str, path: &Path) -> Result<Self, String> {
         let key = hex::decode(text.trim())
             .map_err(|_| format!("the audit key `{}` is not hex", path.display()))?;
         if key.len() < 16 {

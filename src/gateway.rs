@@ -9,8 +9,6 @@ mod pipeline;
 mod record;
 mod refusal;
 
-pub use crate::audit::arguments_hash;
-
 use std::sync::Arc;
 
 use rmcp::model::RequestId;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-pub use crate::manifest::FieldPath;
+use crate::manifest::FieldPath;
 pub use detect::{Detectors, Found};
 
 use crate::classification::Classification;

@@ -12,7 +12,7 @@ mod objects;
 mod program;
 mod record;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
@@ -99,25 +99,20 @@ pub struct Analysis {
 }
 
 impl Analysis {
-    fn refused(schema: Option<&str>, error: String) -> Self {
+    /// Nothing known yet about a statement for `schema`.
+    fn new(schema: Option<&str>) -> Self {
         Self {
             dialect: "sqlite",
             schema: schema.map(str::to_string),
-            error: Some(error),
             ..Self::default()
         }
     }
 
-    /// Columns read, as `{table: [column…]}`.
-    pub fn columns_by_table(&self) -> BTreeMap<&str, Vec<&str>> {
-        let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for read in &self.columns {
-            let columns = out.entry(read.table.as_str()).or_default();
-            if !read.column.is_empty() {
-                columns.push(read.column.as_str());
-            }
+    fn refused(schema: Option<&str>, error: String) -> Self {
+        Self {
+            error: Some(error),
+            ..Self::new(schema)
         }
-        out
     }
 }
 

@@ -20,7 +20,7 @@ impl StoreError {
 }
 
 /// Now, in Unix seconds.
-pub use crate::clock::unix_now;
+use crate::clock::unix_now;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {

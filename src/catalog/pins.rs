@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{ExposedTool, pinned_definition};
 use crate::store::{Store, StoreError};
 
-pub use crate::config::FirstSight;
+use crate::config::FirstSight;
 
 /// Where a pin stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -125,30 +125,41 @@ impl InputSchema {
         self.compiled.as_ref().err().map(String::as_str)
     }
 
-    /// Checks a call's arguments (none are `{}`).
-    pub fn check(&self, arguments: Option<&JsonObject>) -> Result<(), ArgumentsRefused> {
+    /// Checks a call's arguments (none are `{}`). They are validated where they are, never copied: the map is
+    /// lent to the validator as a JSON value and put back unchanged.
+    pub fn check(&self, arguments: &mut Option<JsonObject>) -> Result<(), ArgumentsRefused> {
         let validator = self
             .compiled
             .as_ref()
             .map_err(|why| ArgumentsRefused::Unusable(why.clone()))?;
-        let instance = Value::Object(arguments.cloned().unwrap_or_default());
-        if validator.is_valid(&instance) {
-            return Ok(());
+        let given = arguments.is_some();
+        let instance = Value::Object(arguments.take().unwrap_or_default());
+        let checked = check_value(validator, &instance);
+        if let (true, Value::Object(map)) = (given, instance) {
+            *arguments = Some(map);
         }
-        let mut errors = validator.iter_errors(&instance);
-        let mut reasons: Vec<String> = errors
-            .by_ref()
-            .take(MAX_ERRORS)
-            .map(|e| reason(&e))
-            .collect();
-        if errors.next().is_some() {
-            reasons.push("and more errors".into());
-        }
-        if reasons.is_empty() {
-            reasons.push("arguments: not valid".into());
-        }
-        Err(ArgumentsRefused::Invalid(reasons))
+        checked
     }
+}
+
+/// The reasons `instance` does not match, if it does not.
+fn check_value(validator: &Validator, instance: &Value) -> Result<(), ArgumentsRefused> {
+    if validator.is_valid(instance) {
+        return Ok(());
+    }
+    let mut errors = validator.iter_errors(instance);
+    let mut reasons: Vec<String> = errors
+        .by_ref()
+        .take(MAX_ERRORS)
+        .map(|e| reason(&e))
+        .collect();
+    if errors.next().is_some() {
+        reasons.push("and more errors".into());
+    }
+    if reasons.is_empty() {
+        reasons.push("arguments: not valid".into());
+    }
+    Err(ArgumentsRefused::Invalid(reasons))
 }
 
 /// The dialect `$schema` names: 2020-12 when absent.
@@ -288,7 +299,7 @@ mod tests {
     }
 
     fn reasons(compiled: &InputSchema, arguments: Value) -> Vec<String> {
-        match compiled.check(Some(&args(arguments))) {
+        match compiled.check(&mut Some(args(arguments))) {
             Err(ArgumentsRefused::Invalid(reasons)) => reasons,
             other => panic!("expected invalid arguments, got {other:?}"),
         }
@@ -307,14 +318,14 @@ mod tests {
     fn valid_arguments_pass_and_missing_arguments_are_an_empty_object() {
         let compiled = InputSchema::compile(&strict());
         assert_eq!(
-            compiled.check(Some(&args(json!({"text": "hi", "times": 2})))),
+            compiled.check(&mut Some(args(json!({"text": "hi", "times": 2})))),
             Ok(())
         );
         let optional = InputSchema::compile(&schema(json!({"type": "object"})));
-        assert_eq!(optional.check(None), Ok(()));
+        assert_eq!(optional.check(&mut None), Ok(()));
         // No arguments at all are checked as `{}`: a required property is then missing.
         assert_eq!(
-            compiled.check(None),
+            compiled.check(&mut None),
             Err(ArgumentsRefused::Invalid(vec![
                 "arguments: missing required property `text`".into()
             ]))
@@ -368,7 +379,7 @@ mod tests {
         for i in 0..1000 {
             huge.insert(format!("{i}-{}", "k".repeat(10_000)), json!("x"));
         }
-        let Err(refused) = compiled.check(Some(&huge)) else {
+        let Err(refused) = compiled.check(&mut Some(huge.clone())) else {
             panic!("accepted")
         };
         let ArgumentsRefused::Invalid(found) = &refused else {
@@ -411,7 +422,7 @@ mod tests {
         assert!(Arc::ptr_eq(recompiled.source(), &changed));
         assert!(
             recompiled
-                .check(Some(&args(json!({"text": "hi"}))))
+                .check(&mut Some(args(json!({"text": "hi"}))))
                 .is_err()
         );
     }
@@ -443,8 +454,8 @@ mod tests {
                 InputSchema::compile(&schema(body))
             };
             let modern = with(&prefix);
-            assert!(modern.check(Some(&wrong)).is_err(), "{named:?}");
-            assert!(modern.check(Some(&right)).is_ok(), "{named:?}");
+            assert!(modern.check(&mut Some(wrong.clone())).is_err(), "{named:?}");
+            assert!(modern.check(&mut Some(right.clone())).is_ok(), "{named:?}");
             assert!(with(&tuple).unusable().is_some(), "{named:?}");
         }
         for uri in [
@@ -456,11 +467,14 @@ mod tests {
                 body["$schema"] = json!(uri);
                 InputSchema::compile(&schema(body))
             };
-            assert!(with(&prefix).check(Some(&wrong)).is_ok(), "{uri}");
+            assert!(
+                with(&prefix).check(&mut Some(wrong.clone())).is_ok(),
+                "{uri}"
+            );
             let draft7 = with(&tuple);
             assert!(draft7.unusable().is_none(), "{:?}", draft7.unusable());
-            assert!(draft7.check(Some(&wrong)).is_err(), "{uri}");
-            assert!(draft7.check(Some(&right)).is_ok(), "{uri}");
+            assert!(draft7.check(&mut Some(wrong.clone())).is_err(), "{uri}");
+            assert!(draft7.check(&mut Some(right.clone())).is_ok(), "{uri}");
         }
     }
 
@@ -486,7 +500,7 @@ mod tests {
                 .unusable()
                 .unwrap_or_else(|| panic!("{bad} compiled"));
             assert!(why.contains(expected), "{why}");
-            let refused = compiled.check(None).unwrap_err();
+            let refused = compiled.check(&mut None).unwrap_err();
             assert_eq!(refused.reason_id(), "invalid_input_schema");
             assert!(
                 refused.message("up__tool").starts_with(
@@ -505,8 +519,8 @@ mod tests {
             "properties": {"n": {"$ref": "#/$defs/count"}},
             "$defs": {"count": {"type": "integer"}}
         })));
-        assert!(local.check(Some(&args(json!({"n": 1})))).is_ok());
-        assert!(local.check(Some(&args(json!({"n": "1"})))).is_err());
+        assert!(local.check(&mut Some(args(json!({"n": 1})))).is_ok());
+        assert!(local.check(&mut Some(args(json!({"n": "1"})))).is_err());
         // Nothing is fetched: a reference elsewhere makes the schema unusable (fail closed).
         for remote in [
             "https://example.invalid/schema.json",

@@ -26,10 +26,28 @@ impl Gateway {
         arguments: Option<&serde_json::Map<String, serde_json::Value>>,
         record: &mut DecisionRecord,
     ) -> ControlFlow<Result<CallToolResult, ErrorData>> {
-        match self
-            .escalate(caller, tool, decision, policy_version, arguments)
-            .await
-        {
+        let now = crate::clock::unix_now();
+        let ttl = i64::try_from(self.config.policy.approval_ttl.as_secs()).unwrap_or(i64::MAX);
+        // The approval this exact call would need (bound to the caller, the chain, the tool and the arguments'
+        // hash); the store consumes a granted one, or holds this one as pending.
+        let request = Approval {
+            id: format!("apr_{}", uuid::Uuid::now_v7().simple()),
+            status: ApprovalStatus::Pending,
+            issuer: caller.issuer.clone(),
+            subject: caller.subject.clone(),
+            chain: caller.chain.clone(),
+            tool: tool.name.to_string(),
+            pin: None,
+            arguments_hash: arguments_hash(arguments),
+            reasons: decision.reasons.clone(),
+            policy_version: policy_version.to_string(),
+            created_at: now,
+            expires_at: now.saturating_add(ttl),
+            decided_by: None,
+            decided_at: None,
+            used_at: None,
+        };
+        match self.store.escalate(request, now).await {
             Ok(Escalation::Granted(id)) => {
                 tracing::info!(approval = %id, tool = %tool.name, "approved call goes through (approval consumed)");
                 record.reasons.push(format!("approved: {id}"));
@@ -72,36 +90,5 @@ impl Gateway {
             }
         }
         Continue(())
-    }
-
-    /// Holds an escalated call for approval, or consumes the approval that grants it.
-    async fn escalate(
-        &self,
-        caller: &Caller,
-        tool: &ExposedTool,
-        decision: &Decision,
-        policy_version: &str,
-        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
-    ) -> Result<Escalation, crate::store::StoreError> {
-        let now = crate::clock::unix_now();
-        let ttl = i64::try_from(self.config.policy.approval_ttl.as_secs()).unwrap_or(i64::MAX);
-        let request = Approval {
-            id: format!("apr_{}", uuid::Uuid::now_v7().simple()),
-            status: ApprovalStatus::Pending,
-            issuer: caller.issuer.clone(),
-            subject: caller.subject.clone(),
-            chain: caller.chain.clone(),
-            tool: tool.name.to_string(),
-            pin: None,
-            arguments_hash: arguments_hash(arguments),
-            reasons: decision.reasons.clone(),
-            policy_version: policy_version.to_string(),
-            created_at: now,
-            expires_at: now.saturating_add(ttl),
-            decided_by: None,
-            decided_at: None,
-            used_at: None,
-        };
-        self.store.escalate(request, now).await
     }
 }

@@ -124,7 +124,7 @@ impl Gateway {
     async fn authorize(
         &self,
         call: &CallContext<'_>,
-        params: &CallToolRequestParams,
+        params: &mut CallToolRequestParams,
         record: &mut DecisionRecord,
         request: &tracing::Span,
     ) -> ControlFlow<Result<CallToolResult, ErrorData>, (Arc<ExposedTool>, Rules)> {
@@ -171,7 +171,7 @@ impl Gateway {
             return Break(Refusal::Quarantined { tool: &tool.name }.answer());
         }
         // The arguments must match the tool's advertised inputSchema before anything reads them (absent = `{}`).
-        if let Err(refused) = tool.input_schema.check(params.arguments.as_ref()) {
+        if let Err(refused) = tool.input_schema.check(&mut params.arguments) {
             record.deny(refused.reason_id(), refused.reasons());
             let text = refused.message(&tool.name);
             return Break(Refusal::Refused { text }.answer());
@@ -225,7 +225,7 @@ impl Gateway {
     async fn decide_and_call(
         &self,
         call: &CallContext<'_>,
-        params: CallToolRequestParams,
+        mut params: CallToolRequestParams,
         sink: CallSink,
         cancel: &CancellationToken,
         record: &mut DecisionRecord,
@@ -233,7 +233,7 @@ impl Gateway {
         // 1. authenticate: `caller` was verified for this very request (its span is a sibling of these).
         let request = tracing::Span::current();
         let authorized = self
-            .authorize(call, &params, record, &request)
+            .authorize(call, &mut params, record, &request)
             .instrument(tracing::info_span!("authorize"))
             .await;
         let (tool, rules) = match authorized {

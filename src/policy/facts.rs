@@ -13,69 +13,92 @@ pub fn for_call(
     manifest: &ToolManifest,
     arguments: Option<&Map<String, Value>>,
 ) -> Map<String, Value> {
-    let mut facts = Map::new();
-    for (name, kind) in &manifest.arguments {
-        let value = arguments.and_then(|a| a.get(name));
-        let mut fact = match (kind, value) {
-            (ArgumentKind::Sql { compiled, .. }, Some(Value::String(text))) => tagged(
-                serde_json::to_value(compiled.database().analyse(text)),
-                "sql",
-            ),
-            (ArgumentKind::Path { root }, Some(Value::String(text))) => {
-                tagged(serde_json::to_value(path::analyse(text, root)), "path")
-            }
-            // Left out, the tool uses its own default: for a path that is taken to be the root (the most it
-            // could mean); SQL that is not there cannot be parsed.
-            (ArgumentKind::Path { root }, None) => {
-                tagged(serde_json::to_value(path::analyse("", root)), "path")
-            }
-            (ArgumentKind::Sql { .. }, _) => {
-                json!({"kind": "sql", "dialect": "sqlite", "prepared": false, "read_only": false,
-                       "error": if value.is_some() { "not a string" } else { "missing" }})
-            }
-            (ArgumentKind::Path { .. }, Some(_)) => {
-                json!({"kind": "path", "invalid": true, "escapes_root": true})
-            }
-        };
-        fact["present"] = json!(value.is_some());
-        facts.insert(name.clone(), fact);
-    }
-    facts
+    manifest
+        .arguments
+        .iter()
+        .map(|(name, kind)| {
+            (
+                name.clone(),
+                fact(kind, arguments.and_then(|a| a.get(name))),
+            )
+        })
+        .collect()
 }
 
-/// [`for_call`] off the async worker threads when an argument is SQL: preparing a statement is bounded (100 ms,
-/// SQLite's limits) but is CPU work that must not hold up other requests. If the analysis itself fails, every SQL
-/// argument's fact says so, and policies refuse it.
+/// [`for_call`], with SQL statements analysed off the async worker threads: preparing one is bounded (100 ms,
+/// SQLite's limits) but is CPU work that must not hold up other requests. Only the statements and their
+/// schemas travel to the blocking thread. If the analysis itself fails, each statement's fact says so, and
+/// policies refuse it.
 pub async fn for_call_blocking(
     manifest: &ToolManifest,
     arguments: Option<&Map<String, Value>>,
 ) -> Map<String, Value> {
-    let sql: Vec<String> = manifest
-        .arguments
-        .iter()
-        .filter(|(_, kind)| matches!(kind, ArgumentKind::Sql { .. }))
-        .map(|(name, _)| name.clone())
-        .collect();
-    if sql.is_empty() {
-        return for_call(manifest, arguments);
-    }
-    let (owned_manifest, owned_arguments) = (manifest.clone(), arguments.cloned());
-    match tokio::task::spawn_blocking(move || for_call(&owned_manifest, owned_arguments.as_ref()))
-        .await
-    {
-        Ok(facts) => facts,
-        Err(_) => {
-            let mut facts = for_call(&ToolManifest::safe_default(), None);
-            for name in sql {
-                facts.insert(
-                    name,
-                    json!({"kind": "sql", "dialect": "sqlite", "prepared": false, "read_only": false,
-                           "error": "the statement could not be analysed", "present": true}),
-                );
+    let mut facts = Map::new();
+    let mut statements = Vec::new();
+    for (name, kind) in &manifest.arguments {
+        let value = arguments.and_then(|a| a.get(name));
+        match (kind, value) {
+            (ArgumentKind::Sql { compiled, .. }, Some(Value::String(text))) => {
+                statements.push((name.clone(), compiled.database(), text.clone()));
             }
-            facts
+            _ => {
+                facts.insert(name.clone(), fact(kind, value));
+            }
         }
     }
+    if statements.is_empty() {
+        return facts;
+    }
+    let names: Vec<String> = statements.iter().map(|(name, ..)| name.clone()).collect();
+    let analysed = tokio::task::spawn_blocking(move || {
+        statements
+            .into_iter()
+            .map(|(name, database, text)| (name, sql_fact(&database, &text)))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    match analysed {
+        Ok(analysed) => facts.extend(analysed),
+        Err(_) => facts.extend(names.into_iter().map(|name| {
+            let failed = json!({"kind": "sql", "dialect": "sqlite", "prepared": false, "read_only": false,
+                                "error": "the statement could not be analysed", "present": true});
+            (name, failed)
+        })),
+    }
+    facts
+}
+
+/// One argument's fact.
+fn fact(kind: &ArgumentKind, value: Option<&Value>) -> Value {
+    let mut fact = match (kind, value) {
+        (ArgumentKind::Sql { compiled, .. }, Some(Value::String(text))) => {
+            return sql_fact(&compiled.database(), text);
+        }
+        (ArgumentKind::Path { root }, Some(Value::String(text))) => {
+            tagged(serde_json::to_value(path::analyse(text, root)), "path")
+        }
+        // Left out, the tool uses its own default: for a path that is taken to be the root (the most it could
+        // mean); SQL that is not there cannot be parsed.
+        (ArgumentKind::Path { root }, None) => {
+            tagged(serde_json::to_value(path::analyse("", root)), "path")
+        }
+        (ArgumentKind::Sql { .. }, _) => {
+            json!({"kind": "sql", "dialect": "sqlite", "prepared": false, "read_only": false,
+                   "error": if value.is_some() { "not a string" } else { "missing" }})
+        }
+        (ArgumentKind::Path { .. }, Some(_)) => {
+            json!({"kind": "path", "invalid": true, "escapes_root": true})
+        }
+    };
+    fact["present"] = json!(value.is_some());
+    fact
+}
+
+/// The fact of a SQL statement that was sent.
+fn sql_fact(database: &crate::sql::SqlDatabase, text: &str) -> Value {
+    let mut fact = tagged(serde_json::to_value(database.analyse(text)), "sql");
+    fact["present"] = json!(true);
+    fact
 }
 
 /// A serialised fact with its `kind`.

@@ -17,8 +17,7 @@ const MAX_FOLLOWING: usize = 16;
 
 /// Prepares `sql` on `db` and builds the analysis from SQLite's own record and program.
 pub fn analyse(db: &FactDb, sql: &str, deadline: Instant, schema: &SqlDatabase) -> Analysis {
-    let mut analysis = Analysis::refused(schema.name(), String::new());
-    analysis.error = None;
+    let mut analysis = Analysis::new(schema.name());
     record::start(deadline);
     let mut batch = rusqlite::Batch::new(&db.conn, sql);
     let mut result = Vec::new();

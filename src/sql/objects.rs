@@ -76,13 +76,11 @@ pub fn objects(conn: &Connection) -> rusqlite::Result<HashMap<(i64, i64), Object
                 _ => None,
             };
             let generated = columns.iter().any(|c| c.3 != 0);
-            let is_without_rowid = conn
-                .query_row(
-                    "SELECT 1 FROM main.sqlite_schema WHERE name = ?1 AND sql LIKE '%WITHOUT%ROWID%'",
-                    [&name],
-                    |_| Ok(()),
-                )
-                .is_ok();
+            let is_without_rowid: bool = conn.query_row(
+                "SELECT ifnull(max(wr), 1) FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
+                [&name],
+                |r| r.get(0),
+            )?;
             Object::Table {
                 name: name.to_ascii_lowercase(),
                 columns: columns.iter().map(|c| c.0.to_ascii_lowercase()).collect(),
