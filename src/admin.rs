@@ -97,6 +97,26 @@ fn refusal(status: StatusCode, reason: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// A registry refusal: the admin is told what was refused; the whole story, with the sources of the gateway's
+/// own failures, goes to the log.
+fn registry_refusal(
+    admin: &str,
+    status: StatusCode,
+    reason: &str,
+    error: &registry::RegistryError,
+) -> Response {
+    let story = std::iter::successors(Some(error as &dyn std::error::Error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    if error.is_internal() {
+        tracing::error!(admin, reason, "registry change failed: {story}");
+        return refusal(StatusCode::SERVICE_UNAVAILABLE, reason, &error.public());
+    }
+    tracing::warn!(admin, reason, "registry change refused: {story}");
+    refusal(status, reason, &error.public())
+}
+
 async fn authenticate(
     State(state): State<AdminState>,
     mut request: Request,
@@ -603,7 +623,12 @@ async fn update_upstream(
             state.gateway.announce_change();
             axum::Json(json!({"name": name, "tools": tools})).into_response()
         }
-        Err(e) => refusal(StatusCode::UNPROCESSABLE_ENTITY, "upstream_refused", &e),
+        Err(e) => registry_refusal(
+            &admin.0,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "upstream_refused",
+            &e,
+        ),
     }
 }
 
@@ -626,7 +651,12 @@ async fn switch_upstream(
             state.gateway.announce_change();
             axum::Json(json!({"name": name, "enabled": enable})).into_response()
         }
-        Err(e) => refusal(StatusCode::UNPROCESSABLE_ENTITY, "upstream_refused", &e),
+        Err(e) => registry_refusal(
+            &admin.0,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "upstream_refused",
+            &e,
+        ),
     }
 }
 
@@ -651,10 +681,12 @@ async fn register_upstream(
             )
                 .into_response()
         }
-        Err(e) => {
-            tracing::warn!(admin = %admin.0, upstream = %name, "upstream not registered: {e}");
-            refusal(StatusCode::UNPROCESSABLE_ENTITY, "upstream_refused", &e)
-        }
+        Err(e) => registry_refusal(
+            &admin.0,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "upstream_refused",
+            &e,
+        ),
     }
 }
 
@@ -669,7 +701,7 @@ async fn remove_upstream(
             state.gateway.announce_change();
             axum::Json(json!({"removed": name})).into_response()
         }
-        Err(e) => refusal(StatusCode::CONFLICT, "upstream_not_removed", &e),
+        Err(e) => registry_refusal(&admin.0, StatusCode::CONFLICT, "upstream_not_removed", &e),
     }
 }
 
@@ -735,7 +767,12 @@ async fn put_agent(
     match state.gateway.put_agent(&id, Some(spec), &admin.0).await {
         Ok(()) => axum::Json(json!({"agent": id, "policy": state.gateway.policy.status()}))
             .into_response(),
-        Err(e) => refusal(StatusCode::UNPROCESSABLE_ENTITY, "agent_refused", &e),
+        Err(e) => registry_refusal(
+            &admin.0,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "agent_refused",
+            &e,
+        ),
     }
 }
 
@@ -747,7 +784,7 @@ async fn delete_agent(
 ) -> Response {
     match state.gateway.put_agent(&id, None, &admin.0).await {
         Ok(()) => axum::Json(json!({"removed": id})).into_response(),
-        Err(e) => refusal(StatusCode::CONFLICT, "agent_not_removed", &e),
+        Err(e) => registry_refusal(&admin.0, StatusCode::CONFLICT, "agent_not_removed", &e),
     }
 }
 

@@ -4,6 +4,7 @@ pub mod allow;
 pub mod pins;
 pub mod schema;
 
+mod change;
 mod http;
 mod routing;
 mod stdio;
@@ -20,6 +21,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::names::validate_upstream_name;
+pub use change::ChangeError;
 pub use routing::CallSink;
 
 use crate::config::{Config, Limits, Timeouts, UpstreamConfig, UpstreamTransport};
@@ -275,126 +277,11 @@ impl Catalog {
         })
     }
 
-    /// Adds an upstream registered earlier (from the store) without connecting first; [`Catalog::start`] starts
-    /// it with the others.
-    pub fn restore(
-        &self,
-        config: &UpstreamConfig,
-        client: Option<reqwest::Client>,
-    ) -> Result<(), String> {
-        let upstream = self.registered(config)?;
-        self.insert(upstream, client);
-        Ok(())
-    }
-
-    /// Puts an upstream back without checking it first (the previous configuration after a failed update).
-    pub fn restart(
-        self: &Arc<Self>,
-        config: &UpstreamConfig,
-        client: Option<reqwest::Client>,
-    ) -> Result<(), String> {
-        let upstream = self.registered(config)?;
-        self.insert(Arc::clone(&upstream), client);
-        tokio::spawn(Arc::clone(self).supervise(upstream));
-        Ok(())
-    }
-
-    /// A new registered upstream, if its name is free.
-    fn registered(&self, config: &UpstreamConfig) -> Result<Arc<Upstream>, String> {
-        if self
-            .upstreams
-            .load()
-            .iter()
-            .any(|u| *u.name == *config.name)
-        {
-            return Err(format!(
-                "an upstream named `{}` exists already",
-                config.name
-            ));
-        }
-        Ok(Self::upstream(config, &self.shutdown, true))
-    }
-
-    fn insert(&self, upstream: Arc<Upstream>, client: Option<reqwest::Client>) {
-        if let Some(client) = client
-            && let Ok(mut clients) = self.registered_clients.lock()
-        {
-            clients.insert(Arc::clone(&upstream.name), client);
-        }
-        self.upstreams.rcu(|list| {
-            let mut list = (**list).clone();
-            list.push(Arc::clone(&upstream));
-            list
-        });
-    }
-
     /// Starts one supervisor per upstream: connect, list, watch, reconnect with backoff.
     pub fn start(self: &Arc<Self>) {
         for upstream in self.upstreams.load().iter() {
             tokio::spawn(Arc::clone(self).supervise(Arc::clone(upstream)));
         }
-    }
-
-    /// Adds an upstream at run time. It must first connect and answer `tools/list` within the connect timeout
-    /// with tools that do not collide with the catalog's; otherwise nothing is added. `client` is the HTTP client
-    /// for it (registered HTTP upstreams get one whose resolver checks every address against the allowlist).
-    pub async fn add(
-        self: &Arc<Self>,
-        config: &UpstreamConfig,
-        client: Option<reqwest::Client>,
-    ) -> Result<usize, String> {
-        let upstream = self.registered(config)?;
-        let (conn, tools) = self
-            .connect_with(&upstream, client.clone())
-            .await
-            .map_err(|e| format!("upstream `{}` cannot be used: {e}", config.name))?;
-        conn.shutdown();
-        // Names must be free: an upstream never takes tools another one exposes.
-        let taken = self.index.load();
-        for tool in &tools {
-            if let Ok(exposed) = names::exposed_name(&upstream.name, &self.separator, &tool.name)
-                && taken.tools.contains_key(exposed.as_str())
-            {
-                return Err(format!("tool name `{exposed}` is taken"));
-            }
-        }
-        let count = tools.len();
-        self.insert(Arc::clone(&upstream), client);
-        tokio::spawn(Arc::clone(self).supervise(upstream));
-        Ok(count)
-    }
-
-    /// Removes an upstream registered at run time: its session ends and its tools leave the catalog.
-    pub fn remove(&self, name: &str) -> Result<(), String> {
-        let Some(upstream) = self
-            .upstreams
-            .load()
-            .iter()
-            .find(|u| *u.name == *name)
-            .cloned()
-        else {
-            return Err(format!("no upstream named `{name}`"));
-        };
-        if !upstream.registered {
-            return Err(format!(
-                "upstream `{name}` comes from the config file and is read-only"
-            ));
-        }
-        upstream.stop.cancel();
-        if let Some(conn) = upstream.conn.swap(None) {
-            conn.shutdown();
-        }
-        self.upstreams.rcu(|list| {
-            list.iter()
-                .filter(|u| *u.name != *name)
-                .cloned()
-                .collect::<Vec<_>>()
-        });
-        if let Ok(mut map) = self.accepted.lock() {
-            map.remove(name);
-        }
-        self.rebuild();
-        Ok(())
     }
 
     /// Closes every upstream session.
@@ -645,7 +532,9 @@ impl Catalog {
                     tool.name.escape_debug()
                 ))
             } else {
-                names::exposed_name(&upstream.name, &self.separator, &tool.name).map(|_| ())
+                names::exposed_name(&upstream.name, &self.separator, &tool.name)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             };
             match verdict {
                 Ok(()) => accepted.push(tool.clone()),

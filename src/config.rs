@@ -786,7 +786,7 @@ impl Config {
                 self.listen
             ));
         }
-        names::validate_separator(&self.namespace_separator)?;
+        names::validate_separator(&self.namespace_separator).map_err(|e| e.to_string())?;
         self.tracing.validate()?;
         if self.policy.timeout.is_zero() || self.policy.max_instructions == 0 {
             return Err(
@@ -916,7 +916,7 @@ impl Config {
         }
         let mut seen = std::collections::HashSet::new();
         for upstream in &self.upstreams {
-            names::validate_upstream_name(&upstream.name)?;
+            names::validate_upstream_name(&upstream.name).map_err(|e| e.to_string())?;
             if !seen.insert(upstream.name.as_str()) {
                 return Err(format!("upstream name `{}` is used twice", upstream.name));
             }

@@ -128,8 +128,12 @@ impl Gateway {
             if disabled.contains(&upstream.name) {
                 continue;
             }
-            let restored = registered_client(&allowlist, &upstream)
-                .and_then(|client| catalog.restore(&upstream, client));
+            let restored = match allowlist.client_for(&upstream) {
+                Ok(client) => catalog
+                    .restore(&upstream, client)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
             if let Err(e) = restored {
                 tracing::error!(upstream = %upstream.name, "registered upstream not restored: {e}");
             }
@@ -264,18 +268,4 @@ impl Gateway {
 
 pub fn elapsed_us(since: std::time::Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
-}
-
-/// The HTTP client of a registered HTTP upstream, after checking its URL (none for stdio upstreams).
-pub(crate) fn registered_client(
-    allowlist: &Arc<crate::catalog::allow::Allowlist>,
-    upstream: &crate::config::UpstreamConfig,
-) -> Result<Option<reqwest::Client>, String> {
-    match &upstream.transport {
-        crate::config::UpstreamTransport::Http(http) => {
-            allowlist.check_url(&http.url)?;
-            allowlist.client().map(Some)
-        }
-        crate::config::UpstreamTransport::Stdio(_) => Ok(None),
-    }
 }

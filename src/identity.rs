@@ -13,7 +13,7 @@ use std::path::Path;
 use serde_json::Value;
 
 pub use crate::classification::Classification;
-pub use inventory::{Agent, AgentSpec, Inventory};
+pub use inventory::{Agent, AgentSpec, Inventory, InventoryError};
 pub use jwt::{Act, Claims};
 pub use revocation::Revocations;
 pub use scope::Scope;
@@ -239,7 +239,8 @@ impl Identity {
             }
             issuers.insert(issuer.issuer.clone(), std::sync::Arc::new(loaded));
         }
-        let inventory = Inventory::load(&base.join(&config.agents_file))?;
+        let inventory =
+            Inventory::load(&base.join(&config.agents_file)).map_err(|e| e.to_string())?;
         Ok(Self {
             issuers,
             verified: config.verified_token_cache.then(dashmap::DashMap::new),

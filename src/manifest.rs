@@ -200,7 +200,7 @@ impl Manifests {
     /// Adds one manifest file's content; `dir` is the manifest's directory, where schema files live.
     pub fn add_yaml_in(&mut self, text: &str, dir: Option<&Path>) -> Result<(), String> {
         let file: File = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
-        crate::names::validate_upstream_name(&file.upstream)?;
+        crate::names::validate_upstream_name(&file.upstream).map_err(|e| e.to_string())?;
         let mut databases = BTreeMap::new();
         for (name, declaration) in &file.databases {
             let ddl = schema_text(name, declaration, dir)?;
@@ -210,7 +210,7 @@ impl Manifests {
             databases.insert(name.clone(), Arc::new(compiled));
         }
         for (tool, mut manifest) in file.tools {
-            crate::names::validate_tool_name(&tool)?;
+            crate::names::validate_tool_name(&tool).map_err(|e| e.to_string())?;
             for (argument, kind) in &mut manifest.arguments {
                 if let ArgumentKind::Sql {
                     database: Some(name),

@@ -4,64 +4,70 @@
 //! separator character in an exposed name always ends the upstream name: `upstream + sep + tool` is
 //! injective and no choice of tool names can make two upstreams' tools collide.
 
+/// A name that breaks the rules, with what the rule is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error(
+        "upstream name `{0}` is invalid: use lowercase ASCII letters, digits and `-`, starting with a letter, at \
+         most {MAX_UPSTREAM_NAME} characters"
+    )]
+    Upstream(String),
+    #[error("tool name `{}` is invalid: use 1 to {MAX_TOOL_NAME} of `A-Z a-z 0-9 _ . -`", .0.escape_debug())]
+    Tool(String),
+    #[error("namespace_separator `{0}` is invalid: use 1 to 4 characters, each `_` or `.`")]
+    Separator(String),
+    #[error("exposed name `{0}` would be longer than {MAX_TOOL_NAME} characters")]
+    TooLong(String),
+}
+
 /// Longest upstream name.
 pub const MAX_UPSTREAM_NAME: usize = 32;
 /// Longest tool name (MCP's recommendation), for upstream tool names and exposed names alike.
 pub const MAX_TOOL_NAME: usize = 128;
 
 /// Checks an upstream name: lowercase ASCII letters, digits and `-`, starting with a letter, at most 32.
-pub fn validate_upstream_name(name: &str) -> Result<(), String> {
+pub fn validate_upstream_name(name: &str) -> Result<(), NameError> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
     let rest_ok = name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !first_ok || !rest_ok || name.len() > MAX_UPSTREAM_NAME {
-        return Err(format!(
-            "upstream name `{name}` is invalid: use lowercase ASCII letters, digits and `-`, \
-             starting with a letter, at most {MAX_UPSTREAM_NAME} characters"
-        ));
+        return Err(NameError::Upstream(name.to_string()));
     }
     Ok(())
 }
 
 /// Checks a tool name against MCP's recommended `[A-Za-z0-9_.-]{1,128}`.
-pub fn validate_tool_name(name: &str) -> Result<(), String> {
+pub fn validate_tool_name(name: &str) -> Result<(), NameError> {
     if name.is_empty()
         || name.len() > MAX_TOOL_NAME
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
     {
-        return Err(format!(
-            "tool name `{}` is invalid: use 1 to {MAX_TOOL_NAME} of `A-Z a-z 0-9 _ . -`",
-            name.escape_debug()
-        ));
+        return Err(NameError::Tool(name.to_string()));
     }
     Ok(())
 }
 
 /// Checks the namespace separator: 1 to 4 characters, each `_` or `.`.
-pub fn validate_separator(separator: &str) -> Result<(), String> {
+pub fn validate_separator(separator: &str) -> Result<(), NameError> {
     if separator.is_empty()
         || separator.len() > 4
         || !separator.bytes().all(|b| matches!(b, b'_' | b'.'))
     {
-        return Err(format!(
-            "namespace_separator `{separator}` is invalid: use 1 to 4 characters, each `_` or `.`"
-        ));
+        return Err(NameError::Separator(separator.to_string()));
     }
     Ok(())
 }
 
 /// Forms the exposed name of an upstream's tool, refusing names that break the rules.
-pub fn exposed_name(upstream: &str, separator: &str, tool: &str) -> Result<String, String> {
+pub fn exposed_name(upstream: &str, separator: &str, tool: &str) -> Result<String, NameError> {
     validate_tool_name(tool)?;
     let exposed = format!("{upstream}{separator}{tool}");
     if exposed.len() > MAX_TOOL_NAME {
-        return Err(format!(
-            "exposed name `{exposed}` would be longer than {MAX_TOOL_NAME} characters"
-        ));
+        return Err(NameError::TooLong(exposed));
     }
     Ok(exposed)
 }

@@ -335,7 +335,9 @@ pub fn for_config(
     let store =
         SqliteAuditStore::open_read_only(&config.storage.path).map_err(|e| e.to_string())?;
     let inventory = match &config.auth {
-        Some(auth) => Some(Inventory::load(&config.base.join(&auth.agents_file))?),
+        Some(auth) => {
+            Some(Inventory::load(&config.base.join(&auth.agents_file)).map_err(|e| e.to_string())?)
+        }
         None => None,
     };
     let known_tools: Vec<String> =

@@ -9,8 +9,31 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::config::{UpstreamConfig, UpstreamTransport};
+
 /// Cloud instance metadata endpoints.
 const METADATA: &[&str] = &["169.254.169.254", "fd00:ec2::254", "100.100.100.200"];
+
+/// Why an upstream's URL, or the allowlist itself, is refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AllowError {
+    #[error("`{0}` is not a network (CIDR) or address")]
+    Network(String),
+    #[error("`{url}` is not a URL: {reason}")]
+    NotUrl { url: String, reason: String },
+    #[error("`{0}` is not an http(s) URL")]
+    Scheme(String),
+    #[error("credentials go in `headers`, never in the URL")]
+    Credentials,
+    #[error("`{0}` has no host")]
+    NoHost(String),
+    #[error(
+        "{0} is outside the networks upstreams may be registered on (registry.allowed_networks)"
+    )]
+    Outside(IpAddr),
+    #[error("cannot build HTTP client: {0}")]
+    Client(String),
+}
 
 /// The networks registered upstreams may be reached on, besides public addresses.
 #[derive(Debug, Clone, Default)]
@@ -19,13 +42,13 @@ pub struct Allowlist {
 }
 
 impl Allowlist {
-    pub fn parse(networks: &[String]) -> Result<Self, String> {
+    pub fn parse(networks: &[String]) -> Result<Self, AllowError> {
         let networks = networks
             .iter()
             .map(|n| {
                 n.parse::<IpNet>()
                     .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("`{n}` is not a network (CIDR) or address"))
+                    .map_err(|_| AllowError::Network(n.clone()))
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { networks })
@@ -99,7 +122,7 @@ impl Allowlist {
 
     /// An HTTP client for one registered upstream: its resolver keeps only allowed addresses, on every
     /// connection. An address given literally in the URL is checked by [`Allowlist::check_url`].
-    pub fn client(self: &Arc<Self>) -> Result<reqwest::Client, String> {
+    pub fn client(self: &Arc<Self>) -> Result<reqwest::Client, AllowError> {
         reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
@@ -109,28 +132,43 @@ impl Allowlist {
             // A proxy from the environment would be checked instead of the upstream: never use one.
             .no_proxy()
             .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))
+            .map_err(|e| AllowError::Client(e.to_string()))
+    }
+
+    /// The HTTP client of a registered HTTP upstream, after checking its URL (none for stdio upstreams).
+    pub fn client_for(
+        self: &Arc<Self>,
+        upstream: &UpstreamConfig,
+    ) -> Result<Option<reqwest::Client>, AllowError> {
+        match &upstream.transport {
+            UpstreamTransport::Http(http) => {
+                self.check_url(&http.url)?;
+                self.client().map(Some)
+            }
+            UpstreamTransport::Stdio(_) => Ok(None),
+        }
     }
 
     /// Checks a URL's scheme, and its host when it is an address.
-    pub fn check_url(&self, url: &str) -> Result<(), String> {
-        let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    pub fn check_url(&self, url: &str) -> Result<(), AllowError> {
+        let parsed = url::Url::parse(url).map_err(|e| AllowError::NotUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!("`{url}` is not an http(s) URL"));
+            return Err(AllowError::Scheme(url.to_string()));
         }
         if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err("credentials go in `headers`, never in the URL".into());
+            return Err(AllowError::Credentials);
         }
         let ip = match parsed.host() {
             Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
             Some(url::Host::Domain(_)) => None,
-            None => return Err(format!("`{url}` has no host")),
+            None => return Err(AllowError::NoHost(url.to_string())),
         };
         match ip {
-            Some(ip) if !self.allows(ip) => Err(format!(
-                "{ip} is outside the networks upstreams may be registered on (registry.allowed_networks)"
-            )),
+            Some(ip) if !self.allows(ip) => Err(AllowError::Outside(ip)),
             _ => Ok(()),
         }
     }

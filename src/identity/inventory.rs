@@ -47,6 +47,26 @@ struct File {
     agents: BTreeMap<String, AgentSpec>,
 }
 
+/// Why an inventory does not load.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InventoryError {
+    #[error("cannot read agent inventory `{path}`: {reason}")]
+    Read { path: String, reason: String },
+    #[error("agent inventory `{path}`: {source}")]
+    In {
+        path: String,
+        #[source]
+        source: Box<InventoryError>,
+    },
+    #[error("{0}")]
+    Yaml(String),
+    #[error("agent `{0}` is defined in the inventory file, which is read-only")]
+    ReadOnly(String),
+    /// An agent breaks a rule (named in the text).
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// A validated agent.
 #[derive(Debug, Clone)]
 pub struct Agent {
@@ -63,25 +83,32 @@ pub struct Inventory {
 
 impl Inventory {
     /// Loads and validates the inventory file.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read agent inventory `{}`: {e}", path.display()))?;
-        Self::from_yaml(&text).map_err(|e| format!("agent inventory `{}`: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, InventoryError> {
+        let text = std::fs::read_to_string(path).map_err(|e| InventoryError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_yaml(&text).map_err(|e| InventoryError::In {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        })
     }
 
-    pub fn from_yaml(text: &str) -> Result<Self, String> {
+    pub fn from_yaml(text: &str) -> Result<Self, InventoryError> {
         Self::merged(text, &BTreeMap::new())
     }
 
     /// The inventory file's agents plus agents registered at run time (which may not reuse a file agent's id),
     /// validated together.
-    pub fn merged(text: &str, registered: &BTreeMap<String, AgentSpec>) -> Result<Self, String> {
-        let mut file: File = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    pub fn merged(
+        text: &str,
+        registered: &BTreeMap<String, AgentSpec>,
+    ) -> Result<Self, InventoryError> {
+        let mut file: File =
+            serde_yaml_ng::from_str(text).map_err(|e| InventoryError::Yaml(e.to_string()))?;
         for (id, spec) in registered {
             if file.agents.contains_key(id) {
-                return Err(format!(
-                    "agent `{id}` is defined in the inventory file, which is read-only"
-                ));
+                return Err(InventoryError::ReadOnly(id.clone()));
             }
             file.agents.insert(id.clone(), spec.clone());
         }
@@ -92,26 +119,31 @@ impl Inventory {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             {
-                return Err(format!("agent id `{id}` is invalid"));
+                return Err(InventoryError::Invalid(format!(
+                    "agent id `{id}` is invalid"
+                )));
             }
             if spec.owner.trim().is_empty() {
-                return Err(format!("agent `{id}` has no owner"));
+                return Err(InventoryError::Invalid(format!(
+                    "agent `{id}` has no owner"
+                )));
             }
             for target in &spec.delegates_to {
                 if !file.agents.contains_key(target) {
-                    return Err(format!(
+                    return Err(InventoryError::Invalid(format!(
                         "agent `{id}` delegates to unknown agent `{target}`"
-                    ));
+                    )));
                 }
             }
             for binding in &spec.acts_alone {
                 if binding.subject.is_none() && binding.client_id.is_none() {
-                    return Err(format!(
+                    return Err(InventoryError::Invalid(format!(
                         "agent `{id}`: an acts_alone binding needs a subject or a client_id"
-                    ));
+                    )));
                 }
             }
-            let scope = Scope::parse(&spec.scope).map_err(|e| format!("agent `{id}`: {e}"))?;
+            let scope = Scope::parse(&spec.scope)
+                .map_err(|e| InventoryError::Invalid(format!("agent `{id}`: {e}")))?;
             agents.insert(
                 id.clone(),
                 Agent {
@@ -174,11 +206,17 @@ mod tests {
     #[test]
     fn rejects_unknown_delegate_and_missing_owner() {
         let bad = "agents:\n  a:\n    owner: x\n    description: d\n    scope: ['*']\n    max_classification: public\n    delegates_to: [ghost]\n";
-        assert!(Inventory::from_yaml(bad).unwrap_err().contains("ghost"));
+        assert!(
+            Inventory::from_yaml(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("ghost")
+        );
         let no_owner = "agents:\n  a:\n    owner: ''\n    description: d\n    scope: ['*']\n    max_classification: public\n";
         assert!(
             Inventory::from_yaml(no_owner)
                 .unwrap_err()
+                .to_string()
                 .contains("owner")
         );
     }
