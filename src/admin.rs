@@ -32,22 +32,31 @@ struct AdminState {
 #[derive(Clone, Debug)]
 struct Admin(String, Option<(String, String)>);
 
+/// The bootstrap credential's file cannot be read or created.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("cannot read or create admin credential `{path}`: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("admin credential in `{0}` is shorter than 32 characters")]
+    Short(String),
+}
+
 /// Reads the bootstrap credential, creating the file with a random secret (mode 0600) on first run.
-pub fn bootstrap_credential(path: &Path) -> Result<String, String> {
-    let (secret, created) = crate::secret::read_or_create(path).map_err(|e| {
-        format!(
-            "cannot read or create admin credential `{}`: {e}",
-            path.display()
-        )
-    })?;
+pub fn bootstrap_credential(path: &Path) -> Result<String, CredentialError> {
+    let (secret, created) =
+        crate::secret::read_or_create(path).map_err(|source| CredentialError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
     if created {
         tracing::info!(path = %path.display(), "created the bootstrap admin credential");
     }
     if secret.len() < 32 {
-        return Err(format!(
-            "admin credential in `{}` is shorter than 32 characters",
-            path.display()
-        ));
+        return Err(CredentialError::Short(path.display().to_string()));
     }
     Ok(secret)
 }
@@ -430,7 +439,7 @@ async fn reload_policy(
         Ok(Err(error)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             axum::Json(json!({
-                "error": error,
+                "error": error.to_string(),
                 "reason": "policy_reload_refused",
                 "status": state.gateway.policy.status(),
             })),
@@ -462,7 +471,14 @@ async fn list_records(
             let next = records.last().map(|r| r.seq);
             axum::Json(json!({"records": records, "next_after": next})).into_response()
         }
-        Ok(Err(e)) => refusal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", &e),
+        Ok(Err(e)) => {
+            tracing::error!("records query failed: {e}");
+            refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the decision records cannot be read right now (see the gateway log)",
+            )
+        }
         Err(e) => refusal(
             StatusCode::INTERNAL_SERVER_ERROR,
             "store_unavailable",
@@ -495,7 +511,14 @@ async fn report(State(state): State<AdminState>, Query(params): Query<ReportPara
     .await;
     match result {
         Ok(Ok(report)) => axum::Json(report).into_response(),
-        Ok(Err(e)) => refusal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", &e),
+        Ok(Err(e)) => {
+            tracing::error!("access report failed: {e}");
+            refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the decision records cannot be read right now (see the gateway log)",
+            )
+        }
         Err(e) => refusal(
             StatusCode::INTERNAL_SERVER_ERROR,
             "store_unavailable",

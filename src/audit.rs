@@ -4,6 +4,7 @@
 //! the database) over its content and the previous record's HMAC, so that altering, removing, inserting or cutting
 //! off records is detected by [`verify`]; the chain head is published to a file and the log.
 
+mod chain;
 mod store;
 pub mod verify;
 
@@ -17,9 +18,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+pub use chain::{ChainError, ChainHead, ChainKey};
 pub use store::{AuditStore, RecordFilter, SqliteAuditStore, StoredRecord, principal_key};
 
 use crate::config::{AuditConfig, Durability};
+
+/// Why the recorder cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Key(#[from] ChainError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot start the decision-record {which}: {reason}")]
+    Thread { which: &'static str, reason: String },
+}
 
 /// Why a record could not be kept: the call it belongs to is refused.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -138,88 +151,6 @@ pub fn arguments_hash(arguments: Option<&serde_json::Map<String, Value>>) -> Str
     hex::encode(sha2::Sha256::digest(&canonical))
 }
 
-/// The HMAC key of the chain, kept in its own file (never in the database).
-#[derive(Clone)]
-pub struct ChainKey(Arc<[u8]>);
-
-impl ChainKey {
-    /// Reads the key file, creating it with a random key (mode 0600) if it does not exist.
-    pub fn load_or_create(path: &Path) -> Result<Self, String> {
-        let (text, created) = crate::secret::read_or_create(path).map_err(|e| {
-            format!(
-                "cannot read or create the audit key `{}`: {e}",
-                path.display()
-            )
-        })?;
-        if created {
-            tracing::info!(path = %path.display(), "created the decision-record chain key");
-        }
-        Self::parse(&text, path)
-    }
-
-    /// Reads an existing key file.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the audit key `{}`: {e}", path.display()))?;
-        Self::parse(&text, path)
-    }
-
-    /// The key in a key file's text (`path` names it in errors).
-    fn parse(text: &str, path: &Path) -> Result<Self, String> {
-        let key = hex::decode(text.trim())
-            .map_err(|_| format!("the audit key `{}` is not hex", path.display()))?;
-        if key.len() < 16 {
-            return Err(format!(
-                "the audit key `{}` is shorter than 16 bytes",
-                path.display()
-            ));
-        }
-        Ok(Self(Arc::from(key)))
-    }
-
-    /// HMAC-SHA256 over the previous record's MAC, this record's sequence number and its JSON as stored.
-    pub fn seal(&self, previous: &str, seq: i64, body: &str) -> String {
-        use hmac::{KeyInit, Mac};
-        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0) else {
-            return String::new();
-        };
-        mac.update(previous.as_bytes());
-        mac.update(b"\n");
-        mac.update(seq.to_string().as_bytes());
-        mac.update(b"\n");
-        mac.update(body.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
-    }
-}
-
-/// The last record of the chain, as published.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ChainHead {
-    pub seq: i64,
-    pub id: String,
-    pub mac: String,
-    pub time_ms: i64,
-}
-
-impl ChainHead {
-    pub fn read(path: &Path) -> Result<Option<Self>, String> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| format!("chain head `{}` is not valid: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read chain head `{}`: {e}", path.display())),
-        }
-    }
-
-    /// Writes the head atomically (a temporary file renamed over the old one).
-    fn publish(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default())?;
-        std::fs::rename(tmp, path)
-    }
-}
-
 struct Job {
     record: DecisionRecord,
     done: Option<oneshot::Sender<Result<(), AuditError>>>,
@@ -248,11 +179,10 @@ pub struct Audit {
 impl Audit {
     /// Opens the store, reads the chain key and starts the writer thread and the periodic tasks (publishing the
     /// chain head, flushing aggregated refusals).
-    pub fn start(database: &Path, config: AuditConfig) -> Result<Arc<Self>, String> {
+    pub fn start(database: &Path, config: AuditConfig) -> Result<Arc<Self>, StartError> {
         let key = ChainKey::load_or_create(&config.key_file)?;
-        let store = SqliteAuditStore::open(database, config.durability, config.busy_timeout)
-            .map_err(|e| e.to_string())?;
-        let head = store.head().map_err(|e| e.to_string())?;
+        let store = SqliteAuditStore::open(database, config.durability, config.busy_timeout)?;
+        let head = store.head()?;
         let committer: Arc<Committer> = Arc::new(std::sync::Mutex::new((store, key)));
         let head = Arc::new(std::sync::Mutex::new(head));
         let healthy = Arc::new(AtomicBool::new(true));
@@ -265,7 +195,10 @@ impl Audit {
             std::thread::Builder::new()
                 .name("toolgate-audit".into())
                 .spawn(move || writer(rx, &committer, &head, &healthy, batch_max))
-                .map_err(|e| format!("cannot start the decision-record writer: {e}"))?;
+                .map_err(|e| StartError::Thread {
+                    which: "writer",
+                    reason: e.to_string(),
+                })?;
         }
         let audit = Arc::new(Self {
             tx,
@@ -281,8 +214,7 @@ impl Audit {
         let weak = Arc::downgrade(&audit);
         if audit.config.durability == Durability::Normal {
             let weak = weak.clone();
-            let checkpointer = store::Checkpointer::open(database, audit.config.busy_timeout)
-                .map_err(|e| e.to_string())?;
+            let checkpointer = store::Checkpointer::open(database, audit.config.busy_timeout)?;
             std::thread::Builder::new()
                 .name("toolgate-checkpoint".into())
                 .spawn(move || {
@@ -293,7 +225,10 @@ impl Audit {
                         }
                     }
                 })
-                .map_err(|e| format!("cannot start the decision-record checkpointer: {e}"))?;
+                .map_err(|e| StartError::Thread {
+                    which: "checkpointer",
+                    reason: e.to_string(),
+                })?;
         }
         let interval = audit.config.flush_interval;
         tokio::spawn(async move {

@@ -38,6 +38,32 @@ impl<'a> CallContext<'a> {
     }
 }
 
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "the config has no `auth` section: toolgate authenticates every request, so it needs trusted issuers and \
+         an agent inventory"
+    )]
+    NoAuth,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::StartError),
+    #[error(transparent)]
+    Redaction(#[from] crate::redact::DetectorError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::LoadError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::LoadError),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::UpstreamError),
+    #[error("registry.allowed_networks: {0}")]
+    Allowlist(#[source] crate::catalog::allow::AllowError),
+    #[error("cannot build the JWKS client: {0}")]
+    Http(String),
+}
+
 /// Everything a request needs, built once at start.
 pub struct Gateway {
     pub config: Arc<Config>,
@@ -62,27 +88,17 @@ pub struct Gateway {
 
 impl Gateway {
     /// Builds the gateway and starts connecting its upstreams.
-    pub async fn start(config: Config) -> Result<Arc<Self>, String> {
-        let auth = config.auth.as_ref().ok_or_else(|| {
-            "the config has no `auth` section: toolgate authenticates every request, so it needs trusted issuers \
-             and an agent inventory"
-                .to_string()
-        })?;
-        let store = Store::open(&config.storage.path).map_err(|e| e.to_string())?;
+    pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
+        let auth = config.auth.as_ref().ok_or(StartError::NoAuth)?;
+        let store = Store::open(&config.storage.path)?;
         // Records go to the same database, through the writer's own connection.
         let audit = crate::audit::Audit::start(&config.storage.path, config.audit.clone())?;
         let redactor = Arc::new(crate::redact::Redactor::new(&config.redaction)?);
         let pins = Arc::new(
-            crate::catalog::pins::Pins::load(store.clone(), config.pinning.first_sight)
-                .await
-                .map_err(|e| e.to_string())?,
+            crate::catalog::pins::Pins::load(store.clone(), config.pinning.first_sight).await?,
         );
         // Revocations must be readable before anything is served: fail closed.
-        let revocations = Arc::new(
-            Revocations::load(store.clone())
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+        let revocations = Arc::new(Revocations::load(store.clone()).await?);
         let identity = Arc::new(
             Identity::load(auth, &config.base, revocations)?
                 .with_admin_audience(&config.admin.audience),
@@ -90,7 +106,7 @@ impl Gateway {
         let jwks_client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| StartError::Http(e.to_string()))?;
         identity
             .start_key_refresh(jwks_client, config.timeouts.connect)
             .await;
@@ -100,7 +116,7 @@ impl Gateway {
             let identity = Arc::clone(&identity);
             let sources = Sources::new(config.policy.clone(), config.base.join(&auth.agents_file));
             // Agents registered at run time join the file's.
-            let registered = store.registered_agents().await.map_err(|e| e.to_string())?;
+            let registered = store.registered_agents().await?;
             if let Ok(mut agents) = sources.registered_agents.write() {
                 *agents = registered;
             }
@@ -110,20 +126,16 @@ impl Gateway {
             )?
         };
         policy.watch();
-        let catalog = Catalog::new(&config).map_err(|e| e.to_string())?;
+        let catalog = Catalog::new(&config)?;
         let allowlist = Arc::new(
             crate::catalog::allow::Allowlist::parse(&config.registry.allowed_networks)
-                .map_err(|e| format!("registry.allowed_networks: {e}"))?,
+                .map_err(StartError::Allowlist)?,
         );
         // Upstreams registered at run time come back after a restart (checked again against the allowlist).
-        let disabled = store
-            .disabled_upstreams()
-            .await
-            .map_err(|e| e.to_string())?;
+        let disabled = store.disabled_upstreams().await?;
         for upstream in store
             .registered_upstreams::<crate::config::UpstreamConfig>()
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
         {
             if disabled.contains(&upstream.name) {
                 continue;

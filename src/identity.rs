@@ -220,27 +220,34 @@ pub struct Identity {
     admin_audience: Option<String>,
 }
 
+/// Why identity cannot start.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Issuer(#[from] jwt::IssuerError),
+    #[error("issuer `{0}` uses the public development key or name but is not marked `dev: true`")]
+    DevKey(String),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+}
+
 impl Identity {
     /// Loads issuers' keys and the agent inventory; `base` resolves relative paths.
     pub fn load(
         config: &AuthConfig,
         base: &Path,
         revocations: std::sync::Arc<Revocations>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, LoadError> {
         let mut issuers = HashMap::new();
         for issuer in &config.issuers {
             let loaded = Issuer::load(issuer, base)?;
             // The development key is public: only an issuer marked `dev` (loopback only) may hold it.
             if !issuer.dev && (issuer.issuer == token::DEV_ISSUER || loaded.holds_dev_key()) {
-                return Err(format!(
-                    "issuer `{}` uses the public development key or name but is not marked `dev: true`",
-                    issuer.issuer
-                ));
+                return Err(LoadError::DevKey(issuer.issuer.clone()));
             }
             issuers.insert(issuer.issuer.clone(), std::sync::Arc::new(loaded));
         }
-        let inventory =
-            Inventory::load(&base.join(&config.agents_file)).map_err(|e| e.to_string())?;
+        let inventory = Inventory::load(&base.join(&config.agents_file))?;
         Ok(Self {
             issuers,
             verified: config.verified_token_cache.then(dashmap::DashMap::new),

@@ -170,12 +170,38 @@ pub struct Manifests {
     schemas: BTreeMap<(String, String), String>,
 }
 
+/// Why a tool manifest does not load.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read `{path}`: {reason}")]
+    Read { path: String, reason: String },
+    #[error("tool manifest `{path}`: {source}")]
+    In {
+        path: String,
+        #[source]
+        source: Box<ManifestError>,
+    },
+    #[error("{0}")]
+    Yaml(String),
+    #[error(transparent)]
+    Name(#[from] crate::names::NameError),
+    /// A declared database: its schema cannot be had or does not compile.
+    #[error("{0}")]
+    Database(String),
+    /// The manifest breaks a rule (named in the text).
+    #[error("{0}")]
+    Invalid(String),
+}
+
 impl Manifests {
     /// Loads every `*.yaml` in `dir` except the agent inventory (`agents.yaml`).
-    pub fn load_dir(dir: &Path) -> Result<Self, String> {
+    pub fn load_dir(dir: &Path) -> Result<Self, ManifestError> {
         let mut manifests = Self::default();
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?;
+        let unreadable = |path: &Path, e: std::io::Error| ManifestError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let entries = std::fs::read_dir(dir).map_err(|e| unreadable(dir, e))?;
         let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
         paths.sort();
         for path in paths {
@@ -183,34 +209,38 @@ impl Manifests {
             if !is_yaml || path.file_stem().is_some_and(|s| s == "agents") {
                 continue;
             }
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| unreadable(&path, e))?;
             manifests
                 .add_yaml_in(&text, path.parent())
-                .map_err(|e| format!("tool manifest `{}`: {e}", path.display()))?;
+                .map_err(|e| ManifestError::In {
+                    path: path.display().to_string(),
+                    source: Box::new(e),
+                })?;
         }
         Ok(manifests)
     }
 
     /// Adds one manifest file's content (schema files, if any, are looked up in the current directory).
-    pub fn add_yaml(&mut self, text: &str) -> Result<(), String> {
+    pub fn add_yaml(&mut self, text: &str) -> Result<(), ManifestError> {
         self.add_yaml_in(text, None)
     }
 
     /// Adds one manifest file's content; `dir` is the manifest's directory, where schema files live.
-    pub fn add_yaml_in(&mut self, text: &str, dir: Option<&Path>) -> Result<(), String> {
-        let file: File = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
-        crate::names::validate_upstream_name(&file.upstream).map_err(|e| e.to_string())?;
+    pub fn add_yaml_in(&mut self, text: &str, dir: Option<&Path>) -> Result<(), ManifestError> {
+        let file: File =
+            serde_yaml_ng::from_str(text).map_err(|e| ManifestError::Yaml(e.to_string()))?;
+        crate::names::validate_upstream_name(&file.upstream)?;
         let mut databases = BTreeMap::new();
         for (name, declaration) in &file.databases {
-            let ddl = schema_text(name, declaration, dir)?;
-            let compiled = SqlDatabase::compile(name, declaration, ddl.clone())?;
+            let ddl = schema_text(name, declaration, dir).map_err(ManifestError::Database)?;
+            let compiled = SqlDatabase::compile(name, declaration, ddl.clone())
+                .map_err(|e| ManifestError::Database(e.to_string()))?;
             self.schemas
                 .insert((file.upstream.clone(), name.clone()), ddl);
             databases.insert(name.clone(), Arc::new(compiled));
         }
         for (tool, mut manifest) in file.tools {
-            crate::names::validate_tool_name(&tool).map_err(|e| e.to_string())?;
+            crate::names::validate_tool_name(&tool)?;
             for (argument, kind) in &mut manifest.arguments {
                 if let ArgumentKind::Sql {
                     database: Some(name),
@@ -218,16 +248,17 @@ impl Manifests {
                 } = kind
                 {
                     let Some(db) = databases.get(name) else {
-                        return Err(format!(
+                        return Err(ManifestError::Invalid(format!(
                             "tool `{tool}`: argument `{argument}` names database `{name}`, which the manifest does not declare"
-                        ));
+                        )));
                     };
                     *compiled = CompiledSchema(Some(Arc::clone(db)));
                 }
             }
             for path in manifest.output.fields.keys() {
-                FieldPath::parse(path)
-                    .map_err(|e| format!("tool `{tool}`: output field `{path}`: {e}"))?;
+                FieldPath::parse(path).map_err(|e| {
+                    ManifestError::Invalid(format!("tool `{tool}`: output field `{path}`: {e}"))
+                })?;
             }
             if manifest.owner.is_none() {
                 manifest.owner = Some(file.owner.clone());
@@ -239,10 +270,10 @@ impl Manifests {
                 .insert(tool.clone(), manifest)
                 .is_some()
             {
-                return Err(format!(
+                return Err(ManifestError::Invalid(format!(
                     "tool `{}` of upstream `{}` is described twice",
                     tool, file.upstream
-                ));
+                )));
             }
         }
         Ok(())
@@ -414,7 +445,8 @@ mod tests {
         ] {
             let error_text = Manifests::default()
                 .add_yaml(&manifest(databases, argument))
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
             assert!(error_text.contains(error), "{databases}: {error_text}");
         }
     }

@@ -27,6 +27,20 @@ use crate::config::PolicyConfig;
 /// The rule every decision comes from.
 pub const DECISION_RULE: &str = "data.toolgate.authz.decision";
 
+/// Why a bundle was not loaded; the text names the file (and line, for Rego).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// A source cannot be read or is not what it should be (tool manifest, agent inventory, policy data).
+    #[error("{0}")]
+    Source(String),
+    /// The Rego does not compile, or defines no decision rule.
+    #[error("{0}")]
+    Compile(String),
+    /// The bundle's Rego tests failed (each named with its file and why).
+    #[error("{} Rego test(s) failed: {}", .0.len(), .0.join("; "))]
+    Tests(Vec<String>),
+}
+
 /// What the policy decided for one input. Deciding cannot fail: when the policy cannot decide, the decision is a
 /// denial that carries the error (cedar's `Response` with its diagnostics), so no caller can forget to fail
 /// closed.
@@ -146,7 +160,7 @@ pub struct PolicyEngine {
 impl PolicyEngine {
     /// Loads, compiles and tests the bundle; a bundle that does not compile or whose tests fail is an error
     /// naming the file and line.
-    pub fn load(sources: Sources, on_swap: OnSwap) -> Result<Arc<Self>, String> {
+    pub fn load(sources: Sources, on_swap: OnSwap) -> Result<Arc<Self>, LoadError> {
         let bundle = Bundle::load(&sources)?;
         bundle.check_tests()?;
         on_swap(&bundle);
@@ -198,7 +212,7 @@ impl PolicyEngine {
 
     /// Reloads from disk. A bundle that does not compile or fails its tests is refused and the last good one
     /// stays in force; the error is kept for `/healthz`. Returns the version in force.
-    pub fn reload(&self, trigger: &str) -> Result<String, String> {
+    pub fn reload(&self, trigger: &str) -> Result<String, LoadError> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let loaded = Bundle::load(&self.sources).and_then(|b| b.check_tests().map(|()| b));
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -225,7 +239,7 @@ impl PolicyEngine {
             }
             Err(error) => {
                 status.reload_failures += 1;
-                status.last_error = Some(error.clone());
+                status.last_error = Some(error.to_string());
                 tracing::error!(trigger, kept = %status.version, "policy reload refused, keeping the last good bundle: {error}");
                 Err(error)
             }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::manifest::FieldPath;
-pub use detect::{Detectors, Found};
+pub use detect::{DetectorError, Detectors, Found};
 
 use crate::classification::Classification;
 use crate::config::RedactionConfig;
@@ -211,7 +211,7 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    pub fn new(config: &RedactionConfig) -> Result<Self, String> {
+    pub fn new(config: &RedactionConfig) -> Result<Self, DetectorError> {
         Ok(Self {
             detectors: Detectors::new(&config.detectors)?,
             max_depth: config.max_depth,

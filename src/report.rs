@@ -98,6 +98,17 @@ pub struct AccessReport {
     pub authentication_refusals: BTreeMap<String, u64>,
 }
 
+/// Why a report cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Inventory(#[from] crate::identity::InventoryError),
+    #[error("cannot write CSV: {0}")]
+    Csv(String),
+}
+
 /// Builds a report from the records in `store`. `inventory` names the agents (owners, scopes) and `known_tools`
 /// is the tool universe for least-privilege hints.
 pub fn build(
@@ -105,7 +116,7 @@ pub fn build(
     query: &ReportQuery,
     inventory: Option<&Inventory>,
     known_tools: &[String],
-) -> Result<AccessReport, String> {
+) -> Result<AccessReport, ReportError> {
     let mut report = AccessReport {
         generated_at_ms: crate::clock::now_ms(),
         since_ms: query.since,
@@ -119,15 +130,13 @@ pub fn build(
     let mut principals: BTreeMap<String, BTreeMap<String, PrincipalAccumulator>> = BTreeMap::new();
     let mut after = 0;
     loop {
-        let page = store
-            .query(&RecordFilter {
-                since: query.since,
-                until: query.until,
-                after: Some(after),
-                limit: Some(10_000),
-                ..RecordFilter::default()
-            })
-            .map_err(|e| e.to_string())?;
+        let page = store.query(&RecordFilter {
+            since: query.since,
+            until: query.until,
+            after: Some(after),
+            limit: Some(10_000),
+            ..RecordFilter::default()
+        })?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for stored in page {
@@ -331,13 +340,10 @@ fn count_column_reads(entry: &mut ToolReport, record: &DecisionRecord) {
 pub fn for_config(
     config: &crate::config::Config,
     query: &ReportQuery,
-) -> Result<AccessReport, String> {
-    let store =
-        SqliteAuditStore::open_read_only(&config.storage.path).map_err(|e| e.to_string())?;
+) -> Result<AccessReport, ReportError> {
+    let store = SqliteAuditStore::open_read_only(&config.storage.path)?;
     let inventory = match &config.auth {
-        Some(auth) => {
-            Some(Inventory::load(&config.base.join(&auth.agents_file)).map_err(|e| e.to_string())?)
-        }
+        Some(auth) => Some(Inventory::load(&config.base.join(&auth.agents_file))?),
         None => None,
     };
     let known_tools: Vec<String> =
@@ -377,13 +383,13 @@ impl AccessReport {
     }
 
     /// Three tables (tools, agents, principals), each with a header row, separated by an empty line.
-    pub fn to_csv(&self) -> Result<String, String> {
+    pub fn to_csv(&self) -> Result<String, ReportError> {
         let mut out = csv::WriterBuilder::new()
             .flexible(true)
             .from_writer(Vec::new());
         let mut row = |cells: Vec<String>| {
             out.write_record(cells.iter().map(|c| csv_cell(c)))
-                .map_err(|e| e.to_string())
+                .map_err(|e| ReportError::Csv(e.to_string()))
         };
         row(vec![
             "section".into(),
@@ -487,8 +493,10 @@ impl AccessReport {
                 ])?;
             }
         }
-        let bytes = out.into_inner().map_err(|e| e.to_string())?;
-        String::from_utf8(bytes).map_err(|e| e.to_string())
+        let bytes = out
+            .into_inner()
+            .map_err(|e| ReportError::Csv(e.to_string()))?;
+        String::from_utf8(bytes).map_err(|e| ReportError::Csv(e.to_string()))
     }
 
     /// One self-contained HTML file: inline styles and SVG charts, no scripts, no external resource.

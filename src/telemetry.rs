@@ -42,7 +42,16 @@ impl Telemetry {
 /// Installs the global subscriber: log lines to stderr at the level `TOOLGATE_LOG` names (`info`), and, when
 /// `tracing.otlp` is set, toolgate's spans (not its log events) to the collector.
 /// Call it outside the async runtime: the exporter runs its own thread.
-pub fn init(format: LogFormat, tracing: &TracingConfig) -> Result<Telemetry, String> {
+pub fn init(format: LogFormat, tracing: &TracingConfig) -> Result<Telemetry, TelemetryError> {
+    init_text(format, tracing).map_err(TelemetryError)
+}
+
+/// Logs or spans cannot be set up (the exporter, or the global subscriber).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct TelemetryError(String);
+
+fn init_text(format: LogFormat, tracing: &TracingConfig) -> Result<Telemetry, String> {
     let filter = EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let provider = tracing
         .otlp

@@ -85,9 +85,13 @@ fn columns_match(row: &RawRow) -> bool {
 }
 
 /// Verifies the chain in `database` with `key` against the published `head` (if any).
-pub fn verify(database: &Path, key: &ChainKey, head: Option<&ChainHead>) -> Result<Report, String> {
-    let store = SqliteAuditStore::open_read_only(database).map_err(|e| e.to_string())?;
-    let rows = store.raw_rows().map_err(|e| e.to_string())?;
+pub fn verify(
+    database: &Path,
+    key: &ChainKey,
+    head: Option<&ChainHead>,
+) -> Result<Report, crate::store::StoreError> {
+    let store = SqliteAuditStore::open_read_only(database)?;
+    let rows = store.raw_rows()?;
     Ok(check(&rows, key, head))
 }
 

@@ -77,11 +77,47 @@ fn key_algorithms(jwk: &Jwk) -> &'static [Algorithm] {
     }
 }
 
+/// Why an issuer's keys cannot be had.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("issuer `{issuer}`: {problem}")]
+pub struct IssuerError {
+    pub issuer: String,
+    pub problem: KeyProblem,
+}
+
+/// What is wrong with an issuer's keys.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeyProblem {
+    #[error("cannot read JWKS `{path}`: {reason}")]
+    Read { path: String, reason: String },
+    #[error("give exactly one of jwks_file and jwks_url")]
+    Source,
+    #[error("JWKS fetch failed: {0}")]
+    Fetch(String),
+    #[error("JWKS URL answered {0}")]
+    Status(String),
+    #[error("JWKS larger than 1 MiB")]
+    TooLarge,
+    #[error("JWKS is not valid: {0}")]
+    Invalid(String),
+    #[error("JWKS has no usable public signing key")]
+    NoKey,
+    #[error("the JWKS holds the public development key; refused for an issuer not marked `dev`")]
+    DevKey,
+}
+
+fn issuer_error(issuer: &str, problem: KeyProblem) -> IssuerError {
+    IssuerError {
+        issuer: issuer.to_string(),
+        problem,
+    }
+}
+
 /// Parses a JWKS document, keeping the keys usable for verifying signatures: symmetric keys, encryption keys
 /// and unknown key types are skipped with a warning; a set with no usable key is an error.
-fn parse_jwks(issuer: &str, text: &str) -> Result<Vec<Key>, String> {
+fn parse_jwks(issuer: &str, text: &str) -> Result<Vec<Key>, IssuerError> {
     let set: JwkSet = serde_json::from_str(text)
-        .map_err(|e| format!("issuer `{issuer}`: JWKS is not valid: {e}"))?;
+        .map_err(|e| issuer_error(issuer, KeyProblem::Invalid(e.to_string())))?;
     let mut keys = Vec::new();
     for jwk in set.keys {
         let kid = jwk.common.key_id.clone();
@@ -99,9 +135,7 @@ fn parse_jwks(issuer: &str, text: &str) -> Result<Vec<Key>, String> {
         }
     }
     if keys.is_empty() {
-        return Err(format!(
-            "issuer `{issuer}`: JWKS has no usable public signing key"
-        ));
+        return Err(issuer_error(issuer, KeyProblem::NoKey));
     }
     Ok(keys)
 }
@@ -128,25 +162,22 @@ fn dev_modulus() -> Option<String> {
 impl Issuer {
     /// Loads the issuer's keys from its JWKS file; an issuer with a JWKS URL starts with none (every token is
     /// refused) until [`Issuer::fetch`] succeeds.
-    pub fn load(config: &IssuerConfig, base: &Path) -> Result<Self, String> {
+    pub fn load(config: &IssuerConfig, base: &Path) -> Result<Self, IssuerError> {
         let keys = match (&config.jwks_file, &config.jwks_url) {
             (Some(file), None) => {
                 let path = base.join(file);
                 let text = std::fs::read_to_string(&path).map_err(|e| {
-                    format!(
-                        "issuer `{}`: cannot read JWKS `{}`: {e}",
-                        config.issuer,
-                        path.display()
-                    )
+                    let problem = KeyProblem::Read {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    };
+                    issuer_error(&config.issuer, problem)
                 })?;
                 parse_jwks(&config.issuer, &text)?
             }
             (None, Some(_)) => Vec::new(),
             _ => {
-                return Err(format!(
-                    "issuer `{}`: give exactly one of jwks_file and jwks_url",
-                    config.issuer
-                ));
+                return Err(issuer_error(&config.issuer, KeyProblem::Source));
             }
         };
         Ok(Self {
@@ -157,7 +188,8 @@ impl Issuer {
     }
 
     /// Fetches the JWKS URL and swaps the keys in; on failure the previous keys stay.
-    pub async fn fetch(&self, client: &reqwest::Client) -> Result<usize, String> {
+    pub async fn fetch(&self, client: &reqwest::Client) -> Result<usize, IssuerError> {
+        let failed = |problem| issuer_error(&self.config.issuer, problem);
         let Some(url) = &self.config.jwks_url else {
             return Ok(self.keys.load().len());
         };
@@ -166,36 +198,23 @@ impl Issuer {
             .timeout(std::time::Duration::from_secs(10))
             .send()
             .await
-            .map_err(|e| format!("issuer `{}`: JWKS fetch failed: {e}", self.config.issuer))?;
+            .map_err(|e| failed(KeyProblem::Fetch(e.to_string())))?;
         if !response.status().is_success() {
-            return Err(format!(
-                "issuer `{}`: JWKS URL answered {}",
-                self.config.issuer,
-                response.status()
-            ));
+            return Err(failed(KeyProblem::Status(response.status().to_string())));
         }
         if response.content_length().is_some_and(|n| n > 1024 * 1024) {
-            return Err(format!(
-                "issuer `{}`: JWKS larger than 1 MiB",
-                self.config.issuer
-            ));
+            return Err(failed(KeyProblem::TooLarge));
         }
         let text = response
             .text()
             .await
-            .map_err(|e| format!("issuer `{}`: {e}", self.config.issuer))?;
+            .map_err(|e| failed(KeyProblem::Fetch(e.to_string())))?;
         if text.len() > 1024 * 1024 {
-            return Err(format!(
-                "issuer `{}`: JWKS larger than 1 MiB",
-                self.config.issuer
-            ));
+            return Err(failed(KeyProblem::TooLarge));
         }
         let keys = parse_jwks(&self.config.issuer, &text)?;
         if !self.config.dev && holds_dev_key(&keys) {
-            return Err(format!(
-                "issuer `{}`: the JWKS holds the public development key; refused for an issuer not marked `dev`",
-                self.config.issuer
-            ));
+            return Err(failed(KeyProblem::DevKey));
         }
         let count = keys.len();
         self.keys.store(std::sync::Arc::new(keys));

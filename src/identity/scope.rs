@@ -1,5 +1,14 @@
 //! Tool scopes: sets of patterns over exposed tool names, each a literal name or a `prefix*`.
 
+/// A scope pattern that is neither a tool name nor `prefix*`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    #[error("scope pattern `{0}` is invalid: use a tool name or `prefix*`")]
+    Invalid(String),
+    #[error("empty scope pattern")]
+    Empty,
+}
+
 /// One set of tool patterns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
@@ -13,7 +22,7 @@ enum Pattern {
 }
 
 impl Pattern {
-    fn parse(text: &str) -> Result<Self, String> {
+    fn parse(text: &str) -> Result<Self, ScopeError> {
         let body = text.strip_suffix('*');
         let core = body.unwrap_or(text);
         if core.contains('*')
@@ -21,12 +30,10 @@ impl Pattern {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
         {
-            return Err(format!(
-                "scope pattern `{text}` is invalid: use a tool name or `prefix*`"
-            ));
+            return Err(ScopeError::Invalid(text.to_string()));
         }
         if body.is_none() && core.is_empty() {
-            return Err("empty scope pattern".into());
+            return Err(ScopeError::Empty);
         }
         Ok(match body {
             Some(prefix) => Pattern::Prefix(prefix.to_string()),
@@ -53,7 +60,7 @@ impl Pattern {
 }
 
 impl Scope {
-    pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<Self, String> {
+    pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<Self, ScopeError> {
         let patterns = patterns
             .iter()
             .map(|p| Pattern::parse(p.as_ref()))
@@ -62,7 +69,7 @@ impl Scope {
     }
 
     /// A scope from a space-separated token `scope` claim.
-    pub fn from_claim(claim: &str) -> Result<Self, String> {
+    pub fn from_claim(claim: &str) -> Result<Self, ScopeError> {
         let parts: Vec<&str> = claim.split_whitespace().collect();
         Self::parse(&parts)
     }

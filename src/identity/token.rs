@@ -75,17 +75,26 @@ pub fn claims(request: &TokenRequest, now: i64) -> Result<Map<String, Value>, St
     Ok(claims)
 }
 
+/// Why a development token cannot be minted.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MintError {
+    #[error("{0}")]
+    Request(String),
+    #[error("cannot sign: {0}")]
+    Sign(String),
+}
+
 /// Signs arbitrary claims with the development key.
-pub fn sign_dev(claims: &Map<String, Value>) -> Result<String, String> {
+pub fn sign_dev(claims: &Map<String, Value>) -> Result<String, MintError> {
     let key = EncodingKey::from_rsa_pem(DEV_KEY_PEM.as_bytes())
-        .map_err(|e| format!("development key: {e}"))?;
+        .map_err(|e| MintError::Sign(format!("development key: {e}")))?;
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(DEV_KEY_ID.into());
-    jsonwebtoken::encode(&header, claims, &key).map_err(|e| format!("cannot sign: {e}"))
+    jsonwebtoken::encode(&header, claims, &key).map_err(|e| MintError::Sign(e.to_string()))
 }
 
 /// Mints a development token.
-pub fn mint_dev(request: &TokenRequest) -> Result<String, String> {
+pub fn mint_dev(request: &TokenRequest) -> Result<String, MintError> {
     let now = jsonwebtoken::get_current_timestamp() as i64;
-    sign_dev(&claims(request, now)?)
+    sign_dev(&claims(request, now).map_err(MintError::Request)?)
 }

@@ -32,8 +32,17 @@ fn name(chars: &[char], i: &mut usize) -> String {
     chars[start..*i].iter().collect()
 }
 
+/// A field path that does not parse, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FieldPathError(String);
+
 impl FieldPath {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, FieldPathError> {
+        Self::parse_text(text).map_err(FieldPathError)
+    }
+
+    fn parse_text(text: &str) -> Result<Self, String> {
         let chars: Vec<char> = text.chars().collect();
         if chars.first() != Some(&'$') {
             return Err("a field path starts with `$`".into());

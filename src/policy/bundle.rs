@@ -15,7 +15,7 @@ use serde_json::json;
 use sha2::Digest;
 
 use super::cache::DecisionCache;
-use super::{DECISION_RULE, Decision, Obligations, PolicyError, PolicyInput, Sources};
+use super::{DECISION_RULE, Decision, LoadError, Obligations, PolicyError, PolicyInput, Sources};
 use crate::classification::Classification;
 use crate::config::Evaluator;
 use crate::identity::Inventory;
@@ -144,39 +144,46 @@ fn eval_error<E: std::fmt::Display>(error: E) -> PolicyError {
 
 impl Bundle {
     /// Reads, compiles and prepares the bundle. Errors name the file (and line, for Rego).
-    pub fn load(sources: &Sources) -> Result<Self, String> {
-        let rego = collect(&sources.dir, &["rego"])?;
-        let data = collect(&sources.dir, &["yaml", "yml", "json"])?;
-        let manifest_files: Vec<SourceFile> = collect(&sources.manifests, &["yaml", "yml"])?
+    pub fn load(sources: &Sources) -> Result<Self, LoadError> {
+        let rego = collect(&sources.dir, &["rego"]).map_err(LoadError::Source)?;
+        let data = collect(&sources.dir, &["yaml", "yml", "json"]).map_err(LoadError::Source)?;
+        let manifest_files: Vec<SourceFile> = collect(&sources.manifests, &["yaml", "yml"])
+            .map_err(LoadError::Source)?
             .into_iter()
             .filter(|f| f.path.file_stem().is_none_or(|s| s != "agents"))
             .collect();
         if !rego.iter().any(|f| !is_test(&f.path)) {
-            return Err(format!(
+            return Err(LoadError::Compile(format!(
                 "no Rego policy in `{}`: every call would be refused",
                 sources.dir.display()
-            ));
+            )));
         }
         // Parsed from the very files that are hashed into the version.
         let mut manifests = Manifests::default();
         for file in &manifest_files {
             manifests
                 .add_yaml_in(&file.text, file.path.parent())
-                .map_err(|e| format!("tool manifest `{}`: {e}", file.path.display()))?;
+                .map_err(|e| {
+                    LoadError::Source(format!("tool manifest `{}`: {e}", file.path.display()))
+                })?;
         }
         let inventory_text = std::fs::read_to_string(&sources.agents_file).map_err(|e| {
-            format!(
+            LoadError::Source(format!(
                 "cannot read agent inventory `{}`: {e}",
                 sources.agents_file.display()
-            )
+            ))
         })?;
         let registered = sources
             .registered_agents
             .read()
             .map(|a| a.clone())
             .unwrap_or_default();
-        let inventory = Inventory::merged(&inventory_text, &registered)
-            .map_err(|e| format!("agent inventory `{}`: {e}", sources.agents_file.display()))?;
+        let inventory = Inventory::merged(&inventory_text, &registered).map_err(|e| {
+            LoadError::Source(format!(
+                "agent inventory `{}`: {e}",
+                sources.agents_file.display()
+            ))
+        })?;
 
         let mut hasher = sha2::Sha256::new();
         for (base, files) in [
@@ -214,22 +221,24 @@ impl Bundle {
         for file in &rego {
             engine
                 .add_policy(file.path.display().to_string(), file.text.clone())
-                .map_err(|e| format!("policy does not compile: {e}"))?;
+                .map_err(|e| LoadError::Compile(format!("policy does not compile: {e}")))?;
         }
         for file in &data {
-            let document = data_document(file)
-                .map_err(|e| format!("policy data `{}`: {e}", file.path.display()))?;
+            let data_error = |e: &dyn std::fmt::Display| {
+                LoadError::Source(format!("policy data `{}`: {e}", file.path.display()))
+            };
+            let document = data_document(file).map_err(|e| data_error(&e))?;
             for reserved in ["manifests", "agents"] {
                 if document.pointer(&format!("/toolgate/{reserved}")).is_some() {
-                    return Err(format!(
+                    return Err(LoadError::Source(format!(
                         "policy data `{}` sets `toolgate.{reserved}`, which toolgate fills itself",
                         file.path.display()
-                    ));
+                    )));
                 }
             }
             engine
                 .add_data(Value::from(document))
-                .map_err(|e| format!("policy data `{}`: {e}", file.path.display()))?;
+                .map_err(|e| data_error(&e))?;
         }
         engine
             .add_data(Value::from(json!({"toolgate": {
@@ -237,24 +246,26 @@ impl Bundle {
                 "agents": inventory.to_policy_data(),
             }})))
             .map_err(|e| {
-                format!("policy data conflicts with `data.toolgate.manifests` or `data.toolgate.agents`: {e}")
+                LoadError::Source(format!(
+                    "policy data conflicts with `data.toolgate.manifests` or `data.toolgate.agents`: {e}"
+                ))
             })?;
 
         // Prepare now (this is where unknown references and type errors surface) and check the decision rule.
         engine.set_input(Value::new_object());
         engine.eval_rule(DECISION_RULE.to_string()).map_err(|e| {
             let text = e.to_string();
-            if text.contains("not a valid rule path") {
+            LoadError::Compile(if text.contains("not a valid rule path") {
                 format!(
                     "the bundle in `{}` defines no `{DECISION_RULE}`",
                     sources.dir.display()
                 )
             } else {
                 format!("policy does not compile: {text}")
-            }
+            })
         })?;
 
-        let tests = discover_tests(&mut engine)?;
+        let tests = discover_tests(&mut engine).map_err(LoadError::Compile)?;
         let mut bundle = Self {
             version,
             manifests,
@@ -452,7 +463,7 @@ impl Bundle {
     }
 
     /// Runs the tests and turns failures into one error naming them.
-    pub fn check_tests(&self) -> Result<(), String> {
+    pub fn check_tests(&self) -> Result<(), LoadError> {
         let failed: Vec<String> = self
             .run_tests()
             .into_iter()
@@ -462,11 +473,7 @@ impl Bundle {
         if failed.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "{} Rego test(s) failed: {}",
-                failed.len(),
-                failed.join("; ")
-            ))
+            Err(LoadError::Tests(failed))
         }
     }
 }

@@ -232,14 +232,26 @@ fn view(original: &str) -> View {
     View { text, origin }
 }
 
+/// A detector whose pattern does not compile.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("redaction detector `{name}`: {reason}")]
+pub struct DetectorError {
+    pub name: String,
+    pub reason: String,
+}
+
 impl Detectors {
-    pub fn new(custom: &[CustomDetector]) -> Result<Self, String> {
+    pub fn new(custom: &[CustomDetector]) -> Result<Self, DetectorError> {
+        let refused = |name: &str, e: regex::Error| DetectorError {
+            name: name.to_string(),
+            reason: e.to_string(),
+        };
         let mut list: Vec<Detector> = Vec::new();
         for (name, pattern, class, check) in builtin() {
             list.push(Detector {
                 name: name.to_string(),
                 class,
-                regex: Regex::new(pattern).map_err(|e| format!("detector `{name}`: {e}"))?,
+                regex: Regex::new(pattern).map_err(|e| refused(name, e))?,
                 check,
             });
         }
@@ -247,13 +259,12 @@ impl Detectors {
             list.push(Detector {
                 name: d.name.clone(),
                 class: d.class,
-                regex: Regex::new(&d.pattern)
-                    .map_err(|e| format!("redaction detector `{}`: {e}", d.name))?,
+                regex: Regex::new(&d.pattern).map_err(|e| refused(&d.name, e))?,
                 check: None,
             });
         }
         let set = RegexSet::new(list.iter().map(|d| d.regex.as_str()))
-            .map_err(|e| format!("redaction detectors: {e}"))?;
+            .map_err(|e| refused("(all)", e))?;
         Ok(Self { set, list })
     }
 

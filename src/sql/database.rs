@@ -89,10 +89,23 @@ impl PartialEq for SqlDatabase {
 
 impl Eq for SqlDatabase {}
 
+/// A declared schema that cannot serve facts (the text names the database and why).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SchemaError(String);
+
 impl SqlDatabase {
     /// Compiles a declaration whose DDL is `ddl`: the DDL must run on an empty database (it is checked here, so
     /// a schema that does not compile refuses to load).
     pub fn compile(
+        name: &str,
+        declaration: &SchemaDeclaration,
+        ddl: String,
+    ) -> Result<Self, SchemaError> {
+        Self::compile_text(name, declaration, ddl).map_err(SchemaError)
+    }
+
+    fn compile_text(
         name: &str,
         declaration: &SchemaDeclaration,
         ddl: String,
