@@ -106,6 +106,16 @@ fn refusal(status: StatusCode, reason: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// The decision records cannot be read: the admin is told so, the log says why.
+fn records_unavailable(what: &str, error: &dyn std::fmt::Display) -> Response {
+    tracing::error!("{what} failed: {error}");
+    refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the decision records cannot be read right now (see the gateway log)",
+    )
+}
+
 /// A registry refusal: the admin is told what was refused; the whole story, with the sources of the gateway's
 /// own failures, goes to the log.
 fn registry_refusal(
@@ -471,14 +481,7 @@ async fn list_records(
             let next = records.last().map(|r| r.seq);
             axum::Json(json!({"records": records, "next_after": next})).into_response()
         }
-        Ok(Err(e)) => {
-            tracing::error!("records query failed: {e}");
-            refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "the decision records cannot be read right now (see the gateway log)",
-            )
-        }
+        Ok(Err(e)) => records_unavailable("records query", &e),
         Err(e) => refusal(
             StatusCode::INTERNAL_SERVER_ERROR,
             "store_unavailable",
@@ -511,14 +514,7 @@ async fn report(State(state): State<AdminState>, Query(params): Query<ReportPara
     .await;
     match result {
         Ok(Ok(report)) => axum::Json(report).into_response(),
-        Ok(Err(e)) => {
-            tracing::error!("access report failed: {e}");
-            refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "the decision records cannot be read right now (see the gateway log)",
-            )
-        }
+        Ok(Err(e)) => records_unavailable("access report", &e),
         Err(e) => refusal(
             StatusCode::INTERNAL_SERVER_ERROR,
             "store_unavailable",
