@@ -188,8 +188,8 @@ fn admin_of(
     let authorization = headers
         .get(http::header::AUTHORIZATION)
         .map(http::HeaderValue::as_bytes);
-    let token =
-        Identity::bearer(authorization, query).map_err(|e| (e.reason_id(), e.to_string()))?;
+    let token = Identity::bearer(authorization, query)
+        .map_err(|e| (e.reason_id().as_str(), e.to_string()))?;
     if bool::from(token.as_bytes().ct_eq(state.bootstrap.as_bytes())) {
         return Ok(Admin("bootstrap".into(), None));
     }
@@ -198,7 +198,7 @@ fn admin_of(
         .gateway
         .identity
         .verify_for_audience(token, &admin.audience)
-        .map_err(|e| (e.reason_id(), format!("not an admin token: {e}")))?;
+        .map_err(|e| (e.reason_id().as_str(), format!("not an admin token: {e}")))?;
     let listed = admin
         .subjects
         .iter()
@@ -221,7 +221,7 @@ fn admin_of(
             claims.iat,
             &[],
         )
-        .map_err(|e| (e.reason_id(), e.to_string()))?;
+        .map_err(|e| (e.reason_id().as_str(), e.to_string()))?;
     Ok(Admin(
         format!("{}/{}", claims.iss, claims.sub),
         Some((claims.iss.clone(), claims.sub.clone())),

@@ -26,6 +26,7 @@ pub use routing::CallSink;
 
 use crate::config::{Config, Limits, Timeouts, UpstreamConfig, UpstreamTransport};
 use crate::names;
+use crate::reason::Reason;
 use http::HttpConn;
 use schema::InputSchema;
 use stdio::StdioConn;
@@ -55,16 +56,16 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// Stable reason id for records and logs.
-    pub fn reason_id(&self) -> &'static str {
+    pub fn reason_id(&self) -> Reason {
         match self {
-            Self::Unavailable | Self::Connect(_) => "upstream_unavailable",
-            Self::Closed => "upstream_closed",
-            Self::Timeout(_) => "upstream_timeout",
-            Self::TooLarge(_) => "upstream_response_too_large",
-            Self::Malformed(_) => "upstream_malformed",
-            Self::Rpc(_) => "upstream_error",
-            Self::Transport(_) => "upstream_transport",
-            Self::Cancelled => "cancelled",
+            Self::Unavailable | Self::Connect(_) => Reason::UpstreamUnavailable,
+            Self::Closed => Reason::UpstreamClosed,
+            Self::Timeout(_) => Reason::UpstreamTimeout,
+            Self::TooLarge(_) => Reason::UpstreamResponseTooLarge,
+            Self::Malformed(_) => Reason::UpstreamMalformed,
+            Self::Rpc(_) => Reason::UpstreamError,
+            Self::Transport(_) => Reason::UpstreamTransport,
+            Self::Cancelled => Reason::Cancelled,
         }
     }
 }

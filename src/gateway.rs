@@ -232,7 +232,9 @@ impl Gateway {
                             record.latency.total_us = elapsed_us(started);
                             self.audit.append_detached(record);
                         }
-                        None => self.audit.count_auth_failure(source, error.reason_id()),
+                        None => self
+                            .audit
+                            .count_auth_failure(source, error.reason_id().as_str()),
                     }
                     error
                 })
@@ -244,9 +246,9 @@ impl Gateway {
                 Ok(caller)
             }
             Err(error) => {
-                crate::telemetry::refused(&request, error.reason_id());
+                crate::telemetry::refused(&request, error.reason_id().as_str());
                 self.metrics.refused(
-                    error.reason_id(),
+                    error.reason_id().as_str(),
                     matches!(error, crate::identity::AuthError::Revoked(_)),
                     error.is_forbidden(),
                 );
@@ -254,7 +256,8 @@ impl Gateway {
                     error,
                     crate::identity::AuthError::Missing | crate::identity::AuthError::InQuery
                 ) {
-                    self.audit.count_auth_failure(source, error.reason_id());
+                    self.audit
+                        .count_auth_failure(source, error.reason_id().as_str());
                 }
                 Err(error)
             }

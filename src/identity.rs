@@ -19,6 +19,7 @@ pub use revocation::Revocations;
 pub use scope::Scope;
 
 use crate::config::AuthConfig;
+use crate::reason::Reason;
 use jwt::Issuer;
 
 /// Why a request's credentials were refused. Each has a stable reason id.
@@ -80,34 +81,34 @@ pub enum AuthError {
 
 impl AuthError {
     /// Stable, documented reason id.
-    pub fn reason_id(&self) -> &'static str {
+    pub fn reason_id(&self) -> Reason {
         match self {
-            Self::Missing => "token_missing",
-            Self::InQuery => "token_in_query",
-            Self::Malformed => "token_malformed",
-            Self::HeaderKey => "token_header_key",
-            Self::Algorithm => "token_algorithm",
-            Self::UnknownKey => "token_unknown_key",
-            Self::UnknownIssuer => "token_unknown_issuer",
-            Self::Signature => "token_signature",
-            Self::Expired => "token_expired",
-            Self::NotYetValid => "token_not_yet_valid",
-            Self::Audience => "token_audience",
-            Self::Issuer => "token_issuer",
-            Self::ClaimMissing => "token_claim_missing",
-            Self::AgentUnregistered(_) => "agent_unregistered",
-            Self::AgentMissing => "agent_missing",
-            Self::ActAloneForbidden(_) => "agent_may_not_act_alone",
-            Self::BindingMismatch(_) => "agent_binding_mismatch",
-            Self::NotForHumans(_) => "agent_may_not_act_for_humans",
-            Self::DelegationNotAllowed { .. } => "delegation_not_allowed",
-            Self::ChainCycle(_) => "delegation_cycle",
-            Self::ChainTooDeep(_) => "delegation_too_deep",
-            Self::Escalation => "delegation_escalation",
-            Self::BadScope => "token_scope_invalid",
-            Self::SessionSubject => "session_subject_mismatch",
-            Self::Revoked(_) => "token_revoked",
-            Self::PrincipalIsAgent(_) => "principal_is_agent",
+            Self::Missing => Reason::TokenMissing,
+            Self::InQuery => Reason::TokenInQuery,
+            Self::Malformed => Reason::TokenMalformed,
+            Self::HeaderKey => Reason::TokenHeaderKey,
+            Self::Algorithm => Reason::TokenAlgorithm,
+            Self::UnknownKey => Reason::TokenUnknownKey,
+            Self::UnknownIssuer => Reason::TokenUnknownIssuer,
+            Self::Signature => Reason::TokenSignature,
+            Self::Expired => Reason::TokenExpired,
+            Self::NotYetValid => Reason::TokenNotYetValid,
+            Self::Audience => Reason::TokenAudience,
+            Self::Issuer => Reason::TokenIssuer,
+            Self::ClaimMissing => Reason::TokenClaimMissing,
+            Self::AgentUnregistered(_) => Reason::AgentUnregistered,
+            Self::AgentMissing => Reason::AgentMissing,
+            Self::ActAloneForbidden(_) => Reason::AgentMayNotActAlone,
+            Self::BindingMismatch(_) => Reason::AgentBindingMismatch,
+            Self::NotForHumans(_) => Reason::AgentMayNotActForHumans,
+            Self::DelegationNotAllowed { .. } => Reason::DelegationNotAllowed,
+            Self::ChainCycle(_) => Reason::DelegationCycle,
+            Self::ChainTooDeep(_) => Reason::DelegationTooDeep,
+            Self::Escalation => Reason::DelegationEscalation,
+            Self::BadScope => Reason::TokenScopeInvalid,
+            Self::SessionSubject => Reason::SessionSubjectMismatch,
+            Self::Revoked(_) => Reason::TokenRevoked,
+            Self::PrincipalIsAgent(_) => Reason::PrincipalIsAgent,
         }
     }
 
@@ -380,7 +381,7 @@ impl Identity {
         {
             tracing::warn!(
                 issuer = %claims.iss, subject = %claims.sub, token = claims.jti.as_deref().unwrap_or(""),
-                reason = error.reason_id(), "escalation attempt refused: {error}"
+                reason = %error.reason_id(), "escalation attempt refused: {error}"
             );
         }
         caller

@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod names;
 pub mod policy;
+pub mod reason;
 pub mod redact;
 pub mod report;
 pub mod secret;

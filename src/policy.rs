@@ -23,6 +23,7 @@ pub use input::{Action, PolicyInput};
 
 use crate::classification::Classification;
 use crate::config::PolicyConfig;
+use crate::reason::Reason;
 
 /// The rule every decision comes from.
 pub const DECISION_RULE: &str = "data.toolgate.authz.decision";
@@ -95,12 +96,12 @@ pub enum PolicyError {
 
 impl PolicyError {
     /// Stable, documented reason id.
-    pub fn reason_id(&self) -> &'static str {
+    pub fn reason_id(&self) -> Reason {
         match self {
-            Self::Undefined => "policy_undefined",
-            Self::Shape(_) => "policy_wrong_shape",
-            Self::Eval(_) => "policy_error",
-            Self::Limit => "policy_limit",
+            Self::Undefined => Reason::PolicyUndefined,
+            Self::Shape(_) => Reason::PolicyWrongShape,
+            Self::Eval(_) => Reason::PolicyError,
+            Self::Limit => Reason::PolicyLimit,
         }
     }
 }

@@ -253,7 +253,7 @@ fn a_decision_that_cannot_be_made_is_a_denial_that_says_why() {
     let decision = strict.decide(&request("1"));
     assert!(!decision.allow && !decision.escalate);
     let error = decision.error.expect("an error");
-    assert_eq!(error.reason_id(), "policy_wrong_shape");
+    assert_eq!(error.reason_id().as_str(), "policy_wrong_shape");
     assert!(
         decision.reasons[0].contains("`secret`"),
         "{:?}",
@@ -276,7 +276,7 @@ fn a_decision_that_cannot_be_made_is_a_denial_that_says_why() {
     let decision = undefined.decide(&request("1"));
     assert!(!decision.allow);
     assert_eq!(
-        decision.error.map(|e| e.reason_id()),
+        decision.error.map(|e| e.reason_id().as_str()),
         Some("policy_undefined")
     );
 }

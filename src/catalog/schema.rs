@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::reason::Reason;
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{Draft, ValidationError, Validator};
 use rmcp::model::JsonObject;
@@ -53,10 +54,10 @@ pub enum ArgumentsRefused {
 
 impl ArgumentsRefused {
     /// Stable reason id for records and the caller.
-    pub fn reason_id(&self) -> &'static str {
+    pub fn reason_id(&self) -> Reason {
         match self {
-            Self::Invalid(_) => "invalid_arguments",
-            Self::Unusable(_) => "invalid_input_schema",
+            Self::Invalid(_) => Reason::InvalidArguments,
+            Self::Unusable(_) => Reason::InvalidInputSchema,
         }
     }
 
@@ -501,7 +502,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{bad} compiled"));
             assert!(why.contains(expected), "{why}");
             let refused = compiled.check(&mut None).unwrap_err();
-            assert_eq!(refused.reason_id(), "invalid_input_schema");
+            assert_eq!(refused.reason_id().as_str(), "invalid_input_schema");
             assert!(
                 refused.message("up__tool").starts_with(
                     "toolgate refused this call to `up__tool` (reason `invalid_input_schema`)"

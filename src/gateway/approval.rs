@@ -12,6 +12,7 @@ use crate::audit::{DecisionRecord, arguments_hash};
 use crate::catalog::ExposedTool;
 use crate::identity::Caller;
 use crate::policy::Decision;
+use crate::reason::Reason;
 use crate::store::{Approval, ApprovalStatus, Escalation};
 
 impl Gateway {
@@ -54,7 +55,7 @@ impl Gateway {
             }
             Ok(Escalation::Pending { id, expires_at }) => {
                 record.decision = "escalate".into();
-                record.outcome = "approval_required".into();
+                record.outcome = Reason::ApprovalRequired.into();
                 record.reasons.push(format!("approval: {id}"));
                 return Break(
                     Refusal::ApprovalRequired {
@@ -67,7 +68,7 @@ impl Gateway {
                 );
             }
             Ok(Escalation::Denied { id, expires_at }) => {
-                record.deny("approval_denied", decision.reasons.clone());
+                record.deny(Reason::ApprovalDenied, decision.reasons.clone());
                 record.reasons.push(format!("approval: {id}"));
                 return Break(
                     Refusal::ApprovalDenied {
@@ -80,10 +81,10 @@ impl Gateway {
             }
             Err(error) => {
                 tracing::error!("cannot hold the call for approval: {error}");
-                record.fail("store_unavailable", decision.reasons.clone());
+                record.fail(Reason::StoreUnavailable, decision.reasons.clone());
                 return Break(
                     Refusal::CannotDecide {
-                        reason: "store_unavailable",
+                        reason: Reason::StoreUnavailable,
                     }
                     .answer(),
                 );

@@ -14,7 +14,8 @@ use crate::catalog::ExposedTool;
 use crate::identity::Caller;
 use crate::manifest::ToolManifest;
 use crate::policy::Decision;
-use crate::redact::Rules;
+use crate::reason::Reason;
+use crate::redact::{RedactError, RedactionSummary, Rules};
 
 impl Gateway {
     /// The redaction rules of an allowed call, recorded; breaks when the obligations cannot be met.
@@ -42,7 +43,7 @@ impl Gateway {
                 let why = "the policy grants columns only masked, but the tool's manifest declares no table shape \
                            (`output.table`) to mask them in"
                     .to_string();
-                record.deny("policy_denied", vec![why.clone()]);
+                record.deny(Reason::PolicyDenied, vec![why.clone()]);
                 let reasons = [why];
                 return Break(
                     Refusal::PolicyDenied {
@@ -64,5 +65,23 @@ impl Gateway {
             "mask_columns": decision.obligations.mask_columns.iter().map(|(n, _)| n).collect::<Vec<_>>(),
         }));
         Continue(rules)
+    }
+
+    /// Redacts a result through its JSON form, so that every plane (`_meta` included) is seen.
+    pub(super) fn redact(
+        &self,
+        result: CallToolResult,
+        rules: &Rules,
+    ) -> Result<(CallToolResult, RedactionSummary), RedactError> {
+        let mut value =
+            serde_json::to_value(&result).map_err(|e| RedactError::Shape(e.to_string()))?;
+        let summary = self.redactor.redact_result(&mut value, rules)?;
+        if summary.is_empty() {
+            return Ok((result, summary));
+        }
+        let mut redacted: CallToolResult =
+            serde_json::from_value(value).map_err(|e| RedactError::Shape(e.to_string()))?;
+        redacted.result_type = None;
+        Ok((redacted, summary))
     }
 }

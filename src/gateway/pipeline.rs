@@ -1,6 +1,8 @@
 //! The request pipeline, top to bottom as in the design:
 //! authenticate → resolve tool → authorize → call upstream → redact → record → reply.
 //! It serves a [`CallContext`] (the verified caller, the session id, the request id), whatever the transport.
+//! Each step of a call runs through [`step`](super::record::step): its own span, timed, its latency kept in the
+//! decision record; every refusal is one [`Refusal`] with a typed [`Reason`](crate::reason::Reason).
 
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
@@ -8,19 +10,19 @@ use std::time::Instant;
 
 use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorData, ListToolsResult};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::listing::{
     add_detected, advertised, decode_cursor, encode_cursor, list_input, tool_ref,
 };
-use super::record::{Outcome, caller_record, recorded_facts, request_id_text};
+use super::record::{Outcome, Step, caller_record, recorded_facts, request_id_text, step};
 use super::refusal::Refusal;
 use super::{CallContext, Gateway, elapsed_us};
 use crate::audit::{DecisionRecord, recorded_arguments};
 use crate::catalog::{CallSink, ExposedTool};
 use crate::policy::input::CallerInput;
 use crate::policy::{Action, facts};
-use crate::redact::{RedactError, RedactionSummary, Rules};
+use crate::reason::Reason;
+use crate::redact::Rules;
 use crate::telemetry;
 
 impl Gateway {
@@ -61,7 +63,7 @@ impl Gateway {
                     if let Some(error) = &decision.error {
                         // A tool the policy cannot decide on is not shown (the decision denies it).
                         failures.set(failures.get() + 1);
-                        tracing::error!(tool = %t.name, reason = error.reason_id(), "policy failed on tools/list: {error}");
+                        tracing::error!(tool = %t.name, reason = %error.reason_id(), "policy failed on tools/list: {error}");
                     }
                     decision.allow
                 })
@@ -79,7 +81,7 @@ impl Gateway {
         // One record for the whole listing.
         let mut record = caller_record("tools/list", call);
         record.decision = "allow".into();
-        record.outcome = "listed".into();
+        record.outcome = Reason::Listed.into();
         record.listed = Some(result.tools.len() as u64);
         record.policy_version = Some(bundle.version.clone());
         if failures.get() > 0 {
@@ -134,7 +136,6 @@ impl Gateway {
             session,
             request_id,
         } = *call;
-        let authorizing = Instant::now();
         let bundle = self.policy.current();
         record.policy_version = Some(bundle.version.clone());
         let Some(tool) = self
@@ -142,7 +143,7 @@ impl Gateway {
             .resolve(&params.name)
             .filter(|t| caller.in_scope(&t.name))
         else {
-            record.deny("unknown_tool", Vec::new());
+            record.deny(Reason::UnknownTool, Vec::new());
             return Break(Refusal::UnknownTool { name: &params.name }.answer());
         };
         record.upstream = Some(tool.upstream.to_string());
@@ -156,7 +157,7 @@ impl Gateway {
             (None, false) => Some("hidden by policy".to_string()),
         };
         if let Some(why) = hidden {
-            record.deny("unknown_tool", vec![why]);
+            record.deny(Reason::UnknownTool, vec![why]);
             return Break(Refusal::UnknownTool { name: &params.name }.answer());
         }
         // A tool the caller may see names the request's span; a name a caller made up, or a hidden tool, does not.
@@ -165,7 +166,7 @@ impl Gateway {
         // A tool whose definition changed upstream is not trusted until an admin approves it.
         if !self.pins.approved(&tool) {
             record.deny(
-                "tool_quarantined",
+                Reason::ToolQuarantined,
                 vec!["the tool's definition is not approved".into()],
             );
             return Break(Refusal::Quarantined { tool: &tool.name }.answer());
@@ -206,7 +207,7 @@ impl Gateway {
             self.held_for_approval(caller, &tool, &decision, &bundle.version, arguments, record)
                 .await?;
         } else if !decision.allow {
-            record.deny("policy_denied", decision.reasons.clone());
+            record.deny(Reason::PolicyDenied, decision.reasons.clone());
             return Break(
                 Refusal::PolicyDenied {
                     tool: &tool.name,
@@ -217,7 +218,6 @@ impl Gateway {
         }
         // 4. obligations: what of the result the caller may see.
         let rules = self.obligations(&decision, manifest, caller, &tool, record)?;
-        record.latency.authorize_us = Some(elapsed_us(authorizing));
         Continue((tool, rules))
     }
 
@@ -232,19 +232,22 @@ impl Gateway {
     ) -> Result<CallToolResult, ErrorData> {
         // 1. authenticate: `caller` was verified for this very request (its span is a sibling of these).
         let request = tracing::Span::current();
-        let authorized = self
-            .authorize(call, &mut params, record, &request)
-            .instrument(tracing::info_span!("authorize"))
-            .await;
+        let authorized = step(
+            record,
+            Step::Authorize,
+            tracing::info_span!("authorize"),
+            async |record| self.authorize(call, &mut params, record, &request).await,
+        )
+        .await;
         let (tool, rules) = match authorized {
             Continue(authorized) => authorized,
             Break(answer) => return answer,
         };
         // Nothing reaches an upstream while decisions cannot be recorded.
         if !self.audit.healthy() {
-            record.fail("audit_unavailable", Vec::new());
+            record.fail(Reason::AuditUnavailable, Vec::new());
             return Refusal::CannotDecide {
-                reason: "audit_unavailable",
+                reason: Reason::AuditUnavailable,
             }
             .answer();
         }
@@ -255,23 +258,23 @@ impl Gateway {
                 redactor.redact_value(value, &rules).is_ok()
             }))
         };
-        let calling = Instant::now();
-        let outcome = self
-            .catalog
-            .call(&tool, params.arguments, sink, cancel)
-            .instrument(tracing::info_span!(
-                "upstream",
-                otel.kind = "client",
-                toolgate.upstream = %tool.upstream,
-                gen_ai.tool.name = %tool.original,
-            ))
-            .await;
-        record.latency.upstream_us = Some(elapsed_us(calling));
+        let span = tracing::info_span!(
+            "upstream",
+            otel.kind = "client",
+            toolgate.upstream = %tool.upstream,
+            gen_ai.tool.name = %tool.original,
+        );
+        let outcome = step(record, Step::Upstream, span, async |_| {
+            self.catalog
+                .call(&tool, params.arguments, sink, cancel)
+                .await
+        })
+        .await;
         record.decision = "allow".into();
         let result = match outcome {
             Ok(mut result) => {
                 result.result_type = None;
-                record.outcome = "allowed".into();
+                record.outcome = Reason::Allowed.into();
                 record.upstream_outcome = Some(
                     if result.is_error == Some(true) {
                         "tool_error"
@@ -304,9 +307,13 @@ impl Gateway {
         };
         // 5. redact every plane of the result (error text included) to the caller's clearance; a result that
         // cannot be redacted is withheld.
-        let redacting = Instant::now();
-        let redacted = tracing::info_span!("redact").in_scope(|| self.redact(result, &rules));
-        record.latency.redact_us = Some(elapsed_us(redacting));
+        let redacted = step(
+            record,
+            Step::Redact,
+            tracing::info_span!("redact"),
+            async |_| self.redact(result, &rules),
+        )
+        .await;
         // 6. record: by the caller of this function, before the answer leaves.
         match redacted {
             Ok((result, summary)) => {
@@ -316,30 +323,12 @@ impl Gateway {
                 Ok(result)
             }
             Err(error) => {
-                record.fail("redaction_failed", vec![error.to_string()]);
+                record.fail(Reason::RedactionFailed, vec![error.to_string()]);
                 Refusal::CannotDecide {
-                    reason: "redaction_failed",
+                    reason: Reason::RedactionFailed,
                 }
                 .answer()
             }
         }
-    }
-
-    /// Redacts a result through its JSON form, so that every plane (`_meta` included) is seen.
-    fn redact(
-        &self,
-        result: CallToolResult,
-        rules: &Rules,
-    ) -> Result<(CallToolResult, RedactionSummary), RedactError> {
-        let mut value =
-            serde_json::to_value(&result).map_err(|e| RedactError::Shape(e.to_string()))?;
-        let summary = self.redactor.redact_result(&mut value, rules)?;
-        if summary.is_empty() {
-            return Ok((result, summary));
-        }
-        let mut redacted: CallToolResult =
-            serde_json::from_value(value).map_err(|e| RedactError::Shape(e.to_string()))?;
-        redacted.result_type = None;
-        Ok((redacted, summary))
     }
 }

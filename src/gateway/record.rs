@@ -6,11 +6,12 @@ use std::time::Instant;
 use rmcp::model::{ErrorData, RequestId};
 use tracing::Instrument;
 
-use super::CallContext;
 use super::Gateway;
 use super::refusal;
+use super::{CallContext, elapsed_us};
 use crate::audit::DecisionRecord;
 use crate::classification::Classification;
+use crate::reason::Reason;
 use crate::redact::Rules;
 use crate::telemetry;
 
@@ -52,8 +53,8 @@ impl Gateway {
             Ok(()) => answer,
             Err(error) => {
                 tracing::error!("answer withheld: {error}");
-                telemetry::failed(&request, "audit_unavailable");
-                Err(refusal::cannot_decide("audit_unavailable"))
+                telemetry::failed(&request, Reason::AuditUnavailable.as_str());
+                Err(refusal::cannot_decide(Reason::AuditUnavailable))
             }
         };
         if let Err(error) = &answer {
@@ -134,20 +135,20 @@ fn answered_error(record: &DecisionRecord) -> Option<&str> {
 
 /// How a record ends when the call goes no further.
 pub(super) trait Outcome {
-    fn deny(&mut self, outcome: &str, reasons: Vec<String>);
-    fn fail(&mut self, outcome: &str, reasons: Vec<String>);
+    fn deny(&mut self, outcome: Reason, reasons: Vec<String>);
+    fn fail(&mut self, outcome: Reason, reasons: Vec<String>);
 }
 
 impl Outcome for DecisionRecord {
-    fn deny(&mut self, outcome: &str, reasons: Vec<String>) {
+    fn deny(&mut self, outcome: Reason, reasons: Vec<String>) {
         self.decision = "deny".into();
-        self.outcome = outcome.into();
+        self.outcome = outcome.as_str().into();
         self.reasons = reasons;
     }
 
-    fn fail(&mut self, outcome: &str, reasons: Vec<String>) {
+    fn fail(&mut self, outcome: Reason, reasons: Vec<String>) {
         self.decision = "error".into();
-        self.outcome = outcome.into();
+        self.outcome = outcome.as_str().into();
         self.reasons = reasons;
     }
 }
@@ -158,4 +159,31 @@ pub(super) fn request_id_text(id: &RequestId) -> String {
         rmcp::model::NumberOrString::Number(n) => n.to_string(),
         rmcp::model::NumberOrString::String(s) => s.to_string(),
     }
+}
+
+/// The steps whose time a record keeps.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Step {
+    Authorize,
+    Upstream,
+    Redact,
+}
+
+/// Runs one step of a call: in its own span, timed, its latency stored in the record whatever the outcome.
+pub(super) async fn step<T>(
+    record: &mut DecisionRecord,
+    step: Step,
+    span: tracing::Span,
+    work: impl AsyncFnOnce(&mut DecisionRecord) -> T,
+) -> T {
+    let started = Instant::now();
+    let out = work(record).instrument(span).await;
+    let latency = &mut record.latency;
+    let slot = match step {
+        Step::Authorize => &mut latency.authorize_us,
+        Step::Upstream => &mut latency.upstream_us,
+        Step::Redact => &mut latency.redact_us,
+    };
+    *slot = Some(elapsed_us(started));
+    out
 }

@@ -12,6 +12,7 @@
 use rmcp::model::{CallToolResult, ContentBlock, ErrorCode, ErrorData};
 
 use crate::catalog::UpstreamError;
+use crate::reason::Reason;
 
 /// Why a call ends here.
 #[derive(Debug)]
@@ -19,7 +20,7 @@ pub enum Refusal<'a> {
     /// The tool does not exist, or this caller may not see it.
     UnknownTool { name: &'a str },
     /// The gateway cannot decide or record (`reason` is the reason id).
-    CannotDecide { reason: &'a str },
+    CannotDecide { reason: Reason },
     /// Policy refused these arguments.
     PolicyDenied {
         tool: &'a str,
@@ -108,11 +109,11 @@ impl Refusal<'_> {
 }
 
 /// The JSON-RPC error of a gateway that cannot decide or record: nothing reached the upstream.
-pub fn cannot_decide(reason: &str) -> ErrorData {
+pub fn cannot_decide(reason: Reason) -> ErrorData {
     ErrorData::new(
         ErrorCode::INTERNAL_ERROR,
         format!("toolgate cannot decide this call right now ({reason}); it was not forwarded"),
-        Some(serde_json::json!({"reason": reason})),
+        Some(serde_json::json!({"reason": reason.as_str()})),
     )
 }
 
@@ -153,7 +154,7 @@ mod tests {
         .unwrap();
         assert_eq!(denied.is_error, Some(true));
         let cannot = Refusal::CannotDecide {
-            reason: "audit_unavailable",
+            reason: Reason::AuditUnavailable,
         }
         .answer()
         .unwrap_err();

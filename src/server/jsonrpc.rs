@@ -93,11 +93,11 @@ pub fn auth_refusal(
 ) -> ServerJsonRpcMessage {
     if error.is_forbidden() {
         tracing::warn!(
-            reason = error.reason_id(),
+            reason = %error.reason_id(),
             "refused as an escalation attempt: {error}"
         );
     } else {
-        tracing::info!(reason = error.reason_id(), "request refused: {error}");
+        tracing::info!(reason = %error.reason_id(), "request refused: {error}");
     }
     let mut data = ErrorData::new(
         ErrorCode(-32001),

@@ -1,0 +1,152 @@
+//! Reason ids: what every refusal, failure and outcome is called in decision records, metrics, spans and the
+//! answers clients read. One enum, so that a reason id is a value the compiler checks, never a string typed twice.
+
+use std::fmt;
+
+macro_rules! reasons {
+    ($( $(#[$doc:meta])* $variant:ident = $id:literal, )*) => {
+        /// A stable, documented reason id.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Reason {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Reason {
+            /// Every reason id.
+            pub const ALL: &'static [Reason] = &[$( Reason::$variant, )*];
+
+            /// The reason id as written in records, metrics and answers.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $( Reason::$variant => $id, )*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    // Outcomes that are not refusals.
+    /// The call was allowed and forwarded.
+    Allowed = "allowed",
+    /// A `tools/list` page was served.
+    Listed = "listed",
+    /// The gateway stopped (a marker record).
+    Shutdown = "shutdown",
+
+    // The pipeline's refusals.
+    /// The tool does not exist, or this caller may not see it.
+    UnknownTool = "unknown_tool",
+    /// The tool's definition awaits an admin's review.
+    ToolQuarantined = "tool_quarantined",
+    /// The arguments do not match the tool's `inputSchema`.
+    InvalidArguments = "invalid_arguments",
+    /// The tool's `inputSchema` cannot be used to check arguments.
+    InvalidInputSchema = "invalid_input_schema",
+    /// Policy refused these arguments.
+    PolicyDenied = "policy_denied",
+    /// The call waits for a human approver.
+    ApprovalRequired = "approval_required",
+    /// An approver refused this exact call.
+    ApprovalDenied = "approval_denied",
+
+    // The gateway cannot decide or record.
+    /// Decision records cannot be written.
+    AuditUnavailable = "audit_unavailable",
+    /// The store cannot answer.
+    StoreUnavailable = "store_unavailable",
+    /// A result could not be redacted, so it was withheld.
+    RedactionFailed = "redaction_failed",
+    /// The policy gave no decision.
+    PolicyUndefined = "policy_undefined",
+    /// The policy's decision has the wrong shape.
+    PolicyWrongShape = "policy_wrong_shape",
+    /// The policy could not be evaluated.
+    PolicyError = "policy_error",
+    /// The policy exceeded its time or instruction limit.
+    PolicyLimit = "policy_limit",
+
+    // The upstream.
+    /// The upstream is not connected.
+    UpstreamUnavailable = "upstream_unavailable",
+    /// The upstream closed the connection during the call.
+    UpstreamClosed = "upstream_closed",
+    /// The upstream did not answer in time.
+    UpstreamTimeout = "upstream_timeout",
+    /// The upstream's answer is over the size limit.
+    UpstreamResponseTooLarge = "upstream_response_too_large",
+    /// The upstream answered with malformed data.
+    UpstreamMalformed = "upstream_malformed",
+    /// The upstream answered with a JSON-RPC error.
+    UpstreamError = "upstream_error",
+    /// The transport to the upstream failed.
+    UpstreamTransport = "upstream_transport",
+    /// The client cancelled the call.
+    Cancelled = "cancelled",
+
+    // Credentials.
+    TokenMissing = "token_missing",
+    TokenInQuery = "token_in_query",
+    TokenMalformed = "token_malformed",
+    TokenHeaderKey = "token_header_key",
+    TokenAlgorithm = "token_algorithm",
+    TokenUnknownKey = "token_unknown_key",
+    TokenUnknownIssuer = "token_unknown_issuer",
+    TokenSignature = "token_signature",
+    TokenExpired = "token_expired",
+    TokenNotYetValid = "token_not_yet_valid",
+    TokenAudience = "token_audience",
+    TokenIssuer = "token_issuer",
+    TokenClaimMissing = "token_claim_missing",
+    TokenScopeInvalid = "token_scope_invalid",
+    TokenRevoked = "token_revoked",
+    SessionSubjectMismatch = "session_subject_mismatch",
+
+    // Agents and delegation.
+    AgentUnregistered = "agent_unregistered",
+    AgentMissing = "agent_missing",
+    AgentMayNotActAlone = "agent_may_not_act_alone",
+    AgentBindingMismatch = "agent_binding_mismatch",
+    AgentMayNotActForHumans = "agent_may_not_act_for_humans",
+    DelegationNotAllowed = "delegation_not_allowed",
+    DelegationCycle = "delegation_cycle",
+    DelegationTooDeep = "delegation_too_deep",
+    DelegationEscalation = "delegation_escalation",
+    PrincipalIsAgent = "principal_is_agent",
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Reason> for String {
+    fn from(reason: Reason) -> Self {
+        reason.as_str().to_string()
+    }
+}
+
+impl serde::Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_ids_are_distinct_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for reason in Reason::ALL {
+            let id = reason.as_str();
+            assert!(seen.insert(id), "{id} twice");
+            assert!(
+                id.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{id}"
+            );
+        }
+    }
+}
