@@ -1,0 +1,397 @@
+//! The HTTP handlers of `/mcp`: authenticate, find the session, read one JSON-RPC message, answer it as JSON or
+//! as an event stream.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use tokio::sync::mpsc;
+
+use crate::identity::{AuthError, Caller};
+use crate::telemetry;
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientRequest, ErrorCode, RequestId, ServerJsonRpcMessage, ServerResult,
+};
+
+use super::probes::origin_of;
+use super::stream::{sse_frame, sse_response};
+use super::{
+    AppState, SESSION_HEADER, SUPPORTED_PROTOCOL_VERSIONS, Session, VERSION_HEADER, dispatch,
+    jsonrpc,
+};
+
+/// Authenticates a request from its Authorization header; the refusal is the HTTP answer itself.
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
+pub(super) fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
+) -> Result<Caller, Response> {
+    let source = peer.0.ip().to_string();
+    state
+        .gateway
+        .authenticate(jsonrpc::bearer(headers, query), &source)
+        .map_err(|error| auth_refusal(state, &error, headers))
+}
+
+/// 401 (with the `WWW-Authenticate` challenge) or 403, with a JSON-RPC error naming the reason id.
+pub(super) fn auth_refusal(state: &AppState, error: &AuthError, headers: &HeaderMap) -> Response {
+    let message = jsonrpc::auth_refusal(None, error);
+    let mut response = (
+        jsonrpc::auth_status(error),
+        [(header::CONTENT_TYPE, "application/json")],
+        jsonrpc::to_bytes(&message),
+    )
+        .into_response();
+    let metadata = format!(
+        "{}/.well-known/oauth-protected-resource",
+        origin_of(state, headers)
+    );
+    let challenge = match (jsonrpc::auth_status(error), error) {
+        (StatusCode::UNAUTHORIZED, AuthError::Missing) => {
+            format!("Bearer resource_metadata=\"{metadata}\"")
+        }
+        (StatusCode::UNAUTHORIZED, _) => format!(
+            "Bearer resource_metadata=\"{metadata}\", error=\"invalid_token\", error_description=\"{}\"",
+            error.reason_id()
+        ),
+        _ => format!("Bearer resource_metadata=\"{metadata}\", error=\"insufficient_scope\""),
+    };
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+pub(super) fn http_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    telemetry::failed(&tracing::Span::current(), status.as_str());
+    let body = jsonrpc::to_bytes(&jsonrpc::error_message(None, code, message.to_string()));
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+pub(super) fn json_response(message: &ServerJsonRpcMessage, session: Option<&str>) -> Response {
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        jsonrpc::to_bytes(message),
+    )
+        .into_response();
+    if let Some(id) = session
+        && let Ok(value) = HeaderValue::from_str(id)
+    {
+        response.headers_mut().insert(SESSION_HEADER, value);
+    }
+    response
+}
+
+pub(super) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .any(|v| v == mime || v == "*/*")
+}
+
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
+pub(super) fn session_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+) -> Result<Arc<Session>, Response> {
+    let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return Err(http_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::INVALID_REQUEST,
+            "missing Mcp-Session-Id header; send initialize first",
+        ));
+    };
+    let session = state.sessions.get(id).ok_or_else(|| {
+        http_error(
+            StatusCode::NOT_FOUND,
+            ErrorCode::INVALID_REQUEST,
+            "unknown or expired session",
+        )
+    })?;
+    // A session belongs to the subject that opened it.
+    if session.subject != caller.subject_key() {
+        return Err(auth_refusal(state, &AuthError::SessionSubject, headers));
+    }
+    Ok(session)
+}
+
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
+pub(super) fn check_version(headers: &HeaderMap) -> Result<(), Response> {
+    match headers.get(VERSION_HEADER).map(|v| v.to_str()) {
+        None => Ok(()),
+        Some(Ok(v)) if SUPPORTED_PROTOCOL_VERSIONS.contains(&v) => Ok(()),
+        Some(_) => Err(http_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::INVALID_REQUEST,
+            "unsupported MCP-Protocol-Version",
+        )),
+    }
+}
+
+/// `POST /mcp`: one JSON-RPC message, in its own span. The span's parent is the trace context of the HTTP
+/// headers (`traceparent`), which is known before the body is read; a different context in the message's
+/// `_meta` is linked.
+pub(super) async fn post_message(
+    State(state): State<AppState>,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let span = telemetry::request_span("tcp");
+    let remote = telemetry::from_headers(&headers);
+    telemetry::adopt(&span, &remote);
+    telemetry::within(
+        answer_post(state, peer, uri, headers, body, remote.clone()),
+        span,
+        remote,
+    )
+    .await
+}
+
+pub(super) async fn answer_post(
+    state: AppState,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Body,
+    remote: opentelemetry::Context,
+) -> Response {
+    // Identity is checked on every request, before the body is read.
+    let caller = match authenticate(&state, &headers, uri.query(), peer) {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    let limit = state.gateway.config.limits.max_request_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return too_large(limit);
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !is_json {
+        return http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::INVALID_REQUEST,
+            "Content-Type must be application/json",
+        );
+    }
+    if headers.contains_key(header::ACCEPT)
+        && !accepts(&headers, "application/json")
+        && !accepts(&headers, "text/event-stream")
+    {
+        return http_error(
+            StatusCode::NOT_ACCEPTABLE,
+            ErrorCode::INVALID_REQUEST,
+            "Accept must include application/json and text/event-stream",
+        );
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return too_large(limit);
+    };
+    let message = match jsonrpc::parse(&bytes) {
+        Ok(message) => message,
+        Err(error) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/json")],
+                jsonrpc::to_bytes(&error),
+            )
+                .into_response();
+        }
+    };
+    let span = tracing::Span::current();
+    match message {
+        ClientJsonRpcMessage::Request(request) => {
+            telemetry::name_request(&span, &request.request, &request.id);
+            // A trace context in `_meta` (SEP-414) is linked, and carried upstream when the headers had none.
+            let meta = telemetry::from_meta(&rmcp::model::GetMeta::get_meta(&request.request).0.0);
+            telemetry::link(&span, &meta, &remote);
+            let remote = telemetry::ambient_or(meta);
+            telemetry::with_remote(answer_request(state, caller, headers, request), remote).await
+        }
+        ClientJsonRpcMessage::Notification(notification) => {
+            telemetry::name_notification(&span, &notification.notification);
+            if let Err(response) = check_version(&headers) {
+                return response;
+            }
+            match session_of(&state, &headers, &caller) {
+                Ok(session) => {
+                    dispatch::handle_notification(&session, notification.notification);
+                    StatusCode::ACCEPTED.into_response()
+                }
+                Err(response) => response,
+            }
+        }
+        ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_) => {
+            match session_of(&state, &headers, &caller) {
+                Ok(_) => StatusCode::ACCEPTED.into_response(),
+                Err(response) => response,
+            }
+        }
+    }
+}
+
+/// A JSON-RPC request of an authenticated caller.
+pub(super) async fn answer_request(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    request: rmcp::model::JsonRpcRequest<ClientRequest>,
+) -> Response {
+    if let ClientRequest::InitializeRequest(init) = &request.request {
+        let result = dispatch::initialize(&init.params);
+        let session = Session::new(result.protocol_version.to_string(), caller.subject_key());
+        let Some(session) = state.sessions.insert(session) else {
+            return http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::INTERNAL_ERROR,
+                "too many sessions",
+            );
+        };
+        telemetry::in_session(
+            &tracing::Span::current(),
+            &session.id,
+            &session.protocol_version,
+        );
+        tracing::info!(
+            session = %session.id, client = %init.params.client_info.name,
+            version = %result.protocol_version, subject = %caller.subject, actor = %caller.actor,
+            "session opened"
+        );
+        let message =
+            ServerJsonRpcMessage::response(ServerResult::InitializeResult(result), request.id);
+        return json_response(&message, Some(&session.id));
+    }
+    if let Err(response) = check_version(&headers) {
+        return response;
+    }
+    let session = match session_of(&state, &headers, &caller) {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    telemetry::in_session(
+        &tracing::Span::current(),
+        &session.id,
+        &session.protocol_version,
+    );
+    if matches!(request.request, ClientRequest::CallToolRequest(_)) {
+        let stream = accepts(&headers, "text/event-stream");
+        call_in_task(state, session, caller, request.id, request.request, stream).await
+    } else {
+        let answer = dispatch::handle_request(
+            &state.gateway,
+            &session,
+            &caller,
+            request.id,
+            request.request,
+            None,
+        )
+        .await;
+        json_response(&answer, None)
+    }
+}
+
+pub(super) fn too_large(limit: usize) -> Response {
+    http_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::INVALID_REQUEST,
+        &format!("request body exceeds {limit} bytes"),
+    )
+}
+
+/// A `tools/call`, run in its own task so that it ends (and is recorded) even when its client goes away. Its
+/// answer is JSON when it arrives before any notification (always, when the client takes no `stream`), else an
+/// SSE stream carrying the call's notifications and then its answer.
+pub(super) async fn call_in_task(
+    state: AppState,
+    session: Arc<Session>,
+    caller: Caller,
+    id: RequestId,
+    request: ClientRequest,
+    stream: bool,
+) -> Response {
+    // Boxed: a channel allocates its slots in blocks, and a message is large.
+    let (tx, mut rx) = mpsc::channel::<Box<ServerJsonRpcMessage>>(64);
+    // Without a stream the sender is dropped here, and the answer goes back as plain JSON.
+    let notify = stream.then_some(tx);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    {
+        let gateway = Arc::clone(&state.gateway);
+        let call = async move {
+            let answer =
+                dispatch::handle_request(&gateway, &session, &caller, id, request, notify).await;
+            let _ = done_tx.send(answer);
+        };
+        // The call keeps its request's span and trace context in its own task.
+        tokio::spawn(telemetry::within(
+            call,
+            tracing::Span::current(),
+            telemetry::current(),
+        ));
+    }
+    let mut done_rx = done_rx;
+    let first = tokio::select! {
+        biased;
+        answer = &mut done_rx => {
+            return match answer {
+                Ok(answer) => json_response(&answer, None),
+                Err(_) => http_error(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::INTERNAL_ERROR, "call ended without an answer"),
+            };
+        }
+        first = rx.recv() => first,
+    };
+    let Some(first) = first else {
+        return match done_rx.await {
+            Ok(answer) => json_response(&answer, None),
+            Err(_) => http_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::INTERNAL_ERROR,
+                "call ended without an answer",
+            ),
+        };
+    };
+    let head = futures::stream::once(async move { sse_frame(&first) });
+    let rest = futures::stream::unfold((rx, Some(done_rx)), |(mut rx, done)| async move {
+        let mut done = done?;
+        tokio::select! {
+            biased;
+            Some(message) = rx.recv() => Some((sse_frame(&message), (rx, Some(done)))),
+            answer = &mut done => {
+                // Flush notifications sent before the answer, then the answer.
+                let mut frames = Vec::new();
+                while let Ok(message) = rx.try_recv() {
+                    frames.extend_from_slice(&sse_frame(&message));
+                }
+                if let Ok(answer) = answer {
+                    frames.extend_from_slice(&sse_frame(&answer));
+                }
+                Some((Bytes::from(frames), (rx, None)))
+            }
+        }
+    });
+    let stream = head.chain(rest).map(Ok::<_, Infallible>);
+    sse_response(Body::from_stream(stream))
+}
