@@ -222,7 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut config = Config::load(&config)?;
             if let Some(listen) = listen {
                 config.listen = listen;
-                config.validate().map_err(anyhow::Error::msg)?;
+                config.validate()?;
             }
             let bootstrap = crate::admin::bootstrap_credential(&config.admin.bootstrap_token_file)?;
             let gateway = Gateway::start(config).await?;

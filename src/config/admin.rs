@@ -1,0 +1,48 @@
+//! The admin API's section, and the registry of upstreams added at run time.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The admin API: a separate listener, authenticated from the start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Loopback by default; a non-loopback address also needs `allow_non_loopback`.
+    pub listen: SocketAddr,
+    /// Audience of admin tokens; user and agent tokens (another audience) are never admin tokens.
+    pub audience: String,
+    /// Admin subjects: `(issuer, subject)` pairs whose admin tokens are accepted.
+    pub subjects: Vec<AdminSubject>,
+    /// File holding the bootstrap admin credential; created with a random secret (mode 0600) if missing.
+    pub bootstrap_token_file: PathBuf,
+}
+
+/// One admin identity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSubject {
+    pub issuer: String,
+    pub subject: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8701)),
+            audience: "toolgate-admin".into(),
+            subjects: Vec::new(),
+            bootstrap_token_file: PathBuf::from("admin.token"),
+        }
+    }
+}
+
+/// Upstreams registered at run time.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Networks (CIDR) or addresses registered HTTP upstreams may be reached on besides public addresses —
+    /// loopback, private, link-local; cloud metadata addresses only when listed exactly.
+    pub allowed_networks: Vec<String>,
+}
