@@ -1,6 +1,7 @@
 //! Who is acting, decided on every request: bearer-token verification, the caller model (principal-context or
 //! agent-only), delegation lineage and scope.
 
+mod error;
 mod inventory;
 mod jwt;
 mod revocation;
@@ -13,125 +14,14 @@ use std::path::Path;
 use serde_json::Value;
 
 pub use crate::classification::Classification;
+pub use error::AuthError;
 pub use inventory::{Agent, AgentSpec, Inventory, InventoryError};
 pub use jwt::{Act, Claims};
 pub use revocation::Revocations;
 pub use scope::Scope;
 
 use crate::config::AuthConfig;
-use crate::reason::Reason;
 use jwt::Issuer;
-
-/// Why a request's credentials were refused. Each has a stable reason id.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("no bearer token in the Authorization header")]
-    Missing,
-    #[error("tokens are accepted only in the Authorization header, not in the URL")]
-    InQuery,
-    #[error("the token is malformed")]
-    Malformed,
-    #[error("the token names its own verification key (jku, x5u or jwk), which is never trusted")]
-    HeaderKey,
-    #[error("the token's algorithm is not accepted for this issuer and key")]
-    Algorithm,
-    #[error("the token's key id is not known for its issuer")]
-    UnknownKey,
-    #[error("the token's issuer is not trusted")]
-    UnknownIssuer,
-    #[error("the token's signature is invalid")]
-    Signature,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the token is not valid yet")]
-    NotYetValid,
-    #[error("the token is not meant for this gateway (audience)")]
-    Audience,
-    #[error("the token's issuer does not match")]
-    Issuer,
-    #[error("the token lacks a required claim (exp, iat, iss, aud, sub)")]
-    ClaimMissing,
-    #[error("agent `{0}` is not registered")]
-    AgentUnregistered(String),
-    #[error("the token names no acting agent")]
-    AgentMissing,
-    #[error("agent `{0}` may not act alone")]
-    ActAloneForbidden(String),
-    #[error("agent `{0}` may not be asserted by this issuer and subject")]
-    BindingMismatch(String),
-    #[error("agent `{0}` may not act for a human")]
-    NotForHumans(String),
-    #[error("agent `{from}` may not delegate to `{to}`")]
-    DelegationNotAllowed { from: String, to: String },
-    #[error("agent `{0}` appears twice in the delegation chain")]
-    ChainCycle(String),
-    #[error("the delegation chain is longer than {0}")]
-    ChainTooDeep(usize),
-    #[error("the token asks for scope beyond what its delegation chain allows")]
-    Escalation,
-    #[error("the token's scope claim is invalid")]
-    BadScope,
-    #[error("this session belongs to another subject")]
-    SessionSubject,
-    #[error("credential revoked: {0}")]
-    Revoked(String),
-    #[error("`{0}` is an agent and cannot be the human principal of a delegation")]
-    PrincipalIsAgent(String),
-}
-
-impl AuthError {
-    /// Stable, documented reason id.
-    pub fn reason_id(&self) -> Reason {
-        match self {
-            Self::Missing => Reason::TokenMissing,
-            Self::InQuery => Reason::TokenInQuery,
-            Self::Malformed => Reason::TokenMalformed,
-            Self::HeaderKey => Reason::TokenHeaderKey,
-            Self::Algorithm => Reason::TokenAlgorithm,
-            Self::UnknownKey => Reason::TokenUnknownKey,
-            Self::UnknownIssuer => Reason::TokenUnknownIssuer,
-            Self::Signature => Reason::TokenSignature,
-            Self::Expired => Reason::TokenExpired,
-            Self::NotYetValid => Reason::TokenNotYetValid,
-            Self::Audience => Reason::TokenAudience,
-            Self::Issuer => Reason::TokenIssuer,
-            Self::ClaimMissing => Reason::TokenClaimMissing,
-            Self::AgentUnregistered(_) => Reason::AgentUnregistered,
-            Self::AgentMissing => Reason::AgentMissing,
-            Self::ActAloneForbidden(_) => Reason::AgentMayNotActAlone,
-            Self::BindingMismatch(_) => Reason::AgentBindingMismatch,
-            Self::NotForHumans(_) => Reason::AgentMayNotActForHumans,
-            Self::DelegationNotAllowed { .. } => Reason::DelegationNotAllowed,
-            Self::ChainCycle(_) => Reason::DelegationCycle,
-            Self::ChainTooDeep(_) => Reason::DelegationTooDeep,
-            Self::Escalation => Reason::DelegationEscalation,
-            Self::BadScope => Reason::TokenScopeInvalid,
-            Self::SessionSubject => Reason::SessionSubjectMismatch,
-            Self::Revoked(_) => Reason::TokenRevoked,
-            Self::PrincipalIsAgent(_) => Reason::PrincipalIsAgent,
-        }
-    }
-
-    /// The credential is valid, but may not use the gateway this way (an escalation attempt, a broken chain);
-    /// otherwise the credential itself is bad. Transports answer the first 403, the second 401.
-    pub fn is_forbidden(&self) -> bool {
-        matches!(
-            self,
-            Self::AgentUnregistered(_)
-                | Self::AgentMissing
-                | Self::ActAloneForbidden(_)
-                | Self::BindingMismatch(_)
-                | Self::NotForHumans(_)
-                | Self::DelegationNotAllowed { .. }
-                | Self::ChainCycle(_)
-                | Self::ChainTooDeep(_)
-                | Self::Escalation
-                | Self::BadScope
-                | Self::PrincipalIsAgent(_)
-                | Self::SessionSubject
-        )
-    }
-}
 
 /// The `(iss, sub)` a token claims, read without verifying it: only for recording refusals of tokens whose
 /// signature did verify.

@@ -1,6 +1,7 @@
 //! Access reports for compliance, built from decision records: per tool, per agent (the non-human identity
 //! inventory) and per principal, as JSON, CSV or one self-contained HTML file.
 
+mod csv;
 mod html;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -357,15 +358,6 @@ pub fn for_config(
     build(&store, query, inventory.as_ref(), &known_tools)
 }
 
-/// A cell that a spreadsheet would run as a formula is made text.
-fn csv_cell(text: &str) -> String {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    }
-}
-
 fn time(ms: Option<i64>) -> String {
     ms.and_then(|ms| u64::try_from(ms).ok())
         .map(|ms| {
@@ -382,123 +374,6 @@ impl AccessReport {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// Three tables (tools, agents, principals), each with a header row, separated by an empty line.
-    pub fn to_csv(&self) -> Result<String, ReportError> {
-        let mut out = csv::WriterBuilder::new()
-            .flexible(true)
-            .from_writer(Vec::new());
-        let mut row = |cells: Vec<String>| {
-            out.write_record(cells.iter().map(|c| csv_cell(c)))
-                .map_err(|e| ReportError::Csv(e.to_string()))
-        };
-        row(vec![
-            "section".into(),
-            "tool".into(),
-            "upstream".into(),
-            "calls".into(),
-            "allowed".into(),
-            "denied".into(),
-            "escalated".into(),
-            "errors".into(),
-            "distinct_principals".into(),
-            "distinct_agents".into(),
-            "top_denial_reason".into(),
-            "first_access".into(),
-            "last_access".into(),
-        ])?;
-        for t in &self.tools {
-            row(vec![
-                "tool".into(),
-                t.tool.clone(),
-                t.upstream.clone().unwrap_or_default(),
-                t.calls.to_string(),
-                t.allowed.to_string(),
-                t.denied.to_string(),
-                t.escalated.to_string(),
-                t.errors.to_string(),
-                t.distinct_principals.to_string(),
-                t.distinct_agents.to_string(),
-                t.top_denial_reasons
-                    .first()
-                    .map(|r| r.0.clone())
-                    .unwrap_or_default(),
-                time(t.first_access_ms),
-                time(t.last_access_ms),
-            ])?;
-        }
-        row(vec![String::new()])?;
-        row(vec![
-            "section".into(),
-            "tool".into(),
-            "column".into(),
-            "class".into(),
-            "allowed".into(),
-            "denied".into(),
-        ])?;
-        for t in &self.tools {
-            for (column, reads) in &t.column_reads {
-                row(vec![
-                    "column".into(),
-                    t.tool.clone(),
-                    column.clone(),
-                    reads.class.clone(),
-                    reads.allowed.to_string(),
-                    reads.denied.to_string(),
-                ])?;
-            }
-        }
-        row(vec![String::new()])?;
-        row(vec![
-            "section".into(),
-            "agent".into(),
-            "owner".into(),
-            "calls".into(),
-            "tools_used".into(),
-            "last_activity".into(),
-            "unused_tools_in_scope".into(),
-            "active".into(),
-        ])?;
-        for a in &self.agents {
-            row(vec![
-                "agent".into(),
-                a.agent.clone(),
-                a.owner.clone().unwrap_or_default(),
-                a.calls.to_string(),
-                a.tools_used.join(" "),
-                time(a.last_activity_ms),
-                a.unused_tools_in_scope.join(" "),
-                a.active.to_string(),
-            ])?;
-        }
-        row(vec![String::new()])?;
-        row(vec![
-            "section".into(),
-            "principal".into(),
-            "tool".into(),
-            "agents".into(),
-            "calls".into(),
-            "allowed".into(),
-            "denied".into(),
-        ])?;
-        for p in &self.principals {
-            for t in &p.tools {
-                row(vec![
-                    "principal".into(),
-                    p.principal.clone(),
-                    t.tool.clone(),
-                    t.agents.join(" "),
-                    t.calls.to_string(),
-                    t.allowed.to_string(),
-                    t.denied.to_string(),
-                ])?;
-            }
-        }
-        let bytes = out
-            .into_inner()
-            .map_err(|e| ReportError::Csv(e.to_string()))?;
-        String::from_utf8(bytes).map_err(|e| ReportError::Csv(e.to_string()))
-    }
-
     /// One self-contained HTML file: inline styles and SVG charts, no scripts, no external resource.
     pub fn to_html(&self) -> String {
         html::render(self)
@@ -506,70 +381,4 @@ impl AccessReport {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hostile() -> AccessReport {
-        AccessReport {
-            records: 2,
-            tools: vec![ToolReport {
-                tool: "<script>alert(1)</script>".into(),
-                calls: 2,
-                denied: 2,
-                top_denial_reasons: vec![("=HYPERLINK(\"http://evil\")".into(), 2)],
-                column_reads: [(
-                    "<b>t</b>.=c".to_string(),
-                    ColumnReads {
-                        class: "restricted".into(),
-                        allowed: 0,
-                        denied: 2,
-                    },
-                )]
-                .into(),
-                ..ToolReport::default()
-            }],
-            agents: vec![AgentReport {
-                agent: "@SUM(A1)".into(),
-                owner: Some("\" onmouseover=\"x".into()),
-                ..AgentReport::default()
-            }],
-            principals: vec![PrincipalReport {
-                principal: "+cmd|' /C calc'!A0".into(),
-                tools: vec![PrincipalTool {
-                    tool: "-2+3".into(),
-                    ..PrincipalTool::default()
-                }],
-            }],
-            ..AccessReport::default()
-        }
-    }
-
-    #[test]
-    fn html_escapes_what_callers_and_upstreams_wrote() {
-        let html = hostile().to_html();
-        assert!(!html.contains("<script"), "{html}");
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-        assert!(!html.contains("\" onmouseover"));
-        assert!(!html.contains("<b>t</b>") && html.contains("&lt;b&gt;t&lt;/b&gt;"));
-        assert!(html.contains("default-src 'none'"));
-        assert!(html.contains("<svg"));
-        assert!(!html.contains("http://evil\"") || html.contains("&quot;http://evil&quot;"));
-    }
-
-    #[test]
-    fn csv_cells_never_start_a_formula() {
-        let csv = hostile().to_csv().unwrap();
-        for cell in ["=HYPERLINK", "@SUM", "+cmd", "-2+3"] {
-            assert!(
-                !csv.split([',', '\n'])
-                    .any(|c| c.trim_start_matches('"').starts_with(cell)),
-                "{cell} in {csv}"
-            );
-        }
-        assert!(csv.contains("'=HYPERLINK") && csv.contains("'@SUM(A1)"));
-        assert!(
-            csv.contains("column,<script>alert(1)</script>,<b>t</b>.=c,restricted,0,2"),
-            "{csv}"
-        );
-    }
-}
+mod tests;

@@ -14,30 +14,20 @@ use regorus::{CompiledPolicy, Engine};
 use serde_json::json;
 use sha2::Digest;
 
+mod decision;
+mod rego_tests;
+
 use super::cache::DecisionCache;
-use super::{DECISION_RULE, Decision, LoadError, Obligations, PolicyError, PolicyInput, Sources};
-use crate::classification::Classification;
+use super::{DECISION_RULE, Decision, LoadError, PolicyError, PolicyInput, Sources};
 use crate::config::Evaluator;
 use crate::identity::Inventory;
 use crate::manifest::Manifests;
+use decision::parse_decision;
+pub use rego_tests::TestOutcome;
+use rego_tests::{RegoTest, discover_tests};
 
 /// Longest policy file accepted (bytes).
 const MAX_POLICY_FILE: usize = 4 << 20;
-
-/// The result of one Rego unit test.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TestOutcome {
-    /// `data.<package>.<rule>`
-    pub name: String,
-    pub file: String,
-    pub passed: bool,
-    pub error: Option<String>,
-}
-
-struct RegoTest {
-    rule: String,
-    file: String,
-}
 
 /// The compiled VM program and what every VM instance needs.
 struct Vm {
@@ -438,199 +428,4 @@ impl Bundle {
         }
         serde_json::Value::Object(produced)
     }
-
-    /// Runs every `test_*` rule of the `*_test.rego` files; a test passes when its rule is `true`.
-    pub fn run_tests(&self) -> Vec<TestOutcome> {
-        let mut engine = self.template.clone();
-        engine.set_input(Value::new_object());
-        self.tests
-            .iter()
-            .map(|test| {
-                let (passed, error) = match engine.eval_rule(test.rule.clone()) {
-                    Ok(Value::Bool(true)) => (true, None),
-                    Ok(Value::Undefined) => (false, Some("undefined".to_string())),
-                    Ok(other) => (false, Some(format!("evaluated to {other}"))),
-                    Err(e) => (false, Some(format!("{e:#}"))),
-                };
-                TestOutcome {
-                    name: test.rule.clone(),
-                    file: test.file.clone(),
-                    passed,
-                    error,
-                }
-            })
-            .collect()
-    }
-
-    /// Runs the tests and turns failures into one error naming them.
-    pub fn check_tests(&self) -> Result<(), LoadError> {
-        let failed: Vec<String> = self
-            .run_tests()
-            .into_iter()
-            .filter(|t| !t.passed)
-            .map(|t| format!("{} ({}): {}", t.name, t.file, t.error.unwrap_or_default()))
-            .collect();
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(LoadError::Tests(failed))
-        }
-    }
-}
-
-/// The `test_*` rules of every `*_test.rego` module.
-fn discover_tests(engine: &mut Engine) -> Result<Vec<RegoTest>, String> {
-    use regorus::unstable::{Rule, RuleHead};
-    let packages = engine
-        .get_policy_package_components()
-        .map_err(|e| e.to_string())?;
-    let modules = engine.get_modules().clone();
-    let mut tests: Vec<RegoTest> = Vec::new();
-    for (module, package) in modules.iter().zip(packages) {
-        if !package.source_file.ends_with("_test.rego") {
-            continue;
-        }
-        for rule in &module.policy {
-            let Rule::Spec { head, .. } = rule.as_ref() else {
-                continue;
-            };
-            let refr = match head {
-                RuleHead::Compr { refr, .. } | RuleHead::Set { refr, .. } => refr,
-                RuleHead::Func { .. } => continue,
-            };
-            let name = refr.span().text();
-            let valid = name.starts_with("test_")
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !valid {
-                continue;
-            }
-            let full = format!("data.{}.{name}", package.components.join("."));
-            if !tests.iter().any(|t| t.rule == full) {
-                tests.push(RegoTest {
-                    rule: full,
-                    file: package.source_file.clone(),
-                });
-            }
-        }
-    }
-    Ok(tests)
-}
-
-fn shape(message: &str) -> PolicyError {
-    PolicyError::Shape(message.to_string())
-}
-
-/// `obligations.mask_columns`: `[{name, class}]`.
-fn mask_columns(value: Option<&Value>) -> Result<Vec<(String, Classification)>, PolicyError> {
-    let shape = |m: &str| PolicyError::Shape(format!("`obligations.mask_columns` {m}"));
-    let Some(value) = value else {
-        return Ok(Vec::new());
-    };
-    let items: Vec<&Value> = if let Ok(items) = value.as_array() {
-        items.iter().collect()
-    } else if let Ok(items) = value.as_set() {
-        items.iter().collect()
-    } else {
-        return Err(shape("must be an array"));
-    };
-    items
-        .into_iter()
-        .map(|item| {
-            let object = item.as_object().map_err(|_| shape("holds a non-object"))?;
-            let text = |key: &str| {
-                object
-                    .get(&Value::from(key))
-                    .and_then(|v| v.as_string().ok())
-                    .map(|s| s.to_string())
-                    .ok_or_else(|| shape(&format!("entry lacks `{key}`")))
-            };
-            let class = serde_json::from_value::<Classification>(json!(text("class")?))
-                .map_err(|_| shape("names an unknown class"))?;
-            Ok((text("name")?, class))
-        })
-        .collect()
-}
-
-/// Reads `{allow, escalate, reasons, obligations}`; anything else is an error (and so a denial).
-fn parse_decision(value: &Value) -> Result<Decision, PolicyError> {
-    if *value == Value::Undefined {
-        return Err(PolicyError::Undefined);
-    }
-    let object = value
-        .as_object()
-        .map_err(|_| shape("the decision is not an object"))?;
-    let field = |name: &str| object.get(&Value::from(name));
-    let allow = match field("allow") {
-        Some(Value::Bool(b)) => *b,
-        _ => return Err(shape("`allow` must be a boolean")),
-    };
-    let escalate = match field("escalate") {
-        None => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(shape("`escalate` must be a boolean")),
-    };
-    if allow && escalate {
-        return Err(shape("`allow` and `escalate` cannot both be true"));
-    }
-    let strings = |v: Option<&Value>, name: &str| -> Result<Vec<String>, PolicyError> {
-        match v {
-            None => Ok(Vec::new()),
-            Some(v) => {
-                let items: Vec<Value> = match v {
-                    Value::Array(a) => a.iter().cloned().collect(),
-                    Value::Set(s) => s.iter().cloned().collect(),
-                    _ => return Err(shape(&format!("`{name}` must be an array of strings"))),
-                };
-                items
-                    .iter()
-                    .map(|i| {
-                        i.as_string()
-                            .map(|s| s.to_string())
-                            .map_err(|_| shape(&format!("`{name}` must be an array of strings")))
-                    })
-                    .collect()
-            }
-        }
-    };
-    let reasons = strings(field("reasons"), "reasons")?;
-    let obligations = match field("obligations") {
-        None => Obligations::default(),
-        Some(o) => {
-            let o = o
-                .as_object()
-                .map_err(|_| shape("`obligations` must be an object"))?;
-            let clearance = match o.get(&Value::from("clearance")) {
-                None => None,
-                Some(v) => {
-                    let text = v
-                        .as_string()
-                        .map_err(|_| shape("`obligations.clearance` must be a class name"))?;
-                    Some(
-                        serde_json::from_value::<Classification>(json!(text.as_ref())).map_err(
-                            |_| shape(&format!("unknown clearance `{text}` in obligations")),
-                        )?,
-                    )
-                }
-            };
-            Obligations {
-                clearance,
-                redact: strings(o.get(&Value::from("redact")), "obligations.redact")?
-                    .iter()
-                    .map(|name| {
-                        serde_json::from_value::<Classification>(json!(name)).map_err(|_| {
-                            shape(&format!("unknown class `{name}` in `obligations.redact`"))
-                        })
-                    })
-                    .collect::<Result<_, _>>()?,
-                mask_columns: mask_columns(o.get(&Value::from("mask_columns")))?,
-            }
-        }
-    };
-    Ok(Decision {
-        allow,
-        escalate,
-        reasons,
-        obligations,
-        error: None,
-    })
 }

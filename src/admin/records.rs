@@ -1,0 +1,107 @@
+//! The policy in force, decision records and access reports.
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Admin, AdminState, records_unavailable, refusal};
+
+pub(super) async fn policy_status(State(state): State<AdminState>) -> Response {
+    axum::Json(state.gateway.policy.status()).into_response()
+}
+
+/// Reloads policies and manifests now; a bundle that does not compile or fails its tests is refused and the
+/// previous one stays in force.
+pub(super) async fn reload_policy(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+) -> Response {
+    let policy = std::sync::Arc::clone(&state.gateway.policy);
+    let result = tokio::task::spawn_blocking(move || policy.reload("admin API")).await;
+    match result {
+        Ok(Ok(version)) => {
+            tracing::info!(admin = %admin.0, %version, "policy reloaded from the admin API");
+            axum::Json(json!({"version": version, "status": state.gateway.policy.status()}))
+                .into_response()
+        }
+        Ok(Err(error)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({
+                "error": error.to_string(),
+                "reason": "policy_reload_refused",
+                "status": state.gateway.policy.status(),
+            })),
+        )
+            .into_response(),
+        Err(e) => refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "policy_reload_failed",
+            &e.to_string(),
+        ),
+    }
+}
+
+/// `GET /admin/records`: decision records in chain order, filtered, paged with `after` (the last `seq` seen).
+pub(super) async fn list_records(
+    State(state): State<AdminState>,
+    Query(filter): Query<crate::audit::RecordFilter>,
+) -> Response {
+    let path = state.gateway.config.storage.path.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        use crate::audit::AuditStore;
+        let store =
+            crate::audit::SqliteAuditStore::open_read_only(&path).map_err(|e| e.to_string())?;
+        store.query(&filter).map_err(|e| e.to_string())
+    })
+    .await;
+    match result {
+        Ok(Ok(records)) => {
+            let next = records.last().map(|r| r.seq);
+            axum::Json(json!({"records": records, "next_after": next})).into_response()
+        }
+        Ok(Err(e)) => records_unavailable("records query", &e),
+        Err(e) => refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_unavailable",
+            &e.to_string(),
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReportParams {
+    since: Option<i64>,
+    until: Option<i64>,
+    tool: Option<String>,
+}
+
+/// `GET /admin/reports`: the access report as JSON.
+pub(super) async fn report(
+    State(state): State<AdminState>,
+    Query(params): Query<ReportParams>,
+) -> Response {
+    let config = std::sync::Arc::clone(&state.gateway.config);
+    let result = tokio::task::spawn_blocking(move || {
+        crate::report::for_config(
+            &config,
+            &crate::report::ReportQuery {
+                since: params.since,
+                until: params.until,
+                tool: params.tool,
+            },
+        )
+    })
+    .await;
+    match result {
+        Ok(Ok(report)) => axum::Json(report).into_response(),
+        Ok(Err(e)) => records_unavailable("access report", &e),
+        Err(e) => refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_unavailable",
+            &e.to_string(),
+        ),
+    }
+}

@@ -1,0 +1,72 @@
+//! What goes over the wire to a streamable-HTTP upstream: request bodies, bounded answer bodies, errors
+//! without their URL.
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use rmcp::model::ServerRequest;
+use serde_json::json;
+
+use crate::catalog::UpstreamError;
+
+#[allow(deprecated)] // sampling and roots are deprecated by SEP-2577 but still sent by 2025 servers
+pub(super) fn server_request_method(request: &ServerRequest) -> &str {
+    match request {
+        ServerRequest::PingRequest(_) => "ping",
+        ServerRequest::CreateMessageRequest(_) => "sampling/createMessage",
+        ServerRequest::ListRootsRequest(_) => "roots/list",
+        ServerRequest::ElicitRequest(_) => "elicitation/create",
+        ServerRequest::CustomRequest(r) => r.method.as_str(),
+        _ => "unknown",
+    }
+}
+
+pub(super) fn request_body(
+    id: i64,
+    method: &str,
+    params: &impl serde::Serialize,
+) -> Result<Vec<u8>, UpstreamError> {
+    serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+        .map_err(|e| UpstreamError::Malformed(e.to_string()))
+}
+
+/// The response body grew past the limit.
+#[derive(Debug, thiserror::Error)]
+#[error("answer exceeds {0} bytes")]
+pub(super) struct TooLarge(pub(super) usize);
+
+pub(super) fn find_too_large(error: &sse_stream::Error) -> Option<usize> {
+    match error {
+        sse_stream::Error::Body(inner) => inner.downcast_ref::<TooLarge>().map(|t| t.0),
+        _ => None,
+    }
+}
+
+/// Passes a body through until it exceeds `max` bytes, then fails; transport errors end the stream.
+pub(super) fn limited(
+    body: impl Stream<Item = reqwest::Result<Bytes>>,
+    max: usize,
+) -> impl Stream<Item = Result<Bytes, TooLarge>> {
+    let mut seen = 0usize;
+    body.take_while(|chunk| std::future::ready(chunk.is_ok()))
+        .filter_map(|chunk| std::future::ready(chunk.ok()))
+        .scan(false, move |failed, chunk| {
+            if *failed {
+                return std::future::ready(None);
+            }
+            seen = seen.saturating_add(chunk.len());
+            if seen > max {
+                *failed = true;
+                return std::future::ready(Some(Err(TooLarge(max))));
+            }
+            std::future::ready(Some(Ok(chunk)))
+        })
+}
+
+/// A reqwest error's text without the URL (which may carry credentials in its query).
+pub(super) fn without_url(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(url.as_str(), "<upstream>");
+    }
+    text
+}
