@@ -71,7 +71,7 @@ pub struct Config {
     /// The admin API's listener and credentials.
     #[serde(default)]
     pub admin: AdminConfig,
-    /// The embedded store (revocations; later decision records and registered upstreams).
+    /// The embedded store: revocations, approvals, pins, registered upstreams and agents, decision records.
     #[serde(default)]
     pub storage: StorageConfig,
     /// The Rego policy bundle and the tool manifests it decides with.
