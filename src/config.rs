@@ -112,7 +112,7 @@ fn default_separator() -> String {
     "__".into()
 }
 
-pub(crate) fn default_true() -> bool {
+fn default_true() -> bool {
     true
 }
 
@@ -251,7 +251,7 @@ impl Config {
 }
 
 /// Expands `${NAME}` from the process environment; an unset variable is an error, not an empty string.
-pub(crate) fn expand_env(value: &str) -> Result<String, String> {
+fn expand_env(value: &str) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {
