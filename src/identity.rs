@@ -16,7 +16,7 @@ use serde_json::Value;
 pub use crate::classification::Classification;
 pub use error::AuthError;
 pub use inventory::{Agent, AgentSpec, Inventory, InventoryError};
-pub use jwt::{Act, Claims};
+pub use jwt::{Act, Claims, MayAct};
 pub use revocation::Revocations;
 pub use scope::Scope;
 
@@ -290,7 +290,26 @@ impl Identity {
         // One inventory for the whole request.
         let inventory = self.inventory.load();
         let inventory: &Inventory = &inventory;
-        let (mode, principal, chain) = match &claims.act {
+        // A token bound to a key is usable only with proof of that key; a binding toolgate cannot verify is
+        // refused, never taken as a plain bearer token.
+        if let Some(cnf) = claims.other.get("cnf") {
+            let method = match cnf {
+                Value::Object(methods) => methods.keys().next().cloned().unwrap_or_default(),
+                _ => "(not an object)".to_string(),
+            };
+            return Err(AuthError::BindingUnsupported(
+                method.chars().take(32).collect(),
+            ));
+        }
+        let act = match claims.other.get("act") {
+            None => None,
+            Some(value) => Some(Act::parse(value).map_err(AuthError::ActInvalid)?),
+        };
+        let may_act = match claims.other.get("may_act") {
+            None => None,
+            Some(value) => Some(MayAct::parse(value).map_err(AuthError::MayActInvalid)?),
+        };
+        let (mode, principal, chain) = match &act {
             Some(act) => {
                 // The principal of a delegation must be a human, not an agent borrowing another's chain.
                 if inventory.get(&claims.sub).is_some()
@@ -301,6 +320,14 @@ impl Identity {
                     return Err(AuthError::PrincipalIsAgent(claims.sub.clone()));
                 }
                 let chain = self.lineage(inventory, act, &claims.iss)?;
+                // The actor acting for the subject directly must be the one `may_act` names, when it names one.
+                if let Some(may_act) = &may_act {
+                    let first = Self::first_actor(act);
+                    let issuer_ok = may_act.iss.as_deref().is_none_or(|i| i == claims.iss);
+                    if first.sub != may_act.sub || !issuer_ok {
+                        return Err(AuthError::MayActRefused(first.sub.clone()));
+                    }
+                }
                 let principal = Principal {
                     issuer: claims.iss.clone(),
                     subject: claims.sub.clone(),
@@ -439,6 +466,15 @@ impl Identity {
             }
         }
         Ok(chain)
+    }
+
+    /// The innermost `act`: the actor acting for the subject directly.
+    fn first_actor(act: &Act) -> &Act {
+        let mut first = act;
+        while let Some(inner) = first.act.as_deref() {
+            first = inner;
+        }
+        first
     }
 
     /// The registered agent an agent-only token asserts.

@@ -100,6 +100,14 @@ reasons! {
     TokenClaimMissing = "token_claim_missing",
     TokenScopeInvalid = "token_scope_invalid",
     TokenRevoked = "token_revoked",
+    /// The JOSE `typ` is not an access token's.
+    TokenType = "token_type",
+    /// A header marked critical that toolgate does not understand.
+    TokenCritical = "token_crit",
+    /// An ID token or security event presented as an access token.
+    TokenNotAccessToken = "token_not_access_token",
+    /// Bound to a key by a confirmation method toolgate cannot verify.
+    TokenBindingUnsupported = "token_binding_unsupported",
     SessionSubjectMismatch = "session_subject_mismatch",
 
     // Agents and delegation.
@@ -113,6 +121,9 @@ reasons! {
     DelegationTooDeep = "delegation_too_deep",
     DelegationEscalation = "delegation_escalation",
     PrincipalIsAgent = "principal_is_agent",
+    DelegationActInvalid = "delegation_act_invalid",
+    DelegationMayActInvalid = "delegation_may_act_invalid",
+    DelegationMayActRefused = "delegation_may_act_refused",
 }
 
 impl fmt::Display for Reason {

@@ -13,23 +13,12 @@ use serde_json::{Map, Value, json};
 use toolgate::identity::token::{TokenRequest, claims, sign_dev};
 
 fn quickstart_gateway() -> Gateway {
-    let agents =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tool-manifests/agents.yaml");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\nupstreams:\n{}{}",
-        quickstart_upstreams("notes.txt", "team notes"),
-        test_auth(agents.to_str().unwrap()),
-    );
     // A second issuer (same key, different name) for cross-issuer binding checks.
-    let yaml = yaml.replace(
-        "      dev: true\n",
-        &format!(
-            "      dev: true\n    - issuer: other-idp\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n    - issuer: https://idp.example\n      audience: toolgate\n      jwks_file: \"{}\"\n",
-            dev_jwks(),
-            other_jwks()
-        ),
-    );
-    Gateway::start(&yaml)
+    quickstart_identity_gateway(&format!(
+        "    - issuer: other-idp\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n    - issuer: https://idp.example\n      audience: toolgate\n      jwks_file: \"{}\"\n",
+        dev_jwks(),
+        other_jwks()
+    ))
 }
 
 fn request(
@@ -150,14 +139,7 @@ async fn bad_tokens_get_401_with_a_reason() {
         "token_algorithm",
     );
     // Unknown key id, and a key embedded in the header.
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
-        &std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("examples/quickstart/dev-keys/dev-signing-key.pem"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let key = dev_signing_key();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some("someone-elses-key".into());
     let unknown_kid = jsonwebtoken::encode(&header, &base_claims(), &key).unwrap();

@@ -66,6 +66,10 @@ pub struct IssuerConfig {
     /// The quickstart's development issuer: accepted on a loopback listener only.
     #[serde(default)]
     pub dev: bool,
+    /// Also accept access tokens typed plain `JWT` (or untyped), for issuers that do not set `typ: at+jwt`
+    /// (RFC 9068). ID tokens and other typed JWTs are refused either way.
+    #[serde(default)]
+    pub accept_plain_jwt: bool,
 }
 
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {

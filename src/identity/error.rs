@@ -57,6 +57,20 @@ pub enum AuthError {
     Revoked(String),
     #[error("`{0}` is an agent and cannot be the human principal of a delegation")]
     PrincipalIsAgent(String),
+    #[error("the token's type `{0}` is not an access token (`at+jwt`)")]
+    TokenType(String),
+    #[error("the token marks header `{0}` critical, which toolgate does not understand")]
+    Critical(String),
+    #[error("the token carries `{0}`: it is an ID token or a security event, not an access token")]
+    NotAccessToken(String),
+    #[error("the `act` claim is not a chain of actors: {0}")]
+    ActInvalid(String),
+    #[error("the `may_act` claim is invalid: {0}")]
+    MayActInvalid(String),
+    #[error("the token's `may_act` does not permit `{0}` to act for its subject")]
+    MayActRefused(String),
+    #[error("the token is bound to a key by `cnf.{0}`, which toolgate cannot verify")]
+    BindingUnsupported(String),
 }
 
 impl AuthError {
@@ -89,6 +103,13 @@ impl AuthError {
             Self::SessionSubject => Reason::SessionSubjectMismatch,
             Self::Revoked(_) => Reason::TokenRevoked,
             Self::PrincipalIsAgent(_) => Reason::PrincipalIsAgent,
+            Self::TokenType(_) => Reason::TokenType,
+            Self::Critical(_) => Reason::TokenCritical,
+            Self::NotAccessToken(_) => Reason::TokenNotAccessToken,
+            Self::ActInvalid(_) => Reason::DelegationActInvalid,
+            Self::MayActInvalid(_) => Reason::DelegationMayActInvalid,
+            Self::MayActRefused(_) => Reason::DelegationMayActRefused,
+            Self::BindingUnsupported(_) => Reason::TokenBindingUnsupported,
         }
     }
 
@@ -108,6 +129,7 @@ impl AuthError {
                 | Self::Escalation
                 | Self::BadScope
                 | Self::PrincipalIsAgent(_)
+                | Self::MayActRefused(_)
                 | Self::SessionSubject
         )
     }

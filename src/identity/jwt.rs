@@ -12,15 +12,115 @@ use serde_json::Value;
 use super::AuthError;
 use crate::config::IssuerConfig;
 
-/// The RFC 8693 `act` claim: the actor, and the one before it.
-#[derive(Debug, Clone, Deserialize)]
+/// The RFC 8693 `act` claim: the actor, and the one before it. Read from the claim's JSON by [`Act::parse`],
+/// which refuses anything but an object with a string `sub` at every level.
+#[derive(Debug, Clone)]
 pub struct Act {
     pub sub: String,
-    #[serde(default)]
     pub iss: Option<String>,
-    #[serde(default)]
     pub act: Option<Box<Act>>,
 }
+
+/// Deepest `act` nesting read at all (the configured chain depth refuses long chains before this).
+const MAX_ACT_NESTING: usize = 64;
+
+impl Act {
+    /// The `act` claim as a chain; `Err` names what is wrong with its shape.
+    pub fn parse(value: &Value) -> Result<Self, String> {
+        Self::parse_at(value, 0)
+    }
+
+    fn parse_at(value: &Value, depth: usize) -> Result<Self, String> {
+        if depth >= MAX_ACT_NESTING {
+            return Err(format!("nested deeper than {MAX_ACT_NESTING} levels"));
+        }
+        let Value::Object(object) = value else {
+            return Err(format!(
+                "level {} is {}, not an object",
+                depth + 1,
+                kind(value)
+            ));
+        };
+        let sub = match object.get("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+            Some(other) => {
+                return Err(format!(
+                    "level {}: `sub` is {}, not a string",
+                    depth + 1,
+                    kind(other)
+                ));
+            }
+            None => return Err(format!("level {} has no `sub`", depth + 1)),
+        };
+        let iss = match object.get("iss") {
+            None => None,
+            Some(Value::String(iss)) => Some(iss.clone()),
+            Some(other) => {
+                return Err(format!(
+                    "level {}: `iss` is {}, not a string",
+                    depth + 1,
+                    kind(other)
+                ));
+            }
+        };
+        let act = match object.get("act") {
+            None => None,
+            Some(inner) => Some(Box::new(Self::parse_at(inner, depth + 1)?)),
+        };
+        Ok(Self { sub, iss, act })
+    }
+}
+
+/// The RFC 8693 `may_act` claim: who may act for the token's subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MayAct {
+    pub sub: String,
+    pub iss: Option<String>,
+}
+
+impl MayAct {
+    pub fn parse(value: &Value) -> Result<Self, String> {
+        let Value::Object(object) = value else {
+            return Err(format!("`may_act` is {}, not an object", kind(value)));
+        };
+        let sub = match object.get("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+            _ => return Err("`may_act` has no string `sub`".into()),
+        };
+        let iss = match object.get("iss") {
+            None => None,
+            Some(Value::String(iss)) => Some(iss.clone()),
+            Some(_) => return Err("`may_act.iss` is not a string".into()),
+        };
+        Ok(Self { sub, iss })
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// JOSE `typ` values of an access token (RFC 9068): `at+jwt`, with or without `application/`, any case.
+fn is_access_token_type(typ: &str) -> bool {
+    let typ = typ.to_ascii_lowercase();
+    typ == "at+jwt" || typ == "application/at+jwt"
+}
+
+/// Plain `JWT` (or no `typ` at all), accepted only from issuers configured for it.
+fn is_plain_type(typ: Option<&str>) -> bool {
+    typ.is_none_or(|t| t.eq_ignore_ascii_case("jwt") || t.eq_ignore_ascii_case("application/jwt"))
+}
+
+/// Claims that make a plain JWT an ID token (OpenID Connect) or a security event (logout, RFC 8417), never an
+/// access token.
+const NOT_ACCESS_CLAIMS: &[&str] = &["nonce", "at_hash", "c_hash", "s_hash", "events", "sid_hash"];
 
 /// The claims toolgate reads from a verified token.
 #[derive(Debug, Clone, Deserialize)]
@@ -43,8 +143,7 @@ pub struct Claims {
     pub scope: Option<String>,
     #[serde(default)]
     pub client_id: Option<String>,
-    #[serde(default)]
-    pub act: Option<Act>,
+    /// Every other claim, `act`, `may_act` and `cnf` included (their shapes are checked where they are read).
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
 }
@@ -276,8 +375,33 @@ impl Issuer {
         validation.leeway = self.config.leeway.as_secs();
         validation.validate_nbf = true;
         let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(map_error)?;
+        // Signed by the issuer; now what it is. Header parameters marked critical must be understood, and
+        // toolgate understands no extension (RFC 7515 §4.1.11).
+        if let Some(critical) = &header.crit {
+            return Err(AuthError::Critical(
+                critical.join(", ").chars().take(64).collect(),
+            ));
+        }
+        // An access token, typed as one (RFC 8725 §3.11, RFC 9068): ID tokens, logout tokens, security events and
+        // DPoP proofs are refused whatever they carry.
+        let typ = header.typ.as_deref();
+        let plain = is_plain_type(typ);
+        let accepted =
+            typ.is_some_and(is_access_token_type) || (plain && self.config.accept_plain_jwt);
+        if !accepted {
+            return Err(AuthError::TokenType(
+                typ.unwrap_or("(none)").chars().take(64).collect(),
+            ));
+        }
         let mut claims = data.claims;
         claims.kid = header.kid.clone();
+        if plain
+            && let Some(claim) = NOT_ACCESS_CLAIMS
+                .iter()
+                .find(|c| claims.other.contains_key(**c))
+        {
+            return Err(AuthError::NotAccessToken(claim.to_string()));
+        }
         let now = jsonwebtoken::get_current_timestamp() as i64;
         if claims.iat > now + self.config.leeway.as_secs() as i64 {
             return Err(AuthError::NotYetValid);

@@ -90,6 +90,8 @@ pub fn sign_dev(claims: &Map<String, Value>) -> Result<String, MintError> {
         .map_err(|e| MintError::Sign(format!("development key: {e}")))?;
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(DEV_KEY_ID.into());
+    // An access token, typed as one (RFC 9068).
+    header.typ = Some("at+jwt".into());
     jsonwebtoken::encode(&header, claims, &key).map_err(|e| MintError::Sign(e.to_string()))
 }
 

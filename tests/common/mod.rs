@@ -533,6 +533,7 @@ pub fn sign_other(claims: &Map<String, Value>) -> String {
     .unwrap();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some("other-1".into());
+    header.typ = Some("at+jwt".into());
     jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
 
@@ -660,4 +661,28 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The quickstart's upstreams and agent inventory with the development issuer; `issuers` (YAML list entries at
+/// the issuers' indentation) adds more.
+pub fn quickstart_identity_gateway(issuers: &str) -> Gateway {
+    let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("tool-manifests/agents.yaml");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}",
+        quickstart_upstreams("notes.txt", "team notes"),
+        test_auth(agents.to_str().unwrap()),
+    );
+    Gateway::start(&yaml.replace("      dev: true\n", &format!("      dev: true\n{issuers}")))
+}
+
+/// The quickstart's (public) development signing key, for tokens shaped by hand.
+pub fn dev_signing_key() -> jsonwebtoken::EncodingKey {
+    jsonwebtoken::EncodingKey::from_rsa_pem(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/quickstart/dev-keys/dev-signing-key.pem"),
+        )
+        .unwrap(),
+    )
+    .unwrap()
 }
