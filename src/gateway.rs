@@ -62,6 +62,8 @@ pub enum StartError {
     Allowlist(#[source] crate::catalog::allow::AllowError),
     #[error("cannot build the JWKS client: {0}")]
     Http(String),
+    #[error("no randomness for the cursor key: {0}")]
+    Random(String),
 }
 
 /// Everything a request needs, built once at start.
@@ -84,6 +86,8 @@ pub struct Gateway {
     pub draining: tokio_util::sync::CancellationToken,
     /// What `/metrics` reports.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Pagination cursors, bound to the caller and the listing.
+    cursors: listing::Cursors,
 }
 
 impl Gateway {
@@ -199,6 +203,7 @@ impl Gateway {
             changes,
             draining: tokio_util::sync::CancellationToken::new(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            cursors: listing::Cursors::new().map_err(|e| StartError::Random(e.to_string()))?,
         }))
     }
 

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use rmcp::ServiceExt;
 use rmcp::transport::TokioChildProcess;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn quickstart_like(extra: &str) -> String {
     format!(
@@ -149,4 +149,83 @@ async fn unknown_tool_is_a_json_rpc_error() {
     }
     // The un-namespaced upstream name is not reachable either.
     assert!(client.call("echo", json!({"text": "x"})).await.is_err());
+}
+
+/// One raw `tools/list` in `session`, with `cursor`; the JSON-RPC answer.
+async fn list_page(url: &str, token: &str, session: &str, cursor: Option<&str>) -> Value {
+    let params = match cursor {
+        Some(cursor) => json!({"cursor": cursor}),
+        None => json!({}),
+    };
+    reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("mcp-session-id", session)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": params}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cursors_are_bound_to_the_caller_and_cannot_be_forged() {
+    let agents =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tool-manifests/agents.yaml");
+    let gateway = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nlimits:\n  page_size: 2\nupstreams:\n{}{}",
+        quickstart_upstreams("hello.txt", "hello"),
+        test_auth(agents.to_str().unwrap()),
+    ));
+    let alice = user_token("alice", &["hr"], "assistant", &[]);
+    let bob = user_token("bob", &["sales"], "assistant", &[]);
+    let alice_session = raw_session(&gateway.url, &alice).await;
+    let bob_session = raw_session(&gateway.url, &bob).await;
+    let first = list_page(&gateway.url, &alice, &alice_session, None).await;
+    let cursor = first["result"]["nextCursor"]
+        .as_str()
+        .expect("a next cursor")
+        .to_string();
+    let second = list_page(&gateway.url, &alice, &alice_session, Some(&cursor)).await;
+    assert!(second["result"]["tools"].is_array(), "{second}");
+    let refused = |answer: &Value, case: &str| {
+        assert_eq!(answer["error"]["code"], -32602, "{case}: {answer}");
+    };
+    // Another caller, even in its own session, cannot continue alice's listing.
+    refused(
+        &list_page(&gateway.url, &bob, &bob_session, Some(&cursor)).await,
+        "bob with alice's cursor",
+    );
+    // Forged cursors: a bare name (what a cursor once was), a name with a made-up tag, every one-character
+    // change of a real cursor, truncations and extensions.
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let name = first["result"]["tools"][1]["name"].as_str().unwrap();
+    let mut forged = vec![
+        b64(name),
+        format!("{}.{}", b64(name), b64("0123456789abcdef")),
+        format!("{}.", b64(name)),
+        format!(".{}", cursor.split_once('.').unwrap().1),
+        format!("{cursor}."),
+        format!("{cursor}A"),
+        cursor[..cursor.len() - 1].to_string(),
+        String::new(),
+        "x".repeat(5000),
+    ];
+    let alphabet = ['A', 'b', '0', '-', '_', '.'];
+    for (i, c) in cursor.char_indices() {
+        let other = alphabet.iter().find(|&&a| a != c).unwrap();
+        let mut mutated = cursor.clone();
+        mutated.replace_range(i..i + c.len_utf8(), &other.to_string());
+        forged.push(mutated);
+    }
+    for candidate in &forged {
+        refused(
+            &list_page(&gateway.url, &alice, &alice_session, Some(candidate)).await,
+            candidate,
+        );
+    }
 }

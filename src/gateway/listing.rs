@@ -1,7 +1,13 @@
 //! What `tools/list` and the policy input see of a tool: its reference in the input, its advertised definition,
 //! opaque cursors; and what the detectors find in a call's arguments.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
 use crate::catalog::ExposedTool;
+use crate::identity::Caller;
 use crate::manifest::ToolManifest;
 use crate::policy::input::{CallerInput, ToolRef};
 use crate::policy::{Action, Bundle, PolicyInput};
@@ -27,18 +33,65 @@ pub(super) fn list_input(who: &CallerInput, bundle: &Bundle, tool: &ExposedTool)
     )
 }
 
-/// Cursors are opaque to clients: the last listed name, base64url-encoded.
-pub(super) fn encode_cursor(name: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name)
+/// Pagination cursors: opaque to clients, and bound to the caller and the listing. A cursor is the last listed
+/// name and an HMAC-SHA256 (with a key of this process) over the listing, the caller's `(iss, sub)`, its chain
+/// and that name; a forged cursor, or one handed out to another caller or for another listing, is refused.
+pub struct Cursors {
+    key: [u8; 32],
 }
 
-pub(super) fn decode_cursor(cursor: &str) -> Option<String> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()?;
-    String::from_utf8(bytes).ok()
+/// Bytes of the MAC kept in a cursor.
+const CURSOR_TAG: usize = 16;
+
+impl Cursors {
+    /// A fresh key: cursors do not outlive the process.
+    pub fn new() -> Result<Self, getrandom::Error> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key)?;
+        Ok(Self { key })
+    }
+
+    fn mac(&self, listing: &str, caller: &Caller, name: &str) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        for part in [
+            listing,
+            &caller.subject_key(),
+            &caller.chain.join("\u{1f}"),
+            name,
+        ] {
+            mac.update(&(part.len() as u64).to_le_bytes());
+            mac.update(part.as_bytes());
+        }
+        mac
+    }
+
+    /// The cursor that continues `listing` for `caller` after `name`.
+    pub fn encode(&self, listing: &str, caller: &Caller, name: &str) -> String {
+        let tag = self.mac(listing, caller, name).finalize().into_bytes();
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(name),
+            URL_SAFE_NO_PAD.encode(&tag[..CURSOR_TAG])
+        )
+    }
+
+    /// The name a cursor continues after, if this process handed it to this caller for this listing.
+    pub fn decode(&self, listing: &str, caller: &Caller, cursor: &str) -> Option<String> {
+        if cursor.len() > 1024 {
+            return None;
+        }
+        let (name, tag) = cursor.split_once('.')?;
+        let name = String::from_utf8(URL_SAFE_NO_PAD.decode(name).ok()?).ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        if tag.len() != CURSOR_TAG {
+            return None;
+        }
+        self.mac(listing, caller, &name)
+            .verify_truncated_left(&tag)
+            .ok()?;
+        Some(name)
+    }
 }
 
 /// A tool's definition as this bundle advertises it: the output schema accepts masks at classified fields.

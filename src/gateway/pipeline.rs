@@ -11,9 +11,7 @@ use std::time::Instant;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorData, ListToolsResult};
 use tokio_util::sync::CancellationToken;
 
-use super::listing::{
-    add_detected, advertised, decode_cursor, encode_cursor, list_input, tool_ref,
-};
+use super::listing::{add_detected, advertised, list_input, tool_ref};
 use super::record::{Outcome, Step, caller_record, recorded_facts, request_id_text, step};
 use super::refusal::Refusal;
 use super::{CallContext, Gateway, elapsed_us};
@@ -24,6 +22,9 @@ use crate::policy::{Action, facts};
 use crate::reason::Reason;
 use crate::redact::Rules;
 use crate::telemetry;
+
+/// The listing `tools/list` cursors belong to.
+const TOOLS_LIST: &str = "tools/list";
 
 impl Gateway {
     /// `tools/list`: the tools whose `list` decision allows this caller, one page at a time.
@@ -42,7 +43,8 @@ impl Gateway {
         let page_size = self.config.limits.page_size;
         let after = match cursor {
             Some(c) => Some(
-                decode_cursor(c)
+                self.cursors
+                    .decode(TOOLS_LIST, caller, c)
                     .ok_or_else(|| ErrorData::invalid_params("invalid cursor", None))?,
             ),
             None => None,
@@ -70,7 +72,9 @@ impl Gateway {
         });
         let next_cursor = if tools.len() > page_size {
             tools.truncate(page_size);
-            tools.last().map(|t| encode_cursor(&t.name))
+            tools
+                .last()
+                .map(|t| self.cursors.encode(TOOLS_LIST, caller, &t.name))
         } else {
             None
         };
