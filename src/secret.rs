@@ -1,4 +1,6 @@
-//! Secret files: read one, or create it with a random secret readable by its owner only (mode 0600).
+//! Secret files: read one, or create it with a random secret readable by its owner only (mode 0600). An
+//! existing file is refused when its group or others may read or write it, or when another user owns it: a
+//! secret anyone else can read is no secret, and one another user can replace is not the gateway's.
 
 use std::path::Path;
 
@@ -6,6 +8,7 @@ use std::path::Path;
 /// `created` tells which happened.
 pub fn read_or_create(path: &Path) -> std::io::Result<(String, bool)> {
     if path.exists() {
+        check_private(path)?;
         let text = std::fs::read_to_string(path)?;
         return Ok((text.trim().to_string(), false));
     }
@@ -16,6 +19,41 @@ pub fn read_or_create(path: &Path) -> std::io::Result<(String, bool)> {
     );
     write_private(path, &secret)?;
     Ok((secret, true))
+}
+
+/// Refuses a secret file its group or others may read or write, or that another user than the gateway's owns.
+#[cfg(unix)]
+pub fn check_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "`{}` may be read or written by its group or others (mode {mode:04o}); make it the gateway's \
+                 alone with `chmod 600`",
+                path.display()
+            ),
+        ));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "`{}` is owned by uid {}, but the gateway runs as uid {me}: a secret must be the gateway's own file",
+                path.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn check_private(_path: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Writes a secret to a new file readable by its owner only.
