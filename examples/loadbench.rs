@@ -907,11 +907,18 @@ impl World {
     fn verify_records(&self) -> anyhow::Result<()> {
         let exe = self.gateway.child.id();
         let toolgate = std::fs::read_link(format!("/proc/{exe}/exe"))?;
-        let output = Command::new(toolgate)
-            .args(["audit", "verify", "--config"])
-            .arg(self.dir.path().join("toolgate.yaml"))
-            .current_dir(self.dir.path())
+        // The gateway is still running: records after its last published head are verified link by link
+        // (`--no-head`, for builds that know it).
+        let help = Command::new(&toolgate)
+            .args(["audit", "verify", "--help"])
             .output()?;
+        let mut command = Command::new(&toolgate);
+        command.args(["audit", "verify", "--config"]);
+        command.arg(self.dir.path().join("toolgate.yaml"));
+        if String::from_utf8_lossy(&help.stdout).contains("--no-head") {
+            command.arg("--no-head");
+        }
+        let output = command.current_dir(self.dir.path()).output()?;
         println!(
             "decision records: {}",
             String::from_utf8_lossy(&output.stdout).trim()

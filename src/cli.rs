@@ -202,8 +202,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Approvals { admin, command } => admin::approvals(&admin, command).await,
         Command::Policy { command } => offline::policy(command).await,
         Command::Audit {
-            command: AuditCommand::Verify { config },
-        } => offline::verify_audit(&config),
+            command: AuditCommand::Verify { config, no_head },
+        } => offline::verify_audit(&config, no_head),
         Command::Report {
             config,
             since,

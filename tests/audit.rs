@@ -744,3 +744,103 @@ async fn metrics_count_a_known_sequence() {
         assert!(!text.contains(who), "`{who}` in:\n{text}");
     }
 }
+
+fn verify_with(config: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["audit", "verify", "--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = toolgate(&args);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Points `config` at a head file holding `head` (`None`: a file that does not exist).
+fn with_head(config: &Path, gateway: &Gateway, head: Option<Value>) {
+    let file = config.with_file_name("other.head");
+    match head {
+        Some(head) => std::fs::write(&file, head.to_string()).unwrap(),
+        None => {
+            let _ = std::fs::remove_file(&file);
+        }
+    }
+    std::fs::write(
+        config,
+        std::fs::read_to_string(config).unwrap().replace(
+            &gateway.dir.path().join("audit.head").display().to_string(),
+            &file.display().to_string(),
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn audit_verify_needs_a_head_that_covers_the_chain() {
+    let mut gateway = world(&open_policy(), "");
+    let client = gateway.client().await;
+    for i in 0..4 {
+        client
+            .call("tb__echo", json!({"text": format!("call {i}")}))
+            .await
+            .unwrap();
+    }
+    drop(client);
+    let pid = gateway.proc.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    gateway.proc.child.wait().unwrap();
+    let last = 5; // four calls and the shutdown marker
+    let (_d, config) = copy_world(&gateway);
+    let (ok, _, err) = verify_with(&config, &[]);
+    assert!(ok, "{err}");
+    // Every head older than the chain's end, and no head at all: refused unless --no-head, which names the
+    // unverifiable tail.
+    for covered in (0..last).rev() {
+        let (_d, config) = copy_world(&gateway);
+        let head = (covered > 0).then(|| {
+            let conn = rusqlite::Connection::open(config.with_file_name("toolgate.db")).unwrap();
+            let (id, mac, time_ms): (String, String, i64) = conn
+                .query_row(
+                    "SELECT id, mac, time_ms FROM decisions WHERE seq = ?1",
+                    [covered],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap();
+            json!({"seq": covered, "id": id, "mac": mac, "time_ms": time_ms})
+        });
+        with_head(&config, &gateway, head);
+        let (ok, out, err) = verify_with(&config, &[]);
+        assert!(!ok, "head at {covered}: {out}");
+        let expected = if covered == 0 {
+            format!("no head has been published for records 1 to {last}")
+        } else {
+            format!(
+                "records {} to {last} come after the published head (record {covered})",
+                covered + 1
+            )
+        };
+        assert!(err.contains(&expected), "{err}");
+        assert!(err.contains("--no-head"), "{err}");
+        let (ok, out, err) = verify_with(&config, &["--no-head"]);
+        assert!(ok, "{err}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            report["unverifiable_tail"],
+            json!([covered + 1, last]),
+            "{out}"
+        );
+        assert!(err.contains("unverifiable"), "{err}");
+    }
+    // --no-head still finds what the chain itself shows: an altered record.
+    let (_d, config) = copy_world(&gateway);
+    with_head(&config, &gateway, None);
+    tamper(
+        &config,
+        "UPDATE decisions SET outcome = 'policy_denied' WHERE seq = 2",
+    );
+    let (ok, _, err) = verify_with(&config, &["--no-head"]);
+    assert!(!ok && err.contains("record 2 ("), "{err}");
+}

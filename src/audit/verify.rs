@@ -25,6 +25,12 @@ pub enum Problem {
     CutOff { last_seq: i64, head_seq: i64 },
     /// The chain does not pass through the published head.
     HeadMismatch { head_seq: i64 },
+    /// Records after the published head (or, with no head, every record): nothing shows whether the chain's
+    /// tail was cut off.
+    Uncovered {
+        head_seq: Option<i64>,
+        last_seq: i64,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -50,6 +56,22 @@ impl std::fmt::Display for Problem {
                 f,
                 "record {head_seq} is not the one the published head names: the chain was rewritten"
             ),
+            Self::Uncovered { head_seq, last_seq } => {
+                match head_seq {
+                    Some(head) => write!(
+                        f,
+                        "records {} to {last_seq} come after the published head (record {head})",
+                        head + 1
+                    )?,
+                    None => write!(f, "no head has been published for records 1 to {last_seq}")?,
+                }
+                write!(
+                    f,
+                    ": whether the chain's tail was cut off cannot be checked. Verify once the gateway has \
+                     published its head (every audit.flush_interval, and at shutdown), or pass --no-head to \
+                     accept an unverifiable tail"
+                )
+            }
         }
     }
 }
@@ -61,6 +83,10 @@ pub struct Report {
     pub verified: usize,
     pub head: Option<ChainHead>,
     pub problem: Option<Problem>,
+    /// With `--no-head`: the records after the published head (first and last sequence numbers), verified link by
+    /// link but not against cut-off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unverifiable_tail: Option<(i64, i64)>,
 }
 
 impl Report {
@@ -89,18 +115,20 @@ pub fn verify(
     database: &Path,
     key: &ChainKey,
     head: Option<&ChainHead>,
+    require_head: bool,
 ) -> Result<Report, crate::store::StoreError> {
     let store = SqliteAuditStore::open_read_only(database)?;
     let rows = store.raw_rows()?;
-    Ok(check(&rows, key, head))
+    Ok(check(&rows, key, head, require_head))
 }
 
-fn check(rows: &[RawRow], key: &ChainKey, head: Option<&ChainHead>) -> Report {
+fn check(rows: &[RawRow], key: &ChainKey, head: Option<&ChainHead>, require_head: bool) -> Report {
     let report = |verified: usize, problem: Option<Problem>| Report {
         records: rows.len(),
         verified,
         head: head.cloned(),
         problem,
+        unverifiable_tail: None,
     };
     let mut previous = String::new();
     let mut expected = 1i64;
@@ -158,6 +186,22 @@ fn check(rows: &[RawRow], key: &ChainKey, head: Option<&ChainHead>) -> Report {
                 Some(Problem::HeadMismatch { head_seq: head.seq }),
             );
         }
+    }
+    // Records the head does not cover: nothing shows whether more followed them.
+    let covered = head.map_or(0, |h| h.seq);
+    if last > covered {
+        if require_head {
+            return report(
+                rows.len(),
+                Some(Problem::Uncovered {
+                    head_seq: head.map(|h| h.seq),
+                    last_seq: last,
+                }),
+            );
+        }
+        let mut unverifiable = report(rows.len(), None);
+        unverifiable.unverifiable_tail = Some((covered + 1, last));
+        return unverifiable;
     }
     report(rows.len(), None)
 }

@@ -56,6 +56,10 @@ pub enum AuditCommand {
     Verify {
         #[arg(long, short)]
         config: PathBuf,
+        /// Accept records after the published head (or no head at all): they are verified link by link, but
+        /// whether the chain's tail was cut off cannot be checked, and the output says so.
+        #[arg(long)]
+        no_head: bool,
     },
 }
 
@@ -110,27 +114,27 @@ pub enum PolicyCommand {
 }
 
 /// `toolgate audit verify`: the chain of decision records, checked against its key and published head.
-pub fn verify_audit(config: &Path) -> anyhow::Result<()> {
+pub fn verify_audit(config: &Path, no_head: bool) -> anyhow::Result<()> {
     let config = Config::load(config)?;
     let key = crate::audit::ChainKey::load(&config.audit.key_file)?;
     let head = crate::audit::ChainHead::read(&config.audit.head_file)?;
-    let report = crate::audit::verify::verify(&config.storage.path, &key, head.as_ref())?;
+    let report = crate::audit::verify::verify(&config.storage.path, &key, head.as_ref(), !no_head)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
-    match &report.problem {
-        None => {
-            eprintln!(
-                "chain verified: {} records{}",
-                report.records,
-                if head.is_some() {
-                    ", up to and through the published head"
-                } else {
-                    " (no head published yet)"
-                }
-            );
-            Ok(())
-        }
-        Some(problem) => anyhow::bail!("chain does not verify: {problem}"),
+    if let Some(problem) = &report.problem {
+        anyhow::bail!("chain does not verify: {problem}");
     }
+    match report.unverifiable_tail {
+        Some((first, last)) => eprintln!(
+            "chain verified link by link: {} records; records {first} to {last} come after the published head, so \
+             whether the tail was cut off is unverifiable (--no-head)",
+            report.records
+        ),
+        None => eprintln!(
+            "chain verified: {} records, up to and through the published head",
+            report.records
+        ),
+    }
+    Ok(())
 }
 
 /// `toolgate report`: the access report of a gateway's records, as JSON, CSV or HTML.
