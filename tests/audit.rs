@@ -377,21 +377,9 @@ fn tamper(config: &Path, sql: &str) {
 #[tokio::test]
 async fn audit_verify_names_the_first_tampered_record() {
     let mut gateway = world(&open_policy(), "");
-    let client = gateway.client().await;
-    for i in 0..6 {
-        client
-            .call("tb__echo", json!({"text": format!("call {i}")}))
-            .await
-            .unwrap();
-    }
-    drop(client);
+    echo_calls(&gateway, 6).await;
     // A clean stop publishes the head.
-    let pid = gateway.proc.child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    gateway.proc.child.wait().unwrap();
+    stop(&mut gateway);
     let head: Value = serde_json::from_str(
         &std::fs::read_to_string(gateway.dir.path().join("audit.head")).unwrap(),
     )
@@ -463,12 +451,7 @@ async fn audit_verify_names_the_first_tampered_record() {
         .unwrap();
     let all = records(&gateway, "&kind=tools/call").await;
     assert_eq!(all.len(), 7);
-    let pid = gateway.proc.child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    gateway.proc.child.wait().unwrap();
+    stop(&mut gateway);
     let (_d, config) = copy_world(&gateway);
     let (ok, out) = verify(&config);
     assert!(ok, "{out}");
@@ -778,20 +761,8 @@ fn with_head(config: &Path, gateway: &Gateway, head: Option<Value>) {
 #[tokio::test]
 async fn audit_verify_needs_a_head_that_covers_the_chain() {
     let mut gateway = world(&open_policy(), "");
-    let client = gateway.client().await;
-    for i in 0..4 {
-        client
-            .call("tb__echo", json!({"text": format!("call {i}")}))
-            .await
-            .unwrap();
-    }
-    drop(client);
-    let pid = gateway.proc.child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    gateway.proc.child.wait().unwrap();
+    echo_calls(&gateway, 4).await;
+    stop(&mut gateway);
     let last = 5; // four calls and the shutdown marker
     let (_d, config) = copy_world(&gateway);
     let (ok, _, err) = verify_with(&config, &[]);
@@ -843,4 +814,25 @@ async fn audit_verify_needs_a_head_that_covers_the_chain() {
     );
     let (ok, _, err) = verify_with(&config, &["--no-head"]);
     assert!(!ok && err.contains("record 2 ("), "{err}");
+}
+
+/// `n` echo calls through one client.
+async fn echo_calls(gateway: &Gateway, n: usize) {
+    let client = gateway.client().await;
+    for i in 0..n {
+        client
+            .call("tb__echo", json!({"text": format!("call {i}")}))
+            .await
+            .unwrap();
+    }
+}
+
+/// Stops the gateway as an operator would (SIGTERM), which publishes the head.
+fn stop(gateway: &mut Gateway) {
+    let pid = gateway.proc.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    gateway.proc.child.wait().unwrap();
 }
