@@ -178,16 +178,53 @@ impl Rules {
 /// Content-block discriminators of MCP results.
 const BLOCK_TYPES: &[&str] = &["text", "image", "audio", "resource", "resource_link"];
 
-/// Whether `key` of this object holds what MCP defines as opaque: a content block's discriminator, a media type,
-/// an image's or audio's base64 `data`, a resource's base64 `blob`. The same keys anywhere else are inspected.
-fn opaque(map: &Map<String, Value>, key: &str, value: &Value) -> bool {
+/// Where a value sits in what is being redacted: only the places where MCP defines opaque fields are told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// The top of a tool result.
+    Result,
+    /// The result's `content` array.
+    Content,
+    /// One block of the result's `content`.
+    Block,
+    /// The `resource` of an embedded-resource block.
+    Resource,
+    /// Anywhere else: nothing is opaque here, whatever its keys.
+    Elsewhere,
+}
+
+impl At {
+    /// Where `key` of an object at `self` sits.
+    /// `resource_block`: the object is a block of type `resource`.
+    fn key(self, key: &str, resource_block: bool) -> Self {
+        match (self, key) {
+            (Self::Result, "content") => Self::Content,
+            (Self::Block, "resource") if resource_block => Self::Resource,
+            _ => Self::Elsewhere,
+        }
+    }
+
+    /// Where an item of an array at `self` sits.
+    fn item(self) -> Self {
+        match self {
+            Self::Content => Self::Block,
+            _ => Self::Elsewhere,
+        }
+    }
+}
+
+/// Whether `key` of this object holds what MCP defines as opaque, and only where MCP defines it: a content
+/// block's discriminator and media type, an image's or audio's base64 `data`, an embedded resource's `mimeType`
+/// and base64 `blob`. The same keys anywhere else (in `structuredContent`, in `_meta`, in a nested object that
+/// merely has `type` and `data`) are inspected like any other value.
+fn opaque(map: &Map<String, Value>, key: &str, value: &Value, at: At) -> bool {
     let Value::String(text) = value else {
         return false;
     };
     let kind = map.get("type").and_then(Value::as_str);
-    match key {
-        "type" => BLOCK_TYPES.contains(&text.as_str()),
-        "mimeType" => {
+    match (at, key) {
+        (At::Block, "type") => BLOCK_TYPES.contains(&text.as_str()),
+        (At::Block | At::Resource, "mimeType") => {
             text.len() <= 128
                 && text.split_once('/').is_some_and(|(a, b)| {
                     !a.is_empty()
@@ -198,8 +235,8 @@ fn opaque(map: &Map<String, Value>, key: &str, value: &Value) -> bool {
                         })
                 })
         }
-        "data" => matches!(kind, Some("image" | "audio")),
-        "blob" => map.contains_key("uri"),
+        (At::Block, "data") => matches!(kind, Some("image" | "audio")),
+        (At::Resource, "blob") => map.contains_key("uri"),
         _ => false,
     }
 }
@@ -262,7 +299,7 @@ impl Redactor {
         if let Some(structured) = result.get_mut("structuredContent") {
             self.apply_fields(structured, rules, "structuredContent", &mut summary);
         }
-        self.walk(result, rules, &String::new, 0, &mut summary)?;
+        self.walk(result, rules, &String::new, At::Result, 0, &mut summary)?;
         Ok(summary)
     }
 
@@ -273,7 +310,14 @@ impl Redactor {
         rules: &Rules,
     ) -> Result<RedactionSummary, RedactError> {
         let mut summary = RedactionSummary::default();
-        self.walk(value, rules, &|| "$".to_string(), 0, &mut summary)?;
+        self.walk(
+            value,
+            rules,
+            &|| "$".to_string(),
+            At::Elsewhere,
+            0,
+            &mut summary,
+        )?;
         Ok(summary)
     }
 
@@ -299,11 +343,13 @@ impl Redactor {
 
     /// Every string in `value`: JSON inside it redacted structurally (and field paths applied to it when it is a
     /// text block's), other text through the detectors.
+    #[allow(clippy::too_many_arguments)]
     fn walk(
         &self,
         value: &mut Value,
         rules: &Rules,
         place: &dyn Fn() -> String,
+        at: At,
         depth: usize,
         summary: &mut RedactionSummary,
     ) -> Result<(), RedactError> {
@@ -316,27 +362,30 @@ impl Redactor {
                 for (i, item) in items.iter_mut().enumerate() {
                     // Where a value is, worked out only when something in it is masked.
                     let here = || format!("{}[{i}]", place());
-                    self.walk(item, rules, &here, depth + 1, summary)?;
+                    self.walk(item, rules, &here, at.item(), depth + 1, summary)?;
                 }
                 Ok(())
             }
-            Value::Object(map) => self.walk_object(map, rules, place, depth, summary),
+            Value::Object(map) => self.walk_object(map, rules, place, at, depth, summary),
             _ => Ok(()),
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn walk_object(
         &self,
         map: &mut Map<String, Value>,
         rules: &Rules,
         place: &dyn Fn() -> String,
+        at: At,
         depth: usize,
         summary: &mut RedactionSummary,
     ) -> Result<(), RedactError> {
         let is_text_block = map.get("type").and_then(Value::as_str) == Some("text");
+        let resource_block = map.get("type").and_then(Value::as_str) == Some("resource");
         let skip: Vec<String> = map
             .iter()
-            .filter(|(k, v)| opaque(map, k, v))
+            .filter(|(k, v)| opaque(map, k, v, at))
             .map(|(k, _)| k.clone())
             .collect();
         for (key, child) in map.iter_mut() {
@@ -358,12 +407,13 @@ impl Redactor {
                 && let Some(mut parsed) = parse_json(text)
             {
                 self.apply_fields(&mut parsed, rules, &here(), summary);
-                self.walk(&mut parsed, rules, &here, depth + 1, summary)?;
+                self.walk(&mut parsed, rules, &here, At::Elsewhere, depth + 1, summary)?;
                 *text = serde_json::to_string(&parsed)
                     .map_err(|e| RedactError::Shape(e.to_string()))?;
                 continue;
             }
-            self.walk(child, rules, &here, depth + 1, summary)?;
+            let child_at = at.key(key, resource_block);
+            self.walk(child, rules, &here, child_at, depth + 1, summary)?;
         }
         Ok(())
     }
@@ -378,7 +428,7 @@ impl Redactor {
     ) -> Result<(), RedactError> {
         // JSON nested in a string: redacted structurally, so that it stays valid JSON.
         if let Some(mut parsed) = parse_json(text) {
-            self.walk(&mut parsed, rules, place, depth + 1, summary)?;
+            self.walk(&mut parsed, rules, place, At::Elsewhere, depth + 1, summary)?;
             *text =
                 serde_json::to_string(&parsed).map_err(|e| RedactError::Shape(e.to_string()))?;
             return Ok(());

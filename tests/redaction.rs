@@ -249,6 +249,48 @@ async fn nothing_leaks_however_the_upstream_hides_it() {
 }
 
 #[tokio::test]
+async fn binary_fields_are_opaque_only_where_mcp_defines_them() {
+    let gateway = testbed_gateway("");
+    let client = gateway.client().await;
+    // Base64 alphabet, and a credential to the detectors.
+    let secret = "AKIAIOSFODNN7EXAMPLE";
+    // Where MCP defines a binary field, its value is passed as is.
+    let genuine = json!({"content": [
+        {"type": "image", "data": secret, "mimeType": "image/png"},
+        {"type": "audio", "data": secret, "mimeType": "audio/wav"},
+        {"type": "resource", "resource": {"uri": "file:///b", "mimeType": "application/octet-stream", "blob": secret}},
+    ]});
+    let answer = serde_json::to_value(reply(&client, genuine).await.unwrap()).unwrap();
+    for i in 0..2 {
+        assert_eq!(answer["content"][i]["data"], secret, "{answer}");
+    }
+    assert_eq!(answer["content"][2]["resource"]["blob"], secret, "{answer}");
+    // The same keys anywhere else are values like any other: every such object, at every depth and in every
+    // plane, is inspected.
+    let lookalikes = [
+        json!({"type": "image", "data": secret}),
+        json!({"type": "audio", "data": secret, "mimeType": "audio/wav"}),
+        json!({"uri": "file:///b", "blob": secret}),
+        json!({"type": "resource", "resource": {"uri": "file:///b", "blob": secret}}),
+        json!({"type": "text", "data": secret}),
+    ];
+    for lookalike in &lookalikes {
+        let planes = [
+            json!({"content": [], "structuredContent": {"item": lookalike}}),
+            json!({"content": [], "structuredContent": {"deep": [[{"x": lookalike}]]}}),
+            json!({"content": [{"type": "text", "text": "ok"}], "_meta": {"attachment": lookalike}}),
+            json!({"content": [{"type": "text", "text": "ok", "_meta": {"preview": lookalike}}]}),
+            json!({"content": [], "structuredContent": {"type": "image", "data": secret, "items": [lookalike]}}),
+        ];
+        for plane in planes {
+            let answer = reply(&client, plane.clone()).await.unwrap();
+            let all = serde_json::to_string(&answer).unwrap();
+            assert!(!all.contains(secret), "`{plane}` passed: {all}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn large_and_deep_results_are_bounded() {
     let gateway = testbed_gateway("");
     let client = gateway.client().await;
