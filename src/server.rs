@@ -45,7 +45,7 @@ pub struct AppState {
 
 /// Builds the router: `/mcp`, `/healthz`, `/readyz`, behind the Host/Origin guard.
 pub fn router(gateway: Arc<Gateway>, guard: Arc<HostGuard>) -> (Router, Arc<Sessions>) {
-    let sessions = Sessions::new(gateway.config.limits.max_sessions);
+    let sessions = Sessions::new(&gateway.config.limits);
     let state = AppState {
         gateway,
         sessions: Arc::clone(&sessions),

@@ -55,6 +55,12 @@ pub struct Limits {
     pub max_response_bytes: usize,
     /// Most downstream sessions open at once.
     pub max_sessions: usize,
+    /// Most sessions one caller (`iss`, `sub`) may hold open.
+    pub max_sessions_per_subject: usize,
+    /// Most sessions open through one agent (the current actor), whoever it acts for.
+    pub max_sessions_per_agent: usize,
+    /// Most GET streams one caller may hold open (each session has at most one).
+    pub max_streams_per_subject: usize,
     /// Tools per `tools/list` page.
     pub page_size: usize,
 }
@@ -65,6 +71,9 @@ impl Default for Limits {
             max_request_bytes: 1024 * 1024,
             max_response_bytes: 8 * 1024 * 1024,
             max_sessions: 10_000,
+            max_sessions_per_subject: 1_024,
+            max_sessions_per_agent: 4_096,
+            max_streams_per_subject: 1_024,
             page_size: 200,
         }
     }
@@ -81,8 +90,19 @@ impl Limits {
         if self.max_response_bytes < 1024 {
             return Err("limits.max_response_bytes must be at least 1024".into());
         }
-        if self.max_sessions == 0 {
-            return Err("limits.max_sessions must be at least 1".into());
+        if [
+            self.max_sessions,
+            self.max_sessions_per_subject,
+            self.max_sessions_per_agent,
+            self.max_streams_per_subject,
+        ]
+        .contains(&0)
+        {
+            return Err(
+                "limits.max_sessions, max_sessions_per_subject, max_sessions_per_agent and \
+                 max_streams_per_subject must be at least 1"
+                    .into(),
+            );
         }
         Ok(())
     }

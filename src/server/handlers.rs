@@ -18,6 +18,7 @@ use rmcp::model::{
 };
 
 use super::probes::origin_of;
+use super::session::SessionLimit;
 use super::stream::{sse_frame, sse_response};
 use super::{
     AppState, SESSION_HEADER, SUPPORTED_PROTOCOL_VERSIONS, Session, VERSION_HEADER, dispatch,
@@ -25,6 +26,32 @@ use super::{
 };
 
 /// Authenticates a request from its Authorization header; the refusal is the HTTP answer itself.
+/// A session or stream refused by a limit: 503 when the gateway is full, 429 when this caller or agent holds its
+/// share, with `data.reason` = `session_limit`.
+pub(super) fn session_limit(limit: SessionLimit) -> Response {
+    tracing::warn!(%limit, "session refused");
+    let status = if limit == SessionLimit::Full {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::TOO_MANY_REQUESTS
+    };
+    telemetry::failed(&tracing::Span::current(), status.as_str());
+    let message = ServerJsonRpcMessage::error(
+        rmcp::model::ErrorData::new(
+            ErrorCode::INTERNAL_ERROR,
+            limit.to_string(),
+            Some(serde_json::json!({"reason": "session_limit"})),
+        ),
+        None,
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        jsonrpc::to_bytes(&message),
+    )
+        .into_response()
+}
+
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself
 pub(super) fn authenticate(
     state: &AppState,
@@ -263,13 +290,14 @@ pub(super) async fn answer_request(
 ) -> Response {
     if let ClientRequest::InitializeRequest(init) = &request.request {
         let result = dispatch::initialize(&init.params);
-        let session = Session::new(result.protocol_version.to_string(), caller.subject_key());
-        let Some(session) = state.sessions.insert(session) else {
-            return http_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::INTERNAL_ERROR,
-                "too many sessions",
-            );
+        let session = Session::new(
+            result.protocol_version.to_string(),
+            caller.subject_key(),
+            caller.actor.clone(),
+        );
+        let session = match state.sessions.insert(session) {
+            Ok(session) => session,
+            Err(limit) => return session_limit(limit),
         };
         telemetry::in_session(
             &tracing::Span::current(),

@@ -20,6 +20,8 @@ pub struct Session {
     pub protocol_version: String,
     /// The subject (`iss` and `sub`) that opened the session; no other subject may use it.
     pub subject: String,
+    /// The agent (current actor) it was opened through.
+    pub agent: String,
     epoch: Instant,
     last_seen_ms: AtomicU64,
     initialized: AtomicBool,
@@ -34,11 +36,12 @@ pub struct Session {
 
 impl Session {
     /// A new session with a random, unguessable id.
-    pub fn new(protocol_version: String, subject: String) -> Arc<Self> {
+    pub fn new(protocol_version: String, subject: String, agent: String) -> Arc<Self> {
         Arc::new(Self {
             id: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
             protocol_version,
             subject,
+            agent,
             epoch: Instant::now(),
             last_seen_ms: AtomicU64::new(0),
             initialized: AtomicBool::new(false),
@@ -179,29 +182,119 @@ impl Drop for CallGuard<'_> {
     }
 }
 
-/// Every open session, bounded in number and expired when idle.
+/// Why a session or a GET stream was not opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionLimit {
+    #[error("too many sessions")]
+    Full,
+    #[error(
+        "this caller already holds {0} sessions (limits.max_sessions_per_subject); close one (DELETE /mcp) or \
+         let one expire"
+    )]
+    Subject(usize),
+    #[error(
+        "{0} sessions are already open through this agent (limits.max_sessions_per_agent); close one (DELETE \
+         /mcp) or let one expire"
+    )]
+    Agent(usize),
+    #[error(
+        "this caller already holds {0} GET streams (limits.max_streams_per_subject); close one before opening \
+         another"
+    )]
+    Streams(usize),
+}
+
+/// Every open session, bounded in number (in all, per caller, per agent) and expired when idle.
 pub struct Sessions {
     map: DashMap<Arc<str>, Arc<Session>>,
     max: usize,
+    per_subject: Counted,
+    per_agent: Counted,
+    streams: Counted,
+}
+
+/// Counts per key, each at most `max`.
+struct Counted {
+    counts: DashMap<String, usize>,
+    max: usize,
+}
+
+impl Counted {
+    fn new(max: usize) -> Self {
+        Self {
+            counts: DashMap::new(),
+            max,
+        }
+    }
+
+    /// Counts one more for `key`, unless it holds `max` already.
+    fn take(&self, key: &str) -> bool {
+        let mut count = self.counts.entry(key.to_string()).or_insert(0);
+        if *count >= self.max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn give(&self, key: &str) {
+        if let Some(mut count) = self.counts.get_mut(key) {
+            *count = count.saturating_sub(1);
+        }
+        self.counts.remove_if(key, |_, count| *count == 0);
+    }
+}
+
+/// A GET stream counted against its caller; dropping it (the stream ended) gives the place back.
+pub struct StreamPermit {
+    sessions: Arc<Sessions>,
+    subject: String,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        self.sessions.streams.give(&self.subject);
+    }
 }
 
 impl Sessions {
-    pub fn new(max: usize) -> Arc<Self> {
+    pub fn new(limits: &crate::config::Limits) -> Arc<Self> {
         Arc::new(Self {
             map: DashMap::new(),
-            max,
+            max: limits.max_sessions,
+            per_subject: Counted::new(limits.max_sessions_per_subject),
+            per_agent: Counted::new(limits.max_sessions_per_agent),
+            streams: Counted::new(limits.max_streams_per_subject),
         })
     }
 
-    /// Adds a session; `None` when the limit is reached.
-    pub fn insert(&self, session: Arc<Session>) -> Option<Arc<Session>> {
+    /// Adds a session, within the limits: in all, for its caller, through its agent.
+    pub fn insert(&self, session: Arc<Session>) -> Result<Arc<Session>, SessionLimit> {
         if self.map.len() >= self.max {
-            return None;
+            return Err(SessionLimit::Full);
+        }
+        if !self.per_subject.take(&session.subject) {
+            return Err(SessionLimit::Subject(self.per_subject.max));
+        }
+        if !self.per_agent.take(&session.agent) {
+            self.per_subject.give(&session.subject);
+            return Err(SessionLimit::Agent(self.per_agent.max));
         }
         session.touch();
         self.map
             .insert(Arc::clone(&session.id), Arc::clone(&session));
-        Some(session)
+        Ok(session)
+    }
+
+    /// A place for one more GET stream of `subject`.
+    pub fn stream_permit(self: &Arc<Self>, subject: &str) -> Result<StreamPermit, SessionLimit> {
+        if !self.streams.take(subject) {
+            return Err(SessionLimit::Streams(self.streams.max));
+        }
+        Ok(StreamPermit {
+            sessions: Arc::clone(self),
+            subject: subject.to_string(),
+        })
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
@@ -212,6 +305,8 @@ impl Sessions {
 
     pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
         let (_, session) = self.map.remove(id)?;
+        self.per_subject.give(&session.subject);
+        self.per_agent.give(&session.agent);
         session.close();
         Some(session)
     }

@@ -104,8 +104,11 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                 };
                 if let ClientRequest::InitializeRequest(init) = &request.request {
                     let result = super::dispatch::initialize(&init.params);
-                    let new =
-                        Session::new(result.protocol_version.to_string(), caller.subject_key());
+                    let new = Session::new(
+                        result.protocol_version.to_string(),
+                        caller.subject_key(),
+                        caller.actor.clone(),
+                    );
                     tracing::info!(session = %new.id, client = %init.params.client_info.name, "stdio session opened");
                     session = Some(new);
                     let answer = ServerJsonRpcMessage::response(

@@ -13,7 +13,9 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use crate::identity::{Caller, Identity};
 use rmcp::model::{ErrorCode, ServerJsonRpcMessage};
 
-use super::handlers::{accepts, authenticate, check_version, http_error, session_of};
+use super::handlers::{
+    accepts, authenticate, check_version, http_error, session_limit, session_of,
+};
 use super::{AppState, SESSION_HEADER, Session, jsonrpc};
 
 pub(super) fn sse_frame(message: &ServerJsonRpcMessage) -> Bytes {
@@ -50,6 +52,11 @@ pub(super) async fn get_stream(
     }
     check_version(&headers)?;
     let session = session_of(&state, &headers, &caller)?;
+    // Counted against the caller while the stream lasts; given back when the stream ends, however it ends.
+    let permit = state
+        .sessions
+        .stream_permit(&session.subject)
+        .map_err(session_limit)?;
     let Some(rx) = session.open_stream() else {
         return Err(http_error(
             StatusCode::CONFLICT,
@@ -79,7 +86,10 @@ pub(super) async fn get_stream(
             () = draining.cancelled() => {}
         }
     };
-    let stream = stream.take_until(ended);
+    let stream = stream.take_until(ended).map(move |frame| {
+        let _held = &permit;
+        frame
+    });
     Ok(sse_response(Body::from_stream(stream)))
 }
 

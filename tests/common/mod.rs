@@ -447,7 +447,7 @@ pub fn quickstart_agents() -> String {
 }
 
 /// A raw `initialize` with `token`.
-async fn initialize(url: &str, token: &str) -> ::reqwest::Response {
+pub async fn initialize(url: &str, token: &str) -> ::reqwest::Response {
     ::reqwest::Client::new()
         .post(url)
         .bearer_auth(token)
