@@ -26,7 +26,7 @@ use inventory::{
     delete_agent, list_agents, list_upstreams, put_agent, register_upstream, remove_upstream,
     switch_upstream, update_upstream,
 };
-use records::{list_records, policy_status, reload_policy, report};
+use records::{list_records, metrics, policy_status, readiness, reload_policy, report};
 use reviews::{decide_approval, decide_pin, list_approvals, list_pins, show_approval, show_pin};
 use revocations::{list_revocations, revoke};
 
@@ -34,6 +34,17 @@ use revocations::{list_revocations, revoke};
 pub(super) struct AdminState {
     gateway: Arc<Gateway>,
     bootstrap: Arc<str>,
+    scrape: Arc<str>,
+    /// Downstream sessions open now (the transport's count).
+    sessions: Arc<dyn Fn() -> usize + Send + Sync>,
+}
+
+/// The admin listener's two credentials, read (or created) at start.
+pub struct Credentials {
+    /// Administers everything.
+    pub bootstrap: String,
+    /// Reads `/admin/metrics` and nothing else.
+    pub scrape: String,
 }
 
 /// Who an admin request came from: a label for records, and the `(iss, sub)` of an admin token.
@@ -71,10 +82,16 @@ pub fn bootstrap_credential(path: &Path) -> Result<String, CredentialError> {
 
 /// The admin router. The server puts it behind the same Host/Origin guard as `/mcp`
 /// (`server::admin_router`).
-pub fn router(gateway: Arc<Gateway>, bootstrap: String) -> Router {
+pub fn router(
+    gateway: Arc<Gateway>,
+    credentials: Credentials,
+    sessions: Arc<dyn Fn() -> usize + Send + Sync>,
+) -> Router {
     let state = AdminState {
         gateway,
-        bootstrap: Arc::from(bootstrap),
+        bootstrap: Arc::from(credentials.bootstrap),
+        scrape: Arc::from(credentials.scrape),
+        sessions,
     };
     Router::new()
         .route("/admin/revocations", get(list_revocations).post(revoke))
@@ -102,6 +119,8 @@ pub fn router(gateway: Arc<Gateway>, bootstrap: String) -> Router {
         .route("/admin/reports", get(report))
         .route("/admin/policy", get(policy_status))
         .route("/admin/policy/reload", post(reload_policy))
+        .route("/admin/metrics", get(metrics))
+        .route("/admin/readyz", get(readiness))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -149,7 +168,8 @@ async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    match admin_of(&state, request.headers(), request.uri().query()) {
+    let metrics = request.method() == http::Method::GET && request.uri().path() == "/admin/metrics";
+    match admin_of(&state, request.headers(), request.uri().query(), metrics) {
         Ok(admin) => {
             let action = format!("{} {}", request.method(), request.uri().path());
             let changes_state = request.method() != http::Method::GET;
@@ -188,10 +208,13 @@ async fn authenticate(
     }
 }
 
+/// Who an admin request comes from. `metrics`: the request reads `/admin/metrics`, which the scrape credential may
+/// do too.
 fn admin_of(
     state: &AdminState,
     headers: &HeaderMap,
     query: Option<&str>,
+    metrics: bool,
 ) -> Result<Admin, (&'static str, String)> {
     let authorization = headers
         .get(http::header::AUTHORIZATION)
@@ -200,6 +223,15 @@ fn admin_of(
         .map_err(|e| (e.reason_id().as_str(), e.to_string()))?;
     if bool::from(token.as_bytes().ct_eq(state.bootstrap.as_bytes())) {
         return Ok(Admin("bootstrap".into(), None));
+    }
+    if bool::from(token.as_bytes().ct_eq(state.scrape.as_bytes())) {
+        if metrics {
+            return Ok(Admin("metrics-scraper".into(), None));
+        }
+        return Err((
+            "scrape_credential",
+            "the scrape credential reads /admin/metrics and nothing else".into(),
+        ));
     }
     let admin = &state.gateway.config.admin;
     let claims = state

@@ -224,9 +224,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.listen = listen;
                 config.validate()?;
             }
-            let bootstrap = crate::admin::bootstrap_credential(&config.admin.bootstrap_token_file)?;
+            let credentials = crate::admin::Credentials {
+                bootstrap: crate::admin::bootstrap_credential(&config.admin.bootstrap_token_file)?,
+                scrape: crate::admin::bootstrap_credential(&config.admin.scrape_token_file)?,
+            };
             let gateway = Gateway::start(config).await?;
-            crate::server::serve(gateway, bootstrap, stdio).await?;
+            crate::server::serve(gateway, credentials, stdio).await?;
             Ok(())
         }
     }

@@ -191,6 +191,7 @@ impl Config {
         self.base = base.to_path_buf();
         self.storage.path = base.join(&self.storage.path);
         self.admin.bootstrap_token_file = base.join(&self.admin.bootstrap_token_file);
+        self.admin.scrape_token_file = base.join(&self.admin.scrape_token_file);
         self.policy.dir = base.join(&self.policy.dir);
         self.policy.manifests = base.join(&self.policy.manifests);
         self.audit.key_file = base.join(&self.audit.key_file);

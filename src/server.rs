@@ -29,7 +29,7 @@ pub use stdio::serve_stdio;
 use crate::gateway::Gateway;
 use dispatch::SUPPORTED_PROTOCOL_VERSIONS;
 use handlers::{http_error, post_message};
-use probes::{healthz, metrics, readyz, resource_metadata};
+use probes::{healthz, readyz, resource_metadata};
 use stream::{delete_session, get_stream};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -44,20 +44,18 @@ pub struct AppState {
 }
 
 /// Builds the router: `/mcp`, `/healthz`, `/readyz`, behind the Host/Origin guard.
-pub fn router(gateway: Arc<Gateway>, guard: Arc<HostGuard>) -> (Router, Arc<Sessions>) {
-    let sessions = Sessions::new(&gateway.config.limits);
+pub fn router(gateway: Arc<Gateway>, guard: Arc<HostGuard>, sessions: Arc<Sessions>) -> Router {
     let state = AppState {
         gateway,
-        sessions: Arc::clone(&sessions),
+        sessions,
         guard,
     };
-    let router = Router::new()
+    Router::new()
         .route(
             "/mcp",
             get(get_stream).post(post_message).delete(delete_session),
         )
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
         .route(
             "/.well-known/oauth-protected-resource",
             get(resource_metadata),
@@ -68,14 +66,19 @@ pub fn router(gateway: Arc<Gateway>, guard: Arc<HostGuard>) -> (Router, Arc<Sess
         )
         .route("/readyz", get(readyz))
         .layer(middleware::from_fn_with_state(state.clone(), host_guard))
-        .with_state(state);
-    (router, sessions)
+        .with_state(state)
 }
 
 /// The admin listener's router: the admin API behind the same Host/Origin guard as `/mcp`, refusing in the admin
 /// API's own error form.
-pub fn admin_router(gateway: Arc<Gateway>, bootstrap: String, guard: Arc<HostGuard>) -> Router {
-    crate::admin::router(gateway, bootstrap).layer(middleware::from_fn(
+pub fn admin_router(
+    gateway: Arc<Gateway>,
+    credentials: crate::admin::Credentials,
+    guard: Arc<HostGuard>,
+    sessions: Arc<Sessions>,
+) -> Router {
+    let open = Arc::new(move || sessions.len());
+    crate::admin::router(gateway, credentials, open).layer(middleware::from_fn(
         move |request: Request, next: Next| {
             let guard = Arc::clone(&guard);
             async move {
@@ -97,15 +100,25 @@ pub fn admin_router(gateway: Arc<Gateway>, bootstrap: String, guard: Arc<HostGua
 /// Serves the gateway: the admin listener and either `/mcp` over HTTP or one client over stdio, both behind one
 /// Host/Origin guard, until Ctrl-C or SIGTERM (HTTP) or the end of stdin (stdio); then drains and flushes the
 /// records.
-pub async fn serve(gateway: Arc<Gateway>, bootstrap: String, stdio: bool) -> std::io::Result<()> {
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    credentials: crate::admin::Credentials,
+    stdio: bool,
+) -> std::io::Result<()> {
     let guard = Arc::new(HostGuard::new(
         &gateway.config.allowed_hosts,
         &gateway.config.allowed_origins,
     ));
+    let sessions = Sessions::new(&gateway.config.limits);
     let admin_listener = tokio::net::TcpListener::bind(gateway.config.admin.listen).await?;
     let admin_address = admin_listener.local_addr()?;
     let admin_line = format!("toolgate admin listening on http://{admin_address}/admin");
-    let admin = admin_router(Arc::clone(&gateway), bootstrap, Arc::clone(&guard));
+    let admin = admin_router(
+        Arc::clone(&gateway),
+        credentials,
+        Arc::clone(&guard),
+        Arc::clone(&sessions),
+    );
     let admin_task = tokio::spawn(async move {
         if let Err(e) = axum::serve(admin_listener, admin).await {
             tracing::error!("admin listener failed: {e}");
@@ -122,7 +135,14 @@ pub async fn serve(gateway: Arc<Gateway>, bootstrap: String, stdio: bool) -> std
         println!("{admin_line}");
         println!("toolgate listening on http://{address}/mcp");
         tracing::info!(%address, %admin_address, "listening");
-        serve_http(Arc::clone(&gateway), guard, listener, shutdown_signal()).await
+        serve_http(
+            Arc::clone(&gateway),
+            guard,
+            sessions,
+            listener,
+            shutdown_signal(),
+        )
+        .await
     };
     admin_task.abort();
     gateway.shutdown().await;
@@ -153,10 +173,11 @@ async fn shutdown_signal() {
 pub async fn serve_http(
     gateway: Arc<Gateway>,
     guard: Arc<HostGuard>,
+    sessions: Arc<Sessions>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (router, sessions) = router(Arc::clone(&gateway), guard);
+    let router = router(Arc::clone(&gateway), guard, Arc::clone(&sessions));
     let idle = gateway.config.timeouts.session_idle;
     {
         let sessions = Arc::clone(&sessions);

@@ -677,7 +677,10 @@ async fn metrics_count_a_known_sequence() {
     assert!(alice.call("nobody__nothing", json!({})).await.is_err());
     assert_eq!(initialize_status(&gateway.url, "not-a-token").await, 401);
 
-    let text = reqwest::get(format!("{}/metrics", gateway.base()))
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", gateway.admin_url))
+        .bearer_auth(gateway.admin_credential())
+        .send()
         .await
         .unwrap()
         .text()

@@ -513,13 +513,9 @@ fn policy_in(dir: &Path) -> String {
     )
 }
 
+/// Readiness details with the policy in force, from the admin listener.
 async fn health(gateway: &Gateway) -> Value {
-    reqwest::get(format!("{}/healthz", gateway.base()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    gateway.admin_json("/readyz").await
 }
 
 #[tokio::test]

@@ -253,7 +253,10 @@ async fn sessions_headers_and_dns_rebinding_guard() {
         .await
         .unwrap();
     assert_eq!(ready["ready"], true);
-    assert_eq!(ready["upstreams"][0]["state"], "ready");
+    // Details (upstream names, states, errors) only on the admin listener.
+    assert!(ready.get("upstreams").is_none(), "{ready}");
+    let details = gateway.admin_json("/readyz").await;
+    assert_eq!(details["upstreams"][0]["state"], "ready");
 }
 
 #[tokio::test]
@@ -375,12 +378,7 @@ async fn badly_named_upstream_tools_are_refused_and_reported() {
     let names = client.tool_names().await;
     assert!(names.contains(&"testbed__big".to_string()));
     assert!(names.iter().all(|n| !n.contains(' ')), "{names:?}");
-    let ready: Value = reqwest::get(format!("{}/readyz", gateway.base()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = gateway.admin_json("/readyz").await;
     let refused = ready["upstreams"][0]["refused_tools"]
         .as_array()
         .unwrap()
@@ -553,4 +551,81 @@ async fn an_upstream_that_never_initializes_leaves_no_processes_behind() {
         count(&marker)
     );
     drop(gateway);
+}
+
+#[tokio::test]
+async fn probes_tell_outsiders_nothing_and_metrics_need_a_credential() {
+    let gateway = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}",
+        stdio_upstream("secretive-upstream", "testbed", &[])
+    ));
+    let http = reqwest::Client::new();
+    let base = gateway.base();
+    // What anyone reaching the MCP listener learns: alive, ready; no upstream, policy, error or count.
+    for path in ["/healthz", "/readyz", "/metrics", "/admin/metrics"] {
+        let response = http.get(format!("{base}{path}")).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        match path {
+            "/healthz" => assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#)),
+            "/readyz" => assert_eq!(
+                (status, body.as_str()),
+                (200, r#"{"draining":false,"ready":true}"#)
+            ),
+            _ => assert_eq!(status, 404, "{path}: {body}"),
+        }
+        assert!(!body.contains("secretive"), "{path}: {body}");
+    }
+    // On the admin listener: metrics with the admin credential or the scrape credential, nothing without.
+    let scrape = std::fs::read_to_string(gateway.dir.path().join("scrape.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(gateway.dir.path().join("scrape.token"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let metrics = format!("{}/metrics", gateway.admin_url);
+    for (credential, want) in [
+        (Some(gateway.admin_credential()), 200),
+        (Some(scrape.clone()), 200),
+        (None, 401),
+        (Some("not-the-scrape-token".to_string()), 401),
+    ] {
+        let mut request = http.get(&metrics);
+        if let Some(credential) = &credential {
+            request = request.bearer_auth(credential);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), want, "{credential:?}");
+        if want == 200 {
+            let text = response.text().await.unwrap();
+            assert!(text.contains("toolgate_upstream_up"), "{text}");
+        }
+    }
+    // The scrape credential reads metrics and nothing else.
+    for path in ["/readyz", "/upstreams", "/records", "/policy", "/agents"] {
+        let response = http
+            .get(format!("{}{path}", gateway.admin_url))
+            .bearer_auth(&scrape)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["reason"], "scrape_credential", "{path}");
+    }
+    let response = http
+        .post(format!("{}/policy/reload", gateway.admin_url))
+        .bearer_auth(&scrape)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    // The admin sees the details.
+    let details = gateway.admin_json("/readyz").await;
+    assert_eq!(details["upstreams"][0]["name"], "secretive-upstream");
+    assert!(details["policy"]["version"].is_string());
 }

@@ -105,3 +105,50 @@ pub(super) async fn report(
         ),
     }
 }
+
+/// `GET /admin/metrics`: Prometheus text exposition (the admin credential, or the scrape credential).
+pub(super) async fn metrics(State(state): State<AdminState>) -> Response {
+    let gateway = &state.gateway;
+    let statuses = gateway.catalog.statuses();
+    let policy = gateway.policy.status();
+    let quarantined = gateway
+        .pins
+        .list()
+        .iter()
+        .filter(|p| p.status == crate::catalog::pins::PinStatus::Quarantined)
+        .count();
+    let text = gateway.metrics.render(&crate::metrics::Snapshot {
+        upstreams: statuses
+            .iter()
+            .map(|u| (u.name.as_str(), u.state == "ready", u.reconnects, u.tools))
+            .collect(),
+        bundle_version: &policy.version,
+        evaluator: policy.evaluator,
+        reload_failures: policy.reload_failures,
+        quarantined,
+        sessions: (state.sessions)(),
+    });
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// `GET /admin/readyz`: readiness with its details (each upstream's state, refused tools, errors) and the policy
+/// in force, which the public `/readyz` does not give.
+pub(super) async fn readiness(State(state): State<AdminState>) -> Response {
+    let draining = state.gateway.draining.is_cancelled();
+    let ready = !draining && state.gateway.catalog.ready();
+    axum::Json(json!({
+        "ready": ready,
+        "draining": draining,
+        "upstreams": state.gateway.catalog.statuses(),
+        "policy": state.gateway.policy.status(),
+        "sessions": (state.sessions)(),
+    }))
+    .into_response()
+}

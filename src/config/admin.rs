@@ -17,6 +17,9 @@ pub struct AdminConfig {
     pub subjects: Vec<AdminSubject>,
     /// File holding the bootstrap admin credential; created with a random secret (mode 0600) if missing.
     pub bootstrap_token_file: PathBuf,
+    /// File holding the metrics scrape credential: it reads `/admin/metrics` and nothing else. Created with a
+    /// random secret (mode 0600) if missing.
+    pub scrape_token_file: PathBuf,
 }
 
 /// One admin identity.
@@ -34,6 +37,7 @@ impl Default for AdminConfig {
             audience: "toolgate-admin".into(),
             subjects: Vec::new(),
             bootstrap_token_file: PathBuf::from("admin.token"),
+            scrape_token_file: PathBuf::from("scrape.token"),
         }
     }
 }

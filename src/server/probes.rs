@@ -1,4 +1,5 @@
-//! Probes and metadata: liveness, readiness, metrics, and the protected-resource document.
+//! Probes and metadata on the MCP listener: liveness, readiness (status only), and the protected-resource
+//! document. Metrics and readiness details are on the admin listener.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -6,61 +7,26 @@ use http::{HeaderMap, StatusCode, header};
 
 use super::AppState;
 
-/// Liveness, with the policy bundle in force and why the last reload was refused (if it was).
-pub(super) async fn healthz(State(state): State<AppState>) -> Response {
-    axum::Json(serde_json::json!({
-        "status": "ok",
-        "policy": state.gateway.policy.status(),
-    }))
-    .into_response()
+/// Liveness: the process answers. Nothing more, to anyone (details are on the admin listener).
+pub(super) async fn healthz() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
-/// `GET /metrics`: Prometheus text exposition.
-pub(super) async fn metrics(State(state): State<AppState>) -> Response {
-    let gateway = &state.gateway;
-    let statuses = gateway.catalog.statuses();
-    let policy = gateway.policy.status();
-    let quarantined = gateway
-        .pins
-        .list()
-        .iter()
-        .filter(|p| p.status == crate::catalog::pins::PinStatus::Quarantined)
-        .count();
-    let text = gateway.metrics.render(&crate::metrics::Snapshot {
-        upstreams: statuses
-            .iter()
-            .map(|u| (u.name.as_str(), u.state == "ready", u.reconnects, u.tools))
-            .collect(),
-        bundle_version: &policy.version,
-        evaluator: policy.evaluator,
-        reload_failures: policy.reload_failures,
-        quarantined,
-        sessions: state.sessions.len(),
-    });
-    (
-        [(
-            http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
-}
-
+/// Readiness for load balancers and orchestrators: the status code, ready or draining, and nothing else (each
+/// upstream's state and errors are on the admin listener, `GET /admin/readyz`).
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let draining = state.gateway.draining.is_cancelled();
     let ready = !draining && state.gateway.catalog.ready();
-    let body = serde_json::json!({
-        "ready": ready,
-        "draining": draining,
-        "upstreams": state.gateway.catalog.statuses(),
-    });
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, axum::Json(body)).into_response()
+    (
+        status,
+        axum::Json(serde_json::json!({"ready": ready, "draining": draining})),
+    )
+        .into_response()
 }
 
 /// RFC 9728 protected-resource metadata for `/mcp`.
