@@ -161,7 +161,8 @@ impl Identity {
     }
 
     /// Fetches every JWKS URL once (bounded in time), then keeps them fresh in the background: every
-    /// `jwks_refresh`, and early (at most once a second) when a token names an unknown key id.
+    /// `jwks_refresh`, and early when a token names an unknown key id. One fetch at a time per issuer, and never
+    /// two within `jwks_min_interval`, however many unknown key ids arrive.
     pub async fn start_key_refresh(
         &self,
         client: reqwest::Client,
@@ -192,7 +193,7 @@ impl Identity {
                     if let Err(e) = issuer.fetch(&client).await {
                         tracing::warn!("{e}; keeping the previous keys");
                     }
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    tokio::time::sleep(issuer.config.jwks_min_interval).await;
                 }
             });
         }
@@ -389,11 +390,12 @@ impl Identity {
         if let (Some(cache), Some(key)) = (&self.verified, &key)
             && let Some(claims) = cache.get(key)
         {
-            // Never past `exp`, and never once the key it was verified with has left the issuer's key set.
+            // Never past `exp`, and never once the very key it was verified with has left the issuer's key set
+            // (a rotation that reuses the key id, or a key set without ids, ends it too).
             let key_present = self
                 .issuers
                 .get(&claims.iss)
-                .is_some_and(|i| i.has_key(claims.kid.as_deref()));
+                .is_some_and(|i| i.still_holds(claims.key_thumbprint.as_deref()));
             if claims.exp > now && key_present {
                 return Ok(std::sync::Arc::clone(&claims));
             }

@@ -836,6 +836,118 @@ async fn keys_from_a_jwks_url_are_refreshed() {
     assert!(gateway.logs().contains("JWKS fetched"));
 }
 
+/// A JWKS endpoint serving whatever `served` holds, counting its hits.
+async fn jwks_endpoint(
+    served: std::sync::Arc<std::sync::Mutex<String>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let served = std::sync::Arc::clone(&served);
+            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move { served.lock().unwrap().clone() }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
+}
+
+fn jwks_url_gateway(address: std::net::SocketAddr, issuer_extra: &str) -> Gateway {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::write(dir.join("agents.yaml"), TEST_AGENTS).unwrap();
+    Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}auth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_url: \"http://{address}/jwks.json\"\n      dev: true\n{issuer_extra}  agents_file: \"{}\"\n",
+        stdio_upstream("hr", "hr_directory", &[]),
+        dir.join("agents.yaml").display(),
+    ))
+}
+
+// Multi-threaded: the JWKS endpoint answers while the gateway starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_verification_ends_with_its_key_even_when_the_key_id_is_reused() {
+    let real = std::fs::read_to_string(dev_jwks()).unwrap();
+    let served = std::sync::Arc::new(std::sync::Mutex::new(real.clone()));
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let address = jwks_endpoint(std::sync::Arc::clone(&served), std::sync::Arc::clone(&hits)).await;
+    let gateway = jwks_url_gateway(
+        address,
+        "      jwks_refresh: 200ms\n      jwks_min_interval: 200ms\n",
+    );
+    let token = tester_token();
+    // Verified once, then served from the verified-token cache.
+    for _ in 0..3 {
+        let (status, reason, _) = try_token(&gateway, Some(&token), "").await;
+        assert_eq!(status, 200, "{reason}: {}", gateway.logs());
+    }
+    // The issuer rotates to another key under the same key id (and, next, to a set without ids).
+    let other = std::fs::read_to_string(other_jwks()).unwrap();
+    let reused = other.replace("other-1", "toolgate-dev-1");
+    assert_ne!(reused, real);
+    for rotated in [reused, other.replace("\"kid\": \"other-1\",", "")] {
+        *served.lock().unwrap() = real.clone();
+        eventually(10, || async {
+            (try_token(&gateway, Some(&token), "").await.0 == 200).then_some(())
+        })
+        .await;
+        *served.lock().unwrap() = rotated;
+        // Once the new set is fetched, the token verified with the old key is verified again, and fails.
+        eventually(10, || async {
+            let (status, reason, _) = try_token(&gateway, Some(&token), "").await;
+            (status == 401 && !reason.is_empty()).then_some(())
+        })
+        .await;
+    }
+}
+
+// Multi-threaded: the JWKS endpoint answers while the gateway starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_key_ids_cannot_make_toolgate_load_the_issuer() {
+    let real = std::fs::read_to_string(dev_jwks()).unwrap();
+    let served = std::sync::Arc::new(std::sync::Mutex::new(real));
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let address = jwks_endpoint(std::sync::Arc::clone(&served), std::sync::Arc::clone(&hits)).await;
+    let gateway = jwks_url_gateway(address, "      jwks_min_interval: 2s\n");
+    let after_start = hits.load(std::sync::atomic::Ordering::SeqCst);
+    // A flood of tokens naming made-up key ids, from many connections at once.
+    let key = dev_signing_key();
+    let started = std::time::Instant::now();
+    let mut flood = Vec::new();
+    for i in 0..200 {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(format!("made-up-{i}"));
+        header.typ = Some("at+jwt".into());
+        let token = jsonwebtoken::encode(&header, &base_claims(), &key).unwrap();
+        let url = gateway.url.clone();
+        flood.push(tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(INITIALIZE)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for answer in flood {
+        assert_eq!(answer.await.unwrap(), 401);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let fetched = hits.load(std::sync::atomic::Ordering::SeqCst) - after_start;
+    // At most one fetch right away and one per started interval since.
+    let allowed = 1 + (elapsed / 2.0).ceil() as usize;
+    assert!(
+        fetched <= allowed,
+        "{fetched} fetches in {elapsed:.1}s for 200 unknown key ids"
+    );
+}
+
 fn check_config(dir: &std::path::Path, yaml: &str) -> std::process::Output {
     let config = dir.join("toolgate.yaml");
     std::fs::write(&config, yaml).unwrap();

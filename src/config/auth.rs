@@ -54,6 +54,10 @@ pub struct IssuerConfig {
     pub jwks_url: Option<String>,
     #[serde(default = "default_jwks_refresh", with = "humantime_serde")]
     pub jwks_refresh: Duration,
+    /// Least time between two fetches of the JWKS URL, early ones for unknown key ids included: tokens naming
+    /// made-up key ids cannot make toolgate load the issuer.
+    #[serde(default = "default_jwks_min_interval", with = "humantime_serde")]
+    pub jwks_min_interval: Duration,
     /// Allowed clock skew for `exp`, `nbf` and `iat`.
     #[serde(default = "default_leeway", with = "humantime_serde")]
     pub leeway: Duration,
@@ -83,6 +87,10 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
         OneOrMany::One(s) => vec![s],
         OneOrMany::Many(v) => v,
     })
+}
+
+fn default_jwks_min_interval() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_jwks_refresh() -> Duration {
@@ -166,6 +174,12 @@ impl AuthConfig {
             if issuer.leeway > Duration::from_secs(600) {
                 return Err(format!(
                     "issuer `{}`: leeway above 10 minutes is not accepted",
+                    issuer.issuer
+                ));
+            }
+            if issuer.jwks_min_interval < Duration::from_millis(100) {
+                return Err(format!(
+                    "issuer `{}`: jwks_min_interval must be at least 100ms",
                     issuer.issuer
                 ));
             }

@@ -133,6 +133,9 @@ pub struct Claims {
     /// Key id the token was verified with (from its header, not a claim).
     #[serde(skip)]
     pub kid: Option<String>,
+    /// Thumbprint of the key the token was verified with.
+    #[serde(skip)]
+    pub key_thumbprint: Option<String>,
     pub exp: i64,
     pub iat: i64,
     #[serde(default)]
@@ -148,7 +151,24 @@ pub struct Claims {
     pub other: BTreeMap<String, Value>,
 }
 
-type Key = (Option<String>, Jwk, DecodingKey);
+/// One verification key of an issuer, with its RFC 7638 thumbprint: what a cached verification is bound to, so that
+/// a rotation (even one that reuses the key id, or a key set without ids) ends it.
+struct Key {
+    kid: Option<String>,
+    jwk: Jwk,
+    decoding: DecodingKey,
+    thumbprint: String,
+}
+
+/// A key's RFC 7638 SHA-256 thumbprint; for key types without one, a digest of its JSON.
+fn thumbprint(jwk: &Jwk) -> String {
+    jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+        .unwrap_or_else(|_| {
+            use sha2::Digest;
+            let json = serde_json::to_vec(&jwk.algorithm).unwrap_or_default();
+            hex::encode(sha2::Sha256::digest(json))
+        })
+}
 
 /// One trusted issuer, built once at start; keys from a JWKS file, or from a JWKS URL refreshed periodically.
 pub struct Issuer {
@@ -229,7 +249,12 @@ fn parse_jwks(issuer: &str, text: &str) -> Result<Vec<Key>, IssuerError> {
             continue;
         }
         match DecodingKey::from_jwk(&jwk) {
-            Ok(key) => keys.push((kid, jwk, key)),
+            Ok(decoding) => keys.push(Key {
+                kid,
+                thumbprint: thumbprint(&jwk),
+                jwk,
+                decoding,
+            }),
             Err(e) => tracing::warn!(issuer, kid = ?kid, "JWKS key skipped: {e}"),
         }
     }
@@ -243,7 +268,7 @@ fn holds_dev_key(keys: &[Key]) -> bool {
     let Some(dev) = dev_modulus() else {
         return false;
     };
-    keys.iter().any(|(_, jwk, _)| match &jwk.algorithm {
+    keys.iter().any(|key| match &key.jwk.algorithm {
         AlgorithmParameters::RSA(rsa) => rsa.n == dev,
         _ => false,
     })
@@ -325,13 +350,9 @@ impl Issuer {
         holds_dev_key(&self.keys.load())
     }
 
-    /// Whether a key with this id (or, without an id, the only key) is still in the key set.
-    pub fn has_key(&self, kid: Option<&str>) -> bool {
-        let keys = self.keys.load();
-        match kid {
-            Some(kid) => keys.iter().any(|(k, _, _)| k.as_deref() == Some(kid)),
-            None => keys.len() == 1,
-        }
+    /// Whether the very key with this thumbprint is still in the key set (not merely one with the same id).
+    pub fn still_holds(&self, thumbprint: Option<&str>) -> bool {
+        thumbprint.is_some_and(|t| self.keys.load().iter().any(|k| k.thumbprint == t))
     }
 
     /// Verifies a token of this issuer.
@@ -346,13 +367,17 @@ impl Issuer {
         }
         let keys = self.keys.load();
         let found = match &header.kid {
-            Some(kid) => keys
-                .iter()
-                .find(|(k, _, _)| k.as_deref() == Some(kid.as_str())),
+            Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid.as_str())),
             None if keys.len() == 1 => keys.first(),
             None => None,
         };
-        let Some((_, jwk, key)) = found else {
+        let Some(Key {
+            jwk,
+            decoding: key,
+            thumbprint,
+            ..
+        }) = found
+        else {
             if self.config.jwks_url.is_some() {
                 // Perhaps the issuer rotated its keys: ask for an early refresh.
                 self.refresh.notify_one();
@@ -395,6 +420,7 @@ impl Issuer {
         }
         let mut claims = data.claims;
         claims.kid = header.kid.clone();
+        claims.key_thumbprint = Some(thumbprint.clone());
         if plain
             && let Some(claim) = NOT_ACCESS_CLAIMS
                 .iter()
