@@ -332,8 +332,19 @@ impl Identity {
                 let principal = Principal {
                     issuer: claims.iss.clone(),
                     subject: claims.sub.clone(),
-                    roles: string_list(claims.other.get(&issuer.config.roles_claim)),
-                    groups: string_list(claims.other.get(&issuer.config.groups_claim)),
+                    // Only from an issuer configured to assert them.
+                    roles: issuer
+                        .config
+                        .roles_claim
+                        .as_ref()
+                        .map(|c| string_list(claims.other.get(c)))
+                        .unwrap_or_default(),
+                    groups: issuer
+                        .config
+                        .groups_claim
+                        .as_ref()
+                        .map(|c| string_list(claims.other.get(c)))
+                        .unwrap_or_default(),
                 };
                 (Mode::PrincipalContext, Some(principal), chain)
             }

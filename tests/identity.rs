@@ -1039,3 +1039,56 @@ async fn an_open_get_stream_ends_when_its_credential_is_revoked() {
     .await;
     assert!(ended.is_ok(), "the GET stream outlived the revocation");
 }
+
+#[tokio::test]
+async fn roles_come_only_from_issuers_configured_to_assert_them() {
+    let gateway = quickstart_identity_gateway_with(
+        &format!(
+            "    - issuer: https://idp.example\n      audience: toolgate\n      jwks_file: \"{}\"\n    - issuer: https://roles.example\n      audience: toolgate\n      jwks_file: \"{}\"\n      roles_claim: https://roles.example/roles\n",
+            other_jwks(),
+            other_jwks()
+        ),
+        &quickstart_policy(),
+    );
+    let alice = |issuer: &str, extra: &[(&str, Value)]| {
+        let mut claims = base_claims();
+        claims.insert("iss".into(), json!(issuer));
+        for (key, value) in extra {
+            claims.insert((*key).into(), value.clone());
+        }
+        if issuer == "toolgate-dev" {
+            sign_dev(&claims).unwrap()
+        } else {
+            sign_other(&claims)
+        }
+    };
+    let sees_hr = |token: String| {
+        let url = gateway.url.clone();
+        async move {
+            let client = Client::connect(&url, &token).await;
+            client
+                .tool_names()
+                .await
+                .iter()
+                .any(|t| t.starts_with("hr__"))
+        }
+    };
+    // The development issuer asserts roles (`roles_claim: roles`): alice's `hr` role opens the hr tools.
+    assert!(sees_hr(alice("toolgate-dev", &[])).await);
+    // An issuer not configured to assert roles: the same claim is ignored, whatever it says.
+    for roles in [json!(["hr"]), json!(["hr-admin", "hr"]), json!("hr")] {
+        assert!(!sees_hr(alice("https://idp.example", &[("roles", roles)])).await);
+    }
+    // An issuer configured with its own claim: only that claim counts.
+    assert!(!sees_hr(alice("https://roles.example", &[("roles", json!(["hr"]))])).await);
+    assert!(
+        sees_hr(alice(
+            "https://roles.example",
+            &[
+                ("roles", json!([])),
+                ("https://roles.example/roles", json!(["hr"]))
+            ]
+        ))
+        .await
+    );
+}

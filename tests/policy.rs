@@ -347,7 +347,7 @@ async fn file_writes_wait_for_a_human_approver() {
     // alice's token comes from a real (non-development) issuer so that she can also hold an admin token.
     let sandbox = sandbox();
     let second_issuer = format!(
-        "    - issuer: https://idp.example\n      audience: toolgate\n      jwks_file: \"{}\"\n  agents_file:",
+        "    - issuer: https://idp.example\n      audience: toolgate\n      jwks_file: \"{}\"\n      roles_claim: roles\n  agents_file:",
         other_jwks()
     );
     let yaml = format!(

@@ -61,12 +61,13 @@ pub struct IssuerConfig {
     /// Allowed clock skew for `exp`, `nbf` and `iat`.
     #[serde(default = "default_leeway", with = "humantime_serde")]
     pub leeway: Duration,
-    /// Claim carrying a human's roles.
-    #[serde(default = "default_roles_claim")]
-    pub roles_claim: String,
-    /// Claim carrying a human's groups.
-    #[serde(default = "default_groups_claim")]
-    pub groups_claim: String,
+    /// Claim carrying a human's roles. Unset: this issuer asserts no roles, and a roles claim in its tokens is
+    /// ignored (roles decide what a human may reach, so they come only from issuers trusted to assert them).
+    #[serde(default)]
+    pub roles_claim: Option<String>,
+    /// Claim carrying a human's groups; unset, as for roles: none are taken from this issuer.
+    #[serde(default)]
+    pub groups_claim: Option<String>,
     /// The quickstart's development issuer: accepted on a loopback listener only.
     #[serde(default)]
     pub dev: bool,
@@ -114,14 +115,6 @@ fn default_algorithms() -> Vec<jsonwebtoken::Algorithm> {
 
 fn default_leeway() -> Duration {
     Duration::from_secs(30)
-}
-
-fn default_roles_claim() -> String {
-    "roles".into()
-}
-
-fn default_groups_claim() -> String {
-    "groups".into()
 }
 
 impl AuthConfig {

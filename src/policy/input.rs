@@ -73,7 +73,10 @@ fn key(name: &str) -> Value {
 impl CallerInput {
     pub fn new(caller: &Caller, session: &str, request_id: &str) -> Self {
         let principal = caller.principal.as_ref().map_or(json!(null), |p| {
-            json!({"issuer": p.issuer, "subject": p.subject, "roles": p.roles, "groups": p.groups})
+            // Roles and groups come only from the token's issuer, and only when it is configured to assert them:
+            // who asserted them is said with them.
+            json!({"issuer": p.issuer, "subject": p.subject, "roles": p.roles, "groups": p.groups,
+                   "roles_asserted_by": p.issuer})
         });
         let mode = match caller.mode {
             Mode::PrincipalContext => "principal_context",

@@ -562,7 +562,7 @@ pub fn dev_jwks() -> String {
 /// An `auth` section trusting the development issuer, with the given inventory file.
 pub fn test_auth(agents_file: &str) -> String {
     format!(
-        "auth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n  agents_file: \"{agents_file}\"\n",
+        "auth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n      roles_claim: roles\n      groups_claim: groups\n  agents_file: \"{agents_file}\"\n",
         dev_jwks()
     )
 }
@@ -666,13 +666,19 @@ where
 /// The quickstart's upstreams and agent inventory with the development issuer; `issuers` (YAML list entries at
 /// the issuers' indentation) adds more.
 pub fn quickstart_identity_gateway(issuers: &str) -> Gateway {
+    quickstart_identity_gateway_with(issuers, "")
+}
+
+/// As [`quickstart_identity_gateway`], with `extra` config sections at the end.
+pub fn quickstart_identity_gateway_with(issuers: &str, extra: &str) -> Gateway {
     let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("tool-manifests/agents.yaml");
     let yaml = format!(
         "listen: 127.0.0.1:0\nupstreams:\n{}{}",
         quickstart_upstreams("notes.txt", "team notes"),
         test_auth(agents.to_str().unwrap()),
     );
-    Gateway::start(&yaml.replace("      dev: true\n", &format!("      dev: true\n{issuers}")))
+    let yaml = yaml.replace("  agents_file:", &format!("{issuers}  agents_file:"));
+    Gateway::start(&format!("{yaml}{extra}"))
 }
 
 /// The quickstart's (public) development signing key, for tokens shaped by hand.
