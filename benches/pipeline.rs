@@ -53,19 +53,19 @@ fn authenticate(c: &mut Criterion) {
     let delegated = token(Some("alice"), "assistant", &["summarizer"]);
     let mut group = c.benchmark_group("authenticate");
     group.bench_function("agent_only/verify_signature", |b| {
-        b.iter(|| cold.authenticate(black_box(&agent_only)).unwrap())
+        b.iter(|| cold.authenticate(black_box(&agent_only), false).unwrap())
     });
     group.bench_function("agent_only/cached_signature", |b| {
-        b.iter(|| cached.authenticate(black_box(&agent_only)).unwrap())
+        b.iter(|| cached.authenticate(black_box(&agent_only), false).unwrap())
     });
     group.bench_function("principal_one_agent/cached_signature", |b| {
-        b.iter(|| cached.authenticate(black_box(&one_agent)).unwrap())
+        b.iter(|| cached.authenticate(black_box(&one_agent), false).unwrap())
     });
     group.bench_function("delegated_chain/verify_signature", |b| {
-        b.iter(|| cold.authenticate(black_box(&delegated)).unwrap())
+        b.iter(|| cold.authenticate(black_box(&delegated), false).unwrap())
     });
     group.bench_function("delegated_chain/cached_signature", |b| {
-        b.iter(|| cached.authenticate(black_box(&delegated)).unwrap())
+        b.iter(|| cached.authenticate(black_box(&delegated), false).unwrap())
     });
     group.finish();
 }

@@ -821,10 +821,15 @@ impl World {
             ),
         )?;
         let mut command = Command::new(&bins.toolgate);
-        command
-            .args(["serve", "--config"])
-            .arg(&config)
-            .current_dir(dir.path());
+        command.arg("serve");
+        // The development issuer needs development mode (for builds that know it).
+        let help = Command::new(&bins.toolgate)
+            .args(["serve", "--help"])
+            .output()?;
+        if String::from_utf8_lossy(&help.stdout).contains("--dev") {
+            command.arg("--dev");
+        }
+        command.arg("--config").arg(&config).current_dir(dir.path());
         let (gateway, gateway_url) = Proc::start(
             command,
             "toolgate listening on ",

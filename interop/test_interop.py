@@ -85,7 +85,7 @@ def serve(upstreams, policy_dir, manifests_dir, procs):
     )
     log = open(Path(workdir) / "toolgate.log", "w")
     gw = subprocess.Popen(
-        [str(TOOLGATE), "serve", "--config", str(config)],
+        [str(TOOLGATE), "serve", "--dev", "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,

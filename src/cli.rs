@@ -38,6 +38,10 @@ pub enum Command {
         /// Serve one client over stdin/stdout instead of HTTP.
         #[arg(long)]
         stdio: bool,
+        /// Development mode: trust issuers marked `dev: true` (the quickstart's, whose signing key is public).
+        /// Never for a gateway anyone else can reach.
+        #[arg(long)]
+        dev: bool,
     },
     /// Check a config file and exit.
     Check {
@@ -218,8 +222,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             listen,
             stdio,
+            dev,
         } => {
             let mut config = Config::load(&config)?;
+            config.dev_mode = dev;
             if let Some(listen) = listen {
                 config.listen = listen;
                 config.validate()?;

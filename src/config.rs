@@ -98,6 +98,10 @@ pub struct Config {
     /// Folder the config file was read from; relative paths in it are resolved against it.
     #[serde(skip)]
     pub base: PathBuf,
+    /// Development mode, asked for on the command line (`toolgate serve --dev`), never in the file: only then
+    /// may an issuer marked `dev` (whose key is public) be trusted.
+    #[serde(skip)]
+    pub dev_mode: bool,
 }
 
 fn default_listen() -> SocketAddr {
@@ -138,6 +142,7 @@ impl Default for Config {
             logging: LoggingConfig::default(),
             tracing: TracingConfig::default(),
             base: PathBuf::from("."),
+            dev_mode: false,
         }
     }
 }

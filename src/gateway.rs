@@ -64,6 +64,11 @@ pub enum StartError {
     Http(String),
     #[error("no randomness for the cursor key: {0}")]
     Random(String),
+    #[error(
+        "issuer `{0}` is a development issuer (its signing key is public): it is trusted only in development mode, \
+         `toolgate serve --dev`; remove it from a gateway anyone else can reach"
+    )]
+    DevIssuer(String),
 }
 
 /// Everything a request needs, built once at start.
@@ -94,6 +99,18 @@ impl Gateway {
     /// Builds the gateway and starts connecting its upstreams.
     pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
         let auth = config.auth.as_ref().ok_or(StartError::NoAuth)?;
+        if let Some(dev) = auth.issuers.iter().find(|i| i.dev) {
+            if !config.dev_mode {
+                return Err(StartError::DevIssuer(dev.issuer.clone()));
+            }
+            let banner = format!(
+                "DEVELOPMENT MODE: issuer `{}` signs with a public key, so anyone can mint its tokens; they are \
+                 accepted on loopback only and never through a proxy. Never run this way where others can reach it.",
+                dev.issuer
+            );
+            // A log line, so that JSON logs stay JSON; at `warn`, it shows whatever the level.
+            tracing::warn!("{banner}");
+        }
         let store = Store::open(&config.storage.path)?;
         // Records go to the same database, through the writer's own connection.
         let audit = crate::audit::Audit::start(&config.storage.path, config.audit.clone())?;
@@ -214,13 +231,14 @@ impl Gateway {
         &self,
         token: Result<&str, crate::identity::AuthError>,
         source: &str,
+        forwarded: bool,
     ) -> Result<Caller, crate::identity::AuthError> {
         let request = tracing::Span::current();
         let _step = tracing::info_span!("authenticate").entered();
         let started = std::time::Instant::now();
         let result = token.and_then(|t| {
             self.identity
-                .authenticate(t)
+                .authenticate(t, forwarded)
                 .map_err(|e| (e, crate::identity::peek_subject(t)))
                 .map_err(|(error, who)| {
                     let attributable = error.is_forbidden()

@@ -257,10 +257,19 @@ impl Identity {
         Ok(token.trim())
     }
 
-    /// Verifies a token and works out who is acting.
-    pub fn authenticate(&self, token: &str) -> Result<Caller, AuthError> {
+    /// Verifies a token and works out who is acting. `forwarded`: the request came through a proxy (it carries
+    /// forwarding headers), where a development token is never accepted.
+    pub fn authenticate(&self, token: &str, forwarded: bool) -> Result<Caller, AuthError> {
         let claims = self.verified_claims(token)?;
         let claims = claims.as_ref();
+        if forwarded
+            && self
+                .issuers
+                .get(&claims.iss)
+                .is_some_and(|issuer| issuer.config.dev)
+        {
+            return Err(AuthError::DevThroughProxy);
+        }
         if let Some(admin) = &self.admin_audience
             && audiences(&claims.aud).contains(&admin.as_str())
         {

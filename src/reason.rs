@@ -108,6 +108,8 @@ reasons! {
     TokenNotAccessToken = "token_not_access_token",
     /// Bound to a key by a confirmation method toolgate cannot verify.
     TokenBindingUnsupported = "token_binding_unsupported",
+    /// A development token in a request that came through a proxy.
+    TokenDevThroughProxy = "token_dev_through_proxy",
     SessionSubjectMismatch = "session_subject_mismatch",
 
     // Agents and delegation.

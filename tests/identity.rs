@@ -1092,3 +1092,93 @@ async fn roles_come_only_from_issuers_configured_to_assert_them() {
         .await
     );
 }
+
+#[test]
+fn the_development_issuer_needs_development_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
+    let config = dir.path().join("toolgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\n{}{}admin:\n  listen: 127.0.0.1:0\n",
+            test_auth("agents.yaml"),
+            open_policy()
+        ),
+    )
+    .unwrap();
+    // Without --dev: refused at start, saying why and what to do.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("development issuer") && stderr.contains("toolgate serve --dev"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn development_tokens_are_refused_through_a_proxy_and_mode_is_announced() {
+    let gateway = quickstart_gateway();
+    assert!(gateway.logs().contains("DEVELOPMENT MODE"));
+    let dev = user_token("alice", &["hr"], "assistant", &[]);
+    let mut real = base_claims();
+    real.insert("iss".into(), json!("https://idp.example"));
+    let real = sign_other(&real);
+    let http = reqwest::Client::new();
+    let answer = |token: String, header: Option<(&'static str, &'static str)>| {
+        let mut request = http
+            .post(&gateway.url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(INITIALIZE);
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (
+                status,
+                body["error"]["data"]["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        }
+    };
+    assert_eq!(answer(dev.clone(), None).await.0, 200);
+    for header in [
+        ("forwarded", "for=192.0.2.60;proto=http"),
+        ("x-forwarded-for", "192.0.2.60"),
+        ("x-forwarded-host", "tools.example.com"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-port", "443"),
+        ("x-forwarded-server", "edge"),
+        ("x-real-ip", "192.0.2.60"),
+        ("x-original-forwarded-for", "192.0.2.60"),
+        ("true-client-ip", "192.0.2.60"),
+        ("cf-connecting-ip", "192.0.2.60"),
+        ("fastly-client-ip", "192.0.2.60"),
+        ("via", "1.1 edge"),
+        ("X-Forwarded-For", "127.0.0.1"),
+    ] {
+        assert_eq!(
+            answer(dev.clone(), Some(header)).await,
+            (403, "token_dev_through_proxy".to_string()),
+            "{header:?}"
+        );
+        // A token of a real issuer is not held back by a proxy.
+        assert_eq!(
+            answer(real.clone(), Some(header)).await.0,
+            200,
+            "{header:?}"
+        );
+    }
+}

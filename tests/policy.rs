@@ -662,7 +662,7 @@ fn serve_with_bundle(files: &[(&str, &str)]) -> (bool, String) {
     )
     .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
-        .args(["serve", "--config"])
+        .args(["serve", "--dev", "--config"])
         .arg(&config)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -29,7 +29,7 @@ fn serve(dir: &Path) -> Result<(), String> {
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_toolgate"))
-        .args(["serve", "--config"])
+        .args(["serve", "--dev", "--config"])
         .arg(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -656,7 +656,7 @@ async fn over_stdio_the_messages_meta_is_the_parent() {
     );
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_toolgate"));
     command
-        .args(["serve", "--stdio", "--config"])
+        .args(["serve", "--dev", "--stdio", "--config"])
         .arg(&config)
         .env("TOOLGATE_TOKEN", tester_token());
     let client = ().serve(rmcp::transport::TokioChildProcess::new(command).unwrap()).await.unwrap();

@@ -308,7 +308,7 @@ async fn stdio_mode_serves_the_same_gateway() {
     );
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_toolgate"));
     command
-        .args(["serve", "--stdio", "--config"])
+        .args(["serve", "--dev", "--stdio", "--config"])
         .arg(&config)
         .env("TOOLGATE_TOKEN", tester_token());
     let client = ().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
@@ -357,7 +357,7 @@ fn bad_configs_refuse_to_start() {
         let config = dir.path().join("bad.yaml");
         std::fs::write(&config, yaml).unwrap();
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
-            .args(["serve", "--config"])
+            .args(["serve", "--dev", "--config"])
             .arg(&config)
             .output()
             .unwrap();
@@ -462,7 +462,7 @@ fn stdio_mode_checks_the_token_on_every_request() {
     ] {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"));
         command
-            .args(["serve", "--stdio", "--config"])
+            .args(["serve", "--dev", "--stdio", "--config"])
             .arg(&config)
             .env_remove("TOOLGATE_TOKEN")
             .stdin(std::process::Stdio::piped())

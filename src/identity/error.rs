@@ -71,6 +71,10 @@ pub enum AuthError {
     MayActRefused(String),
     #[error("the token is bound to a key by `cnf.{0}`, which toolgate cannot verify")]
     BindingUnsupported(String),
+    #[error(
+        "a development token is never accepted through a proxy (the request carries forwarding headers)"
+    )]
+    DevThroughProxy,
 }
 
 impl AuthError {
@@ -110,6 +114,7 @@ impl AuthError {
             Self::MayActInvalid(_) => Reason::DelegationMayActInvalid,
             Self::MayActRefused(_) => Reason::DelegationMayActRefused,
             Self::BindingUnsupported(_) => Reason::TokenBindingUnsupported,
+            Self::DevThroughProxy => Reason::TokenDevThroughProxy,
         }
     }
 
@@ -130,6 +135,7 @@ impl AuthError {
                 | Self::BadScope
                 | Self::PrincipalIsAgent(_)
                 | Self::MayActRefused(_)
+                | Self::DevThroughProxy
                 | Self::SessionSubject
         )
     }

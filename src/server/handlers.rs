@@ -62,7 +62,11 @@ pub(super) fn authenticate(
     let source = peer.0.ip().to_string();
     state
         .gateway
-        .authenticate(jsonrpc::bearer(headers, query), &source)
+        .authenticate(
+            jsonrpc::bearer(headers, query),
+            &source,
+            jsonrpc::forwarded(headers),
+        )
         .map_err(|error| auth_refusal(state, &error, headers))
 }
 

@@ -150,6 +150,27 @@ pub fn bearer<'a>(
     )
 }
 
+/// Headers a proxy adds when it forwards a request.
+const FORWARDING_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-real-ip",
+    "x-original-forwarded-for",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "via",
+];
+
+/// Whether the request came through a proxy: it carries any forwarding header.
+pub fn forwarded(headers: &http::HeaderMap) -> bool {
+    FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

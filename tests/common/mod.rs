@@ -180,7 +180,7 @@ impl Gateway {
         std::fs::write(&config, yaml).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_toolgate"));
         command
-            .args(["serve", "--config"])
+            .args(["serve", "--dev", "--config"])
             .arg(&config)
             .env("TOOLGATE_LOG", "info,toolgate=debug");
         let (proc, mut urls) = spawn_and_read_lines(
@@ -212,7 +212,7 @@ impl Gateway {
         let _ = self.proc.child.wait();
         let mut command = Command::new(env!("CARGO_BIN_EXE_toolgate"));
         command
-            .args(["serve", "--config"])
+            .args(["serve", "--dev", "--config"])
             .arg(self.dir.path().join("toolgate.yaml"))
             .env("TOOLGATE_LOG", "info,toolgate=debug");
         let (proc, mut urls) = spawn_and_read_lines(
