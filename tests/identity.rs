@@ -1096,17 +1096,7 @@ async fn roles_come_only_from_issuers_configured_to_assert_them() {
 #[test]
 fn the_development_issuer_needs_development_mode() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
-    let config = dir.path().join("toolgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\n{}{}admin:\n  listen: 127.0.0.1:0\n",
-            test_auth("agents.yaml"),
-            open_policy()
-        ),
-    )
-    .unwrap();
+    let config = write_minimal_config(dir.path());
     // Without --dev: refused at start, saying why and what to do.
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
         .args(["serve", "--config"])

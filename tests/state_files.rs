@@ -17,17 +17,7 @@ use common::*;
 /// `toolgate serve` in `dir` (config written there); `Ok` once it listens (then stopped), `Err(stderr)` when it
 /// exits first.
 fn serve(dir: &Path) -> Result<(), String> {
-    std::fs::write(dir.join("agents.yaml"), TEST_AGENTS).unwrap();
-    let config = dir.join("toolgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\n{}{}admin:\n  listen: 127.0.0.1:0\n",
-            test_auth("agents.yaml"),
-            open_policy()
-        ),
-    )
-    .unwrap();
+    let config = write_minimal_config(dir);
     let mut child = Command::new(env!("CARGO_BIN_EXE_toolgate"))
         .args(["serve", "--dev", "--config"])
         .arg(&config)

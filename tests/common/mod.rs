@@ -692,3 +692,20 @@ pub fn dev_signing_key() -> jsonwebtoken::EncodingKey {
     )
     .unwrap()
 }
+
+/// Writes a minimal config (the test agents, the development issuer, an open policy, an ephemeral admin
+/// listener) into `dir`; returns its path.
+pub fn write_minimal_config(dir: &Path) -> PathBuf {
+    std::fs::write(dir.join("agents.yaml"), TEST_AGENTS).unwrap();
+    let config = dir.join("toolgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\n{}{}admin:\n  listen: 127.0.0.1:0\n",
+            test_auth("agents.yaml"),
+            open_policy()
+        ),
+    )
+    .unwrap();
+    config
+}
