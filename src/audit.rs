@@ -4,6 +4,7 @@
 //! the database) over its content and the previous record's HMAC, so that altering, removing, inserting or cutting
 //! off records is detected by [`verify`]; the chain head is published to a file and the log.
 
+mod bound;
 mod chain;
 mod store;
 pub mod verify;
@@ -120,6 +121,9 @@ pub struct DecisionRecord {
     /// For `tools/list`: how many tools were shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listed: Option<u64>,
+    /// Fields cut to their bound (each keeps a prefix and the SHA-256 of the whole).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<String>,
     pub latency: Latencies,
 }
 
@@ -250,7 +254,8 @@ impl Audit {
     }
 
     /// Appends a record and waits until it is committed.
-    pub async fn append(&self, record: DecisionRecord) -> Result<(), AuditError> {
+    pub async fn append(&self, mut record: DecisionRecord) -> Result<(), AuditError> {
+        record.bound();
         if let Some(result) = self.commit_here(&record) {
             return result;
         }
@@ -279,7 +284,8 @@ impl Audit {
     }
 
     /// Appends a record without waiting (refusals, whose answer does not depend on it).
-    pub fn append_detached(&self, record: DecisionRecord) {
+    pub fn append_detached(&self, mut record: DecisionRecord) {
+        record.bound();
         if let Err(mpsc::error::TrySendError::Full(job)) =
             self.tx.try_send(Job { record, done: None })
         {

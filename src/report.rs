@@ -99,6 +99,9 @@ pub struct AccessReport {
     pub authentication_refusals: BTreeMap<String, u64>,
 }
 
+/// The row of calls to tools that do not exist (or that the caller may not see): their names are not rows.
+pub const UNKNOWN_TOOLS: &str = "(unknown tools)";
+
 /// Why a report cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -155,6 +158,12 @@ pub fn build(
             }
             let Some(tool) = record.tool.clone() else {
                 continue;
+            };
+            // A name no catalog had is the caller's word: all such calls share one row.
+            let tool = if record.outcome == "unknown_tool" {
+                UNKNOWN_TOOLS.to_string()
+            } else {
+                tool
             };
             if query.tool.as_ref().is_some_and(|t| *t != tool) {
                 continue;

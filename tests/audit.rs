@@ -839,3 +839,86 @@ fn stop(gateway: &mut Gateway) {
         .unwrap();
     gateway.proc.child.wait().unwrap();
 }
+
+/// A raw `tools/call` with this id, tool name and arguments.
+async fn raw_call(gateway: &Gateway, session: &str, id: Value, name: &str, arguments: Value) {
+    let response = reqwest::Client::new()
+        .post(&gateway.url)
+        .bearer_auth(tester_token())
+        .header("mcp-session-id", session)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                      "params": {"name": name, "arguments": arguments}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn what_a_caller_controls_is_bounded_in_records_and_unknown_names_share_a_row() {
+    let gateway = world(&open_policy(), "  arguments: full\n");
+    let session = raw_session(&gateway.url, &tester_token()).await;
+    let huge = "y".repeat(200_000);
+    // A huge id and tool name; a known tool with huge arguments.
+    raw_call(&gateway, &session, json!(huge.clone()), &huge, json!({})).await;
+    raw_call(
+        &gateway,
+        &session,
+        json!(7),
+        "tb__echo",
+        json!({"text": huge.clone()}),
+    )
+    .await;
+    // Many made-up names.
+    for i in 0..40 {
+        raw_call(
+            &gateway,
+            &session,
+            json!(i),
+            &format!("ghost__{i}"),
+            json!({}),
+        )
+        .await;
+    }
+    let all = records(&gateway, "&kind=tools/call").await;
+    let body = serde_json::to_string(&all).unwrap();
+    assert!(body.len() < 200 * 1024, "records hold {} bytes", body.len());
+    let named = all
+        .iter()
+        .find(|r| r["tool"].as_str().unwrap().starts_with("yyyy"))
+        .unwrap();
+    for field in ["tool", "request_id"] {
+        let text = named[field].as_str().unwrap();
+        assert!(text.len() < 1024, "{field}");
+        assert!(
+            text.contains("truncated from 200000 bytes, sha256 "),
+            "{text}"
+        );
+        assert!(
+            named["truncated"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(field)),
+            "{named}"
+        );
+    }
+    let echoed = all.iter().find(|r| r["tool"] == "tb__echo").unwrap();
+    assert_eq!(echoed["arguments"]["truncated"], true, "{echoed}");
+    assert!(echoed["arguments"]["bytes"].as_u64().unwrap() > 200_000);
+    // The report: every name no catalog had, in one row.
+    let report = gateway.admin_json("/reports").await;
+    let tools = report["tools"].as_array().unwrap();
+    assert!(
+        tools.iter().all(|t| {
+            let name = t["tool"].as_str().unwrap();
+            !name.starts_with("ghost") && !name.starts_with("yyyy")
+        }),
+        "{report}"
+    );
+    let unknown = tools
+        .iter()
+        .find(|t| t["tool"] == "(unknown tools)")
+        .expect("one row of unknown tools");
+    assert_eq!(unknown["calls"], 41);
+}
