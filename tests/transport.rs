@@ -629,3 +629,76 @@ async fn probes_tell_outsiders_nothing_and_metrics_need_a_credential() {
     assert_eq!(details["upstreams"][0]["name"], "secretive-upstream");
     assert!(details["policy"]["version"].is_string());
 }
+
+/// Sends `first` and then `second` on one connection, pipelined; returns what came back (until the server closed
+/// the connection or went quiet).
+fn pipelined(address: &str, first: &[u8], second: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    stream.write_all(first).unwrap();
+    let _ = stream.write_all(second);
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+        }
+        let text = String::from_utf8_lossy(&answer);
+        if text.matches("HTTP/1.1 ").count() >= 2 && text.ends_with("\r\n\r\n{\"status\":\"ok\"}") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_refusal_before_the_body_never_breaks_the_next_request_on_the_connection() {
+    let gateway = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nlimits:\n  max_request_bytes: 4096\nupstreams:\n{}",
+        stdio_upstream("testbed", "testbed", &[])
+    ));
+    let address = gateway.base().trim_start_matches("http://").to_string();
+    let token = tester_token();
+    let next = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    // Refused before the body is read: no token, a bad token, a body over the limit; bodies of many sizes.
+    let mut cases = Vec::new();
+    for size in [0usize, 1, 100, 4000, 5000, 70_000, 300_000] {
+        cases.push((size, None, "401"));
+        cases.push((size, Some("Bearer not-a-token".to_string()), "401"));
+        if size > 4096 {
+            cases.push((size, Some(format!("Bearer {token}")), "413"));
+        }
+    }
+    for (size, authorization, expect) in cases {
+        let body = "x".repeat(size);
+        let mut first = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {size}\r\n"
+        );
+        if let Some(authorization) = &authorization {
+            first.push_str(&format!("Authorization: {authorization}\r\n"));
+        }
+        first.push_str("\r\n");
+        first.push_str(&body);
+        let answer = pipelined(&address, first.as_bytes(), next.as_bytes());
+        let case = format!("{size} bytes, {expect}");
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {expect}")),
+            "{case}: {}",
+            &answer[..answer.len().min(300)]
+        );
+        // Either the next request was answered on the same connection, or the refusal said the connection
+        // closes: never a reply to the leftover body bytes.
+        let answered_next =
+            answer.matches("HTTP/1.1 200").count() == 1 && answer.contains("{\"status\":\"ok\"}");
+        let closed = answer.to_ascii_lowercase().contains("connection: close");
+        assert!(answered_next || closed, "{case}: {answer}");
+        assert!(
+            !answer.contains("HTTP/1.1 400"),
+            "{case}: the body was read as a request: {answer}"
+        );
+    }
+}

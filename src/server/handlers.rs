@@ -201,18 +201,18 @@ pub(super) async fn answer_post(
     body: Body,
     remote: opentelemetry::Context,
 ) -> Response {
-    // Identity is checked on every request, before the body is read.
-    let caller = match authenticate(&state, &headers, uri.query(), peer) {
-        Ok(caller) => caller,
-        Err(response) => return response,
-    };
-    let limit = state.gateway.config.limits.max_request_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    // Identity is checked on every request, before the body is read.
+    let caller = match authenticate(&state, &headers, uri.query(), peer) {
+        Ok(caller) => caller,
+        Err(response) => return refused_before_body(response, body, declared).await,
+    };
+    let limit = state.gateway.config.limits.max_request_bytes;
     if declared.is_some_and(|n| n > limit) {
-        return too_large(limit);
+        return refused_before_body(too_large(limit), body, declared).await;
     }
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -223,24 +223,27 @@ pub(super) async fn answer_post(
                 .starts_with("application/json")
         });
     if !is_json {
-        return http_error(
+        let refusal = http_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::INVALID_REQUEST,
             "Content-Type must be application/json",
         );
+        return refused_before_body(refusal, body, declared).await;
     }
     if headers.contains_key(header::ACCEPT)
         && !accepts(&headers, "application/json")
         && !accepts(&headers, "text/event-stream")
     {
-        return http_error(
+        let refusal = http_error(
             StatusCode::NOT_ACCEPTABLE,
             ErrorCode::INVALID_REQUEST,
             "Accept must include application/json and text/event-stream",
         );
+        return refused_before_body(refusal, body, declared).await;
     }
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return too_large(limit);
+        // Part of the body is still unread: the connection cannot carry another request.
+        return closing(too_large(limit));
     };
     let message = match jsonrpc::parse(&bytes) {
         Ok(message) => message,
@@ -344,6 +347,32 @@ pub(super) async fn answer_request(
         .await;
         json_response(&answer, None)
     }
+}
+
+/// Most of a refused request's body read (and dropped) so that its connection can carry the next request.
+const DRAIN_MAX: usize = 64 * 1024;
+/// How long draining a refused request's body may take.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A refusal answered before the body was read: a small body (declared, up to [`DRAIN_MAX`]) is read and dropped
+/// within [`DRAIN_TIME`] so that the connection stays usable; otherwise the refusal closes the connection
+/// (`Connection: close`), so that the unread bytes are never taken for the next request.
+async fn refused_before_body(refusal: Response, body: Body, declared: Option<usize>) -> Response {
+    if declared.is_some_and(|n| n <= DRAIN_MAX) {
+        let drained = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(body, DRAIN_MAX)).await;
+        if matches!(drained, Ok(Ok(_))) {
+            return refusal;
+        }
+    }
+    closing(refusal)
+}
+
+/// The response, telling the client the connection ends with it.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 pub(super) fn too_large(limit: usize) -> Response {
