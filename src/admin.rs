@@ -175,9 +175,7 @@ async fn authenticate(
             let changes_state = request.method() != http::Method::GET;
             request.extensions_mut().insert(admin.clone());
             let started = std::time::Instant::now();
-            let response = next.run(request).await;
-            // Every admin action (anything but a read) leaves a decision record.
-            if changes_state {
+            let admin_record = |decision: &str, outcome: String| {
                 let mut record = crate::audit::DecisionRecord::new("admin");
                 record.subject = Some(admin.0.clone());
                 if let Some((issuer, subject)) = &admin.1 {
@@ -185,10 +183,30 @@ async fn authenticate(
                     record.subject = Some(subject.clone());
                 }
                 record.source = Some("admin".into());
+                record.decision = decision.into();
+                record.outcome = outcome;
+                record.reasons = vec![action.clone()];
+                record
+            };
+            // Every admin action (anything but a read) is recorded before it takes effect; one that cannot be
+            // recorded is not carried out.
+            if changes_state {
+                let requested = admin_record("allow", "requested".into());
+                if let Err(e) = state.gateway.audit.append(requested).await {
+                    tracing::error!(admin = %admin.0, %action, "admin action refused: {e}");
+                    return refusal(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "audit_unavailable",
+                        "decision records cannot be written, so the admin action was not carried out",
+                    );
+                }
+            }
+            let response = next.run(request).await;
+            // And its outcome after.
+            if changes_state {
                 let status = response.status();
-                record.decision = if status.is_success() { "allow" } else { "deny" }.into();
-                record.outcome = format!("http_{}", status.as_u16());
-                record.reasons = vec![action];
+                let decision = if status.is_success() { "allow" } else { "deny" };
+                let mut record = admin_record(decision, format!("http_{}", status.as_u16()));
                 record.latency.total_us = crate::gateway::elapsed_us(started);
                 state.gateway.audit.append_detached(record);
             }

@@ -922,3 +922,48 @@ async fn what_a_caller_controls_is_bounded_in_records_and_unknown_names_share_a_
         .expect("one row of unknown tools");
     assert_eq!(unknown["calls"], 41);
 }
+
+#[tokio::test]
+async fn an_admin_action_that_cannot_be_recorded_is_not_carried_out() {
+    let gateway = world(&open_policy(), "  busy_timeout: 100ms\n");
+    let reloads = || async {
+        gateway.admin_json("/policy").await["reloads"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = reloads().await;
+    let reload = || async {
+        reqwest::Client::new()
+            .post(format!("{}/policy/reload", gateway.admin_url))
+            .bearer_auth(gateway.admin_credential())
+            .send()
+            .await
+            .unwrap()
+    };
+    // Another process holds the database's write lock: the action is refused, and it did not happen.
+    let db = gateway.dir.path().join("toolgate.db");
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let refused = reload().await;
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["reason"], "audit_unavailable");
+    assert_eq!(reloads().await, before, "the reload ran without a record");
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    // Recorded first, then carried out, then its outcome recorded.
+    let done = eventually(10, || async {
+        (reload().await.status() == 200).then_some(())
+    })
+    .await;
+    assert_eq!(done, ());
+    assert_eq!(reloads().await, before + 1);
+    let actions = records(&gateway, "&kind=admin").await;
+    let reload_records: Vec<&str> = actions
+        .iter()
+        .filter(|r| r["reasons"][0] == "POST /admin/policy/reload")
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert!(reload_records.contains(&"requested"), "{reload_records:?}");
+    assert!(reload_records.contains(&"http_200"), "{reload_records:?}");
+}
