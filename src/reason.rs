@@ -49,6 +49,8 @@ reasons! {
     ApprovalRequired = "approval_required",
     /// An approver refused this exact call.
     ApprovalDenied = "approval_denied",
+    /// The caller already has its share of calls waiting for an approver.
+    ApprovalLimit = "approval_limit",
 
     // The gateway cannot decide or record.
     /// Decision records cannot be written.

@@ -990,3 +990,66 @@ async fn approvals_expire() {
     assert_ne!(approval_id(&held), fresh);
     assert!(!sandbox.join("late.txt").exists());
 }
+
+#[tokio::test]
+async fn a_caller_holds_only_its_share_of_pending_approvals() {
+    let sandbox = sandbox();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}{}  max_pending_approvals: 3\n",
+        stdio_upstream(
+            "files",
+            "file_store",
+            &["--root", sandbox.to_str().unwrap()]
+        ),
+        test_auth(&agents_file()),
+        quickstart_policy(),
+    );
+    let gateway = Gateway::start(&yaml);
+    let alice = Client::connect(
+        &gateway.url,
+        &user_token("alice", &["hr"], "assistant", &[]),
+    )
+    .await;
+    let bob = Client::connect(&gateway.url, &user_token("bob", &["hr"], "assistant", &[])).await;
+    let write = |n: usize| json!({"path": format!("notes/{n}.txt"), "content": "draft"});
+    let mut held = Vec::new();
+    for n in 0..3 {
+        let answer = alice.call("files__write_file", write(n)).await.unwrap();
+        held.push(approval_id(&answer));
+    }
+    // The same call again still names its approval; a new one is refused with a reason.
+    let again = alice.call("files__write_file", write(0)).await.unwrap();
+    assert_eq!(approval_id(&again), held[0]);
+    for n in 3..6 {
+        let refused = alice.call("files__write_file", write(n)).await.unwrap();
+        assert_eq!(refused.is_error, Some(true));
+        assert!(
+            text(&refused).contains("approval_limit"),
+            "{}",
+            text(&refused)
+        );
+    }
+    // Another caller has a share of its own.
+    let answer = bob.call("files__write_file", write(9)).await.unwrap();
+    assert!(!approval_id(&answer).is_empty());
+    // A decided approval frees a place.
+    let denied = reqwest::Client::new()
+        .post(format!("{}/approvals/{}/deny", gateway.admin_url, held[1]))
+        .bearer_auth(gateway.admin_credential())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 200);
+    let answer = alice.call("files__write_file", write(7)).await.unwrap();
+    assert!(
+        text(&answer).contains("approval_required"),
+        "{}",
+        text(&answer)
+    );
+    let pending = admin_get(&gateway, "/approvals?status=pending").await;
+    assert_eq!(
+        pending["approvals"].as_array().unwrap().len(),
+        4,
+        "{pending}"
+    );
+}

@@ -54,6 +54,8 @@ pub struct PolicyConfig {
     /// How long an escalated call waits for an approver, and how long a granted approval stays usable.
     #[serde(with = "humantime_serde")]
     pub approval_ttl: Duration,
+    /// Most calls one caller `(iss, sub)` may have waiting for an approver at once.
+    pub max_pending_approvals: usize,
     /// Remember decisions per bundle version, keyed by the input fields the policy reads (see README).
     pub decision_cache: bool,
 }
@@ -68,6 +70,7 @@ impl Default for PolicyConfig {
             max_instructions: 1_000_000,
             watch: true,
             approval_ttl: Duration::from_secs(3600),
+            max_pending_approvals: 20,
             decision_cache: true,
         }
     }
@@ -79,6 +82,9 @@ impl PolicyConfig {
             return Err(
                 "policy.timeout and policy.max_instructions must be positive: every decision would fail".into(),
             );
+        }
+        if self.max_pending_approvals == 0 {
+            return Err("policy.max_pending_approvals must be at least 1".into());
         }
         if self.approval_ttl < Duration::from_secs(1) {
             return Err("policy.approval_ttl must be at least 1s".into());

@@ -48,7 +48,8 @@ impl Gateway {
             decided_at: None,
             used_at: None,
         };
-        match self.store.escalate(request, now).await {
+        let max_pending = self.config.policy.max_pending_approvals;
+        match self.store.escalate(request, now, max_pending).await {
             Ok(Escalation::Granted(id)) => {
                 tracing::info!(approval = %id, tool = %tool.name, "approved call goes through (approval consumed)");
                 record.reasons.push(format!("approved: {id}"));
@@ -75,6 +76,16 @@ impl Gateway {
                         tool: &tool.name,
                         id: &id,
                         expires_at,
+                    }
+                    .answer(),
+                );
+            }
+            Ok(Escalation::Limited(max)) => {
+                record.deny(Reason::ApprovalLimit, decision.reasons.clone());
+                return Break(
+                    Refusal::ApprovalLimit {
+                        tool: &tool.name,
+                        max,
                     }
                     .answer(),
                 );

@@ -33,6 +33,8 @@ pub enum Refusal<'a> {
         expires_at: i64,
         reasons: &'a [String],
     },
+    /// The caller already has its share of calls waiting for an approver.
+    ApprovalLimit { tool: &'a str, max: usize },
     /// An approver refused this exact call.
     ApprovalDenied {
         tool: &'a str,
@@ -90,6 +92,11 @@ impl Refusal<'_> {
                 "toolgate refused this call to `{tool}` (reason `approval_denied`): an approver refused this exact \
                  call (approval id {id}); it will not be put to an approver again before {}",
                 rfc3339(expires_at)
+            ))),
+            Self::ApprovalLimit { tool, max } => Ok(error_result(format!(
+                "toolgate refused this call to `{tool}` (reason `approval_limit`): {max} of this caller's calls \
+                 already wait for an approver (policy.max_pending_approvals); wait for a decision, or for one to \
+                 expire, then call again"
             ))),
             Self::Quarantined { tool } => Ok(error_result(format!(
                 "toolgate refused this call to `{tool}` (reason `tool_quarantined`): the tool's definition changed \

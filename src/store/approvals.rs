@@ -77,6 +77,8 @@ pub enum Escalation {
     Pending { id: String, expires_at: i64 },
     /// An approver refused this very call; it is not held again until the refusal expires.
     Denied { id: String, expires_at: i64 },
+    /// The caller already has this many calls waiting for an approver; this one is not held.
+    Limited(usize),
 }
 
 fn approval_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Approval, String, String, String)> {
@@ -125,7 +127,12 @@ impl Store {
     /// For an escalated call: consumes a granted, unexpired approval of this exact request if there is one (once
     /// only, atomically); otherwise returns the pending approval of the same request, or stores `request` as a new
     /// pending one.
-    pub async fn escalate(&self, request: Approval, now: i64) -> Result<Escalation, StoreError> {
+    pub async fn escalate(
+        &self,
+        request: Approval,
+        now: i64,
+        max_pending: usize,
+    ) -> Result<Escalation, StoreError> {
         self.with(move |conn| {
             let chain = serde_json::to_string(&request.chain).map_err(|e| StoreError(e.to_string()))?;
             let matching = "issuer = ?1 AND subject = ?2 AND chain = ?3 AND tool = ?4 AND arguments_hash = ?5
@@ -170,6 +177,16 @@ impl Store {
                 .optional()?;
             if let Some((id, expires_at)) = denied {
                 return Ok(Escalation::Denied { id, expires_at });
+            }
+            // A new pending approval, unless the caller has its share waiting already.
+            let waiting: i64 = conn.query_row(
+                "SELECT count(*) FROM approvals WHERE status = 'pending' AND issuer = ?1 AND subject = ?2
+                 AND expires_at > ?3",
+                params![request.issuer, request.subject, now],
+                |row| row.get(0),
+            )?;
+            if usize::try_from(waiting).unwrap_or(usize::MAX) >= max_pending {
+                return Ok(Escalation::Limited(max_pending));
             }
             let reasons = serde_json::to_string(&request.reasons).map_err(|e| StoreError(e.to_string()))?;
             conn.execute(
