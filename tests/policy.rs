@@ -953,18 +953,7 @@ fn policy_authors_test_and_evaluate_offline() {
 
 #[tokio::test]
 async fn approvals_expire() {
-    let sandbox = sandbox();
-    let yaml = format!(
-        "listen: 127.0.0.1:0\nupstreams:\n{}{}{}  approval_ttl: 3s\n",
-        stdio_upstream(
-            "files",
-            "file_store",
-            &["--root", sandbox.to_str().unwrap()]
-        ),
-        test_auth(&agents_file()),
-        quickstart_policy(),
-    );
-    let gateway = Gateway::start(&yaml);
+    let (gateway, sandbox) = files_gateway("  approval_ttl: 3s\n");
     let alice = Client::connect(&gateway.url, &alice()).await;
     let args = json!({"path": "late.txt", "content": "x"});
     let id = approval_id(&alice.call("files__write_file", args.clone()).await.unwrap());
@@ -993,18 +982,7 @@ async fn approvals_expire() {
 
 #[tokio::test]
 async fn a_caller_holds_only_its_share_of_pending_approvals() {
-    let sandbox = sandbox();
-    let yaml = format!(
-        "listen: 127.0.0.1:0\nupstreams:\n{}{}{}  max_pending_approvals: 3\n",
-        stdio_upstream(
-            "files",
-            "file_store",
-            &["--root", sandbox.to_str().unwrap()]
-        ),
-        test_auth(&agents_file()),
-        quickstart_policy(),
-    );
-    let gateway = Gateway::start(&yaml);
+    let (gateway, _sandbox) = files_gateway("  max_pending_approvals: 3\n");
     let alice = Client::connect(
         &gateway.url,
         &user_token("alice", &["hr"], "assistant", &[]),
@@ -1052,4 +1030,21 @@ async fn a_caller_holds_only_its_share_of_pending_approvals() {
         4,
         "{pending}"
     );
+}
+
+/// The file store (serving a new sandbox, returned) behind the quickstart's policy, with `policy_extra` lines in the
+/// policy section.
+fn files_gateway(policy_extra: &str) -> (Gateway, PathBuf) {
+    let sandbox = sandbox();
+    let gateway = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}{}{}{policy_extra}",
+        stdio_upstream(
+            "files",
+            "file_store",
+            &["--root", sandbox.to_str().unwrap()]
+        ),
+        test_auth(&agents_file()),
+        quickstart_policy(),
+    ));
+    (gateway, sandbox)
 }
