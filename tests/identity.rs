@@ -1022,14 +1022,7 @@ async fn an_open_get_stream_ends_when_its_credential_is_revoked() {
             .unwrap();
     let http = reqwest::Client::new();
     let session = raw_session(&gateway.url, &alice).await;
-    let mut stream = http
-        .get(&gateway.url)
-        .bearer_auth(&alice)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &session)
-        .send()
-        .await
-        .unwrap();
+    let mut stream = get_stream(&http, &gateway.url, &alice, &session).await;
     assert_eq!(stream.status(), 200);
     let out = revoke_cli(&gateway, &["--jti", &jti_of(&alice)]);
     assert!(out.status.success());
@@ -1171,4 +1164,58 @@ async fn development_tokens_are_refused_through_a_proxy_and_mode_is_announced() 
             "{header:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_session_whose_stream_ended_with_its_token_still_expires_when_idle() {
+    let gateway = quickstart_identity_gateway_with("", "timeouts:\n  session_idle: 1s\n");
+    let mut short = request(Some("alice"), Some("assistant"), &[], None);
+    short.ttl = Duration::from_secs(3);
+    let short = toolgate::identity::token::mint_dev(&short).unwrap();
+    let http = reqwest::Client::new();
+    let session = raw_session(&gateway.url, &short).await;
+    let mut stream = get_stream(&http, &gateway.url, &short, &session).await;
+    assert_eq!(stream.status(), 200);
+    // The stream ends when the token does (it kept the session alive until then).
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the GET stream outlived its token");
+    // Then the idle session expires like any other (watched from the admin listener, which touches no session).
+    let gone = eventually(10, || async {
+        (gateway.admin_json("/readyz").await["sessions"] == 0).then_some(())
+    })
+    .await;
+    assert_eq!(gone, ());
+    // The same caller, with a fresh token, finds it gone.
+    let fresh = user_token("alice", &["hr"], "assistant", &[]);
+    let status = http
+        .post(&gateway.url)
+        .bearer_auth(&fresh)
+        .header("mcp-session-id", &session)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+}
+
+/// Opens the GET stream of `session`.
+async fn get_stream(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    session: &str,
+) -> reqwest::Response {
+    http.get(url)
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session)
+        .send()
+        .await
+        .unwrap()
 }
