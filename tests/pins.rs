@@ -168,3 +168,65 @@ async fn wait_quarantined(gateway: &Gateway, tool: &str) {
     })
     .await;
 }
+
+/// The approval id an `approval_required` answer names.
+fn held(result: &rmcp::model::CallToolResult) -> String {
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    let said = text(result);
+    assert!(said.contains("approval_required"), "{said}");
+    said.split("Approval id: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no approval id in: {said}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn an_approval_is_bound_to_the_definition_it_was_made_for() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let gateway = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}policy:\n  dir: \"{}\"\n  manifests: \"{}\"\n",
+        stdio_upstream("tb", "testbed", &[]),
+        root.join("tests/fixtures/policy-escalate").display(),
+        root.join("tests/fixtures/manifests-empty").display(),
+    ));
+    let client = gateway.client().await;
+    let first = held(
+        &client
+            .call("tb__echo", json!({"text": "hi"}))
+            .await
+            .unwrap(),
+    );
+    let approved = reqwest::Client::new()
+        .post(format!("{}/approvals/{first}/approve", gateway.admin_url))
+        .bearer_auth(gateway.admin_credential())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 200);
+    // The definition changes upstream, and an admin approves the new one.
+    client
+        .call("tb__set_echo_description", json!({"text": INJECTED}))
+        .await
+        .unwrap();
+    client.wait_for_list_changed().await;
+    wait_quarantined(&gateway, "tb__echo").await;
+    stdout(&admin_cli(&gateway, &["pins", "approve", "tb__echo"]));
+    // The approval was given for the old definition: the identical call waits for an approver again.
+    let again = held(
+        &client
+            .call("tb__echo", json!({"text": "hi"}))
+            .await
+            .unwrap(),
+    );
+    assert_ne!(again, first);
+    let pending = gateway.admin_json("/approvals?status=approved").await;
+    assert!(
+        pending["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == first.as_str()),
+        "the old grant is unused: {pending}"
+    );
+}

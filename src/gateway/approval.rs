@@ -29,8 +29,8 @@ impl Gateway {
     ) -> ControlFlow<Result<CallToolResult, ErrorData>> {
         let now = crate::clock::unix_now();
         let ttl = i64::try_from(self.config.policy.approval_ttl.as_secs()).unwrap_or(i64::MAX);
-        // The approval this exact call would need (bound to the caller, the chain, the tool and the arguments'
-        // hash); the store consumes a granted one, or holds this one as pending.
+        // The approval this exact call would need (bound to the caller, the chain, the tool, its pinned definition
+        // and the arguments' hash); the store consumes a granted one, or holds this one as pending.
         let request = Approval {
             id: format!("apr_{}", uuid::Uuid::now_v7().simple()),
             status: ApprovalStatus::Pending,
@@ -38,7 +38,8 @@ impl Gateway {
             subject: caller.subject.clone(),
             chain: caller.chain.clone(),
             tool: tool.name.to_string(),
-            pin: None,
+            // Bound to the definition the approver is shown: a changed definition voids the approval.
+            pin: Some(tool.pin_hash.to_string()),
             arguments_hash: arguments_hash(arguments),
             reasons: decision.reasons.clone(),
             policy_version: policy_version.to_string(),
