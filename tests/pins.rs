@@ -40,12 +40,7 @@ async fn a_changed_definition_is_quarantined_until_an_admin_approves_it() {
     let pinned = echo["hash"].as_str().unwrap().to_string();
 
     // The upstream quietly changes the tool's description.
-    client
-        .call("tb__set_echo_description", json!({"text": INJECTED}))
-        .await
-        .unwrap();
-    client.wait_for_list_changed().await;
-    wait_quarantined(&gateway, "tb__echo").await;
+    inject_into_echo(&client, &gateway).await;
     assert!(!client.tool_names().await.contains(&"tb__echo".to_string()));
     let refused = client
         .call("tb__echo", json!({"text": "hi"}))
@@ -205,12 +200,7 @@ async fn an_approval_is_bound_to_the_definition_it_was_made_for() {
         .unwrap();
     assert_eq!(approved.status(), 200);
     // The definition changes upstream, and an admin approves the new one.
-    client
-        .call("tb__set_echo_description", json!({"text": INJECTED}))
-        .await
-        .unwrap();
-    client.wait_for_list_changed().await;
-    wait_quarantined(&gateway, "tb__echo").await;
+    inject_into_echo(&client, &gateway).await;
     stdout(&admin_cli(&gateway, &["pins", "approve", "tb__echo"]));
     // The approval was given for the old definition: the identical call waits for an approver again.
     let again = held(
@@ -229,4 +219,14 @@ async fn an_approval_is_bound_to_the_definition_it_was_made_for() {
             .any(|a| a["id"] == first.as_str()),
         "the old grant is unused: {pending}"
     );
+}
+
+/// The upstream quietly changes `tb__echo`'s description; returns once the change is quarantined.
+async fn inject_into_echo(client: &Client, gateway: &Gateway) {
+    client
+        .call("tb__set_echo_description", json!({"text": INJECTED}))
+        .await
+        .unwrap();
+    client.wait_for_list_changed().await;
+    wait_quarantined(gateway, "tb__echo").await;
 }
