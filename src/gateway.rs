@@ -287,6 +287,12 @@ impl Gateway {
         }
     }
 
+    /// Ready (every required upstream has listed its tools, and not draining), and draining.
+    pub fn readiness(&self) -> (bool, bool) {
+        let draining = self.draining.is_cancelled();
+        (!draining && self.catalog.ready(), draining)
+    }
+
     /// Fires whenever connected clients should list their tools again.
     pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<()> {
         self.changes.subscribe()

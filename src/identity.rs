@@ -262,20 +262,12 @@ impl Identity {
     pub fn authenticate(&self, token: &str, forwarded: bool) -> Result<Caller, AuthError> {
         let claims = self.verified_claims(token)?;
         let claims = claims.as_ref();
-        if forwarded
-            && self
-                .issuers
-                .get(&claims.iss)
-                .is_some_and(|issuer| issuer.config.dev)
-        {
-            return Err(AuthError::DevThroughProxy);
-        }
         if let Some(admin) = &self.admin_audience
             && audiences(&claims.aud).contains(&admin.as_str())
         {
             return Err(AuthError::Audience);
         }
-        let caller = self.caller(claims);
+        let caller = self.caller(claims, forwarded);
         if let Err(error) = &caller
             && error.is_forbidden()
         {
@@ -288,11 +280,15 @@ impl Identity {
     }
 
     /// Works out who is acting from verified claims: mode, lineage, scope, clearance, revocation.
-    fn caller(&self, claims: &Claims) -> Result<Caller, AuthError> {
+    fn caller(&self, claims: &Claims, forwarded: bool) -> Result<Caller, AuthError> {
         let issuer = self
             .issuers
             .get(&claims.iss)
             .ok_or(AuthError::UnknownIssuer)?;
+        // A development token never counts through a proxy.
+        if forwarded && issuer.config.dev {
+            return Err(AuthError::DevThroughProxy);
+        }
         let token_scope = match &claims.scope {
             Some(s) => Some(Scope::from_claim(s).map_err(|_| AuthError::BadScope)?),
             None => None,

@@ -141,8 +141,7 @@ pub(super) async fn metrics(State(state): State<AdminState>) -> Response {
 /// `GET /admin/readyz`: readiness with its details (each upstream's state, refused tools, errors) and the policy
 /// in force, which the public `/readyz` does not give.
 pub(super) async fn readiness(State(state): State<AdminState>) -> Response {
-    let draining = state.gateway.draining.is_cancelled();
-    let ready = !draining && state.gateway.catalog.ready();
+    let (ready, draining) = state.gateway.readiness();
     axum::Json(json!({
         "ready": ready,
         "draining": draining,

@@ -15,8 +15,7 @@ pub(super) async fn healthz() -> Response {
 /// Readiness for load balancers and orchestrators: the status code, ready or draining, and nothing else (each
 /// upstream's state and errors are on the admin listener, `GET /admin/readyz`).
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
-    let draining = state.gateway.draining.is_cancelled();
-    let ready = !draining && state.gateway.catalog.ready();
+    let (ready, draining) = state.gateway.readiness();
     let status = if ready {
         StatusCode::OK
     } else {
