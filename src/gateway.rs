@@ -9,6 +9,8 @@ mod pipeline;
 mod record;
 mod refusal;
 
+pub use refusal::step_up_scope;
+
 use std::sync::Arc;
 
 use rmcp::model::RequestId;

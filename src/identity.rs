@@ -65,9 +65,12 @@ pub struct Caller {
     /// Agent ids, oldest first; the last is the current actor.
     pub chain: Vec<String>,
     pub actor: String,
-    /// A tool is in scope when every one of these allows it.
+    /// The scopes of every actor in the chain: a tool is within the chain's reach when each allows it.
     #[serde(skip)]
     pub scopes: Vec<Scope>,
+    /// The token's `scope` claim, which may only narrow the chain's.
+    #[serde(skip)]
+    pub token_scopes: Option<Scope>,
     /// The token's own `scope` claim, as tool patterns, when it has one.
     pub token_scope: Option<Vec<String>>,
     /// Highest class every actor of the chain may carry.
@@ -81,8 +84,18 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Whether the effective scope (principal ∩ every actor ∩ token) includes `tool`.
+    /// Whether the effective scope (every actor ∩ token) includes `tool`.
     pub fn in_scope(&self, tool: &str) -> bool {
+        self.chain_reaches(tool) && self.token_scopes.as_ref().is_none_or(|s| s.allows(tool))
+    }
+
+    /// Whether only the token's `scope` keeps `tool` out: a token for this chain that asks for it would reach it
+    /// (step-up, `insufficient_scope`).
+    pub fn needs_scope(&self, tool: &str) -> bool {
+        self.chain_reaches(tool) && self.token_scopes.as_ref().is_some_and(|s| !s.allows(tool))
+    }
+
+    fn chain_reaches(&self, tool: &str) -> bool {
         self.scopes.iter().all(|s| s.allows(tool))
     }
 
@@ -359,15 +372,14 @@ impl Identity {
             }
         };
         let agents: Vec<&Agent> = chain.iter().filter_map(|id| inventory.get(id)).collect();
-        let mut scopes: Vec<Scope> = agents.iter().map(|a| a.scope.clone()).collect();
+        let scopes: Vec<Scope> = agents.iter().map(|a| a.scope.clone()).collect();
         let mut token_scope_patterns = None;
-        if let Some(asked) = token_scope {
+        if let Some(asked) = &token_scope {
             // The token may only narrow what every actor in its chain may do.
-            if !scopes.iter().all(|s| s.covers(&asked)) {
+            if !scopes.iter().all(|s| s.covers(asked)) {
                 return Err(AuthError::Escalation);
             }
             token_scope_patterns = Some(asked.patterns());
-            scopes.push(asked);
         }
         let clearance = agents
             .iter()
@@ -383,6 +395,7 @@ impl Identity {
             chain,
             actor,
             scopes,
+            token_scopes: token_scope,
             token_scope: token_scope_patterns,
             clearance,
             authenticated_us: 0,

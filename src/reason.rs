@@ -37,6 +37,8 @@ reasons! {
     // The pipeline's refusals.
     /// The tool does not exist, or this caller may not see it.
     UnknownTool = "unknown_tool",
+    /// The caller's chain may use the tool, but the token's `scope` leaves it out (step-up).
+    InsufficientScope = "insufficient_scope",
     /// The tool's definition awaits an admin's review.
     ToolQuarantined = "tool_quarantined",
     /// The arguments do not match the tool's `inputSchema`.

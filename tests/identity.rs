@@ -425,6 +425,145 @@ async fn scope_decides_what_each_caller_sees_and_calls() {
     }
 }
 
+/// A `tools/call` over HTTP on a fresh session: status, `WWW-Authenticate`, body.
+async fn raw_call(url: &str, token: &str, tool: &str) -> (u16, Option<String>, Value) {
+    let arguments = match tool {
+        "hr__lookup_employee" => json!({"id_or_email": "E1001"}),
+        _ => json!({"path": "x", "content": "y"}),
+    };
+    let session = raw_session(url, token).await;
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .body(
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, challenge, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_tool_only_the_tokens_scope_leaves_out_asks_for_a_step_up() {
+    let gateway = quickstart_identity_gateway_with("", &quickstart_policy());
+    let token = |subject: &str, via: &[&str], scope: &str| {
+        toolgate::identity::token::mint_dev(&request(
+            Some(subject),
+            Some("assistant"),
+            via,
+            Some(scope),
+        ))
+        .unwrap()
+    };
+    let narrow = token("alice", &[], "files__read_file files__list_files");
+    let client = Client::connect(&gateway.url, &narrow).await;
+    assert_eq!(
+        client.tool_names().await,
+        vec!["files__list_files", "files__read_file"]
+    );
+
+    // Alice's assistant may use both tools; only the token's scope leaves them out: 403 with the challenge
+    // naming exactly the scope that reaches the tool.
+    for tool in ["hr__lookup_employee", "files__write_file"] {
+        let (status, challenge, body) = raw_call(&gateway.url, &narrow, tool).await;
+        assert_eq!(status, 403, "{tool}: {body}");
+        let challenge = challenge.unwrap();
+        assert!(challenge.starts_with("Bearer "), "{challenge}");
+        assert!(
+            challenge.contains(r#"error="insufficient_scope""#),
+            "{challenge}"
+        );
+        assert!(
+            challenge.contains(&format!(r#"scope="{tool}""#)),
+            "{challenge}"
+        );
+        assert!(
+            challenge.contains(r#"resource_metadata="http://"#)
+                && challenge.contains("/.well-known/oauth-protected-resource\""),
+            "{challenge}"
+        );
+        assert_eq!(body["id"], 7);
+        assert_eq!(body["error"]["code"], -32001);
+        assert_eq!(body["error"]["data"]["reason"], "insufficient_scope");
+        assert_eq!(body["error"]["data"]["scope"], tool);
+    }
+    // A token asking for that scope reaches the tool.
+    let wider = token(
+        "alice",
+        &[],
+        "files__read_file files__list_files hr__lookup_employee",
+    );
+    let (status, _, body) = raw_call(&gateway.url, &wider, "hr__lookup_employee").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"]["isError"], false, "{body}");
+
+    // What no token for the chain could reach stays unknown, exactly like a tool that does not exist: beyond the
+    // sub-agent's scope, hidden from Bob by policy, or absent.
+    let unknown = |tool: &str| json!({"code": -32602, "message": format!("Unknown tool: {tool}")});
+    for (token, tool) in [
+        (
+            token("alice", &["summarizer"], "files__read_file"),
+            "files__write_file",
+        ),
+        (
+            toolgate::identity::token::mint_dev(&TokenRequest {
+                roles: Vec::new(),
+                ..request(
+                    Some("bob"),
+                    Some("assistant"),
+                    &[],
+                    Some("files__read_file"),
+                )
+            })
+            .unwrap(),
+            "hr__lookup_employee",
+        ),
+        (narrow.clone(), "hr__no_such_tool"),
+    ] {
+        let (status, challenge, body) = raw_call(&gateway.url, &token, tool).await;
+        assert_eq!((status, challenge), (200, None), "{tool}: {body}");
+        assert_eq!(body["error"], unknown(tool), "{tool}");
+    }
+
+    // Each refusal is recorded with its reason.
+    let records = gateway
+        .admin_json("/records?limit=1000&kind=tools/call&decision=deny")
+        .await;
+    let reasons: Vec<(String, String)> = records["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["tool"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("hr__lookup_employee", "insufficient_scope"),
+        ("files__write_file", "insufficient_scope"),
+        ("files__write_file", "unknown_tool"),
+        ("hr__no_such_tool", "unknown_tool"),
+    ] {
+        assert!(
+            reasons.contains(&(expected.0.to_string(), expected.1.to_string())),
+            "{expected:?} not in {reasons:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_session_belongs_to_the_subject_that_opened_it() {
     let gateway = quickstart_gateway();

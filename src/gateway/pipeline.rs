@@ -142,27 +142,41 @@ impl Gateway {
         } = *call;
         let bundle = self.policy.current();
         record.policy_version = Some(bundle.version.clone());
-        let Some(tool) = self
-            .catalog
-            .resolve(&params.name)
-            .filter(|t| caller.in_scope(&t.name))
-        else {
+        let Some(tool) = self.catalog.resolve(&params.name) else {
             record.deny(Reason::UnknownTool, Vec::new());
             return Break(Refusal::UnknownTool { name: &params.name }.answer());
         };
+        let in_scope = caller.in_scope(&tool.name);
+        // Out of the chain's reach, the tool is unknown to this caller, and the policy is not asked.
+        if !in_scope && !caller.needs_scope(&tool.name) {
+            record.deny(Reason::UnknownTool, Vec::new());
+            return Break(Refusal::UnknownTool { name: &params.name }.answer());
+        }
         record.upstream = Some(tool.upstream.to_string());
         // 3. authorize, with one bundle version. A tool hidden from this caller's list is unknown to it; when the
-        // policy cannot decide whether the caller may see the tool, it is hidden as in `tools/list`.
+        // policy cannot decide whether the caller may see the tool, it is hidden as in `tools/list`. Quarantined
+        // tools are shown to nobody, so a step-up is never offered for one.
         let who = CallerInput::new(caller, session, &request_id_text(request_id));
         let listing = bundle.decide(&list_input(&who, &bundle, &tool));
         let hidden = match (&listing.error, listing.allow) {
             (Some(error), _) => Some(format!("hidden: {} ({error})", error.reason_id())),
+            (None, true) if !in_scope && !self.pins.approved(&tool) => {
+                Some("outside the token's scope, and quarantined".to_string())
+            }
             (None, true) => None,
             (None, false) => Some("hidden by policy".to_string()),
         };
         if let Some(why) = hidden {
             record.deny(Reason::UnknownTool, vec![why]);
             return Break(Refusal::UnknownTool { name: &params.name }.answer());
+        }
+        // Only the token's `scope` keeps the tool out: the client may ask for a token that reaches it.
+        if !in_scope {
+            record.deny(
+                Reason::InsufficientScope,
+                vec![format!("the token's scope leaves out `{}`", tool.name)],
+            );
+            return Break(Refusal::InsufficientScope { tool: &tool.name }.answer());
         }
         // A tool the caller may see names the request's span; a name a caller made up, or a hidden tool, does not.
         telemetry::named_tool(request, &tool.name, &tool.upstream);

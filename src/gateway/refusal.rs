@@ -4,6 +4,7 @@
 //! | refusal | answer |
 //! | --- | --- |
 //! | tool unknown, or hidden from this caller | JSON-RPC error `-32602` `Unknown tool: NAME`, identical in both cases |
+//! | the chain may use the tool but the token's `scope` leaves it out | JSON-RPC error `-32001` with `data.scope` (HTTP: `403` and an `insufficient_scope` challenge) |
 //! | the tool's definition awaits review, arguments do not match its `inputSchema`, policy refused these arguments | `CallToolResult` with `isError: true` and an actionable reason |
 //! | held for a human approver, or an approver refused this exact call | `isError: true` naming the approval id and how long it holds |
 //! | the upstream failed, timed out, answered too much | `isError: true` with the reason |
@@ -19,6 +20,9 @@ use crate::reason::Reason;
 pub enum Refusal<'a> {
     /// The tool does not exist, or this caller may not see it.
     UnknownTool { name: &'a str },
+    /// The caller's chain may use the tool, but the token's `scope` leaves it out: a token asking for `tool`
+    /// would reach it (step-up).
+    InsufficientScope { tool: &'a str },
     /// The gateway cannot decide or record (`reason` is the reason id).
     CannotDecide { reason: Reason },
     /// Policy refused these arguments.
@@ -61,6 +65,16 @@ impl Refusal<'_> {
                 ErrorCode::INVALID_PARAMS,
                 format!("Unknown tool: {name}"),
                 None,
+            )),
+            Self::InsufficientScope { tool } => Err(ErrorData::new(
+                INSUFFICIENT_SCOPE,
+                format!(
+                    "toolgate refused this call to `{tool}` (reason `insufficient_scope`): the token's scope leaves \
+                     the tool out; ask the authorization server for a token with scope `{tool}`"
+                ),
+                Some(
+                    serde_json::json!({"reason": Reason::InsufficientScope.as_str(), "scope": tool}),
+                ),
             )),
             Self::CannotDecide { reason } => Err(cannot_decide(reason)),
             Self::PolicyDenied { tool, reasons } => {
@@ -113,6 +127,17 @@ impl Refusal<'_> {
             ))),
         }
     }
+}
+
+/// The JSON-RPC error code of a step-up refusal (`insufficient_scope`); over HTTP it comes with status 403.
+pub const INSUFFICIENT_SCOPE: ErrorCode = ErrorCode(-32001);
+
+/// The scope a step-up refusal asks for, when `error` is one.
+pub fn step_up_scope(error: &ErrorData) -> Option<&str> {
+    if error.code != INSUFFICIENT_SCOPE {
+        return None;
+    }
+    error.data.as_ref()?.get("scope")?.as_str()
 }
 
 /// The JSON-RPC error of a gateway that cannot decide or record: nothing reached the upstream.

@@ -101,6 +101,60 @@ pub(super) fn auth_refusal(state: &AppState, error: &AuthError, headers: &Header
     response
 }
 
+/// The HTTP answer of a call that sent no notification: JSON, or a step-up refusal.
+fn only_answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    answer: Result<ServerJsonRpcMessage, tokio::sync::oneshot::error::RecvError>,
+) -> Response {
+    match answer {
+        Ok(answer) => {
+            step_up(state, headers, &answer).unwrap_or_else(|| json_response(&answer, None))
+        }
+        Err(_) => http_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::INTERNAL_ERROR,
+            "call ended without an answer",
+        ),
+    }
+}
+
+/// A step-up refusal (the token's `scope` leaves the tool out) as the MCP authorization spec answers it: 403 with
+/// `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"`. It always comes before any notification, so
+/// the status can still be chosen.
+fn step_up(
+    state: &AppState,
+    headers: &HeaderMap,
+    answer: &ServerJsonRpcMessage,
+) -> Option<Response> {
+    let ServerJsonRpcMessage::Error(error) = answer else {
+        return None;
+    };
+    let scope = crate::gateway::step_up_scope(&error.error)?;
+    let metadata = format!(
+        "{}/.well-known/oauth-protected-resource",
+        origin_of(state, headers)
+    );
+    let challenge = format!(
+        "Bearer resource_metadata=\"{metadata}\", error=\"insufficient_scope\", scope=\"{scope}\", \
+         error_description=\"the token's scope leaves this tool out\""
+    );
+    telemetry::failed(&tracing::Span::current(), StatusCode::FORBIDDEN.as_str());
+    let mut response = (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "application/json")],
+        jsonrpc::to_bytes(answer),
+    )
+        .into_response();
+    // Tool names are printable ASCII without quotes, so the challenge is always a valid header value.
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    Some(response)
+}
+
 pub(super) fn http_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     telemetry::failed(&tracing::Span::current(), status.as_str());
     let body = jsonrpc::to_bytes(&jsonrpc::error_message(None, code, message.to_string()));
@@ -334,7 +388,16 @@ pub(super) async fn answer_request(
     );
     if matches!(request.request, ClientRequest::CallToolRequest(_)) {
         let stream = accepts(&headers, "text/event-stream");
-        call_in_task(state, session, caller, request.id, request.request, stream).await
+        call_in_task(
+            state,
+            &headers,
+            session,
+            caller,
+            request.id,
+            request.request,
+            stream,
+        )
+        .await
     } else {
         let answer = dispatch::handle_request(
             &state.gateway,
@@ -388,6 +451,7 @@ pub(super) fn too_large(limit: usize) -> Response {
 /// SSE stream carrying the call's notifications and then its answer.
 pub(super) async fn call_in_task(
     state: AppState,
+    headers: &HeaderMap,
     session: Arc<Session>,
     caller: Caller,
     id: RequestId,
@@ -417,22 +481,12 @@ pub(super) async fn call_in_task(
     let first = tokio::select! {
         biased;
         answer = &mut done_rx => {
-            return match answer {
-                Ok(answer) => json_response(&answer, None),
-                Err(_) => http_error(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::INTERNAL_ERROR, "call ended without an answer"),
-            };
+            return only_answer(&state, headers, answer);
         }
         first = rx.recv() => first,
     };
     let Some(first) = first else {
-        return match done_rx.await {
-            Ok(answer) => json_response(&answer, None),
-            Err(_) => http_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::INTERNAL_ERROR,
-                "call ended without an answer",
-            ),
-        };
+        return only_answer(&state, headers, done_rx.await);
     };
     let head = futures::stream::once(async move { sse_frame(&first) });
     let rest = futures::stream::unfold((rx, Some(done_rx)), |(mut rx, done)| async move {
