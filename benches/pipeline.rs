@@ -53,19 +53,37 @@ fn authenticate(c: &mut Criterion) {
     let delegated = token(Some("alice"), "assistant", &["summarizer"]);
     let mut group = c.benchmark_group("authenticate");
     group.bench_function("agent_only/verify_signature", |b| {
-        b.iter(|| cold.authenticate(black_box(&agent_only), false).unwrap())
+        b.iter(|| {
+            cold.authenticate(black_box(&agent_only), false, None)
+                .unwrap()
+        })
     });
     group.bench_function("agent_only/cached_signature", |b| {
-        b.iter(|| cached.authenticate(black_box(&agent_only), false).unwrap())
+        b.iter(|| {
+            cached
+                .authenticate(black_box(&agent_only), false, None)
+                .unwrap()
+        })
     });
     group.bench_function("principal_one_agent/cached_signature", |b| {
-        b.iter(|| cached.authenticate(black_box(&one_agent), false).unwrap())
+        b.iter(|| {
+            cached
+                .authenticate(black_box(&one_agent), false, None)
+                .unwrap()
+        })
     });
     group.bench_function("delegated_chain/verify_signature", |b| {
-        b.iter(|| cold.authenticate(black_box(&delegated), false).unwrap())
+        b.iter(|| {
+            cold.authenticate(black_box(&delegated), false, None)
+                .unwrap()
+        })
     });
     group.bench_function("delegated_chain/cached_signature", |b| {
-        b.iter(|| cached.authenticate(black_box(&delegated), false).unwrap())
+        b.iter(|| {
+            cached
+                .authenticate(black_box(&delegated), false, None)
+                .unwrap()
+        })
     });
     group.finish();
 }

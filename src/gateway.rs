@@ -232,6 +232,7 @@ impl Gateway {
     pub fn authenticate(
         &self,
         token: Result<&str, crate::identity::AuthError>,
+        proof: Option<&crate::identity::ProofRequest<'_>>,
         source: &str,
         forwarded: bool,
     ) -> Result<Caller, crate::identity::AuthError> {
@@ -240,7 +241,7 @@ impl Gateway {
         let started = std::time::Instant::now();
         let result = token.and_then(|t| {
             self.identity
-                .authenticate(t, forwarded)
+                .authenticate(t, forwarded, proof)
                 .map_err(|e| (e, crate::identity::peek_subject(t)))
                 .map_err(|(error, who)| {
                     let attributable = error.is_forbidden()

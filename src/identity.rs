@@ -1,6 +1,7 @@
 //! Who is acting, decided on every request: bearer-token verification, the caller model (principal-context or
 //! agent-only), delegation lineage and scope.
 
+mod dpop;
 mod error;
 mod inventory;
 mod jwt;
@@ -14,6 +15,7 @@ use std::path::Path;
 use serde_json::Value;
 
 pub use crate::classification::Classification;
+pub use dpop::{ProofRequest, Scheme};
 pub use error::AuthError;
 pub use inventory::{Agent, AgentSpec, Inventory, InventoryError};
 pub use jwt::{Act, Claims, MayAct};
@@ -122,6 +124,8 @@ pub struct Identity {
     /// Public base URL used in the resource metadata and challenges, when configured.
     pub public_url: Option<String>,
     admin_audience: Option<String>,
+    /// DPoP proofs seen recently (replay).
+    proofs: dpop::Proofs,
 }
 
 /// Why identity cannot start.
@@ -164,6 +168,7 @@ impl Identity {
                 .as_ref()
                 .map(|u| u.trim_end_matches('/').to_string()),
             admin_audience: None,
+            proofs: dpop::Proofs::new(config.dpop_proof_lifetime, config.dpop_replay_max),
         })
     }
 
@@ -251,6 +256,18 @@ impl Identity {
         authorization: Option<&'a [u8]>,
         query: Option<&str>,
     ) -> Result<&'a str, AuthError> {
+        match Self::credential(authorization, query)? {
+            (Scheme::Bearer, token) => Ok(token),
+            (Scheme::Dpop, _) => Err(AuthError::Malformed),
+        }
+    }
+
+    /// The access token and how it is presented (`Bearer` or `DPoP`), from a request's `Authorization` value
+    /// and its query string; tokens in the URL are refused.
+    pub fn credential<'a>(
+        authorization: Option<&'a [u8]>,
+        query: Option<&str>,
+    ) -> Result<(Scheme, &'a str), AuthError> {
         if query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token="))) {
             return Err(AuthError::InQuery);
         }
@@ -264,15 +281,28 @@ impl Identity {
         }
         let value = std::str::from_utf8(bytes).map_err(|_| AuthError::Malformed)?;
         let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
-        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+            Scheme::Bearer
+        } else if scheme.eq_ignore_ascii_case("dpop") {
+            Scheme::Dpop
+        } else {
+            return Err(AuthError::Malformed);
+        };
+        if token.trim().is_empty() {
             return Err(AuthError::Malformed);
         }
-        Ok(token.trim())
+        Ok((scheme, token.trim()))
     }
 
     /// Verifies a token and works out who is acting. `forwarded`: the request came through a proxy (it carries
-    /// forwarding headers), where a development token is never accepted.
-    pub fn authenticate(&self, token: &str, forwarded: bool) -> Result<Caller, AuthError> {
+    /// forwarding headers), where a development token is never accepted. `request`: what an HTTP transport knows
+    /// to check a DPoP proof against (none over stdio, where a token bound to a key cannot be used).
+    pub fn authenticate(
+        &self,
+        token: &str,
+        forwarded: bool,
+        request: Option<&ProofRequest<'_>>,
+    ) -> Result<Caller, AuthError> {
         let claims = self.verified_claims(token)?;
         let claims = claims.as_ref();
         if let Some(admin) = &self.admin_audience
@@ -280,7 +310,9 @@ impl Identity {
         {
             return Err(AuthError::Audience);
         }
-        let caller = self.caller(claims, forwarded);
+        let caller = self
+            .bound(claims, token, request)
+            .and_then(|()| self.caller(claims, forwarded));
         if let Err(error) = &caller
             && error.is_forbidden()
         {
@@ -290,6 +322,42 @@ impl Identity {
             );
         }
         caller
+    }
+
+    /// A token bound to a key (`cnf`) is usable only with proof of that key: `jkt` with a DPoP proof for this
+    /// request; a binding toolgate cannot verify is refused, never taken as a plain bearer token. A DPoP-presented
+    /// token must be bound.
+    fn bound(
+        &self,
+        claims: &Claims,
+        token: &str,
+        request: Option<&ProofRequest<'_>>,
+    ) -> Result<(), AuthError> {
+        let jkt = match claims.other.get("cnf") {
+            None => None,
+            Some(Value::Object(methods)) => {
+                if let Some(other) = methods.keys().find(|m| m.as_str() != "jkt") {
+                    return Err(AuthError::BindingUnsupported(
+                        other.chars().take(32).collect(),
+                    ));
+                }
+                match methods.get("jkt") {
+                    Some(Value::String(jkt)) => Some(jkt.as_str()),
+                    Some(_) => return Err(AuthError::BindingUnsupported("jkt".into())),
+                    None => return Err(AuthError::BindingUnsupported("(empty)".into())),
+                }
+            }
+            Some(_) => return Err(AuthError::BindingUnsupported("(not an object)".into())),
+        };
+        match (jkt, request) {
+            (Some(jkt), Some(request)) => {
+                let now = jsonwebtoken::get_current_timestamp() as i64;
+                self.proofs.verify(request, token, jkt, now)
+            }
+            (Some(_), None) => Err(AuthError::DpopMissing),
+            (None, Some(request)) if request.scheme == Scheme::Dpop => Err(AuthError::DpopUnbound),
+            (None, _) => Ok(()),
+        }
     }
 
     /// Works out who is acting from verified claims: mode, lineage, scope, clearance, revocation.
@@ -309,17 +377,6 @@ impl Identity {
         // One inventory for the whole request.
         let inventory = self.inventory.load();
         let inventory: &Inventory = &inventory;
-        // A token bound to a key is usable only with proof of that key; a binding toolgate cannot verify is
-        // refused, never taken as a plain bearer token.
-        if let Some(cnf) = claims.other.get("cnf") {
-            let method = match cnf {
-                Value::Object(methods) => methods.keys().next().cloned().unwrap_or_default(),
-                _ => "(not an object)".to_string(),
-            };
-            return Err(AuthError::BindingUnsupported(
-                method.chars().take(32).collect(),
-            ));
-        }
         let act = match claims.other.get("act") {
             None => None,
             Some(value) => Some(Act::parse(value).map_err(AuthError::ActInvalid)?),

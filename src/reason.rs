@@ -114,6 +114,14 @@ reasons! {
     TokenBindingUnsupported = "token_binding_unsupported",
     /// A development token in a request that came through a proxy.
     TokenDevThroughProxy = "token_dev_through_proxy",
+    /// A token bound to a key (`cnf.jkt`) came without a DPoP proof (or with `Bearer`).
+    DpopProofMissing = "dpop_proof_missing",
+    /// The DPoP proof is invalid for this request and token.
+    DpopProofInvalid = "dpop_proof_invalid",
+    /// The DPoP proof was used before.
+    DpopProofReplayed = "dpop_proof_replayed",
+    /// `Authorization: DPoP` with a token bound to no key.
+    DpopTokenUnbound = "dpop_token_unbound",
     SessionSubjectMismatch = "session_subject_mismatch",
 
     // Agents and delegation.

@@ -31,6 +31,21 @@ pub struct AuthConfig {
     /// `exp`). Revocation, lineage and scope are still checked on every request.
     #[serde(default = "default_true")]
     pub verified_token_cache: bool,
+    /// How old a DPoP proof (RFC 9449) may be: its `iat` lies at most this far in the past (and 5 s ahead).
+    #[serde(default = "default_dpop_proof_lifetime", with = "humantime_serde")]
+    pub dpop_proof_lifetime: Duration,
+    /// Most DPoP proof ids remembered (each for the proof lifetime) to refuse replays; when full of live ids, a
+    /// new proof is refused rather than remembered in place of another.
+    #[serde(default = "default_dpop_replay_max")]
+    pub dpop_replay_max: usize,
+}
+
+fn default_dpop_proof_lifetime() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_dpop_replay_max() -> usize {
+    100_000
 }
 
 /// One trusted token issuer.
@@ -130,6 +145,11 @@ impl AuthConfig {
         }
         if self.issuers.is_empty() {
             return Err("self.issuers is empty: no caller could ever be authenticated".into());
+        }
+        if self.dpop_proof_lifetime.is_zero() || self.dpop_replay_max == 0 {
+            return Err(
+                "auth.dpop_proof_lifetime and auth.dpop_replay_max must be above zero".into(),
+            );
         }
         if self.max_chain_depth == 0 {
             return Err("self.max_chain_depth must be at least 1".into());

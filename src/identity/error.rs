@@ -75,6 +75,19 @@ pub enum AuthError {
         "a development token is never accepted through a proxy (the request carries forwarding headers)"
     )]
     DevThroughProxy,
+    #[error(
+        "the token is bound to a key (cnf.jkt): present it as `Authorization: DPoP <token>` with a DPoP proof of \
+         that key for this request (RFC 9449); over stdio a bound token cannot be used"
+    )]
+    DpopMissing,
+    #[error("the DPoP proof is invalid: {0}")]
+    DpopInvalid(String),
+    #[error("the DPoP proof was used before; make a new proof for every request")]
+    DpopReplayed,
+    #[error(
+        "`Authorization: DPoP` needs a token bound to a key (cnf.jkt); this token is a bearer token"
+    )]
+    DpopUnbound,
 }
 
 impl AuthError {
@@ -115,7 +128,16 @@ impl AuthError {
             Self::MayActRefused(_) => Reason::DelegationMayActRefused,
             Self::BindingUnsupported(_) => Reason::TokenBindingUnsupported,
             Self::DevThroughProxy => Reason::TokenDevThroughProxy,
+            Self::DpopMissing => Reason::DpopProofMissing,
+            Self::DpopInvalid(_) => Reason::DpopProofInvalid,
+            Self::DpopReplayed => Reason::DpopProofReplayed,
+            Self::DpopUnbound => Reason::DpopTokenUnbound,
         }
+    }
+
+    /// The refusal concerns a DPoP proof (its challenge is `DPoP error="invalid_dpop_proof"`).
+    pub fn is_proof(&self) -> bool {
+        matches!(self, Self::DpopInvalid(_) | Self::DpopReplayed)
     }
 
     /// The credential is valid, but may not use the gateway this way (an escalation attempt, a broken chain);

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokio::sync::mpsc;
 
-use crate::identity::{AuthError, Caller};
+use crate::identity::{AuthError, Caller, ProofRequest, Scheme};
 use crate::telemetry;
 use rmcp::model::{
     ClientJsonRpcMessage, ClientRequest, ErrorCode, RequestId, ServerJsonRpcMessage, ServerResult,
@@ -56,14 +56,32 @@ pub(super) fn session_limit(limit: SessionLimit) -> Response {
 pub(super) fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
-    query: Option<&str>,
+    method: &http::Method,
+    uri: &http::Uri,
     peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
 ) -> Result<Caller, Response> {
     let source = peer.0.ip().to_string();
+    let credential = jsonrpc::credential(headers, uri.query());
+    // What a DPoP proof is checked against; the URL is worked out only for a request that uses DPoP.
+    let request = credential.as_ref().ok().map(|(scheme, _)| {
+        let proof = jsonrpc::dpop_proof(headers);
+        let url = if *scheme == Scheme::Dpop || !matches!(proof, Ok(None)) {
+            format!("{}{}", origin_of(state, headers), uri.path())
+        } else {
+            String::new()
+        };
+        ProofRequest {
+            scheme: *scheme,
+            proof,
+            method: method.as_str(),
+            url,
+        }
+    });
     state
         .gateway
         .authenticate(
-            jsonrpc::bearer(headers, query),
+            credential.map(|(_, token)| token),
+            request.as_ref(),
             &source,
             jsonrpc::forwarded(headers),
         )
@@ -92,6 +110,16 @@ pub(super) fn auth_refusal(state: &AppState, error: &AuthError, headers: &Header
             error.reason_id()
         ),
         _ => format!("Bearer resource_metadata=\"{metadata}\", error=\"insufficient_scope\""),
+    };
+    // A refused proof is answered with the DPoP scheme's own challenge (RFC 9449 §7.1) as well.
+    let challenge = if error.is_proof() {
+        format!(
+            "DPoP error=\"invalid_dpop_proof\", algs=\"ES256 ES384 RS256 RS384 RS512 PS256 PS384 PS512 EdDSA\", \
+             error_description=\"{}\", {challenge}",
+            error.reason_id()
+        )
+    } else {
+        challenge
     };
     if let Ok(value) = HeaderValue::from_str(&challenge) {
         response
@@ -260,7 +288,7 @@ pub(super) async fn answer_post(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     // Identity is checked on every request, before the body is read.
-    let caller = match authenticate(&state, &headers, uri.query(), peer) {
+    let caller = match authenticate(&state, &headers, &http::Method::POST, &uri, peer) {
         Ok(caller) => caller,
         Err(response) => return refused_before_body(response, body, declared).await,
     };

@@ -3,6 +3,8 @@
 use rmcp::model::{ClientJsonRpcMessage, ErrorCode, ErrorData, RequestId, ServerJsonRpcMessage};
 use serde_json::Value;
 
+use crate::identity::Scheme;
+
 /// Parses a message; on failure returns the JSON-RPC error to send back (parse error or invalid request).
 pub fn parse(bytes: &[u8]) -> Result<ClientJsonRpcMessage, Box<ServerJsonRpcMessage>> {
     match serde_json::from_slice::<ClientJsonRpcMessage>(bytes) {
@@ -137,17 +139,28 @@ pub fn auth_status(error: &crate::identity::AuthError) -> http::StatusCode {
     }
 }
 
-/// The bearer token of an HTTP request (the `Authorization` header), as identity reads it.
-pub fn bearer<'a>(
+/// The access token of an HTTP request (the `Authorization` header) and how it is presented, as identity reads
+/// it.
+pub fn credential<'a>(
     headers: &'a http::HeaderMap,
     query: Option<&str>,
-) -> Result<&'a str, crate::identity::AuthError> {
-    crate::identity::Identity::bearer(
+) -> Result<(Scheme, &'a str), crate::identity::AuthError> {
+    crate::identity::Identity::credential(
         headers
             .get(http::header::AUTHORIZATION)
             .map(http::HeaderValue::as_bytes),
         query,
     )
+}
+
+/// The request's `DPoP` header: `Err` when there is more than one, or it is not text.
+pub fn dpop_proof(headers: &http::HeaderMap) -> Result<Option<&str>, ()> {
+    let mut values = headers.get_all("dpop").iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(());
+    }
+    first.map(|v| v.to_str().map_err(|_| ())).transpose()
 }
 
 /// Headers a proxy adds when it forwards a request.

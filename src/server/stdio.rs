@@ -17,7 +17,7 @@ use crate::telemetry;
 
 /// Authenticates the stdio caller's token (from the environment) afresh, for one request.
 fn authenticate(gateway: &Gateway, token: Option<&str>) -> Result<Caller, AuthError> {
-    gateway.authenticate(token.ok_or(AuthError::Missing), "stdio", false)
+    gateway.authenticate(token.ok_or(AuthError::Missing), None, "stdio", false)
 }
 
 /// Serves one session on stdin/stdout until stdin closes.

@@ -42,7 +42,7 @@ pub(super) async fn get_stream(
     uri: http::Uri,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
-    let caller = authenticate(&state, &headers, uri.query(), peer)?;
+    let caller = authenticate(&state, &headers, &http::Method::GET, &uri, peer)?;
     if !accepts(&headers, "text/event-stream") {
         return Err(http_error(
             StatusCode::NOT_ACCEPTABLE,
@@ -115,7 +115,7 @@ pub(super) async fn delete_session(
     uri: http::Uri,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
-    let caller = authenticate(&state, &headers, uri.query(), peer)?;
+    let caller = authenticate(&state, &headers, &http::Method::DELETE, &uri, peer)?;
     session_of(&state, &headers, &caller)?;
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
         return Err(http_error(
