@@ -3,6 +3,7 @@
 pub mod allow;
 pub mod pins;
 pub mod schema;
+mod special;
 
 mod change;
 mod http;
