@@ -58,9 +58,14 @@ struct SqlQuery {
     db: Arc<Mutex<rusqlite::Connection>>,
     /// When the running statement must stop (Unix ms): a query never runs away with the server.
     deadline: Arc<AtomicU64>,
+    /// Interrupts the running statement from another thread (a cancelled call).
+    interrupt: Arc<rusqlite::InterruptHandle>,
+    /// How long one statement may run.
+    query_time: Duration,
 }
 
-/// How long one statement may run, and how many rows an answer holds at most.
+/// How long one statement may run by default (`SQL_QUERY_TIME_MS` sets it), and how many rows an answer holds at
+/// most.
 const QUERY_TIME: Duration = Duration::from_secs(2);
 const MAX_ROWS: usize = 10_000;
 
@@ -87,20 +92,57 @@ impl SqlQuery {
     async fn query(
         &self,
         Parameters(args): Parameters<QueryArgs>,
+        cancel: tokio_util::sync::CancellationToken,
     ) -> Result<Json<QueryResult>, String> {
+        // The statement runs on a blocking thread; a cancelled call (the client's, or the gateway's call timeout)
+        // interrupts it, so that it never holds the connection after its caller has gone.
+        let this = self.clone();
+        let mut running = tokio::task::spawn_blocking(move || this.run(&args.sql));
+        tokio::select! {
+            done = &mut running => done.map_err(|_| "query failed".to_string())?,
+            () = cancel.cancelled() => {
+                self.interrupt.interrupt();
+                let _ = running.await;
+                eprintln!("sql_query: statement interrupted (call cancelled)");
+                Err("cancelled".to_string())
+            }
+        }
+    }
+
+    #[tool(description = "List the tables of the company database.")]
+    async fn list_tables(&self) -> Result<Json<Tables>, String> {
         let db = self
             .db
             .lock()
             .map_err(|_| "database unavailable".to_string())?;
-        self.deadline
-            .store(now_ms() + QUERY_TIME.as_millis() as u64, Ordering::Relaxed);
         let mut statement = db
-            .prepare(&args.sql)
-            .map_err(|e| format!("sql error: {e}"))?;
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .map_err(|e| e.to_string())?;
+        let tables = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(|e| e.to_string())?
+            .filter_map(Result::ok)
+            .collect();
+        Ok(Json(Tables { tables }))
+    }
+}
+
+impl SqlQuery {
+    /// Runs one statement, bounded by the statement time and the row limit.
+    fn run(&self, sql: &str) -> Result<Json<QueryResult>, String> {
+        let db = self
+            .db
+            .lock()
+            .map_err(|_| "database unavailable".to_string())?;
+        self.deadline.store(
+            now_ms() + self.query_time.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        let mut statement = db.prepare(sql).map_err(|e| format!("sql error: {e}"))?;
         let columns: Vec<String> = statement.column_names().map(|c| c.to_string()).collect();
         if columns.is_empty() {
             drop(statement);
-            db.execute_batch(&args.sql)
+            db.execute_batch(sql)
                 .map_err(|e| format!("sql error: {e}"))?;
             return Ok(Json(QueryResult {
                 columns,
@@ -128,23 +170,6 @@ impl SqlQuery {
             changes: 0,
         }))
     }
-
-    #[tool(description = "List the tables of the company database.")]
-    async fn list_tables(&self) -> Result<Json<Tables>, String> {
-        let db = self
-            .db
-            .lock()
-            .map_err(|_| "database unavailable".to_string())?;
-        let mut statement = db
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            .map_err(|e| e.to_string())?;
-        let tables = statement
-            .query_map([], |row| row.get::<_, String>(0))
-            .map_err(|e| e.to_string())?
-            .filter_map(Result::ok)
-            .collect();
-        Ok(Json(Tables { tables }))
-    }
 }
 
 #[tokio::main]
@@ -159,10 +184,17 @@ async fn main() -> anyhow::Result<()> {
         10_000,
         Some(move || now_ms() > stop.load(Ordering::Relaxed)),
     )?;
+    let interrupt = Arc::new(db.get_interrupt_handle());
+    let query_time = std::env::var("SQL_QUERY_TIME_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(QUERY_TIME, Duration::from_millis);
     let db = Arc::new(Mutex::new(db));
     common::serve(move || SqlQuery {
         db: db.clone(),
         deadline: deadline.clone(),
+        interrupt: interrupt.clone(),
+        query_time,
     })
     .await
 }

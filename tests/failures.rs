@@ -72,6 +72,40 @@ async fn slow_upstream_times_out_and_is_cancelled_upstream() {
 }
 
 #[tokio::test]
+async fn the_call_timeout_interrupts_a_runaway_sql_statement_upstream() {
+    // The statement time is set far beyond the test's patience: only the cancelled call can stop the statement.
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ntimeouts:\n  call: 1s\nupstreams:\n{}      env:\n        SQL_QUERY_TIME_MS: \"600000\"\n",
+        stdio_upstream("sql", "sql_query", &[]),
+    );
+    let gateway = Gateway::start(&yaml);
+    let client = gateway.client().await;
+    let runaway =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+    let result = client.sql(runaway).await.unwrap();
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        text(&result).contains("upstream_timeout"),
+        "{}",
+        text(&result)
+    );
+    // The upstream's only connection is free again: had the statement gone on, this query would wait behind it
+    // for ten minutes and time out on every try.
+    let rows = eventually(30, || async {
+        let result = client.sql("SELECT 41 + 1 AS answer").await.ok()?;
+        (result.is_error != Some(true)).then_some(result)
+    })
+    .await;
+    assert!(text(&rows).contains("42"), "{}", text(&rows));
+    assert!(
+        gateway
+            .logs()
+            .contains("statement interrupted (call cancelled)"),
+        "the upstream did not report the interrupt"
+    );
+}
+
+#[tokio::test]
 async fn oversized_answers_are_refused() {
     let web = HttpUpstream::start("testbed", &[]);
     let yaml = format!(

@@ -244,7 +244,10 @@ mod tests {
         assert!(loopback.check_url("http://user:pw@127.0.0.1/mcp").is_err());
         assert!(loopback.check_url("http://127.0.0.1:9/mcp").is_ok());
         // The refusal names the range, as the table does.
-        let refused = none.check_url("http://10.1.2.3/mcp").unwrap_err().to_string();
+        let refused = none
+            .check_url("http://10.1.2.3/mcp")
+            .unwrap_err()
+            .to_string();
         assert!(
             refused.contains("10.0.0.0/8 (Private-Use, RFC 1918)"),
             "{refused}"
@@ -253,7 +256,10 @@ mod tests {
             .check_url("http://[fd00:ec2::254]/mcp")
             .unwrap_err()
             .to_string();
-        assert!(refused.contains("AWS instance metadata (IPv6)"), "{refused}");
+        assert!(
+            refused.contains("AWS instance metadata (IPv6)"),
+            "{refused}"
+        );
         assert!(Allowlist::parse(&["not a net".into()]).is_err());
     }
 
