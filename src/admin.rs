@@ -49,7 +49,12 @@ pub struct Credentials {
 
 /// Who an admin request came from: a label for records, and the `(iss, sub)` of an admin token.
 #[derive(Clone, Debug)]
-pub(super) struct Admin(String, Option<(String, String)>);
+pub(super) struct Admin(
+    String,
+    Option<(String, String)>,
+    /// Highest class this admin sees in held calls' arguments.
+    crate::classification::Classification,
+);
 
 /// The bootstrap credential's file cannot be read or created.
 #[derive(Debug, thiserror::Error)]
@@ -240,11 +245,19 @@ fn admin_of(
     let token = Identity::bearer(authorization, query)
         .map_err(|e| (e.reason_id().as_str(), e.to_string()))?;
     if bool::from(token.as_bytes().ct_eq(state.bootstrap.as_bytes())) {
-        return Ok(Admin("bootstrap".into(), None));
+        return Ok(Admin(
+            "bootstrap".into(),
+            None,
+            state.gateway.config.admin.approver_clearance,
+        ));
     }
     if bool::from(token.as_bytes().ct_eq(state.scrape.as_bytes())) {
         if metrics {
-            return Ok(Admin("metrics-scraper".into(), None));
+            return Ok(Admin(
+                "metrics-scraper".into(),
+                None,
+                crate::classification::Classification::Public,
+            ));
         }
         return Err((
             "scrape_credential",
@@ -260,13 +273,14 @@ fn admin_of(
     let listed = admin
         .subjects
         .iter()
-        .any(|s| s.issuer == claims.iss && s.subject == claims.sub);
-    if !listed {
+        .find(|s| s.issuer == claims.iss && s.subject == claims.sub);
+    let Some(listed) = listed else {
         return Err((
             "admin_subject_not_listed",
             format!("`{}` is not an admin", claims.sub),
         ));
-    }
+    };
+    let clearance = listed.clearance.unwrap_or(admin.approver_clearance);
     // Admin tokens are revocable like any other credential.
     state
         .gateway
@@ -283,6 +297,7 @@ fn admin_of(
     Ok(Admin(
         format!("{}/{}", claims.iss, claims.sub),
         Some((claims.iss.clone(), claims.sub.clone())),
+        clearance,
     ))
 }
 

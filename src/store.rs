@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 mod approvals;
 
-pub use approvals::{Approval, ApprovalStatus, Escalation};
+pub use approvals::{Approval, ApprovalStatus, Escalation, Held};
 
 /// Errors of the store: it could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +118,8 @@ impl Store {
                 expires_at INTEGER NOT NULL,
                 decided_by TEXT,
                 decided_at INTEGER,
-                used_at INTEGER
+                used_at INTEGER,
+                details TEXT
             );
             CREATE TABLE IF NOT EXISTS registered_upstreams (
                 name TEXT PRIMARY KEY,
@@ -142,6 +143,15 @@ impl Store {
             CREATE INDEX IF NOT EXISTS approvals_match
                 ON approvals (issuer, subject, tool, arguments_hash, status);",
         )?;
+        // Databases made before approvals kept what the approver is shown.
+        let has_details: bool = conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('approvals') WHERE name = 'details'",
+            [],
+            |row| row.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_details {
+            conn.execute_batch("ALTER TABLE approvals ADD COLUMN details TEXT")?;
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })

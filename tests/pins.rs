@@ -221,6 +221,126 @@ async fn an_approval_is_bound_to_the_definition_it_was_made_for() {
     );
 }
 
+#[tokio::test]
+async fn the_approver_sees_what_they_approve_redacted_to_their_clearance() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let agents = dir.path().join("agents.yaml");
+    std::fs::write(&agents, TEST_AGENTS).unwrap();
+    // A second, non-development issuer for an admin cleared for confidential data.
+    let auth = test_auth(agents.to_str().unwrap()).replace(
+        "  agents_file:",
+        &format!(
+            "    - issuer: https://idp.example\n      audience: toolgate\n      jwks_file: \"{}\"\n  agents_file:",
+            other_jwks()
+        ),
+    );
+    let gateway = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}{auth}policy:\n  dir: \"{}\"\n  manifests: \"{}\"\nadmin:\n  listen: 127.0.0.1:0\n  subjects:\n    - {{issuer: https://idp.example, subject: ops, clearance: confidential}}\n",
+        stdio_upstream("tb", "testbed", &[]),
+        root.join("tests/fixtures/policy-escalate").display(),
+        root.join("tests/fixtures/manifests-empty").display(),
+    ));
+    let mut claims = toolgate::identity::token::claims(
+        &toolgate::identity::token::TokenRequest {
+            subject: Some("ops".into()),
+            roles: Vec::new(),
+            agent: None,
+            via: Vec::new(),
+            scope: None,
+            audience: "toolgate-admin".into(),
+            ttl: std::time::Duration::from_secs(600),
+        },
+        jsonwebtoken::get_current_timestamp() as i64,
+    )
+    .unwrap();
+    claims.insert("iss".into(), json!("https://idp.example"));
+    claims.remove("act");
+    let ops = sign_other(&claims);
+
+    let client = gateway.client().await;
+    let said = "mail ada.lovelace@example.com; ssn 123-45-6789; plan: ship it";
+    let id = held(
+        &client
+            .call("tb__echo", json!({"text": said}))
+            .await
+            .unwrap(),
+    );
+    let pin = gateway.admin_json("/pins/tb__echo").await["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let view = |token: String| {
+        let url = format!("{}/approvals/{id}", gateway.admin_url);
+        async move {
+            let response = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+
+    // The bootstrap credential sees at `admin.approver_clearance` (internal): both values redacted.
+    let internal = view(gateway.admin_credential()).await;
+    assert_eq!(internal["tool"], "tb__echo");
+    assert_eq!(internal["chain"], json!(["tester"]));
+    assert_eq!(
+        internal["pin"],
+        pin.as_str(),
+        "the approval names the pinned definition"
+    );
+    assert_eq!(internal["held"]["shown_at_clearance"], "internal");
+    let text = internal["held"]["arguments"]["text"].as_str().unwrap();
+    assert!(
+        !text.contains("123-45-6789") && !text.contains("ada.lovelace@example.com"),
+        "{text}"
+    );
+    assert!(
+        text.contains("plan: ship it") && text.contains("[REDACTED"),
+        "{text}"
+    );
+    // The facts the decision used: what the detectors found in the arguments, never the values.
+    let facts = internal["held"]["facts"].to_string();
+    assert!(
+        facts.contains("us_ssn") && facts.contains("email"),
+        "{facts}"
+    );
+    assert!(!facts.contains("123-45-6789"), "{facts}");
+    // The listing shows the same.
+    let listed = gateway.admin_json("/approvals?status=pending").await;
+    assert_eq!(listed["approvals"][0]["held"], internal["held"]);
+
+    // An approver cleared for confidential data sees the email, not the restricted number.
+    let confidential = view(ops.clone()).await;
+    assert_eq!(confidential["held"]["shown_at_clearance"], "confidential");
+    let text = confidential["held"]["arguments"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("ada.lovelace@example.com") && !text.contains("123-45-6789"),
+        "{text}"
+    );
+
+    // Approved and used: the call goes through once, and the held arguments are no longer kept.
+    let approved = reqwest::Client::new()
+        .post(format!("{}/approvals/{id}/approve", gateway.admin_url))
+        .bearer_auth(&ops)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 200);
+    let result = client
+        .call("tb__echo", json!({"text": said}))
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    let used = view(ops).await;
+    assert_eq!(used["status"], "used");
+    assert!(used.get("held").is_none(), "{used}");
+}
+
 /// The upstream quietly changes `tb__echo`'s description; returns once the change is quarantined.
 async fn inject_into_echo(client: &Client, gateway: &Gateway) {
     client

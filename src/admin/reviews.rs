@@ -7,15 +7,38 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Admin, AdminState, either, refusal, store_unavailable};
-use crate::store::ApprovalStatus;
+use crate::store::{Approval, ApprovalStatus};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct ApprovalFilter {
     status: Option<ApprovalStatus>,
 }
 
+/// An approval as an approver sees it: the held arguments redacted to the approver's clearance (withheld when
+/// they cannot be redacted), and the clearance they were shown at.
+fn as_seen_by(state: &AdminState, admin: &Admin, mut approval: Approval) -> serde_json::Value {
+    let clearance = admin.2;
+    if let Some(arguments) = approval.held.as_mut().and_then(|h| h.arguments.as_mut()) {
+        let rules = crate::redact::Rules::plain(clearance);
+        if state
+            .gateway
+            .redactor
+            .redact_value(arguments, &rules)
+            .is_err()
+        {
+            *arguments = json!({"withheld": "the arguments could not be redacted"});
+        }
+    }
+    let mut view = serde_json::to_value(&approval).unwrap_or_default();
+    if approval.held.is_some() {
+        view["held"]["shown_at_clearance"] = json!(clearance);
+    }
+    view
+}
+
 pub(super) async fn list_approvals(
     State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
     Query(filter): Query<ApprovalFilter>,
 ) -> Response {
     match state
@@ -24,13 +47,20 @@ pub(super) async fn list_approvals(
         .approvals(filter.status, crate::clock::unix_now())
         .await
     {
-        Ok(list) => axum::Json(json!({"approvals": list})).into_response(),
+        Ok(list) => {
+            let list: Vec<_> = list
+                .into_iter()
+                .map(|a| as_seen_by(&state, &admin, a))
+                .collect();
+            axum::Json(json!({"approvals": list})).into_response()
+        }
         Err(e) => store_unavailable(&e),
     }
 }
 
 pub(super) async fn show_approval(
     State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
     UrlPath(id): UrlPath<String>,
 ) -> Response {
     match state
@@ -39,7 +69,7 @@ pub(super) async fn show_approval(
         .approval(id.clone(), crate::clock::unix_now())
         .await
     {
-        Ok(Some(approval)) => axum::Json(approval).into_response(),
+        Ok(Some(approval)) => axum::Json(as_seen_by(&state, &admin, approval)).into_response(),
         Ok(None) => refusal(
             StatusCode::NOT_FOUND,
             "unknown_approval",
@@ -112,7 +142,7 @@ pub(super) async fn decide_approval(
     {
         Ok(Some(decided)) => {
             tracing::info!(admin = %admin.0, approval = %id, approve, tool = %decided.tool, "approval decided");
-            axum::Json(decided).into_response()
+            axum::Json(as_seen_by(&state, &admin, decided)).into_response()
         }
         Ok(None) => refusal(
             StatusCode::CONFLICT,

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::classification::Classification;
+
 /// The admin API: a separate listener, authenticated from the start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -20,6 +22,9 @@ pub struct AdminConfig {
     /// File holding the metrics scrape credential: it reads `/admin/metrics` and nothing else. Created with a
     /// random secret (mode 0600) if missing.
     pub scrape_token_file: PathBuf,
+    /// Highest class an approver sees in the arguments of a held call (above it, values are redacted) when the
+    /// admin's own entry sets none; the bootstrap credential always sees at this class.
+    pub approver_clearance: Classification,
 }
 
 /// One admin identity.
@@ -28,6 +33,9 @@ pub struct AdminConfig {
 pub struct AdminSubject {
     pub issuer: String,
     pub subject: String,
+    /// This admin's clearance as an approver (default `admin.approver_clearance`).
+    #[serde(default)]
+    pub clearance: Option<Classification>,
 }
 
 impl Default for AdminConfig {
@@ -38,6 +46,7 @@ impl Default for AdminConfig {
             subjects: Vec::new(),
             bootstrap_token_file: PathBuf::from("admin.token"),
             scrape_token_file: PathBuf::from("scrape.token"),
+            approver_clearance: Classification::Internal,
         }
     }
 }

@@ -13,7 +13,10 @@ use crate::catalog::ExposedTool;
 use crate::identity::Caller;
 use crate::policy::Decision;
 use crate::reason::Reason;
-use crate::store::{Approval, ApprovalStatus, Escalation};
+use crate::store::{Approval, ApprovalStatus, Escalation, Held};
+
+/// Largest arguments (serialized) kept for the approver; beyond, the approver sees their size and hash.
+const MAX_HELD_ARGUMENTS: usize = 64 * 1024;
 
 impl Gateway {
     /// Continues when an approval grants this exact call (consuming it); otherwise breaks with the answer: held
@@ -48,6 +51,10 @@ impl Gateway {
             decided_by: None,
             decided_at: None,
             used_at: None,
+            held: Some(Held {
+                arguments: held_arguments(arguments),
+                facts: record.facts.clone(),
+            }),
         };
         let max_pending = self.config.policy.max_pending_approvals;
         match self.store.escalate(request, now, max_pending).await {
@@ -104,4 +111,22 @@ impl Gateway {
         }
         Continue(())
     }
+}
+
+/// The arguments as the approver will see them (redacted when shown): whole, or beyond
+/// [`MAX_HELD_ARGUMENTS`] only their size and hash.
+fn held_arguments(
+    arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Option<serde_json::Value> {
+    let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
+    let bytes = serde_json::to_vec(&value)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if bytes > MAX_HELD_ARGUMENTS {
+        return Some(serde_json::json!({
+            "omitted": format!("{bytes} bytes, more than {MAX_HELD_ARGUMENTS} are not kept for the approver"),
+            "sha256": arguments_hash(arguments),
+        }));
+    }
+    Some(value)
 }

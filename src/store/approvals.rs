@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
 
-const APPROVAL_COLUMNS: &str = "id, status, issuer, subject, chain, tool, pin, arguments_hash, reasons, policy_version, created_at, expires_at, decided_by, decided_at, used_at";
+const APPROVAL_COLUMNS: &str = "id, status, issuer, subject, chain, tool, pin, arguments_hash, reasons, policy_version, created_at, expires_at, decided_by, decided_at, used_at, details";
 
 /// Where an approval stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +66,17 @@ pub struct Approval {
     pub decided_by: Option<String>,
     pub decided_at: Option<i64>,
     pub used_at: Option<i64>,
+    /// What the approver is shown: the arguments as the caller sent them (bounded; shown redacted to the
+    /// approver's clearance) and the facts the decision used. Kept until the approval is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
+}
+
+/// What a held call carried, for its approver.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Held {
+    pub arguments: Option<serde_json::Value>,
+    pub facts: Option<serde_json::Value>,
 }
 
 /// What an escalated call found.
@@ -82,6 +93,7 @@ pub enum Escalation {
 }
 
 fn approval_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Approval, String, String, String)> {
+    let held: Option<String> = row.get(15)?;
     Ok((
         Approval {
             id: row.get(0)?,
@@ -99,6 +111,8 @@ fn approval_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Approval, String, 
             decided_by: row.get(12)?,
             decided_at: row.get(13)?,
             used_at: row.get(14)?,
+            // A row whose details cannot be read shows none rather than failing the listing.
+            held: held.and_then(|h| serde_json::from_str(&h).ok()),
         },
         row.get(1)?,
         row.get(4)?,
@@ -140,7 +154,7 @@ impl Store {
             let used: Option<String> = conn
                 .query_row(
                     &format!(
-                        "UPDATE approvals SET status = 'used', used_at = ?7 WHERE id = (
+                        "UPDATE approvals SET status = 'used', used_at = ?7, details = NULL WHERE id = (
                             SELECT id FROM approvals WHERE status = 'approved' AND {matching}
                             ORDER BY decided_at LIMIT 1) RETURNING id"
                     ),
@@ -189,11 +203,18 @@ impl Store {
                 return Ok(Escalation::Limited(max_pending));
             }
             let reasons = serde_json::to_string(&request.reasons).map_err(|e| StoreError(e.to_string()))?;
+            let held = request
+                .held
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError(e.to_string()))?;
             conn.execute(
-                &format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, NULL)"),
+                &format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, NULL, ?12)"),
                 params![
                     request.id, request.issuer, request.subject, chain, request.tool, request.pin,
-                    request.arguments_hash, reasons, request.policy_version, request.created_at, request.expires_at
+                    request.arguments_hash, reasons, request.policy_version, request.created_at, request.expires_at,
+                    held
                 ],
             )?;
             Ok(Escalation::Pending { id: request.id, expires_at: request.expires_at })
