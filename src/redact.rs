@@ -290,7 +290,7 @@ impl Redactor {
                 .collect();
             if texts.len() > 1 {
                 self.detectors
-                    .mask_across(&mut texts, rules, &mut summary, "content");
+                    .mask_across(&mut texts, rules, &mut summary, &|| "content".to_string());
             }
         }
         if let Some(columns) = &rules.columns {
@@ -359,6 +359,7 @@ impl Redactor {
         match value {
             Value::String(text) => self.redact_string(text, rules, place, depth, summary),
             Value::Array(items) => {
+                self.mask_split(items.iter_mut(), rules, place, summary);
                 for (i, item) in items.iter_mut().enumerate() {
                     // Where a value is, worked out only when something in it is masked.
                     let here = || format!("{}[{i}]", place());
@@ -388,6 +389,14 @@ impl Redactor {
             .filter(|(k, v)| opaque(map, k, v, at))
             .map(|(k, _)| k.clone())
             .collect();
+        self.mask_split(
+            map.iter_mut()
+                .filter(|(k, _)| !skip.contains(k))
+                .map(|(_, v)| v),
+            rules,
+            place,
+            summary,
+        );
         for (key, child) in map.iter_mut() {
             if skip.contains(key) {
                 continue;
@@ -418,6 +427,31 @@ impl Redactor {
         Ok(())
     }
 
+    /// Values split across the plain strings among `values` (the fields of one object, the items of one array):
+    /// detected over the strings joined, each part masked in its own string.
+    fn mask_split<'a>(
+        &self,
+        values: impl Iterator<Item = &'a mut Value>,
+        rules: &Rules,
+        place: &dyn Fn() -> String,
+        summary: &mut RedactionSummary,
+    ) {
+        let mut texts: Vec<&mut String> = values
+            .filter_map(|v| match v {
+                Value::String(t) if !looks_like_json(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        if texts.len() > 1 {
+            // Keys are kept sorted, and the reader may join the parts in any order: both orders are looked at.
+            self.detectors
+                .mask_across(&mut texts, rules, summary, place);
+            texts.reverse();
+            self.detectors
+                .mask_across(&mut texts, rules, summary, place);
+        }
+    }
+
     fn redact_string(
         &self,
         text: &mut String,
@@ -426,8 +460,11 @@ impl Redactor {
         depth: usize,
         summary: &mut RedactionSummary,
     ) -> Result<(), RedactError> {
-        // JSON nested in a string: redacted structurally, so that it stays valid JSON.
+        // JSON nested in a string (in `structuredContent`, an embedded resource's text, an argument, JSON in JSON):
+        // the tool's field classes apply to it as to the output itself, then it is redacted structurally, so that
+        // it stays valid JSON.
         if let Some(mut parsed) = parse_json(text) {
+            self.apply_fields(&mut parsed, rules, &place(), summary);
             self.walk(&mut parsed, rules, place, At::Elsewhere, depth + 1, summary)?;
             *text =
                 serde_json::to_string(&parsed).map_err(|e| RedactError::Shape(e.to_string()))?;
@@ -483,7 +520,7 @@ fn looks_like_json(text: &str) -> bool {
 }
 
 /// A string that is a JSON object or array, parsed.
-fn parse_json(text: &str) -> Option<Value> {
+pub(crate) fn parse_json(text: &str) -> Option<Value> {
     if !looks_like_json(text) {
         return None;
     }

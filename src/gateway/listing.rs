@@ -108,47 +108,94 @@ pub(super) fn advertised(bundle: &Bundle, tool: &ExposedTool) -> rmcp::model::To
     definition
 }
 
-/// Adds what the detectors find in each argument to its facts: `detected: [{detector, class, path}]`.
+/// Most levels of JSON looked into in an argument (JSON inside strings counts as a level).
+const MAX_DETECT_DEPTH: usize = 32;
+
+/// What the detectors find in one value, each with where: in every string, in JSON carried in strings, in base64
+/// or hex (the detectors decode), and across the strings of one object or array (a value split across fields).
+fn detected_in(
+    value: &serde_json::Value,
+    path: &str,
+    depth: usize,
+    detectors: &crate::redact::Detectors,
+    out: &mut Vec<serde_json::Value>,
+) {
+    use serde_json::Value;
+    if depth > MAX_DETECT_DEPTH {
+        return;
+    }
+    let mut push = |hit: crate::redact::Found, path: String| {
+        out.push(serde_json::json!({"detector": hit.detector, "class": hit.class, "path": path}));
+    };
+    let children: Vec<(String, &Value)> = match value {
+        Value::String(text) => {
+            match crate::redact::parse_json(text) {
+                Some(parsed) => detected_in(&parsed, path, depth + 1, detectors, out),
+                None => detectors
+                    .find(text)
+                    .into_iter()
+                    .for_each(|hit| push(hit, path.to_string())),
+            }
+            return;
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{path}[{i}]"), v))
+            .collect(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| (format!("{path}.{k}"), v))
+            .collect(),
+        _ => return,
+    };
+    let texts: Vec<&str> = children
+        .iter()
+        .filter_map(|(_, v)| {
+            v.as_str()
+                .filter(|t| crate::redact::parse_json(t).is_none())
+        })
+        .collect();
+    if texts.len() > 1 {
+        for (hit, _) in detectors.find_across(&texts) {
+            push(hit, format!("{path} (split across fields)"));
+        }
+    }
+    for (child_path, child) in children {
+        detected_in(child, &child_path, depth + 1, detectors, out);
+    }
+}
+
+/// Adds what the detectors find in each argument to its facts: `detected: [{detector, class, path}]`. A value
+/// split across several string arguments is a fact of each of them.
 pub(super) fn add_detected(
     facts: &mut serde_json::Map<String, serde_json::Value>,
     arguments: &serde_json::Map<String, serde_json::Value>,
     detectors: &crate::redact::Detectors,
 ) {
-    fn strings<'a>(
-        value: &'a serde_json::Value,
-        path: String,
-        out: &mut Vec<(String, &'a str)>,
-        depth: usize,
-    ) {
-        if depth > 32 {
-            return;
-        }
-        match value {
-            serde_json::Value::String(s) => out.push((path, s)),
-            serde_json::Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    strings(item, format!("{path}[{i}]"), out, depth + 1);
+    let strings: Vec<(&String, &str)> = arguments
+        .iter()
+        .filter_map(|(name, v)| Some((name, v.as_str()?)))
+        .filter(|(_, t)| crate::redact::parse_json(t).is_none())
+        .collect();
+    let mut split: std::collections::HashMap<&String, Vec<serde_json::Value>> =
+        std::collections::HashMap::new();
+    if strings.len() > 1 {
+        let texts: Vec<&str> = strings.iter().map(|(_, t)| *t).collect();
+        for (hit, parts) in detectors.find_across(&texts) {
+            for part in parts {
+                if let Some((name, _)) = strings.get(part) {
+                    split.entry(name).or_default().push(serde_json::json!({
+                        "detector": hit.detector, "class": hit.class,
+                        "path": format!("$.{name} (split across arguments)"),
+                    }));
                 }
             }
-            serde_json::Value::Object(map) => {
-                for (k, v) in map {
-                    strings(v, format!("{path}.{k}"), out, depth + 1);
-                }
-            }
-            _ => {}
         }
     }
     for (name, value) in arguments {
-        let mut found = Vec::new();
-        let mut texts = Vec::new();
-        strings(value, format!("$.{name}"), &mut texts, 0);
-        for (path, text) in texts {
-            for hit in detectors.find(text) {
-                found.push(
-                    serde_json::json!({"detector": hit.detector, "class": hit.class, "path": path}),
-                );
-            }
-        }
+        let mut found = split.remove(name).unwrap_or_default();
+        detected_in(value, &format!("$.{name}"), 0, detectors, &mut found);
         if found.is_empty() {
             continue;
         }

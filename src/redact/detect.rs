@@ -22,34 +22,19 @@ struct Detector {
     class: Classification,
     regex: Regex,
     check: Option<fn(&str) -> bool>,
+    /// A stricter check for matches made by joining several strings (values split across fields).
+    joined: Option<fn(&str) -> bool>,
 }
+
+mod card;
+mod encoded;
 
 /// The compiled detectors.
 pub struct Detectors {
+    /// Every detector's pattern, then the pattern of encoded tokens (index `list.len()`).
     set: RegexSet,
     list: Vec<Detector>,
-}
-
-/// Luhn checksum over the digits of `text`.
-fn luhn(text: &str) -> bool {
-    let digits: Vec<u32> = text.chars().filter_map(|c| c.to_digit(10)).collect();
-    if !(13..=19).contains(&digits.len()) {
-        return false;
-    }
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, d)| {
-            if i % 2 == 1 {
-                let x = d * 2;
-                if x > 9 { x - 9 } else { x }
-            } else {
-                *d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
+    encoded: Regex,
 }
 
 /// IBAN mod-97 check.
@@ -141,9 +126,9 @@ fn builtin() -> Vec<Builtin> {
         ),
         (
             "card_number",
-            r"\b\d(?:[ -]?\d){12,18}\b",
+            card::PATTERN,
             Restricted,
-            Some(luhn),
+            Some(card::holds_card),
         ),
         (
             "iban",
@@ -216,6 +201,11 @@ fn unicode_digit(c: char) -> Option<char> {
         .and_then(|z| char::from_digit(code - z, 10))
 }
 
+/// The normalised text of `original` alone.
+fn view_text(original: &str) -> String {
+    view(original).text
+}
+
 fn view(original: &str) -> View {
     let mut text = String::with_capacity(original.len());
     let mut origin = Vec::with_capacity(original.len() + 1);
@@ -253,6 +243,7 @@ impl Detectors {
                 class,
                 regex: Regex::new(pattern).map_err(|e| refused(name, e))?,
                 check,
+                joined: (name == "card_number").then_some(card::is_card as fn(&str) -> bool),
             });
         }
         for d in custom {
@@ -261,26 +252,63 @@ impl Detectors {
                 class: d.class,
                 regex: Regex::new(&d.pattern).map_err(|e| refused(&d.name, e))?,
                 check: None,
+                joined: None,
             });
         }
-        let set = RegexSet::new(list.iter().map(|d| d.regex.as_str()))
-            .map_err(|e| refused("(all)", e))?;
-        Ok(Self { set, list })
+        let set = RegexSet::new(
+            list.iter()
+                .map(|d| d.regex.as_str())
+                .chain([encoded::PATTERN]),
+        )
+        .map_err(|e| refused("(all)", e))?;
+        let encoded = Regex::new(encoded::PATTERN).map_err(|e| refused("(encoded)", e))?;
+        Ok(Self { set, list, encoded })
     }
 
     /// Spans of `view` (byte ranges of its text) with the detector that found each, overlaps merged (the higher
     /// class wins).
     fn spans(&self, view: &str) -> Vec<(usize, usize, usize)> {
+        let mut budget = encoded::MAX_DECODED;
+        self.spans_within(view, 0, &mut budget)
+    }
+
+    /// [`Self::spans`], `layer` encodings deep, decoding at most `budget` more bytes.
+    fn spans_within(
+        &self,
+        view: &str,
+        layer: usize,
+        budget: &mut usize,
+    ) -> Vec<(usize, usize, usize)> {
         let matched = self.set.matches(view);
         if !matched.matched_any() {
             return Vec::new();
         }
         let mut spans: Vec<(usize, usize, usize)> = Vec::new();
         for index in matched.iter() {
-            let detector = &self.list[index];
+            let Some(detector) = self.list.get(index) else {
+                continue;
+            };
             for m in detector.regex.find_iter(view) {
                 if detector.check.is_none_or(|check| check(m.as_str())) {
                     spans.push((m.start(), m.end(), index));
+                }
+            }
+        }
+        // Tokens that decode to text: what is found in the text masks the whole token.
+        if matched.matched(self.list.len()) && layer < encoded::MAX_LAYERS {
+            for token in self.encoded.find_iter(view) {
+                if token.len() > *budget {
+                    break;
+                }
+                let Some(decoded) = encoded::decode(token.as_str()) else {
+                    continue;
+                };
+                *budget -= token.len();
+                let inner = self.spans_within(&view_text(&decoded), layer + 1, budget);
+                if let Some(&(_, _, index)) =
+                    inner.iter().max_by_key(|(_, _, i)| self.list[*i].class)
+                {
+                    spans.push((token.start(), token.end(), index));
                 }
             }
         }
@@ -347,34 +375,120 @@ impl Detectors {
         *text = out;
     }
 
-    /// Masks values split across several texts (content blocks): detected over the texts joined, each part masked
-    /// in its own text.
+    /// Spans of the texts joined (byte ranges of the joined original) that cross from one text into another, with
+    /// the detector that found each, and where each text lies in the joined text.
+    #[allow(clippy::type_complexity)]
+    fn crossing(&self, texts: &[&str]) -> (Vec<(usize, usize, usize)>, Vec<(usize, usize)>) {
+        let joined: String = texts.concat();
+        // Most joined texts match nothing at all.
+        if joined.is_ascii() && !self.set.is_match(&joined) {
+            return (Vec::new(), Vec::new());
+        }
+        let view = view(&joined);
+        let mut bounds = Vec::with_capacity(texts.len());
+        let mut offset = 0;
+        for t in texts {
+            bounds.push((offset, offset + t.len()));
+            offset += t.len();
+        }
+        let spans = self
+            .spans(&view.text)
+            .into_iter()
+            // A value made by joining must stand alone in the joined text (not run on into neighbouring letters,
+            // digits or dots, as two adjacent numbers or addresses would), and pass the detector's stricter check.
+            .filter(|(start, end, index)| {
+                let joins_on = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '.');
+                !joins_on(view.text[..*start].chars().next_back())
+                    && !joins_on(view.text[*end..].chars().next())
+                    && self.list[*index]
+                        .joined
+                        .is_none_or(|check| check(&view.text[*start..*end]))
+            })
+            .map(|(start, end, index)| (view.origin[start], view.origin[end], index))
+            .filter(|(from, to, _)| bounds.iter().filter(|(s, e)| from < e && to > s).count() > 1)
+            .collect::<Vec<_>>();
+        if spans.is_empty() {
+            return (spans, bounds);
+        }
+        // Found only across the texts: a value one text holds on its own (an email field next to a name field) is
+        // masked there, and must not stretch into its neighbour.
+        let alone: Vec<Vec<(usize, usize, usize)>> = texts
+            .iter()
+            .zip(&bounds)
+            .map(|(text, (offset, _))| {
+                let part = self::view(text);
+                self.spans(&part.text)
+                    .into_iter()
+                    .map(|(a, b, i)| (offset + part.origin[a], offset + part.origin[b], i))
+                    .collect()
+            })
+            .collect();
+        let spans = spans
+            .into_iter()
+            .filter(|(from, to, index)| {
+                !alone
+                    .iter()
+                    .flatten()
+                    .any(|(a, b, i)| i == index && a < to && b > from)
+            })
+            .collect();
+        (spans, bounds)
+    }
+
+    /// What the detectors find only in the texts joined (values split across several texts: fields of one
+    /// object, items of one array), in their order and in reverse (keys are kept sorted, and a reader may join the
+    /// parts either way), each with the indices of the texts it spans.
+    pub fn find_across(&self, texts: &[&str]) -> Vec<(Found, Vec<usize>)> {
+        let mut found = self.find_across_in_order(texts);
+        let reversed: Vec<&str> = texts.iter().rev().copied().collect();
+        let last = texts.len().saturating_sub(1);
+        found.extend(
+            self.find_across_in_order(&reversed)
+                .into_iter()
+                .map(|(hit, parts)| (hit, parts.into_iter().map(|i| last - i).collect())),
+        );
+        found
+    }
+
+    fn find_across_in_order(&self, texts: &[&str]) -> Vec<(Found, Vec<usize>)> {
+        let (spans, bounds) = self.crossing(texts);
+        spans
+            .into_iter()
+            .map(|(from, to, i)| {
+                let parts = bounds
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (s, e))| from < *e && to > *s)
+                    .map(|(k, _)| k)
+                    .collect();
+                let found = Found {
+                    detector: self.list[i].name.clone(),
+                    class: self.list[i].class,
+                };
+                (found, parts)
+            })
+            .collect()
+    }
+
+    /// Masks values split across several texts (content blocks, fields of one object, items of one array):
+    /// detected over the texts joined, each part masked in its own text.
     pub(super) fn mask_across(
         &self,
         texts: &mut [&mut String],
         rules: &Rules,
         summary: &mut RedactionSummary,
-        place: &str,
+        place: &dyn Fn() -> String,
     ) {
-        let joined: String = texts.iter().map(|t| t.as_str()).collect();
-        let view = view(&joined);
-        let mut bounds = Vec::with_capacity(texts.len());
-        let mut offset = 0;
-        for t in texts.iter() {
-            bounds.push((offset, offset + t.len()));
-            offset += t.len();
-        }
-        // Only spans that cross a boundary: the others are masked block by block.
+        let (spans, bounds) = {
+            let plain: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
+            self.crossing(&plain)
+        };
+        // Only spans that cross a boundary: the others are masked text by text.
         let mut cuts: Vec<Vec<(usize, usize, Classification, String)>> =
             vec![Vec::new(); texts.len()];
-        for (start, end, index) in self.spans(&view.text) {
+        for (from, to, index) in spans {
             let detector = &self.list[index];
             if !rules.hides(detector.class) {
-                continue;
-            }
-            let (from, to) = (view.origin[start], view.origin[end]);
-            let crossing = bounds.iter().filter(|(s, e)| from < *e && to > *s).count() > 1;
-            if !crossing {
                 continue;
             }
             for (i, (s, e)) in bounds.iter().enumerate() {
@@ -401,7 +515,7 @@ impl Detectors {
                 }
                 out.push_str(&text[at..from]);
                 out.push_str(mask(class));
-                summary.add(class, || format!("{place}:{name} (split across blocks)"));
+                summary.add(class, || format!("{}:{name} (split)", place()));
                 at = to;
             }
             out.push_str(&text[at..]);
