@@ -224,6 +224,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             stdio,
             dev,
         } => {
+            // Not dumpable: another process of the same user (a stdio upstream not run as another user, say) can
+            // neither attach to the gateway nor read its memory or environment through /proc.
+            if let Err(e) = rustix::process::set_dumpable_behavior(
+                rustix::process::DumpableBehavior::NotDumpable,
+            ) {
+                tracing::warn!("cannot make the gateway process non-dumpable: {e}");
+            }
             let mut config = Config::load(&config)?;
             config.dev_mode = dev;
             if let Some(listen) = listen {

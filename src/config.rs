@@ -23,7 +23,7 @@ pub use limits::{Limits, Timeouts};
 pub use policy::{Evaluator, FirstSight, PinningConfig, PolicyConfig};
 pub use redaction::{CustomDetector, RedactionConfig};
 pub use telemetry::{LogFormat, LoggingConfig, OtlpConfig, OtlpProtocol, TracingConfig};
-pub use upstream::{HttpUpstream, StdioUpstream, UpstreamConfig, UpstreamTransport};
+pub use upstream::{HttpUpstream, RunAs, StdioUpstream, UpstreamConfig, UpstreamTransport};
 
 /// Errors raised while loading or validating a config file.
 #[derive(Debug, thiserror::Error)]

@@ -56,6 +56,36 @@ pub fn check_private(_path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Makes the database at `path` (and its `-wal` and `-shm` files, when there) the gateway's alone, creating it
+/// empty with mode 0600 if missing; SQLite gives the journal files it creates later the database's mode.
+#[cfg(unix)]
+pub fn private_database(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn private_database(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// Writes a secret to a new file readable by its owner only.
 #[cfg(unix)]
 pub fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {

@@ -80,6 +80,8 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError(format!("{}: {e}", parent.display())))?;
         }
+        crate::secret::private_database(path)
+            .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;

@@ -218,11 +218,20 @@ pub(super) async fn delete_agent(
 
 /// An upstream's configuration from a request body; a clear 400 otherwise.
 pub(super) fn parse_upstream(body: &[u8]) -> Result<crate::config::UpstreamConfig, Box<Response>> {
-    serde_json::from_slice(body).map_err(|e| {
+    let upstream: crate::config::UpstreamConfig = serde_json::from_slice(body).map_err(|e| {
         Box::new(refusal(
             StatusCode::BAD_REQUEST,
             "bad_request",
             &format!("invalid upstream: {e}"),
         ))
-    })
+    })?;
+    // Settings that cannot work are refused as the registry refuses an upstream it cannot use.
+    upstream.validate().map_err(|e| {
+        Box::new(refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "upstream_refused",
+            &format!("invalid upstream: {e}"),
+        ))
+    })?;
+    Ok(upstream)
 }

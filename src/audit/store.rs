@@ -91,6 +91,8 @@ impl SqliteAuditStore {
         durability: Durability,
         busy_timeout: Duration,
     ) -> Result<Self, StoreError> {
+        crate::secret::private_database(path)
+            .map_err(|e| StoreError::new(format!("{}: {e}", path.display())))?;
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", super::synchronous(durability))?;

@@ -139,6 +139,11 @@ impl StdioConn {
         if let Some(cwd) = &config.cwd {
             command.current_dir(cwd);
         }
+        if let Some(run_as) = &config.run_as {
+            // Supplementary groups are dropped too when the gateway runs as root.
+            let (uid, gid) = run_as.resolve().map_err(UpstreamError::Connect)?;
+            command.uid(uid).gid(gid);
+        }
         let (transport, stderr) = TokioChildProcess::builder(command)
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -42,6 +42,60 @@ pub struct StdioUpstream {
     /// Working directory, relative to the config file's folder.
     #[serde(default)]
     pub cwd: Option<PathBuf>,
+    /// Run the child as another user (and group), so that it cannot read the gateway's state or memory. Needs the
+    /// gateway to run as root or hold `CAP_SETUID` and `CAP_SETGID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<RunAs>,
+}
+
+/// The user (and group) a stdio upstream runs as: names or numeric ids.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunAs {
+    pub user: String,
+    /// Default: the user's primary group.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+impl RunAs {
+    /// The numeric user and group, names looked up in the system's user database. Root (uid or gid 0) is refused:
+    /// running a child as root isolates nothing.
+    pub fn resolve(&self) -> Result<(u32, u32), String> {
+        use nix::unistd::{Group, User};
+        let user = match self.user.parse::<u32>() {
+            Ok(uid) => User::from_uid(uid.into())
+                .ok()
+                .flatten()
+                .map_or((uid, None), |u| (uid, Some(u.gid.as_raw()))),
+            Err(_) => User::from_name(&self.user)
+                .map_err(|e| format!("run_as: cannot look up user `{}`: {e}", self.user))?
+                .map(|u| (u.uid.as_raw(), Some(u.gid.as_raw())))
+                .ok_or_else(|| format!("run_as: no user `{}`", self.user))?,
+        };
+        let gid = match &self.group {
+            Some(group) => match group.parse::<u32>() {
+                Ok(gid) => gid,
+                Err(_) => Group::from_name(group)
+                    .map_err(|e| format!("run_as: cannot look up group `{group}`: {e}"))?
+                    .map(|g| g.gid.as_raw())
+                    .ok_or_else(|| format!("run_as: no group `{group}`"))?,
+            },
+            None => user.1.ok_or_else(|| {
+                format!(
+                    "run_as: uid {} has no entry in the user database; give `group` too",
+                    user.0
+                )
+            })?,
+        };
+        if user.0 == 0 || gid == 0 {
+            return Err(
+                "run_as: a child run as root (uid or gid 0) is not isolated; name another user"
+                    .into(),
+            );
+        }
+        Ok((user.0, gid))
+    }
 }
 
 /// A streamable-HTTP MCP server.
@@ -84,12 +138,18 @@ impl UpstreamConfig {
         Ok(())
     }
 
-    pub(super) fn validate(&self) -> Result<(), String> {
+    /// Checks an upstream's settings (names, command, URL, headers, `run_as`), as for one registered at run time.
+    pub fn validate(&self) -> Result<(), String> {
         crate::names::validate_upstream_name(&self.name).map_err(|e| e.to_string())?;
         match &self.transport {
             UpstreamTransport::Stdio(stdio) => {
                 if stdio.command.trim().is_empty() {
                     return Err(format!("upstream `{}`: empty command", self.name));
+                }
+                if let Some(run_as) = &stdio.run_as {
+                    run_as
+                        .resolve()
+                        .map_err(|e| format!("upstream `{}`: {e}", self.name))?;
                 }
             }
             UpstreamTransport::Http(http) => {
