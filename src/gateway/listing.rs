@@ -205,3 +205,64 @@ pub(super) fn add_detected(
         fact["detected"] = serde_json::Value::Array(found);
     }
 }
+
+/// Fuzzing cursors: any string is refused unless this process made it for this caller and listing; every cursor
+/// made decodes back to its name for its caller only, and a cursor with any byte changed is refused.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn caller(subject: &str, chain: &[&str]) -> Caller {
+        Caller {
+            mode: crate::identity::Mode::AgentOnly,
+            issuer: "toolgate-dev".into(),
+            subject: subject.into(),
+            principal: None,
+            chain: chain.iter().map(|c| c.to_string()).collect(),
+            actor: chain.last().map(|c| c.to_string()).unwrap_or_default(),
+            scopes: Vec::new(),
+            token_scopes: None,
+            token_scope: None,
+            clearance: crate::classification::Classification::Internal,
+            authenticated_us: 0,
+            token_id: None,
+            issued_at: 0,
+            expires_at: 0,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("FUZZ_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(512)))]
+
+        #[test]
+        fn made_up_cursors_are_refused(cursor in ".{0,200}", dotted in "[A-Za-z0-9_-]{0,40}\\.[A-Za-z0-9_-]{0,40}") {
+            let cursors = Cursors::new().unwrap();
+            let me = caller("alice", &["assistant"]);
+            prop_assert_eq!(cursors.decode("tools/list", &me, &cursor), None);
+            prop_assert_eq!(cursors.decode("tools/list", &me, &dotted), None);
+        }
+
+        #[test]
+        fn cursors_belong_to_their_caller_and_listing(name in ".{0,100}", flip in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let cursors = Cursors::new().unwrap();
+            let me = caller("alice", &["assistant"]);
+            let cursor = cursors.encode("tools/list", &me, &name);
+            prop_assert_eq!(cursors.decode("tools/list", &me, &cursor), Some(name.clone()));
+            prop_assert_eq!(cursors.decode("resources/list", &me, &cursor), None);
+            prop_assert_eq!(cursors.decode("tools/list", &caller("bob", &["assistant"]), &cursor), None);
+            prop_assert_eq!(cursors.decode("tools/list", &caller("alice", &["assistant", "summarizer"]), &cursor), None);
+            // Another process's key.
+            prop_assert_eq!(Cursors::new().unwrap().decode("tools/list", &me, &cursor), None);
+            // Any one bit changed.
+            let mut bytes = cursor.into_bytes();
+            let at = flip.index(bytes.len());
+            bytes[at] ^= 1 << bit;
+            if let Ok(changed) = String::from_utf8(bytes) {
+                let decoded = cursors.decode("tools/list", &me, &changed);
+                prop_assert!(decoded.is_none() || decoded == Some(name), "{:?}", changed);
+            }
+        }
+    }
+}

@@ -29,12 +29,16 @@ struct Detector {
 mod card;
 mod encoded;
 
+/// Most rounds of masking one text.
+const MASK_ROUNDS: usize = 4;
+
 /// The compiled detectors.
 pub struct Detectors {
     /// Every detector's pattern, then the pattern of encoded tokens (index `list.len()`).
     set: RegexSet,
     list: Vec<Detector>,
     encoded: Regex,
+    hex: Regex,
 }
 
 /// IBAN mod-97 check.
@@ -144,7 +148,7 @@ fn builtin() -> Vec<Builtin> {
         ),
         (
             "email",
-            r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
+            r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
             Confidential,
             None,
         ),
@@ -262,7 +266,13 @@ impl Detectors {
         )
         .map_err(|e| refused("(all)", e))?;
         let encoded = Regex::new(encoded::PATTERN).map_err(|e| refused("(encoded)", e))?;
-        Ok(Self { set, list, encoded })
+        let hex = Regex::new(encoded::HEX).map_err(|e| refused("(hex)", e))?;
+        Ok(Self {
+            set,
+            list,
+            encoded,
+            hex,
+        })
     }
 
     /// Spans of `view` (byte ranges of its text) with the detector that found each, overlaps merged (the higher
@@ -296,18 +306,25 @@ impl Detectors {
         }
         // Tokens that decode to text: what is found in the text masks the whole token.
         if matched.matched(self.list.len()) && layer < encoded::MAX_LAYERS {
-            for token in self.encoded.find_iter(view) {
+            let tokens = self
+                .hex
+                .find_iter(view)
+                .map(|m| (m, encoded::decode_hex as fn(&str) -> Vec<String>))
+                .chain(
+                    self.encoded
+                        .find_iter(view)
+                        .map(|m| (m, encoded::decode_base64 as fn(&str) -> Vec<String>)),
+                );
+            for (token, decode) in tokens {
                 if token.len() > *budget {
                     break;
                 }
-                let Some(decoded) = encoded::decode(token.as_str()) else {
-                    continue;
-                };
                 *budget -= token.len();
-                let inner = self.spans_within(&view_text(&decoded), layer + 1, budget);
-                if let Some(&(_, _, index)) =
-                    inner.iter().max_by_key(|(_, _, i)| self.list[*i].class)
-                {
+                let best = decode(token.as_str())
+                    .iter()
+                    .flat_map(|decoded| self.spans_within(&view_text(decoded), layer + 1, budget))
+                    .max_by_key(|(_, _, i)| self.list[*i].class);
+                if let Some((_, _, index)) = best {
                     spans.push((token.start(), token.end(), index));
                 }
             }
@@ -326,6 +343,12 @@ impl Detectors {
             }
         }
         merged
+    }
+
+    /// Whether the digits of a JSON number are exactly a card number (a number has no separators to hide one
+    /// behind, so no windows are looked at).
+    pub fn is_card_number(&self, digits: &str) -> bool {
+        card::is_card(digits)
     }
 
     /// What the detectors find in `text`.
@@ -348,9 +371,26 @@ impl Detectors {
         summary: &mut RedactionSummary,
         place: &dyn Fn() -> String,
     ) {
+        // A mask changes its neighbours' context (a value glued to another may match once the other is masked):
+        // masked again until nothing more is found, a few rounds at most.
+        for _ in 0..MASK_ROUNDS {
+            if !self.mask_once(text, rules, summary, place) {
+                return;
+            }
+        }
+    }
+
+    /// One round of [`Self::mask`]; whether anything was masked.
+    fn mask_once(
+        &self,
+        text: &mut String,
+        rules: &Rules,
+        summary: &mut RedactionSummary,
+        place: &dyn Fn() -> String,
+    ) -> bool {
         // Plain ASCII needs no normalised view: most strings are, and most match nothing.
         if text.is_ascii() && !self.set.is_match(text) {
-            return;
+            return false;
         }
         let view = view(text);
         let spans: Vec<(usize, usize, usize)> = self
@@ -359,7 +399,7 @@ impl Detectors {
             .filter(|(_, _, i)| rules.hides(self.list[*i].class))
             .collect();
         if spans.is_empty() {
-            return;
+            return false;
         }
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
@@ -373,6 +413,7 @@ impl Detectors {
         }
         out.push_str(&text[at..]);
         *text = out;
+        true
     }
 
     /// Spans of the texts joined (byte ranges of the joined original) that cross from one text into another, with

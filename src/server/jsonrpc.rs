@@ -74,7 +74,12 @@ fn classify(bytes: &[u8], error: &serde_json::Error) -> ServerJsonRpcMessage {
 
 fn short(error: &serde_json::Error) -> String {
     let mut text = error.to_string();
-    text.truncate(200);
+    // Cut on a character boundary: the message may quote the input.
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
     text
 }
 
@@ -217,5 +222,119 @@ mod tests {
         let message = error_message(None, ErrorCode::PARSE_ERROR, "x".into());
         let value: Value = serde_json::from_slice(&to_bytes(&message)).unwrap();
         assert_eq!(value["id"], Value::Null);
+    }
+}
+
+/// Fuzzing the framing: any bytes, and JSON shaped like JSON-RPC with every field wrong in every way, never panic;
+/// every refusal is a well-formed JSON-RPC error, and every accepted message serializes back.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cases() -> u32 {
+        std::env::var("FUZZ_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(256)
+    }
+
+    /// Any JSON value, nested a few levels, with strings drawn from what a JSON-RPC message holds.
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            prop::sample::select(vec![
+                "2.0",
+                "1.0",
+                "tools/call",
+                "tools/list",
+                "initialize",
+                "ping",
+                "notifications/initialized",
+                "notifications/cancelled",
+                "logging/setLevel",
+                "resources/read",
+                "",
+                "é",
+                "\u{0}",
+            ])
+            .prop_map(Value::from),
+            ".{0,40}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        prop::sample::select(vec![
+                            "jsonrpc",
+                            "id",
+                            "method",
+                            "params",
+                            "result",
+                            "error",
+                            "name",
+                            "arguments",
+                            "_meta",
+                            "progressToken",
+                            "cursor",
+                            "protocolVersion",
+                            "capabilities",
+                            "clientInfo",
+                            "requestId",
+                        ])
+                        .prop_map(String::from),
+                        inner,
+                    ),
+                    0..6,
+                )
+                .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
+        match parse(bytes) {
+            Ok(message) => {
+                prop_assert!(serde_json::to_vec(&message).is_ok());
+            }
+            Err(refusal) => {
+                let text = to_bytes(&refusal);
+                let back: Value = serde_json::from_slice(&text)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(&back["jsonrpc"], "2.0");
+                prop_assert!(back["error"]["code"].is_i64(), "{}", back);
+                prop_assert!(text.len() < 4096, "refusal of {} bytes", text.len());
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+        #[test]
+        fn any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            check(&bytes)?;
+        }
+
+        #[test]
+        fn json_rpc_shaped_values(value in value()) {
+            check(&serde_json::to_vec(&value).unwrap_or_default())?;
+        }
+
+        #[test]
+        fn requests_with_wrong_params(
+            method in prop::sample::select(vec!["tools/call", "tools/list", "initialize", "ping", "logging/setLevel"]),
+            id in value(),
+            params in value(),
+        ) {
+            let message = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+            check(&serde_json::to_vec(&message).unwrap_or_default())?;
+        }
     }
 }

@@ -347,6 +347,13 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str, token: &str) -> Self {
+        Self::try_connect(url, token)
+            .await
+            .expect("client connects")
+    }
+
+    /// A client, or why it could not connect.
+    pub async fn try_connect(url: &str, token: &str) -> Result<Self, String> {
         let recorder = Recorder::default();
         let config = StreamableHttpClientTransportConfig::with_uri(url.to_string())
             .auth_header(token.to_string());
@@ -355,8 +362,8 @@ impl Client {
             .clone()
             .serve(transport)
             .await
-            .expect("client connects");
-        Self { service, recorder }
+            .map_err(|e| e.to_string())?;
+        Ok(Self { service, recorder })
     }
 
     pub async fn tool_names(&self) -> Vec<String> {

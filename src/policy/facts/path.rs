@@ -165,3 +165,106 @@ mod tests {
         assert!(analyse("%ff%fe", ROOT).invalid);
     }
 }
+
+/// Fuzzing: paths generated from segments that matter (names, `.`, `..`, empty, encoded dots and slashes,
+/// backslashes, NUL) never panic, and for every path toolgate calls valid, the facts agree with the file system
+/// itself: a real tree is built, and where the path really leads is asked of the kernel (`canonicalize`).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NAMES: &[&str] = &["a", "b"];
+    /// The root lies three levels below the test's folder, so that three `..` stay inside it.
+    const MAX_UP: usize = 3;
+
+    /// Segments whose meaning does not depend on the reader.
+    fn plain() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec!["a", "b", ".", "..", ""])
+    }
+
+    /// Segments that are spelled so that a tool may read them otherwise than a normaliser.
+    fn ambiguous() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "%2e%2e",
+            "%2E",
+            "%2f",
+            "..\\",
+            "a\\..",
+            "%252e%252e",
+            "%00",
+            "a%2fb",
+            "%2e",
+        ])
+    }
+
+    /// The tree every case resolves paths in, built once: the root three levels below a temporary folder, and the
+    /// same directories (every name of `NAMES`, six deep) at every level a path may climb to.
+    static TREE: std::sync::LazyLock<(tempfile::TempDir, std::path::PathBuf)> =
+        std::sync::LazyLock::new(|| {
+            let base = tempfile::tempdir().unwrap();
+            let root = base.path().join("x/y/root");
+            for level in [
+                base.path().to_path_buf(),
+                base.path().join("x"),
+                base.path().join("x/y"),
+                root.clone(),
+            ] {
+                std::fs::create_dir_all(&level).unwrap();
+                tree(&level, 6);
+            }
+            (base, root)
+        });
+
+    /// Every directory named from `NAMES`, up to `depth` deep, under `at`.
+    fn tree(at: &std::path::Path, depth: usize) {
+        if depth == 0 {
+            return;
+        }
+        for name in NAMES {
+            let dir = at.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            tree(&dir, depth - 1);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("FUZZ_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256)))]
+
+        #[test]
+        fn path_facts_never_panic(raw in ".{0,64}", root in "(/[a-z]{1,4}){0,3}") {
+            let facts = analyse(&raw, &root);
+            prop_assert!(facts.normalized.len() <= raw.len() * 4 + 8);
+        }
+
+        #[test]
+        fn ambiguous_spellings_are_never_valid(
+            before in prop::collection::vec(plain(), 0..4),
+            odd in ambiguous(),
+            after in prop::collection::vec(plain(), 0..4),
+        ) {
+            let raw = [before.join("/"), odd.to_string(), after.join("/")].join("/");
+            prop_assert!(analyse(&raw, "/srv/files").invalid, "{:?}", raw);
+        }
+
+        #[test]
+        fn valid_path_facts_agree_with_the_file_system(parts in prop::collection::vec(plain(), 0..7)) {
+            let raw = parts.join("/");
+            let facts = analyse(&raw, "/srv/files");
+            prop_assert!(!facts.invalid, "{:?}", raw);
+            let ups = parts.iter().filter(|p| **p == "..").count();
+            prop_assume!(ups <= MAX_UP);
+            let root = TREE.1.clone();
+            let real_root = std::fs::canonicalize(&root).unwrap();
+            let Ok(real) = std::fs::canonicalize(root.join(&raw)) else {
+                return Ok(());
+            };
+            let inside = real.strip_prefix(&real_root).ok();
+            prop_assert_eq!(facts.escapes_root, inside.is_none(), "{:?} -> {:?}", raw, real);
+            if let Some(inside) = inside {
+                prop_assert_eq!(facts.normalized, inside.to_string_lossy().into_owned(), "{:?}", raw);
+            }
+        }
+    }
+}
