@@ -457,10 +457,7 @@ impl Redactor {
             })
             .collect();
         if texts.len() > 1 {
-            // Keys are kept sorted, and the reader may join the parts in any order: both orders are looked at.
-            self.detectors
-                .mask_across(&mut texts, rules, summary, place);
-            texts.reverse();
+            // In the order the reader gets them: a result's object is sent with its keys sorted, as here.
             self.detectors
                 .mask_across(&mut texts, rules, summary, place);
         }

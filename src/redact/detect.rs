@@ -162,10 +162,18 @@ fn builtin() -> Vec<Builtin> {
 }
 
 /// Text as detectors see it, with where each of its bytes came from in the original.
-struct View {
-    text: String,
-    /// Original byte offset of each byte of `text`; one more entry for the end.
-    origin: Vec<usize>,
+struct View<'a> {
+    text: std::borrow::Cow<'a, str>,
+    /// Original byte offset of each byte of `text`; one more entry for the end. `None`: the text is the original
+    /// (plain ASCII, which normalising never changes).
+    origin: Option<Vec<usize>>,
+}
+
+impl View<'_> {
+    /// The original byte offset of byte `at` of the text.
+    fn at(&self, at: usize) -> usize {
+        self.origin.as_ref().map_or(at, |origin| origin[at])
+    }
 }
 
 fn invisible(c: char) -> bool {
@@ -207,10 +215,17 @@ fn unicode_digit(c: char) -> Option<char> {
 
 /// The normalised text of `original` alone.
 fn view_text(original: &str) -> String {
-    view(original).text
+    view(original).text.into_owned()
 }
 
-fn view(original: &str) -> View {
+fn view(original: &str) -> View<'_> {
+    // Folding and invisible characters are all outside ASCII.
+    if original.is_ascii() {
+        return View {
+            text: std::borrow::Cow::Borrowed(original),
+            origin: None,
+        };
+    }
     let mut text = String::with_capacity(original.len());
     let mut origin = Vec::with_capacity(original.len() + 1);
     for (at, c) in original.char_indices() {
@@ -223,7 +238,10 @@ fn view(original: &str) -> View {
         origin.extend(std::iter::repeat_n(at, text.len() - before));
     }
     origin.push(original.len());
-    View { text, origin }
+    View {
+        text: std::borrow::Cow::Owned(text),
+        origin: Some(origin),
+    }
 }
 
 /// A detector whose pattern does not compile.
@@ -313,6 +331,7 @@ impl Detectors {
                 .chain(
                     self.encoded
                         .find_iter(view)
+                        .filter(|m| encoded::worth_decoding(m.as_str()))
                         .map(|m| (m, encoded::decode_base64 as fn(&str) -> Vec<String>)),
                 );
             for (token, decode) in tokens {
@@ -404,7 +423,7 @@ impl Detectors {
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
         for (start, end, index) in spans {
-            let (from, to) = (view.origin[start], view.origin[end]);
+            let (from, to) = (view.at(start), view.at(end));
             out.push_str(&text[at..from]);
             let detector = &self.list[index];
             out.push_str(mask(detector.class));
@@ -421,7 +440,8 @@ impl Detectors {
     #[allow(clippy::type_complexity)]
     fn crossing(&self, texts: &[&str]) -> (Vec<(usize, usize, usize)>, Vec<(usize, usize)>) {
         let joined: String = texts.concat();
-        // Most joined texts match nothing at all.
+        // Most joined texts match nothing at all. Encoded values are not looked for across texts (their parts are
+        // decoded in each text alone).
         if joined.is_ascii() && !self.set.is_match(&joined) {
             return (Vec::new(), Vec::new());
         }
@@ -432,8 +452,9 @@ impl Detectors {
             bounds.push((offset, offset + t.len()));
             offset += t.len();
         }
+        let mut no_decoding = 0;
         let spans = self
-            .spans(&view.text)
+            .spans_within(&view.text, encoded::MAX_LAYERS, &mut no_decoding)
             .into_iter()
             // A value made by joining must stand alone in the joined text (not run on into neighbouring letters,
             // digits or dots, as two adjacent numbers or addresses would), and pass the detector's stricter check.
@@ -445,7 +466,7 @@ impl Detectors {
                         .joined
                         .is_none_or(|check| check(&view.text[*start..*end]))
             })
-            .map(|(start, end, index)| (view.origin[start], view.origin[end], index))
+            .map(|(start, end, index)| (view.at(start), view.at(end), index))
             .filter(|(from, to, _)| bounds.iter().filter(|(s, e)| from < e && to > s).count() > 1)
             .collect::<Vec<_>>();
         if spans.is_empty() {
@@ -453,27 +474,30 @@ impl Detectors {
         }
         // Found only across the texts: a value one text holds on its own (an email field next to a name field) is
         // masked there, and must not stretch into its neighbour.
-        let alone: Vec<Vec<(usize, usize, usize)>> = texts
-            .iter()
-            .zip(&bounds)
-            .map(|(text, (offset, _))| {
-                let part = self::view(text);
-                self.spans(&part.text)
-                    .into_iter()
-                    .map(|(a, b, i)| (offset + part.origin[a], offset + part.origin[b], i))
-                    .collect()
-            })
-            .collect();
         let spans = spans
             .into_iter()
-            .filter(|(from, to, index)| {
-                !alone
-                    .iter()
-                    .flatten()
-                    .any(|(a, b, i)| i == index && a < to && b > from)
+            .filter(|&(from, to, index)| {
+                !texts.iter().zip(&bounds).any(|(text, &(s, e))| {
+                    from < e && to > s && self.holds_alone(text, s, index, from, to)
+                })
             })
             .collect();
         (spans, bounds)
+    }
+
+    /// Whether `text` (at `offset` in a joined text) holds on its own a value of detector `index` overlapping
+    /// `from..to` of the joined text.
+    fn holds_alone(&self, text: &str, offset: usize, index: usize, from: usize, to: usize) -> bool {
+        let detector = &self.list[index];
+        let part = view(text);
+        detector
+            .regex
+            .find_iter(&part.text)
+            .filter(|m| detector.check.is_none_or(|check| check(m.as_str())))
+            .any(|m| {
+                let (a, b) = (offset + part.at(m.start()), offset + part.at(m.end()));
+                a < to && b > from
+            })
     }
 
     /// What the detectors find only in the texts joined (values split across several texts: fields of one

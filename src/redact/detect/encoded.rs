@@ -22,6 +22,18 @@ const INDIFFERENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
 const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, INDIFFERENT);
 const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, INDIFFERENT);
 
+/// Whether a token may be base64 of something: words (lowercase letters, a capital first) and bare numbers are
+/// not decoded — base64 of text mixes cases and digits.
+pub(super) fn worth_decoding(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    let rest = body.get(1..).unwrap_or_default();
+    let word = rest
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'_');
+    let number = body.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+    !(word || number)
+}
+
 /// Runs of hex digits that may be hex.
 pub(super) const HEX: &str = r"[0-9A-Fa-f]{16,}";
 
