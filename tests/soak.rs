@@ -1,6 +1,6 @@
 //! Fault soak: concurrent clients call through the gateway while faults are injected — an upstream crashing in a
 //! loop and hanging past the call timeout, malformed frames, progress floods, the policy rewritten under load, the
-//! gateway killed with SIGKILL and restarted. Asserted: no call the policy denies is ever answered with a result,
+//! store made unwritable, the gateway killed with SIGKILL and restarted. Asserted: no call the policy denies is ever answered with a result,
 //! every answered call has a durable decision record, memory stays bounded, and calls succeed again afterwards.
 //! `SOAK_SECS` sets the length (20 s in the test suite; `scripts/soak` runs longer, in release).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -44,6 +44,7 @@ struct Counts {
     transport_errors: AtomicU64,
     malformed_refused: AtomicU64,
     progress_ok: AtomicU64,
+    store_refused: AtomicU64,
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -68,7 +69,7 @@ async fn the_gateway_keeps_its_promises_under_load_and_faults() {
     std::fs::write(&policy_file, POLICY.replace("VERSION", "1")).unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let gateway = Gateway::start(&format!(
-        "listen: 127.0.0.1:0\ntimeouts:\n  call: 1s\n  reconnect_initial: 100ms\n  reconnect_max: 500ms\nupstreams:\n{}policy:\n  dir: \"{}\"\n  manifests: \"{}\"\n",
+        "listen: 127.0.0.1:0\ntimeouts:\n  call: 1s\n  reconnect_initial: 100ms\n  reconnect_max: 500ms\nupstreams:\n{}policy:\n  dir: \"{}\"\n  manifests: \"{}\"\naudit:\n  busy_timeout: 100ms\n",
         stdio_upstream("tb", "testbed", &[]),
         policy_dir.path().display(),
         root.join("tests/fixtures/manifests-empty").display(),
@@ -103,12 +104,15 @@ async fn the_gateway_keeps_its_promises_under_load_and_faults() {
                     }
                     continue;
                 };
-                let (tool, arguments) = match n % 6 {
-                    0 | 1 => ("tb__echo", json!({"text": "soak"})),
-                    2 => ("tb__big", json!({"bytes": 10})),
-                    3 => ("tb__crash", json!({})),
-                    4 => ("tb__slow", json!({"ms": 3000})),
-                    _ => ("tb__slow", json!({"ms": 50, "steps": 200})),
+                // Mostly allowed calls; denied ones; a hang past the call timeout; progress floods; and now and then
+                // a call that crashes the upstream (which restarts, and crashes again: a crash loop).
+                let flood = n % 12 == 8 || n % 12 == 9;
+                let (tool, arguments) = match n % 12 {
+                    5 | 6 => ("tb__big", json!({"bytes": 10})),
+                    7 => ("tb__slow", json!({"ms": 3000})),
+                    8 | 9 => ("tb__slow", json!({"ms": 50, "steps": 200})),
+                    11 if n % 48 == 11 => ("tb__crash", json!({})),
+                    _ => ("tb__echo", json!({"text": "soak"})),
                 };
                 match c.call(tool, arguments).await {
                     Ok(result) => {
@@ -124,7 +128,7 @@ async fn the_gateway_keeps_its_promises_under_load_and_faults() {
                             "tb__echo" if !failed => {
                                 counts.echo_ok.fetch_add(1, Ordering::Relaxed);
                             }
-                            "tb__slow" if !failed && n % 6 == 5 => {
+                            "tb__slow" if !failed && flood => {
                                 counts.progress_ok.fetch_add(1, Ordering::Relaxed);
                             }
                             _ if failed => {
@@ -132,6 +136,14 @@ async fn the_gateway_keeps_its_promises_under_load_and_faults() {
                             }
                             _ => {}
                         }
+                    }
+                    Err(rmcp::ServiceError::McpError(e))
+                        if e.data
+                            .as_ref()
+                            .is_some_and(|d| d["reason"] == "audit_unavailable") =>
+                    {
+                        // The store cannot take records: refused, closed, nothing forwarded.
+                        counts.store_refused.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(_) => {
                         // The gateway went away (killed) or the session did: start a new one.
@@ -174,14 +186,29 @@ async fn the_gateway_keeps_its_promises_under_load_and_faults() {
         })
     };
 
-    // Faults, in order: the policy rewritten under load, then the gateway killed and restarted; memory watched.
+    // Faults, in order: the policy rewritten under load, the store made unwritable (another process holds its
+    // write lock) for a tenth of the run, then the gateway killed and restarted; memory watched.
     let mut reloaded = false;
     let mut killed = false;
+    let mut lock: Option<rusqlite::Connection> = None;
+    let mut unlocked = false;
     while Instant::now() < deadline {
         let elapsed = started.elapsed().as_secs_f64() / secs as f64;
         if !reloaded && elapsed > 0.3 {
             std::fs::write(&policy_file, POLICY.replace("VERSION", "2")).unwrap();
             reloaded = true;
+        }
+        if lock.is_none() && !unlocked && elapsed > 0.4 {
+            let db = gateway.lock().await.dir.path().join("toolgate.db");
+            let held = rusqlite::Connection::open(db).unwrap();
+            held.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            lock = Some(held);
+        }
+        if lock.is_some() && elapsed > 0.5 {
+            if let Some(held) = lock.take() {
+                held.execute_batch("ROLLBACK").unwrap();
+            }
+            unlocked = true;
         }
         if !killed && elapsed > 0.6 {
             let mut g = gateway.lock().await;
@@ -237,12 +264,14 @@ async fn the_gateway_keeps_its_promises_under_load_and_faults() {
     let rss = max_rss.load(Ordering::Relaxed);
     eprintln!(
         "soak {secs}s: answered {answered} calls (echo ok {}, denied refused {}, upstream failures/timeouts {}, progress floods {}), \
-         {} transport errors around the kill, {} malformed frames refused; {recorded} call records; \
+         {} refused while the store was unwritable, {} transport errors around the kill, {} malformed frames \
+         refused; {recorded} call records; \
          wrong allows {} (recorded {wrong_recorded}); max RSS {} MiB",
         counts.echo_ok.load(Ordering::Relaxed),
         counts.denied_refused.load(Ordering::Relaxed),
         counts.upstream_errors.load(Ordering::Relaxed),
         counts.progress_ok.load(Ordering::Relaxed),
+        counts.store_refused.load(Ordering::Relaxed),
         counts.transport_errors.load(Ordering::Relaxed),
         counts.malformed_refused.load(Ordering::Relaxed),
         counts.wrong_allows.load(Ordering::Relaxed),
@@ -259,6 +288,10 @@ async fn the_gateway_keeps_its_promises_under_load_and_faults() {
         "the faults were injected"
     );
     assert!(counts.malformed_refused.load(Ordering::Relaxed) > 0);
+    assert!(
+        counts.store_refused.load(Ordering::Relaxed) > 0,
+        "calls were refused while the store was unwritable"
+    );
     assert!(
         recorded >= answered,
         "{recorded} records for {answered} answered calls"
