@@ -143,6 +143,8 @@ pub struct Upstream {
     stop: CancellationToken,
     /// Registered at run time through the admin API (else from the config file).
     pub registered: bool,
+    /// Whether its tools are exposed as `<upstream><separator><tool>` (naming mode).
+    pub prefix: bool,
 }
 
 impl Upstream {
@@ -214,6 +216,8 @@ struct Index {
 /// Every upstream and the index of exposed tools.
 pub struct Catalog {
     separator: String,
+    /// The gateway's naming mode, for upstreams registered at run time without their own.
+    naming: crate::config::Naming,
     timeouts: Timeouts,
     limits: Limits,
     upstreams: ArcSwap<Vec<Arc<Upstream>>>,
@@ -233,10 +237,17 @@ impl Catalog {
         let upstreams = config
             .upstreams
             .iter()
-            .map(|u| Self::upstream(u, &shutdown, false))
+            .map(|u| {
+                let prefix = u
+                    .naming
+                    .unwrap_or(config.naming)
+                    .prefixes(config.upstreams.len(), false);
+                Self::upstream(u, &shutdown, false, prefix)
+            })
             .collect();
         Ok(Arc::new(Self {
             separator: config.namespace_separator.clone(),
+            naming: config.naming,
             timeouts: config.timeouts.clone(),
             limits: config.limits.clone(),
             upstreams: ArcSwap::from_pointee(upstreams),
@@ -253,6 +264,7 @@ impl Catalog {
         u: &UpstreamConfig,
         shutdown: &CancellationToken,
         registered: bool,
+        prefix: bool,
     ) -> Arc<Upstream> {
         Arc::new(Upstream {
             name: Arc::from(u.name.as_str()),
@@ -276,6 +288,7 @@ impl Catalog {
             refresh: Arc::new(Notify::new()),
             stop: shutdown.child_token(),
             registered,
+            prefix,
         })
     }
 

@@ -23,7 +23,7 @@ pub use limits::{Limits, Timeouts};
 pub use policy::{Evaluator, FirstSight, PinningConfig, PolicyConfig};
 pub use redaction::{CustomDetector, RedactionConfig};
 pub use telemetry::{LogFormat, LoggingConfig, OtlpConfig, OtlpProtocol, TracingConfig};
-pub use upstream::{HttpUpstream, RunAs, StdioUpstream, UpstreamConfig, UpstreamTransport};
+pub use upstream::{HttpUpstream, Naming, RunAs, StdioUpstream, UpstreamConfig, UpstreamTransport};
 
 /// Errors raised while loading or validating a config file.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,9 @@ pub struct Config {
     /// Separator between upstream name and tool name in exposed tool names.
     #[serde(default = "default_separator")]
     pub namespace_separator: String,
+    /// Whether exposed tool names carry their upstream's name: `always`, `when_several`, `never`.
+    #[serde(default)]
+    pub naming: Naming,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
@@ -128,6 +131,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             allow_non_loopback: false,
             namespace_separator: default_separator(),
+            naming: Naming::default(),
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             upstreams: Vec::new(),

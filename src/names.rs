@@ -62,9 +62,18 @@ pub fn validate_separator(separator: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// Forms the exposed name of an upstream's tool, refusing names that break the rules.
-pub fn exposed_name(upstream: &str, separator: &str, tool: &str) -> Result<String, NameError> {
+/// Forms the exposed name of an upstream's tool, refusing names that break the rules: `upstream + separator +
+/// tool`, or the tool's own name when the upstream's tools are not prefixed (naming mode).
+pub fn exposed_name(
+    upstream: &str,
+    separator: &str,
+    tool: &str,
+    prefix: bool,
+) -> Result<String, NameError> {
     validate_tool_name(tool)?;
+    if !prefix {
+        return Ok(tool.to_string());
+    }
     let exposed = format!("{upstream}{separator}{tool}");
     if exposed.len() > MAX_TOOL_NAME {
         return Err(NameError::TooLong(exposed));
@@ -123,7 +132,7 @@ mod tests {
     #[test]
     fn separator_tricks_cannot_collide() {
         // upstream `a` + tool `b__c` is `a__b__c`; an upstream named `a__b` cannot exist.
-        assert_eq!(exposed_name("a", "__", "b__c").unwrap(), "a__b__c");
+        assert_eq!(exposed_name("a", "__", "b__c", true).unwrap(), "a__b__c");
         assert!(validate_upstream_name("a__b").is_err());
         for sep in ["__", "_", ".", "._"] {
             validate_separator(sep).unwrap();
@@ -137,7 +146,14 @@ mod tests {
     fn exposed_names_stay_within_128() {
         let tool = "t".repeat(100);
         let upstream = "u".repeat(30);
-        assert!(exposed_name(&upstream, "__", &tool).is_err());
-        assert!(exposed_name("hr", "__", &tool).is_ok());
+        assert!(exposed_name(&upstream, "__", &tool, true).is_err());
+        assert!(exposed_name("hr", "__", &tool, true).is_ok());
+    }
+
+    #[test]
+    fn without_a_prefix_the_tools_own_name_is_exposed_and_still_checked() {
+        assert_eq!(exposed_name("hr", "__", "lookup", false).unwrap(), "lookup");
+        assert!(exposed_name("hr", "__", "bad name", false).is_err());
+        assert!(exposed_name("hr", "__", &"t".repeat(129), false).is_err());
     }
 }

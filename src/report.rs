@@ -360,7 +360,20 @@ pub fn for_config(
         match crate::manifest::Manifests::load_dir(&config.policy.manifests) {
             Ok(manifests) => manifests
                 .tools()
-                .map(|(u, t)| format!("{u}{}{t}", config.namespace_separator))
+                .map(|(u, t)| {
+                    // The naming mode of the upstream, as the catalog applies it (upstreams registered at run
+                    // time are not in the config file).
+                    let configured = config.upstreams.iter().find(|c| c.name == u);
+                    let prefix = configured
+                        .and_then(|c| c.naming)
+                        .unwrap_or(config.naming)
+                        .prefixes(config.upstreams.len(), configured.is_none());
+                    if prefix {
+                        format!("{u}{}{t}", config.namespace_separator)
+                    } else {
+                        t.to_string()
+                    }
+                })
                 .collect(),
             Err(_) => Vec::new(),
         };

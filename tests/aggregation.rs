@@ -229,3 +229,125 @@ async fn cursors_are_bound_to_the_caller_and_cannot_be_forged() {
         );
     }
 }
+
+/// Names of an upstream's refused tools, from the admin readiness report.
+async fn refused_tools(gateway: &Gateway, upstream: &str) -> Vec<String> {
+    let ready: Value = gateway.admin_json("/readyz").await;
+    ready["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["name"] == upstream)
+        .flat_map(|u| u["refused_tools"].as_array().cloned().unwrap_or_default())
+        .map(|r| r["tool"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn naming_modes_expose_tools_with_or_without_their_upstreams_name() {
+    // `never` with one upstream: toolgate is transparent to the client.
+    let single = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nnaming: never\nupstreams:\n{}",
+        stdio_upstream("testbed", "testbed", &[])
+    ));
+    let client = single.client().await;
+    let names = client.tool_names().await;
+    assert!(names.contains(&"echo".to_string()), "{names:?}");
+    assert!(names.iter().all(|n| !n.contains("__")), "{names:?}");
+    let echoed = client.call("echo", json!({"text": "plain"})).await.unwrap();
+    assert_eq!(text(&echoed), "plain");
+    let prefixed = client
+        .call("testbed__echo", json!({"text": "x"}))
+        .await
+        .unwrap_err();
+    assert!(prefixed.to_string().contains("Unknown tool"), "{prefixed}");
+
+    // `when_several`: one upstream in the config file, no prefix; an upstream registered at run time is prefixed,
+    // so that registering it renames nothing.
+    let one = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nnaming: when_several\nupstreams:\n{}",
+        stdio_upstream("hr", "hr_directory", &[])
+    ));
+    let client = one.client().await;
+    assert!(
+        client
+            .tool_names()
+            .await
+            .contains(&"lookup_employee".to_string())
+    );
+    let added = admin_cli(
+        &one,
+        &["upstreams", "add", "tb", "--command", &example("testbed")],
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let names = eventually(10, || async {
+        let names = client.tool_names().await;
+        names.contains(&"tb__echo".to_string()).then_some(names)
+    })
+    .await;
+    assert!(names.contains(&"lookup_employee".to_string()), "{names:?}");
+    // With two upstreams in the config file, both are prefixed.
+    let two = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nnaming: when_several\nupstreams:\n{}{}",
+        stdio_upstream("hr", "hr_directory", &[]),
+        stdio_upstream("tb", "testbed", &[])
+    ));
+    let names = two.client().await.tool_names().await;
+    assert!(
+        names.contains(&"hr__lookup_employee".to_string())
+            && names.contains(&"tb__echo".to_string()),
+        "{names:?}"
+    );
+
+    // `never` with two upstreams listing the same tools: a colliding name stays with the upstream that listed it
+    // first, and is refused (and reported) for the other; an upstream that keeps its prefix (`naming: always` on
+    // it) does not collide.
+    let clash = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nnaming: never\nupstreams:\n{}{}{}  - name: c\n    naming: always\n    stdio:\n      command: \"{}\"\n",
+        stdio_upstream("a", "testbed", &[]),
+        stdio_upstream("b", "testbed", &[]),
+        stdio_upstream("hr", "hr_directory", &[]),
+        example("testbed"),
+    ));
+    let client = clash.client().await;
+    let names = eventually(10, || async {
+        let names = client.tool_names().await;
+        (names.contains(&"lookup_employee".to_string()) && names.contains(&"c__echo".to_string()))
+            .then_some(names)
+    })
+    .await;
+    assert_eq!(
+        names.iter().filter(|n| *n == "echo").count(),
+        1,
+        "{names:?}"
+    );
+    let refused = eventually(10, || async {
+        let a = refused_tools(&clash, "a").await;
+        let b = refused_tools(&clash, "b").await;
+        (a.contains(&"echo".to_string()) != b.contains(&"echo".to_string())).then_some((a, b))
+    })
+    .await;
+    // The refused one is named in the readiness report; the other one's echo answers.
+    assert!(refused.0.is_empty() || refused.1.is_empty(), "{refused:?}");
+    // Registering another upstream whose tools would take an exposed name is refused.
+    let taken = admin_cli(
+        &single,
+        &[
+            "upstreams",
+            "add",
+            "again",
+            "--command",
+            &example("testbed"),
+        ],
+    );
+    assert!(!taken.status.success());
+    assert!(
+        String::from_utf8_lossy(&taken.stderr).contains("upstream_refused"),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+}

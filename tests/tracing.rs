@@ -435,7 +435,16 @@ async fn a_calls_spans_reach_an_otlp_collector_under_the_clients_trace() {
         .unwrap()
         .status();
     assert_eq!(status, 401);
-    let spans = collector.trace_with(refused_auth, "authenticate").await;
+    // The request's own span ends after its `authenticate` step and may reach the collector in a later batch:
+    // wait for both.
+    let spans = eventually(15, || async {
+        let spans = collector.trace_with(refused_auth, "authenticate").await;
+        spans
+            .iter()
+            .any(|s| s.name == "mcp.request" || s.parent == client_span)
+            .then_some(spans)
+    })
+    .await;
     let request = spans
         .iter()
         .find(|s| s.name == "mcp.request" || s.parent == client_span)

@@ -62,7 +62,8 @@ impl Catalog {
         {
             return Err(ChangeError::Exists(config.name.clone()));
         }
-        Ok(Self::upstream(config, &self.shutdown, true))
+        let prefix = config.naming.unwrap_or(self.naming).prefixes(0, true);
+        Ok(Self::upstream(config, &self.shutdown, true, prefix))
     }
 
     fn insert(&self, upstream: Arc<Upstream>, client: Option<reqwest::Client>) {
@@ -98,7 +99,8 @@ impl Catalog {
         // Names must be free: an upstream never takes tools another one exposes.
         let taken = self.index.load();
         for tool in &tools {
-            if let Ok(exposed) = names::exposed_name(&upstream.name, &self.separator, &tool.name)
+            if let Ok(exposed) =
+                names::exposed_name(&upstream.name, &self.separator, &tool.name, upstream.prefix)
                 && taken.tools.contains_key(exposed.as_str())
             {
                 return Err(ChangeError::ToolTaken(exposed));

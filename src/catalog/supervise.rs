@@ -154,7 +154,7 @@ impl Catalog {
                     tool.name.escape_debug()
                 ))
             } else {
-                names::exposed_name(&upstream.name, &self.separator, &tool.name)
+                names::exposed_name(&upstream.name, &self.separator, &tool.name, upstream.prefix)
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             };
@@ -202,9 +202,12 @@ impl Catalog {
                 continue;
             };
             for tool in tools {
-                if let Ok(exposed) =
-                    names::exposed_name(&upstream.name, &self.separator, &tool.name)
-                {
+                if let Ok(exposed) = names::exposed_name(
+                    &upstream.name,
+                    &self.separator,
+                    &tool.name,
+                    upstream.prefix,
+                ) {
                     claims
                         .entry(exposed)
                         .or_default()

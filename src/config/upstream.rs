@@ -13,11 +13,40 @@ use super::{default_true, expand_env};
 pub struct UpstreamConfig {
     /// Namespace of the upstream's tools: lowercase ASCII letters, digits and `-`, starting with a letter, ≤ 32.
     pub name: String,
+    /// Whether this upstream's tools are exposed under its name (overrides the gateway's `naming`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub naming: Option<Naming>,
     /// `/readyz` waits for required upstreams to answer `tools/list`.
     #[serde(default = "default_true")]
     pub required: bool,
     #[serde(flatten)]
     pub transport: UpstreamTransport,
+}
+
+/// How exposed tool names are formed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Naming {
+    /// `<upstream><separator><tool>`, always.
+    #[default]
+    Always,
+    /// Prefixed only when the config file names more than one upstream (upstreams registered at run time are
+    /// always prefixed, so that registering one never renames another's tools).
+    WhenSeveral,
+    /// The tool's own name: names that collide across upstreams are refused.
+    Never,
+}
+
+impl Naming {
+    /// Whether an upstream's tools are prefixed: `configured` upstreams in the config file, `registered` at run
+    /// time.
+    pub fn prefixes(self, configured: usize, registered: bool) -> bool {
+        match self {
+            Self::Always => true,
+            Self::WhenSeveral => registered || configured > 1,
+            Self::Never => false,
+        }
+    }
 }
 
 /// How to reach an upstream.
