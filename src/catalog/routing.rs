@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use rmcp::model::{
-    LoggingMessageNotification, LoggingMessageNotificationParam, NumberOrString,
+    LoggingLevel, LoggingMessageNotification, LoggingMessageNotificationParam, NumberOrString,
     ProgressNotification, ProgressNotificationParam, ProgressToken, ServerJsonRpcMessage,
     ServerNotification,
 };
@@ -30,6 +30,8 @@ pub struct CallSink {
     tx: Option<mpsc::Sender<Box<ServerJsonRpcMessage>>>,
     progress_token: Option<ProgressToken>,
     filter: Option<NotificationFilter>,
+    /// Least severe log level the client asked for (`logging/setLevel`); none asked: every level.
+    min_log_level: Option<LoggingLevel>,
 }
 
 impl std::fmt::Debug for CallSink {
@@ -51,6 +53,7 @@ impl CallSink {
             tx: Some(tx),
             progress_token,
             filter: None,
+            min_log_level: None,
         }
     }
 
@@ -60,12 +63,19 @@ impl CallSink {
             tx: None,
             progress_token: None,
             filter: None,
+            min_log_level: None,
         }
     }
 
     /// Every notification passes `filter` (redaction to the caller's clearance) before it is sent.
     pub fn with_filter(mut self, filter: NotificationFilter) -> Self {
         self.filter = Some(filter);
+        self
+    }
+
+    /// Log messages less severe than `level` (the session's `logging/setLevel`) are not forwarded.
+    pub fn with_log_level(mut self, level: Option<LoggingLevel>) -> Self {
+        self.min_log_level = level;
         self
     }
 
@@ -85,8 +95,14 @@ impl CallSink {
         ));
     }
 
-    /// Forwards a log message.
+    /// Forwards a log message, unless it is less severe than the level the client set.
     pub fn log(&self, params: LoggingMessageNotificationParam) {
+        if self
+            .min_log_level
+            .is_some_and(|min| severity(params.level) < severity(min))
+        {
+            return;
+        }
         self.send(ServerNotification::LoggingMessageNotification(
             LoggingMessageNotification::new(params),
         ));
@@ -174,5 +190,62 @@ impl Routes {
     /// A log message not tied to a request: recorded in toolgate's log, never sent to a client.
     pub fn untied_log(&self, upstream: &str, params: &LoggingMessageNotificationParam) {
         tracing::debug!(upstream, level = ?params.level, data = %params.data, "upstream log message (not forwarded)");
+    }
+}
+
+/// A log level's rank, least severe first (RFC 5424 order, as MCP's levels).
+fn severity(level: LoggingLevel) -> u8 {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_messages_below_the_sessions_level_are_not_forwarded() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let sink = CallSink::new(tx, None).with_log_level(Some(LoggingLevel::Warning));
+        for level in [
+            LoggingLevel::Debug,
+            LoggingLevel::Info,
+            LoggingLevel::Notice,
+            LoggingLevel::Warning,
+            LoggingLevel::Error,
+            LoggingLevel::Emergency,
+        ] {
+            sink.log(LoggingMessageNotificationParam::new(
+                level,
+                serde_json::json!("m"),
+            ));
+        }
+        let mut forwarded = Vec::new();
+        while let Ok(message) = rx.try_recv() {
+            forwarded.push(serde_json::to_value(&*message).unwrap()["params"]["level"].clone());
+        }
+        assert_eq!(
+            forwarded,
+            vec![
+                serde_json::json!("warning"),
+                serde_json::json!("error"),
+                serde_json::json!("emergency")
+            ]
+        );
+        // No level set: everything goes.
+        let (tx, mut rx) = mpsc::channel(8);
+        CallSink::new(tx, None).log(LoggingMessageNotificationParam::new(
+            LoggingLevel::Debug,
+            serde_json::json!("m"),
+        ));
+        assert!(rx.try_recv().is_ok());
     }
 }

@@ -83,7 +83,7 @@ pub async fn handle_request(
         ClientRequest::CallToolRequest(r) => {
             // The call's notifications go back to this client only, under its own progress token.
             let sink = match notify {
-                Some(tx) => CallSink::new(tx, progress),
+                Some(tx) => CallSink::new(tx, progress).with_log_level(session.log_level()),
                 None => CallSink::discard(),
             };
             let tracked = session.track_call(&id);

@@ -69,6 +69,11 @@ impl Session {
         self.initialized.store(true, Ordering::Relaxed);
     }
 
+    /// The level this session's client set with `logging/setLevel`, if any.
+    pub fn log_level(&self) -> Option<LoggingLevel> {
+        self.log_level.lock().ok().and_then(|l| *l)
+    }
+
     pub fn set_log_level(&self, level: LoggingLevel) {
         if let Ok(mut l) = self.log_level.lock() {
             *l = Some(level);
