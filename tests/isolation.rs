@@ -17,9 +17,32 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// A copy of `from` in `dir` that any user may read (and run): the checkout itself may be closed to others.
+fn public_copy(from: &std::path::Path, dir: &std::path::Path) -> std::path::PathBuf {
+    let to = dir.join(from.file_name().unwrap());
+    if from.is_dir() {
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            public_copy(&entry.unwrap().path(), &to);
+        }
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    } else {
+        std::fs::copy(from, &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    to
+}
+
 /// Registers the file store serving `root` as upstream `name`, run as `run_as` when given.
 async fn register_files(gateway: &Gateway, name: &str, root: &str, run_as: Option<Value>) -> u16 {
-    let mut stdio = json!({"command": example("file_store"), "args": ["--root", root]});
+    // The program from a place every user may run it from.
+    let programs = gateway.dir.path().join("programs").join(name);
+    std::fs::create_dir_all(&programs).unwrap();
+    for dir in [programs.parent().unwrap(), &programs] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let program = public_copy(std::path::Path::new(&example("file_store")), &programs);
+    let mut stdio = json!({"command": program, "args": ["--root", root]});
     if let Some(run_as) = run_as {
         stdio["run_as"] = run_as;
     }
@@ -179,29 +202,48 @@ fn the_gateway_process_is_not_dumpable() {
         return;
     }
     // As root: run the gateway as `nobody`, and try to read its environment as `nobody` too.
+    // Everything it reads is copied where `nobody` may read it: the checkout may be closed to other users.
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let config = write_minimal_config(dir.path());
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        std::fs::set_permissions(
-            entry.unwrap().path(),
-            std::fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
-    }
-    let mut gateway = std::os::unix::process::CommandExt::uid(
-        &mut Command::new(env!("CARGO_BIN_EXE_toolgate")),
-        65534,
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let binary = public_copy(
+        std::path::Path::new(env!("CARGO_BIN_EXE_toolgate")),
+        dir.path(),
+    );
+    public_copy(
+        &root.join("examples/quickstart/dev-keys/dev.jwks.json"),
+        dir.path(),
+    );
+    public_copy(&root.join("tests/fixtures/policy-open"), dir.path());
+    public_copy(&root.join("tests/fixtures/manifests-empty"), dir.path());
+    std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
+    let config = dir.path().join("toolgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\n{}policy:\n  dir: policy-open\n  manifests: manifests-empty\nadmin:\n  listen: 127.0.0.1:0\n",
+            test_auth("agents.yaml").replace(&dev_jwks(), "dev.jwks.json")
+        ),
     )
-    .gid(65534)
-    .args(["serve", "--dev", "--config"])
-    .arg(&config)
-    .env("TOOLGATE_SECRET_FOR_THE_TEST", "do-not-read")
-    .current_dir(dir.path())
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
     .unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let mode = if path == binary { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+    let mut gateway = Command::new(&binary)
+        .uid(65534)
+        .gid(65534)
+        .args(["serve", "--dev", "--config"])
+        .arg(&config)
+        .env("TOOLGATE_SECRET_FOR_THE_TEST", "do-not-read")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // Wait until it serves (its admin credential exists), then read /proc as the same user.
     let started = std::time::Instant::now();
     while !dir.path().join("admin.token").exists() {
