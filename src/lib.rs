@@ -10,6 +10,8 @@ pub mod classification;
 pub mod cli;
 pub mod clock;
 pub mod config;
+#[cfg(test)]
+pub(crate) mod fuzzing;
 pub mod gateway;
 pub mod identity;
 pub mod manifest;

@@ -371,10 +371,13 @@ impl Redactor {
             // A card number sent as a JSON number.
             Value::Number(number)
                 if rules.hides(Classification::Restricted)
-                    && (number.is_u64() || number.is_i64())
-                    && self
-                        .detectors
-                        .is_card_number(number.to_string().trim_start_matches('-')) =>
+                    && number
+                        .as_u64()
+                        .or_else(|| number.as_i64().map(i64::unsigned_abs))
+                        // Only integers of 13 or more digits can be a card: no text is made of the others.
+                        .is_some_and(|n| {
+                            n >= 1_000_000_000_000 && self.detectors.is_card_number(&n.to_string())
+                        }) =>
             {
                 summary.add(Classification::Restricted, || {
                     format!("{}:card_number", place())

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,7 +13,6 @@ use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use toolgate::identity::token::{TokenRequest, claims};
 
 fn key_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -51,16 +49,7 @@ impl ProofKey {
 
 /// Alice's assistant, with `cnf` when given.
 fn token(cnf: Option<Value>) -> String {
-    let request = TokenRequest {
-        subject: Some("alice".into()),
-        roles: vec!["hr".into()],
-        agent: Some("assistant".into()),
-        via: Vec::new(),
-        scope: None,
-        audience: "toolgate".into(),
-        ttl: Duration::from_secs(600),
-    };
-    let mut claims: Map<String, Value> = claims(&request, now()).unwrap();
+    let mut claims = alice_claims();
     if let Some(cnf) = cnf {
         claims.insert("cnf".into(), cnf);
     }

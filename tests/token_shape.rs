@@ -5,11 +5,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::{Map, Value, json};
-use toolgate::identity::token::{TokenRequest, claims};
 
 /// The quickstart's upstreams and inventory; the development issuer, and `plain-idp` (same key) configured to
 /// accept plain `JWT` access tokens.
@@ -22,17 +19,7 @@ fn gateway() -> Gateway {
 
 /// Alice's assistant, from `issuer`.
 fn alice(issuer: &str) -> Map<String, Value> {
-    let request = TokenRequest {
-        subject: Some("alice".into()),
-        roles: vec!["hr".into()],
-        agent: Some("assistant".into()),
-        via: Vec::new(),
-        scope: None,
-        audience: "toolgate".into(),
-        ttl: Duration::from_secs(600),
-    };
-    let now = jsonwebtoken::get_current_timestamp() as i64;
-    let mut claims = claims(&request, now).unwrap();
+    let mut claims = alice_claims();
     claims.insert("iss".into(), json!(issuer));
     claims
 }

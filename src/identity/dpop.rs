@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -33,19 +33,6 @@ pub struct ProofRequest<'a> {
     /// The URL the client addressed: scheme, authority and path (query and fragment are not part of `htu`).
     pub url: String,
 }
-
-/// Signature algorithms accepted for proofs: asymmetric only (a proof is signed by the client's private key).
-const PROOF_ALGORITHMS: &[Algorithm] = &[
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::EdDSA,
-];
 
 /// JWK members that belong to a private (or symmetric) key, never to the public key a proof carries.
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
@@ -105,9 +92,10 @@ impl Proofs {
         }
         let jwk = proof_key(proof)?;
         let header = jsonwebtoken::decode_header(proof).map_err(|_| invalid("malformed"))?;
-        if !PROOF_ALGORITHMS.contains(&header.alg) {
+        // A public-key algorithm that fits the key the proof carries (the rule issuer keys follow too).
+        if !super::jwt::key_algorithms(&jwk).contains(&header.alg) {
             return Err(invalid(
-                "its algorithm is not an accepted public-key algorithm",
+                "its algorithm is not a public-key algorithm for its key",
             ));
         }
         let thumbprint = jwk

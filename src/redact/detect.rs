@@ -75,11 +75,13 @@ fn ssn(text: &str) -> bool {
         && &digits[5..] != "0000"
 }
 
-/// A built-in detector: name, pattern, class and an extra check of each match.
+/// A built-in detector: name, pattern, class, an extra check of each match, and the stricter check of a match
+/// made by joining several strings.
 type Builtin = (
     &'static str,
     &'static str,
     Classification,
+    Option<fn(&str) -> bool>,
     Option<fn(&str) -> bool>,
 );
 
@@ -91,11 +93,13 @@ fn builtin() -> Vec<Builtin> {
             r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?s:.*?)(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\z)",
             Restricted,
             None,
+            None,
         ),
         (
             "jwt",
             r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
             Restricted,
+            None,
             None,
         ),
         (
@@ -103,11 +107,13 @@ fn builtin() -> Vec<Builtin> {
             r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b",
             Restricted,
             None,
+            None,
         ),
         (
             "github_token",
             r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b",
             Restricted,
+            None,
             None,
         ),
         (
@@ -115,11 +121,13 @@ fn builtin() -> Vec<Builtin> {
             r"\bglpat-[A-Za-z0-9_-]{20,}\b",
             Restricted,
             None,
+            None,
         ),
         (
             "slack_token",
             r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b",
             Restricted,
+            None,
             None,
         ),
         (
@@ -127,35 +135,41 @@ fn builtin() -> Vec<Builtin> {
             r"\bAIza[0-9A-Za-z_-]{35}\b",
             Restricted,
             None,
+            None,
         ),
         (
             "card_number",
             card::PATTERN,
             Restricted,
             Some(card::holds_card),
+            Some(card::is_card),
         ),
         (
             "iban",
             r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b",
             Restricted,
             Some(iban),
+            None,
         ),
         (
             "us_ssn",
             r"\b\d{3}[- ]\d{2}[- ]\d{4}\b",
             Restricted,
             Some(ssn),
+            None,
         ),
         (
             "email",
             r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
             Confidential,
             None,
+            None,
         ),
         (
             "phone",
             r"(?:\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,4}\b|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b)",
             Confidential,
+            None,
             None,
         ),
     ]
@@ -259,13 +273,13 @@ impl Detectors {
             reason: e.to_string(),
         };
         let mut list: Vec<Detector> = Vec::new();
-        for (name, pattern, class, check) in builtin() {
+        for (name, pattern, class, check, joined) in builtin() {
             list.push(Detector {
                 name: name.to_string(),
                 class,
                 regex: Regex::new(pattern).map_err(|e| refused(name, e))?,
                 check,
-                joined: (name == "card_number").then_some(card::is_card as fn(&str) -> bool),
+                joined,
             });
         }
         for d in custom {

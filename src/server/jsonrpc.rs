@@ -241,13 +241,8 @@ mod fuzz {
 
     /// Any JSON value, nested a few levels, with strings drawn from what a JSON-RPC message holds.
     fn value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>()
-                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
-            prop::sample::select(vec![
+        crate::fuzzing::json_value(
+            vec![
                 "2.0",
                 "1.0",
                 "tools/call",
@@ -261,40 +256,26 @@ mod fuzz {
                 "",
                 "é",
                 "\u{0}",
-            ])
-            .prop_map(Value::from),
-            ".{0,40}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(4, 64, 8, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::vec(
-                    (
-                        prop::sample::select(vec![
-                            "jsonrpc",
-                            "id",
-                            "method",
-                            "params",
-                            "result",
-                            "error",
-                            "name",
-                            "arguments",
-                            "_meta",
-                            "progressToken",
-                            "cursor",
-                            "protocolVersion",
-                            "capabilities",
-                            "clientInfo",
-                            "requestId",
-                        ])
-                        .prop_map(String::from),
-                        inner,
-                    ),
-                    0..6,
-                )
-                .prop_map(|fields| Value::Object(fields.into_iter().collect())),
-            ]
-        })
+            ],
+            vec![
+                "jsonrpc",
+                "id",
+                "method",
+                "params",
+                "result",
+                "error",
+                "name",
+                "arguments",
+                "_meta",
+                "progressToken",
+                "cursor",
+                "protocolVersion",
+                "capabilities",
+                "clientInfo",
+                "requestId",
+            ],
+            4,
+        )
     }
 
     fn check(bytes: &[u8]) -> Result<(), TestCaseError> {

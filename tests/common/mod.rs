@@ -544,6 +544,22 @@ pub fn sign_other(claims: &Map<String, Value>) -> String {
     jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
 
+/// The claims of Alice (role `hr`) acting through the `assistant` agent, from the development issuer, for tokens
+/// shaped by hand.
+pub fn alice_claims() -> Map<String, Value> {
+    let request = toolgate::identity::token::TokenRequest {
+        subject: Some("alice".into()),
+        roles: vec!["hr".into()],
+        agent: Some("assistant".into()),
+        via: Vec::new(),
+        scope: None,
+        audience: "toolgate".into(),
+        ttl: Duration::from_secs(600),
+    };
+    toolgate::identity::token::claims(&request, jsonwebtoken::get_current_timestamp() as i64)
+        .unwrap()
+}
+
 /// A development token for a human with roles, acting through `agent` (and later actors `via`).
 pub fn user_token(subject: &str, roles: &[&str], agent: &str, via: &[&str]) -> String {
     toolgate::identity::token::mint_dev(&toolgate::identity::token::TokenRequest {
