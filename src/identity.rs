@@ -1,6 +1,8 @@
 //! Who is acting, decided on every request: bearer-token verification, the caller model (principal-context or
 //! agent-only), delegation lineage and scope.
 
+mod caller;
+mod delegation;
 mod dpop;
 mod error;
 mod inventory;
@@ -15,6 +17,7 @@ use std::path::Path;
 use serde_json::Value;
 
 pub use crate::classification::Classification;
+pub use caller::{Caller, Mode, Principal};
 pub use dpop::{ProofRequest, Scheme};
 pub use error::AuthError;
 pub use inventory::{Agent, AgentSpec, Inventory, InventoryError};
@@ -35,76 +38,6 @@ pub fn peek_subject(token: &str) -> Option<(String, String)> {
     }
     let who: Who = jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
     Some((who.iss?, who.sub?))
-}
-
-/// How the caller acts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// A human principal and the agents acting for them.
-    PrincipalContext,
-    /// A registered agent acting alone.
-    AgentOnly,
-}
-
-/// The human on whose behalf agents act.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Principal {
-    pub issuer: String,
-    pub subject: String,
-    pub roles: Vec<String>,
-    pub groups: Vec<String>,
-}
-
-/// Who is acting on this request, verified.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Caller {
-    pub mode: Mode,
-    /// The token's `iss` and `sub`: identity is this pair, never `sub` alone.
-    pub issuer: String,
-    pub subject: String,
-    pub principal: Option<Principal>,
-    /// Agent ids, oldest first; the last is the current actor.
-    pub chain: Vec<String>,
-    pub actor: String,
-    /// The scopes of every actor in the chain: a tool is within the chain's reach when each allows it.
-    #[serde(skip)]
-    pub scopes: Vec<Scope>,
-    /// The token's `scope` claim, which may only narrow the chain's.
-    #[serde(skip)]
-    pub token_scopes: Option<Scope>,
-    /// The token's own `scope` claim, as tool patterns, when it has one.
-    pub token_scope: Option<Vec<String>>,
-    /// Highest class every actor of the chain may carry.
-    pub clearance: Classification,
-    /// How long authenticating this request took (µs).
-    #[serde(skip)]
-    pub authenticated_us: u64,
-    pub token_id: Option<String>,
-    pub issued_at: i64,
-    pub expires_at: i64,
-}
-
-impl Caller {
-    /// Whether the effective scope (every actor ∩ token) includes `tool`.
-    pub fn in_scope(&self, tool: &str) -> bool {
-        self.chain_reaches(tool) && self.token_scopes.as_ref().is_none_or(|s| s.allows(tool))
-    }
-
-    /// Whether only the token's `scope` keeps `tool` out: a token for this chain that asks for it would reach it
-    /// (step-up, `insufficient_scope`).
-    pub fn needs_scope(&self, tool: &str) -> bool {
-        self.chain_reaches(tool) && self.token_scopes.as_ref().is_some_and(|s| !s.allows(tool))
-    }
-
-    fn chain_reaches(&self, tool: &str) -> bool {
-        self.scopes.iter().all(|s| s.allows(tool))
-    }
-
-    /// The subject a session is bound to.
-    pub fn subject_key(&self) -> String {
-        format!("{}\u{1f}{}", self.issuer, self.subject)
-    }
 }
 
 /// Most verified tokens kept in the signature cache.
@@ -360,111 +293,6 @@ impl Identity {
         }
     }
 
-    /// Works out who is acting from verified claims: mode, lineage, scope, clearance, revocation.
-    fn caller(&self, claims: &Claims, forwarded: bool) -> Result<Caller, AuthError> {
-        let issuer = self
-            .issuers
-            .get(&claims.iss)
-            .ok_or(AuthError::UnknownIssuer)?;
-        // A development token never counts through a proxy.
-        if forwarded && issuer.config.dev {
-            return Err(AuthError::DevThroughProxy);
-        }
-        let token_scope = match &claims.scope {
-            Some(s) => Some(Scope::from_claim(s).map_err(|_| AuthError::BadScope)?),
-            None => None,
-        };
-        // One inventory for the whole request.
-        let inventory = self.inventory.load();
-        let inventory: &Inventory = &inventory;
-        let act = match claims.other.get("act") {
-            None => None,
-            Some(value) => Some(Act::parse(value).map_err(AuthError::ActInvalid)?),
-        };
-        let may_act = match claims.other.get("may_act") {
-            None => None,
-            Some(value) => Some(MayAct::parse(value).map_err(AuthError::MayActInvalid)?),
-        };
-        let (mode, principal, chain) = match &act {
-            Some(act) => {
-                // The principal of a delegation must be a human, not an agent borrowing another's chain.
-                if inventory.get(&claims.sub).is_some()
-                    || inventory
-                        .bound_agent(&claims.iss, &claims.sub, Some(&claims.sub))
-                        .is_some()
-                {
-                    return Err(AuthError::PrincipalIsAgent(claims.sub.clone()));
-                }
-                let chain = self.lineage(inventory, act, &claims.iss)?;
-                // The actor acting for the subject directly must be the one `may_act` names, when it names one.
-                if let Some(may_act) = &may_act {
-                    let first = Self::first_actor(act);
-                    let issuer_ok = may_act.iss.as_deref().is_none_or(|i| i == claims.iss);
-                    if first.sub != may_act.sub || !issuer_ok {
-                        return Err(AuthError::MayActRefused(first.sub.clone()));
-                    }
-                }
-                let principal = Principal {
-                    issuer: claims.iss.clone(),
-                    subject: claims.sub.clone(),
-                    // Only from an issuer configured to assert them.
-                    roles: issuer
-                        .config
-                        .roles_claim
-                        .as_ref()
-                        .map(|c| string_list(claims.other.get(c)))
-                        .unwrap_or_default(),
-                    groups: issuer
-                        .config
-                        .groups_claim
-                        .as_ref()
-                        .map(|c| string_list(claims.other.get(c)))
-                        .unwrap_or_default(),
-                };
-                (Mode::PrincipalContext, Some(principal), chain)
-            }
-            None => {
-                let agent = Self::agent_alone(inventory, claims)?;
-                (Mode::AgentOnly, None, vec![agent.id.clone()])
-            }
-        };
-        let agents: Vec<&Agent> = chain.iter().filter_map(|id| inventory.get(id)).collect();
-        let scopes: Vec<Scope> = agents.iter().map(|a| a.scope.clone()).collect();
-        let mut token_scope_patterns = None;
-        if let Some(asked) = &token_scope {
-            // The token may only narrow what every actor in its chain may do.
-            if !scopes.iter().all(|s| s.covers(asked)) {
-                return Err(AuthError::Escalation);
-            }
-            token_scope_patterns = Some(asked.patterns());
-        }
-        let clearance = agents
-            .iter()
-            .map(|a| a.spec.max_classification)
-            .min()
-            .unwrap_or(Classification::Public);
-        let actor = chain.last().cloned().ok_or(AuthError::AgentMissing)?;
-        let caller = Caller {
-            mode,
-            issuer: claims.iss.clone(),
-            subject: claims.sub.clone(),
-            principal,
-            chain,
-            actor,
-            scopes,
-            token_scopes: token_scope,
-            token_scope: token_scope_patterns,
-            clearance,
-            authenticated_us: 0,
-            token_id: claims.jti.clone(),
-            issued_at: claims.iat,
-            expires_at: claims.exp,
-        };
-        // Revocation is checked on every request, after the signature: a revoked credential never passes.
-        self.revocations.check(&caller)?;
-        Ok(caller)
-    }
-
     /// The token's verified claims: from the cache when this exact token was verified before and has not expired,
     /// else verified now (and cached).
     fn verified_claims(&self, token: &str) -> Result<std::sync::Arc<Claims>, AuthError> {
@@ -505,81 +333,6 @@ impl Identity {
         }
         Ok(claims)
     }
-
-    /// The chain named by nested `act` claims, oldest first, checked against the inventory.
-    fn lineage(
-        &self,
-        inventory: &Inventory,
-        act: &Act,
-        issuer: &str,
-    ) -> Result<Vec<String>, AuthError> {
-        let mut newest_first = Vec::new();
-        let mut current = Some(act);
-        while let Some(a) = current {
-            if newest_first.len() >= self.max_chain_depth {
-                return Err(AuthError::ChainTooDeep(self.max_chain_depth));
-            }
-            if a.iss.as_deref().is_some_and(|i| i != issuer) {
-                return Err(AuthError::BindingMismatch(a.sub.clone()));
-            }
-            newest_first.push(a.sub.clone());
-            current = a.act.as_deref();
-        }
-        let chain: Vec<String> = newest_first.into_iter().rev().collect();
-        for (i, id) in chain.iter().enumerate() {
-            if inventory.get(id).is_none() {
-                return Err(AuthError::AgentUnregistered(id.clone()));
-            }
-            if chain[..i].contains(id) {
-                return Err(AuthError::ChainCycle(id.clone()));
-            }
-        }
-        let first = chain
-            .first()
-            .and_then(|id| inventory.get(id))
-            .ok_or(AuthError::AgentMissing)?;
-        if !first.spec.acts_for_humans {
-            return Err(AuthError::NotForHumans(first.id.clone()));
-        }
-        for pair in chain.windows(2) {
-            let (from, to) = (&pair[0], &pair[1]);
-            let allowed = inventory
-                .get(from)
-                .is_some_and(|a| a.spec.delegates_to.iter().any(|d| d == to));
-            if !allowed {
-                return Err(AuthError::DelegationNotAllowed {
-                    from: from.clone(),
-                    to: to.clone(),
-                });
-            }
-        }
-        Ok(chain)
-    }
-
-    /// The innermost `act`: the actor acting for the subject directly.
-    fn first_actor(act: &Act) -> &Act {
-        let mut first = act;
-        while let Some(inner) = first.act.as_deref() {
-            first = inner;
-        }
-        first
-    }
-
-    /// The registered agent an agent-only token asserts.
-    fn agent_alone<'a>(inventory: &'a Inventory, claims: &Claims) -> Result<&'a Agent, AuthError> {
-        if let Some(agent) =
-            inventory.bound_agent(&claims.iss, &claims.sub, claims.client_id.as_deref())
-        {
-            return Ok(agent);
-        }
-        match inventory.get(&claims.sub) {
-            Some(agent) if agent.spec.acts_alone.is_empty() => {
-                Err(AuthError::ActAloneForbidden(agent.id.clone()))
-            }
-            Some(agent) => Err(AuthError::BindingMismatch(agent.id.clone())),
-            None => Err(AuthError::AgentMissing),
-        }
-    }
 }
 
 /// The `aud` claim as a list.
@@ -587,17 +340,6 @@ fn audiences(aud: &Value) -> Vec<&str> {
     match aud {
         Value::String(s) => vec![s.as_str()],
         Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn string_list(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
         _ => Vec::new(),
     }
 }

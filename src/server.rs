@@ -4,6 +4,7 @@ pub mod dispatch;
 mod guard;
 mod handlers;
 mod jsonrpc;
+mod post;
 mod probes;
 mod session;
 mod stdio;
@@ -28,7 +29,8 @@ pub use stdio::serve_stdio;
 
 use crate::gateway::Gateway;
 use dispatch::SUPPORTED_PROTOCOL_VERSIONS;
-use handlers::{http_error, post_message};
+use handlers::http_error;
+use post::post_message;
 use probes::{healthz, readyz, resource_metadata};
 use stream::{delete_session, get_stream};
 

@@ -43,6 +43,9 @@ pub struct Cursors {
 /// Bytes of the MAC kept in a cursor.
 const CURSOR_TAG: usize = 16;
 
+/// The listing `tools/list` cursors belong to.
+pub(super) const TOOLS_LIST: &str = "tools/list";
+
 impl Cursors {
     /// A fresh key: cursors do not outlive the process.
     pub fn new() -> Result<Self, getrandom::Error> {

@@ -11,7 +11,7 @@ use std::time::Instant;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorData, ListToolsResult};
 use tokio_util::sync::CancellationToken;
 
-use super::listing::{add_detected, advertised, list_input, tool_ref};
+use super::listing::{TOOLS_LIST, add_detected, advertised, list_input, tool_ref};
 use super::record::{Outcome, Step, caller_record, recorded_facts, request_id_text, step};
 use super::refusal::Refusal;
 use super::{CallContext, Gateway, elapsed_us};
@@ -22,9 +22,6 @@ use crate::policy::{Action, facts};
 use crate::reason::Reason;
 use crate::redact::Rules;
 use crate::telemetry;
-
-/// The listing `tools/list` cursors belong to.
-const TOOLS_LIST: &str = "tools/list";
 
 impl Gateway {
     /// `tools/list`: the tools whose `list` decision allows this caller, one page at a time.

@@ -1,31 +1,22 @@
-//! The HTTP handlers of `/mcp`: authenticate, find the session, read one JSON-RPC message, answer it as JSON or
-//! as an event stream.
+//! What the handlers of `/mcp` share (`POST` in `post`, `GET` and `DELETE` in `stream`): authenticating a request,
+//! its refusal as the HTTP answer, finding its session, checking its protocol version and `Accept`, and the JSON
+//! and error answers.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use tokio::sync::mpsc;
 
 use crate::identity::{AuthError, Caller, ProofRequest, Scheme};
 use crate::telemetry;
-use rmcp::model::{
-    ClientJsonRpcMessage, ClientRequest, ErrorCode, RequestId, ServerJsonRpcMessage, ServerResult,
-};
+use rmcp::model::{ErrorCode, ServerJsonRpcMessage};
 
 use super::probes::origin_of;
 use super::session::SessionLimit;
-use super::stream::{sse_frame, sse_response};
 use super::{
-    AppState, SESSION_HEADER, SUPPORTED_PROTOCOL_VERSIONS, Session, VERSION_HEADER, dispatch,
-    jsonrpc,
+    AppState, SESSION_HEADER, SUPPORTED_PROTOCOL_VERSIONS, Session, VERSION_HEADER, jsonrpc,
 };
 
-/// Authenticates a request from its Authorization header; the refusal is the HTTP answer itself.
 /// A session or stream refused by a limit: 503 when the gateway is full, 429 when this caller or agent holds its
 /// share, with `data.reason` = `session_limit`.
 pub(super) fn session_limit(limit: SessionLimit) -> Response {
@@ -52,6 +43,7 @@ pub(super) fn session_limit(limit: SessionLimit) -> Response {
         .into_response()
 }
 
+/// Authenticates a request from its Authorization header; the refusal is the HTTP answer itself.
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself
 pub(super) fn authenticate(
     state: &AppState,
@@ -129,60 +121,6 @@ pub(super) fn auth_refusal(state: &AppState, error: &AuthError, headers: &Header
     response
 }
 
-/// The HTTP answer of a call that sent no notification: JSON, or a step-up refusal.
-fn only_answer(
-    state: &AppState,
-    headers: &HeaderMap,
-    answer: Result<ServerJsonRpcMessage, tokio::sync::oneshot::error::RecvError>,
-) -> Response {
-    match answer {
-        Ok(answer) => {
-            step_up(state, headers, &answer).unwrap_or_else(|| json_response(&answer, None))
-        }
-        Err(_) => http_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::INTERNAL_ERROR,
-            "call ended without an answer",
-        ),
-    }
-}
-
-/// A step-up refusal (the token's `scope` leaves the tool out) as the MCP authorization spec answers it: 403 with
-/// `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"`. It always comes before any notification, so
-/// the status can still be chosen.
-fn step_up(
-    state: &AppState,
-    headers: &HeaderMap,
-    answer: &ServerJsonRpcMessage,
-) -> Option<Response> {
-    let ServerJsonRpcMessage::Error(error) = answer else {
-        return None;
-    };
-    let scope = crate::gateway::step_up_scope(&error.error)?;
-    let metadata = format!(
-        "{}/.well-known/oauth-protected-resource",
-        origin_of(state, headers)
-    );
-    let challenge = format!(
-        "Bearer resource_metadata=\"{metadata}\", error=\"insufficient_scope\", scope=\"{scope}\", \
-         error_description=\"the token's scope leaves this tool out\""
-    );
-    telemetry::failed(&tracing::Span::current(), StatusCode::FORBIDDEN.as_str());
-    let mut response = (
-        StatusCode::FORBIDDEN,
-        [(header::CONTENT_TYPE, "application/json")],
-        jsonrpc::to_bytes(answer),
-    )
-        .into_response();
-    // Tool names are printable ASCII without quotes, so the challenge is always a valid header value.
-    if let Ok(value) = HeaderValue::from_str(&challenge) {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, value);
-    }
-    Some(response)
-}
-
 pub(super) fn http_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     telemetry::failed(&tracing::Span::current(), status.as_str());
     let body = jsonrpc::to_bytes(&jsonrpc::error_message(None, code, message.to_string()));
@@ -252,289 +190,4 @@ pub(super) fn check_version(headers: &HeaderMap) -> Result<(), Response> {
             "unsupported MCP-Protocol-Version",
         )),
     }
-}
-
-/// `POST /mcp`: one JSON-RPC message, in its own span. The span's parent is the trace context of the HTTP
-/// headers (`traceparent`), which is known before the body is read; a different context in the message's
-/// `_meta` is linked.
-pub(super) async fn post_message(
-    State(state): State<AppState>,
-    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
-    uri: http::Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let span = telemetry::request_span("tcp");
-    let remote = telemetry::from_headers(&headers);
-    telemetry::adopt(&span, &remote);
-    telemetry::within(
-        answer_post(state, peer, uri, headers, body, remote.clone()),
-        span,
-        remote,
-    )
-    .await
-}
-
-pub(super) async fn answer_post(
-    state: AppState,
-    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
-    uri: http::Uri,
-    headers: HeaderMap,
-    body: Body,
-    remote: opentelemetry::Context,
-) -> Response {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    // Identity is checked on every request, before the body is read.
-    let caller = match authenticate(&state, &headers, &http::Method::POST, &uri, peer) {
-        Ok(caller) => caller,
-        Err(response) => return refused_before_body(response, body, declared).await,
-    };
-    let limit = state.gateway.config.limits.max_request_bytes;
-    if declared.is_some_and(|n| n > limit) {
-        return refused_before_body(too_large(limit), body, declared).await;
-    }
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
-    if !is_json {
-        let refusal = http_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::INVALID_REQUEST,
-            "Content-Type must be application/json",
-        );
-        return refused_before_body(refusal, body, declared).await;
-    }
-    if headers.contains_key(header::ACCEPT)
-        && !accepts(&headers, "application/json")
-        && !accepts(&headers, "text/event-stream")
-    {
-        let refusal = http_error(
-            StatusCode::NOT_ACCEPTABLE,
-            ErrorCode::INVALID_REQUEST,
-            "Accept must include application/json and text/event-stream",
-        );
-        return refused_before_body(refusal, body, declared).await;
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        // Part of the body is still unread: the connection cannot carry another request.
-        return closing(too_large(limit));
-    };
-    let message = match jsonrpc::parse(&bytes) {
-        Ok(message) => message,
-        Err(error) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                [(header::CONTENT_TYPE, "application/json")],
-                jsonrpc::to_bytes(&error),
-            )
-                .into_response();
-        }
-    };
-    let span = tracing::Span::current();
-    match message {
-        ClientJsonRpcMessage::Request(request) => {
-            telemetry::name_request(&span, &request.request, &request.id);
-            // A trace context in `_meta` (SEP-414) is linked, and carried upstream when the headers had none.
-            let meta = telemetry::from_meta(&rmcp::model::GetMeta::get_meta(&request.request).0.0);
-            telemetry::link(&span, &meta, &remote);
-            let remote = telemetry::ambient_or(meta);
-            telemetry::with_remote(answer_request(state, caller, headers, request), remote).await
-        }
-        ClientJsonRpcMessage::Notification(notification) => {
-            telemetry::name_notification(&span, &notification.notification);
-            if let Err(response) = check_version(&headers) {
-                return response;
-            }
-            match session_of(&state, &headers, &caller) {
-                Ok(session) => {
-                    dispatch::handle_notification(&session, notification.notification);
-                    StatusCode::ACCEPTED.into_response()
-                }
-                Err(response) => response,
-            }
-        }
-        ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_) => {
-            match session_of(&state, &headers, &caller) {
-                Ok(_) => StatusCode::ACCEPTED.into_response(),
-                Err(response) => response,
-            }
-        }
-    }
-}
-
-/// A JSON-RPC request of an authenticated caller.
-pub(super) async fn answer_request(
-    state: AppState,
-    caller: Caller,
-    headers: HeaderMap,
-    request: rmcp::model::JsonRpcRequest<ClientRequest>,
-) -> Response {
-    if let ClientRequest::InitializeRequest(init) = &request.request {
-        let result = dispatch::initialize(&init.params);
-        let session = Session::new(
-            result.protocol_version.to_string(),
-            caller.subject_key(),
-            caller.actor.clone(),
-        );
-        let session = match state.sessions.insert(session) {
-            Ok(session) => session,
-            Err(limit) => return session_limit(limit),
-        };
-        telemetry::in_session(
-            &tracing::Span::current(),
-            &session.id,
-            &session.protocol_version,
-        );
-        tracing::info!(
-            session = %session.id, client = %init.params.client_info.name,
-            version = %result.protocol_version, subject = %caller.subject, actor = %caller.actor,
-            "session opened"
-        );
-        let message =
-            ServerJsonRpcMessage::response(ServerResult::InitializeResult(result), request.id);
-        return json_response(&message, Some(&session.id));
-    }
-    if let Err(response) = check_version(&headers) {
-        return response;
-    }
-    let session = match session_of(&state, &headers, &caller) {
-        Ok(s) => s,
-        Err(response) => return response,
-    };
-    telemetry::in_session(
-        &tracing::Span::current(),
-        &session.id,
-        &session.protocol_version,
-    );
-    if matches!(request.request, ClientRequest::CallToolRequest(_)) {
-        let stream = accepts(&headers, "text/event-stream");
-        call_in_task(
-            state,
-            &headers,
-            session,
-            caller,
-            request.id,
-            request.request,
-            stream,
-        )
-        .await
-    } else {
-        let answer = dispatch::handle_request(
-            &state.gateway,
-            &session,
-            &caller,
-            request.id,
-            request.request,
-            None,
-        )
-        .await;
-        json_response(&answer, None)
-    }
-}
-
-/// Most of a refused request's body read (and dropped) so that its connection can carry the next request.
-const DRAIN_MAX: usize = 64 * 1024;
-/// How long draining a refused request's body may take.
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// A refusal answered before the body was read: a small body (declared, up to [`DRAIN_MAX`]) is read and dropped
-/// within [`DRAIN_TIME`] so that the connection stays usable; otherwise the refusal closes the connection
-/// (`Connection: close`), so that the unread bytes are never taken for the next request.
-async fn refused_before_body(refusal: Response, body: Body, declared: Option<usize>) -> Response {
-    if declared.is_some_and(|n| n <= DRAIN_MAX) {
-        let drained = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(body, DRAIN_MAX)).await;
-        if matches!(drained, Ok(Ok(_))) {
-            return refusal;
-        }
-    }
-    closing(refusal)
-}
-
-/// The response, telling the client the connection ends with it.
-fn closing(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
-pub(super) fn too_large(limit: usize) -> Response {
-    http_error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::INVALID_REQUEST,
-        &format!("request body exceeds {limit} bytes"),
-    )
-}
-
-/// A `tools/call`, run in its own task so that it ends (and is recorded) even when its client goes away. Its
-/// answer is JSON when it arrives before any notification (always, when the client takes no `stream`), else an
-/// SSE stream carrying the call's notifications and then its answer.
-pub(super) async fn call_in_task(
-    state: AppState,
-    headers: &HeaderMap,
-    session: Arc<Session>,
-    caller: Caller,
-    id: RequestId,
-    request: ClientRequest,
-    stream: bool,
-) -> Response {
-    // Boxed: a channel allocates its slots in blocks, and a message is large.
-    let (tx, mut rx) = mpsc::channel::<Box<ServerJsonRpcMessage>>(64);
-    // Without a stream the sender is dropped here, and the answer goes back as plain JSON.
-    let notify = stream.then_some(tx);
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    {
-        let gateway = Arc::clone(&state.gateway);
-        let call = async move {
-            let answer =
-                dispatch::handle_request(&gateway, &session, &caller, id, request, notify).await;
-            let _ = done_tx.send(answer);
-        };
-        // The call keeps its request's span and trace context in its own task.
-        tokio::spawn(telemetry::within(
-            call,
-            tracing::Span::current(),
-            telemetry::current(),
-        ));
-    }
-    let mut done_rx = done_rx;
-    let first = tokio::select! {
-        biased;
-        answer = &mut done_rx => {
-            return only_answer(&state, headers, answer);
-        }
-        first = rx.recv() => first,
-    };
-    let Some(first) = first else {
-        return only_answer(&state, headers, done_rx.await);
-    };
-    let head = futures::stream::once(async move { sse_frame(&first) });
-    let rest = futures::stream::unfold((rx, Some(done_rx)), |(mut rx, done)| async move {
-        let mut done = done?;
-        tokio::select! {
-            biased;
-            Some(message) = rx.recv() => Some((sse_frame(&message), (rx, Some(done)))),
-            answer = &mut done => {
-                // Flush notifications sent before the answer, then the answer.
-                let mut frames = Vec::new();
-                while let Ok(message) = rx.try_recv() {
-                    frames.extend_from_slice(&sse_frame(&message));
-                }
-                if let Ok(answer) = answer {
-                    frames.extend_from_slice(&sse_frame(&answer));
-                }
-                Some((Bytes::from(frames), (rx, None)))
-            }
-        }
-    });
-    let stream = head.chain(rest).map(Ok::<_, Infallible>);
-    sse_response(Body::from_stream(stream))
 }

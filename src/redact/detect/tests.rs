@@ -1,3 +1,4 @@
+use super::builtin::iban;
 use super::*;
 
 fn detectors() -> Detectors {
