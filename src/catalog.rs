@@ -10,6 +10,7 @@ mod http;
 mod routing;
 mod stdio;
 mod supervise;
+pub mod surface;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -24,13 +25,19 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::names::validate_upstream_name;
 pub use change::ChangeError;
-pub use routing::CallSink;
+pub use routing::{Asker, CallSink};
 
 use crate::config::{Config, Limits, Timeouts, UpstreamConfig, UpstreamTransport};
 use crate::reason::Reason;
 use http::HttpConn;
 use schema::InputSchema;
 use stdio::StdioConn;
+
+/// What toolgate tells upstreams it can do as their client: what it relays to the client whose call asks
+/// (a client that did not declare it gets the upstream's request refused).
+fn relayed_capabilities() -> serde_json::Value {
+    serde_json::json!({"sampling": {}, "elicitation": {"form": {}}, "roots": {}})
+}
 
 /// Why an upstream could not answer a call.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -224,6 +231,8 @@ pub struct Catalog {
     accepted: Mutex<HashMap<Arc<str>, Vec<Tool>>>,
     index: ArcSwap<Index>,
     changed: broadcast::Sender<()>,
+    /// What upstreams say of their resources and prompts.
+    surface: broadcast::Sender<surface::SurfaceEvent>,
     client: reqwest::Client,
     /// HTTP clients of upstreams registered at run time (their resolvers enforce the allowlist).
     registered_clients: Mutex<HashMap<Arc<str>, reqwest::Client>>,
@@ -254,6 +263,7 @@ impl Catalog {
             accepted: Mutex::new(HashMap::new()),
             index: ArcSwap::from_pointee(Index::default()),
             changed: broadcast::channel(16).0,
+            surface: broadcast::channel(1024).0,
             client: http::pooled_client()?,
             registered_clients: Mutex::new(HashMap::new()),
             shutdown,

@@ -3,11 +3,20 @@
 //! `server::dispatch`; the pipeline sees a [`CallContext`], never the transport's session.
 
 mod approval;
+mod contents;
+mod items;
 mod listing;
 mod obligations;
 mod pipeline;
 mod record;
 mod refusal;
+mod relay;
+mod requests;
+mod subscriptions;
+mod surface;
+
+pub use crate::policy::input::ItemKind;
+pub use subscriptions::Delivery;
 
 pub use refusal::step_up_scope;
 
@@ -95,6 +104,8 @@ pub struct Gateway {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Pagination cursors, bound to the caller and the listing.
     cursors: listing::Cursors,
+    /// Which session listens to which resource.
+    subscriptions: subscriptions::Subscriptions,
 }
 
 impl Gateway {
@@ -209,7 +220,7 @@ impl Gateway {
                 }
             });
         }
-        Ok(Arc::new(Self {
+        let gateway = Arc::new(Self {
             config: Arc::new(config),
             catalog,
             identity,
@@ -223,7 +234,10 @@ impl Gateway {
             draining: tokio_util::sync::CancellationToken::new(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             cursors: listing::Cursors::new().map_err(|e| StartError::Random(e.to_string()))?,
-        }))
+            subscriptions: subscriptions::Subscriptions::default(),
+        });
+        gateway.follow_surface();
+        Ok(gateway)
     }
 
     /// Authenticates one request's token. Refusals are recorded: those of credentials that verified (a revoked

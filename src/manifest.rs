@@ -8,10 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod field_path;
+mod surface;
 
 use crate::sql::{SchemaDeclaration, SqlDatabase};
 pub use field_path::FieldPath;
 use serde::{Deserialize, Serialize};
+pub use surface::glob_matches;
 
 use crate::classification::Classification;
 
@@ -150,6 +152,13 @@ impl ToolManifest {
     }
 }
 
+/// What describes anything no manifest describes.
+fn safe_default() -> &'static ToolManifest {
+    static SAFE_DEFAULT: std::sync::LazyLock<ToolManifest> =
+        std::sync::LazyLock::new(ToolManifest::safe_default);
+    &SAFE_DEFAULT
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -158,7 +167,15 @@ struct File {
     /// The upstream's databases, by name, for arguments of kind `sql`.
     #[serde(default)]
     databases: BTreeMap<String, SchemaDeclaration>,
+    #[serde(default)]
     tools: BTreeMap<String, ToolManifest>,
+    /// The upstream's resources and resource templates by URI pattern (`*` stands for any run of characters),
+    /// matched against the upstream's own URIs; the longest matching pattern describes a resource.
+    #[serde(default)]
+    resources: BTreeMap<String, ToolManifest>,
+    /// The upstream's prompts, by the upstream's own name.
+    #[serde(default)]
+    prompts: BTreeMap<String, ToolManifest>,
 }
 
 /// Every manifest, by upstream and tool name.
@@ -166,6 +183,10 @@ struct File {
 pub struct Manifests {
     /// By upstream, then tool.
     tools: BTreeMap<String, BTreeMap<String, ToolManifest>>,
+    /// By upstream: URI patterns, longest first, and what each describes.
+    resources: BTreeMap<String, Vec<(String, ToolManifest)>>,
+    /// By upstream, then prompt.
+    prompts: BTreeMap<String, BTreeMap<String, ToolManifest>>,
     /// Every declared schema's DDL, by upstream and database: part of what the bundle version hashes.
     schemas: BTreeMap<(String, String), String>,
 }
@@ -239,6 +260,7 @@ impl Manifests {
                 .insert((file.upstream.clone(), name.clone()), ddl);
             databases.insert(name.clone(), Arc::new(compiled));
         }
+        self.add_surface(&file)?;
         for (tool, mut manifest) in file.tools {
             crate::names::validate_tool_name(&tool)?;
             for (argument, kind) in &mut manifest.arguments {
@@ -281,12 +303,10 @@ impl Manifests {
 
     /// The manifest of a tool, or the safe default.
     pub fn get(&self, upstream: &str, tool: &str) -> &ToolManifest {
-        static SAFE_DEFAULT: std::sync::LazyLock<ToolManifest> =
-            std::sync::LazyLock::new(ToolManifest::safe_default);
         self.tools
             .get(upstream)
             .and_then(|tools| tools.get(tool))
-            .unwrap_or(&SAFE_DEFAULT)
+            .unwrap_or_else(|| safe_default())
     }
 
     /// Every manifest as policy data: `{upstream: {tool: manifest}}`.
@@ -368,110 +388,4 @@ fn schema_text(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quickstart_manifests_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tool-manifests");
-        let manifests = Manifests::load_dir(&dir).unwrap();
-        let query = manifests.get("sql", "query");
-        assert_eq!(query.risk, Risk::Read);
-        assert!(matches!(
-            query.arguments.get("sql"),
-            Some(ArgumentKind::Sql { database: Some(db), .. }) if db == "company"
-        ));
-        assert_eq!(
-            manifests.get("hr", "lookup_employee").classification,
-            Classification::Restricted
-        );
-        assert_eq!(manifests.get("files", "write_file").risk, Risk::Write);
-        assert_eq!(
-            manifests.get("sql", "query").owner.as_deref(),
-            Some("data-platform")
-        );
-    }
-
-    #[test]
-    fn declared_schemas_must_compile() {
-        let manifest = |databases: &str, argument: &str| {
-            format!(
-                "upstream: db\nowner: x\ndatabases:\n{databases}tools:\n  q:\n    classification: internal\n    risk: read\n    arguments:\n      sql: {argument}\n"
-            )
-        };
-        let good =
-            "  main:\n    schema: 'CREATE TABLE t (a, b);'\n    columns: {t.a: confidential}\n";
-        let mut m = Manifests::default();
-        m.add_yaml(&manifest(good, "{kind: sql, database: main}"))
-            .unwrap();
-        assert_eq!(m.schemas().count(), 1);
-        for (databases, argument, error) in [
-            (
-                "  main:\n    schema: 'CREATE TABLE t (a,'\n",
-                "{kind: sql, database: main}",
-                "does not compile",
-            ),
-            (
-                "  main:\n    schema: 'CREATE TABLE t (a); ATTACH ''x'' AS y;'\n",
-                "{kind: sql, database: main}",
-                "does not compile",
-            ),
-            (
-                "  main:\n    schema: 'CREATE TABLE t (a);'\n    columns: {t.z: restricted}\n",
-                "{kind: sql, database: main}",
-                "names no column",
-            ),
-            (
-                "  main:\n    schema: 'CREATE TABLE t (a);'\n    columns: {a: restricted}\n",
-                "{kind: sql, database: main}",
-                "not `table.column`",
-            ),
-            (
-                "  main:\n    schema_file: ../etc/schema.sql\n",
-                "{kind: sql, database: main}",
-                "plain relative path",
-            ),
-            (
-                "  main:\n    dialect: postgres\n    schema: 'CREATE TABLE t (a);'\n",
-                "{kind: sql, database: main}",
-                "not supported",
-            ),
-            (
-                "  main:\n    schema: 'CREATE TABLE t (a);'\n",
-                "{kind: sql, database: other}",
-                "does not declare",
-            ),
-            ("  main: {}\n", "{kind: sql, database: main}", "no `schema`"),
-        ] {
-            let error_text = Manifests::default()
-                .add_yaml(&manifest(databases, argument))
-                .unwrap_err()
-                .to_string();
-            assert!(error_text.contains(error), "{databases}: {error_text}");
-        }
-    }
-
-    #[test]
-    fn undescribed_tools_get_the_safe_default() {
-        let manifests = Manifests::default();
-        assert_eq!(manifests.get("x", "y"), &ToolManifest::safe_default());
-        assert_eq!(
-            ToolManifest::safe_default().classification,
-            Classification::Restricted
-        );
-        assert_eq!(ToolManifest::safe_default().risk, Risk::Destructive);
-    }
-
-    #[test]
-    fn bad_manifests_are_refused() {
-        let mut m = Manifests::default();
-        assert!(m.add_yaml("upstream: sql\nowner: x\ntools:\n  q:\n    classification: secret\n    risk: read\n").is_err());
-        assert!(m.add_yaml("upstream: sql\nowner: x\ntools:\n  q:\n    classification: public\n    risk: read\n    arguments:\n      s: {kind: regex}\n").is_err());
-        assert!(m.add_yaml("upstream: Bad\nowner: x\ntools: {}\n").is_err());
-        m.add_yaml(
-            "upstream: sql\nowner: x\ntools:\n  q:\n    classification: public\n    risk: read\n",
-        )
-        .unwrap();
-        assert!(m.add_yaml("upstream: sql\nowner: x\ntools:\n  q:\n    classification: public\n    risk: read\n").is_err());
-    }
-}
+mod tests;

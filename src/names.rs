@@ -81,6 +81,61 @@ pub fn exposed_name(
     Ok(exposed)
 }
 
+/// The scheme of the URIs toolgate gives a prefixed upstream's resources.
+const URI_SCHEME: &str = "toolgate://";
+
+/// The exposed URI of a prefixed upstream's resource or template: `toolgate://<upstream>/<its URI>`, the
+/// upstream's URI kept verbatim (so that a template's expressions still expand). Upstream names hold no `/`, so
+/// the first `/` after the scheme always ends the upstream's name, whatever the upstream's URI.
+pub fn exposed_uri(upstream: &str, uri: &str) -> String {
+    format!("{URI_SCHEME}{upstream}/{uri}")
+}
+
+/// Whether a URI has the gateway's own form (an unprefixed upstream's URI of that form is never exposed).
+pub fn is_gateway_uri(uri: &str) -> bool {
+    uri.get(..URI_SCHEME.len())
+        .is_some_and(|s| s.eq_ignore_ascii_case(URI_SCHEME))
+}
+
+/// The upstream and its own URI of an exposed URI of the gateway's form.
+pub fn split_uri(uri: &str) -> Option<(&str, &str)> {
+    if !is_gateway_uri(uri) {
+        return None;
+    }
+    let (upstream, original) = uri[URI_SCHEME.len()..].split_once('/')?;
+    validate_upstream_name(upstream).ok()?;
+    Some((upstream, original))
+}
+
+/// Longest URI template matched against a URI.
+const MAX_TEMPLATE: usize = 2048;
+
+/// Whether `uri` is an expansion of the RFC 6570 `template`: literal parts match exactly, a simple expression
+/// (`{id}`) matches text without `/`, `?` or `#`, any other expression (`{+path}`, `{/seg}`, `{?q}` …) any text.
+pub fn template_matches(template: &str, uri: &str) -> bool {
+    if template.len() > MAX_TEMPLATE || uri.len() > MAX_TEMPLATE {
+        return false;
+    }
+    let mut pattern = String::from("^");
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        pattern.push_str(&regex::escape(&rest[..open]));
+        let Some(close) = rest[open..].find('}') else {
+            return false;
+        };
+        let expression = &rest[open + 1..open + close];
+        let simple = expression
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '%');
+        pattern.push_str(if simple { "[^/?#]*" } else { ".*" });
+        rest = &rest[open + close + 1..];
+    }
+    pattern.push_str(&regex::escape(rest));
+    pattern.push('$');
+    regex::Regex::new(&pattern).is_ok_and(|r| r.is_match(uri))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +210,39 @@ mod tests {
         assert_eq!(exposed_name("hr", "__", "lookup", false).unwrap(), "lookup");
         assert!(exposed_name("hr", "__", "bad name", false).is_err());
         assert!(exposed_name("hr", "__", &"t".repeat(129), false).is_err());
+    }
+
+    #[test]
+    fn exposed_uris_map_back_to_their_upstream_only() {
+        for (upstream, uri) in [
+            ("hr", "hr://policies/handbook.md"),
+            ("files", "file:///etc/x"),
+            ("a", "toolgate://other/x"),
+            ("a", ""),
+            ("a-1", "test://template/{id}/data"),
+        ] {
+            let exposed = exposed_uri(upstream, uri);
+            assert!(is_gateway_uri(&exposed));
+            assert_eq!(split_uri(&exposed), Some((upstream, uri)));
+        }
+        assert_eq!(split_uri("hr://x"), None);
+        assert_eq!(split_uri("toolgate://Bad/x"), None);
+        assert_eq!(split_uri("toolgate://nouri"), None);
+        assert!(is_gateway_uri("TOOLGATE://hr/x"));
+    }
+
+    #[test]
+    fn templates_match_their_expansions() {
+        let t = "test://template/{id}/data";
+        assert!(template_matches(t, "test://template/42/data"));
+        assert!(template_matches(t, "test://template//data"));
+        assert!(!template_matches(t, "test://template/4/2/data"));
+        assert!(!template_matches(t, "test://template/42/data/x"));
+        assert!(!template_matches(t, "xtest://template/42/data"));
+        assert!(template_matches("file:///{+path}", "file:///a/b/c"));
+        assert!(template_matches("q://x{?a,b}", "q://x?a=1&b=2"));
+        assert!(template_matches("lit.(x)", "lit.(x)"));
+        assert!(!template_matches("lit.(x)", "litx(x)"));
+        assert!(!template_matches("broken{", "broken{"));
     }
 }

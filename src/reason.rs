@@ -37,6 +37,12 @@ reasons! {
     // The pipeline's refusals.
     /// The tool does not exist, or this caller may not see it.
     UnknownTool = "unknown_tool",
+    /// The resource, resource template or prompt does not exist, or this caller may not see it.
+    UnknownItem = "unknown_item",
+    /// An upstream asked the client for something toolgate does not relay.
+    MethodNotRelayed = "method_not_relayed",
+    /// The client answered an upstream's request (sampling, elicitation, roots) with an error, or not at all.
+    ClientFailed = "client_failed",
     /// The caller's chain may use the tool, but the token's `scope` leaves it out (step-up).
     InsufficientScope = "insufficient_scope",
     /// The tool's definition awaits an admin's review.

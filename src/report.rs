@@ -101,6 +101,19 @@ pub struct AccessReport {
 
 /// The row of calls to tools that do not exist (or that the caller may not see): their names are not rows.
 pub const UNKNOWN_TOOLS: &str = "(unknown tools)";
+/// The row of requests on resources and prompts that were not known to the caller (hidden or missing).
+pub const UNKNOWN_ITEMS: &str = "(unknown resources and prompts)";
+
+/// The row a request on one protected item is counted in: a tool by its exposed name, a resource by its exposed
+/// URI, a prompt as `prompt:<name>`, a completion as `completion:<prompt or template>`; `None` for other records.
+fn row_of(kind: &str, name: &str) -> Option<String> {
+    match kind {
+        "tools/call" | "resources/read" | "resources/subscribe" => Some(name.to_string()),
+        "prompts/get" => Some(format!("prompt:{name}")),
+        "completion/complete" => Some(format!("completion:{name}")),
+        _ => None,
+    }
+}
 
 /// Why a report cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -153,17 +166,18 @@ pub fn build(
                 report.records += 1;
                 continue;
             }
-            if record.kind != "tools/call" {
-                continue;
-            }
-            let Some(tool) = record.tool.clone() else {
+            let Some(tool) = record
+                .tool
+                .as_deref()
+                .and_then(|name| row_of(&record.kind, name))
+            else {
                 continue;
             };
-            // A name no catalog had is the caller's word: all such calls share one row.
-            let tool = if record.outcome == "unknown_tool" {
-                UNKNOWN_TOOLS.to_string()
-            } else {
-                tool
+            // A name no catalog had is the caller's word: all such requests share one row.
+            let tool = match record.outcome.as_str() {
+                "unknown_tool" => UNKNOWN_TOOLS.to_string(),
+                "unknown_item" => UNKNOWN_ITEMS.to_string(),
+                _ => tool,
             };
             if query.tool.as_ref().is_some_and(|t| *t != tool) {
                 continue;

@@ -1,5 +1,6 @@
 //! The downstream MCP endpoint: toolgate's own streamable-HTTP session layer on axum, and stdio mode.
 
+mod asker;
 pub mod dispatch;
 mod guard;
 mod handlers;
@@ -191,6 +192,7 @@ pub async fn serve_http(
             }
         });
     }
+    deliver_updates(&gateway, &sessions);
     {
         let sessions = Arc::clone(&sessions);
         let mut changes = gateway.subscribe_changes();
@@ -198,7 +200,7 @@ pub async fn serve_http(
             loop {
                 match changes.recv().await {
                     Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        sessions.for_each(|s| s.announce_list_changed(list_changed()));
+                        sessions.for_each(|s| s.announce_list_changed());
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
@@ -245,6 +247,54 @@ pub fn list_changed() -> ServerJsonRpcMessage {
     ServerJsonRpcMessage::notification(ServerNotification::ToolListChangedNotification(
         ToolListChangedNotification::default(),
     ))
+}
+
+/// What a client is told when what it may see may have changed: its tools, resources and prompts.
+pub fn list_changes() -> [ServerJsonRpcMessage; 3] {
+    [
+        list_changed(),
+        ServerJsonRpcMessage::notification(ServerNotification::ResourceListChangedNotification(
+            rmcp::model::ResourceListChangedNotification::default(),
+        )),
+        ServerJsonRpcMessage::notification(ServerNotification::PromptListChangedNotification(
+            rmcp::model::PromptListChangedNotification::default(),
+        )),
+    ]
+}
+
+/// `notifications/resources/updated` for a subscribed resource (its exposed URI).
+pub fn resource_updated(uri: &str) -> ServerJsonRpcMessage {
+    ServerJsonRpcMessage::notification(ServerNotification::ResourceUpdatedNotification(
+        rmcp::model::ResourceUpdatedNotification::new(
+            rmcp::model::ResourceUpdatedNotificationParam::new(uri),
+        ),
+    ))
+}
+
+/// Delivers decided resource updates to their sessions' GET streams; a session that is gone has its
+/// subscriptions ended.
+fn deliver_updates(gateway: &Arc<Gateway>, sessions: &Arc<Sessions>) {
+    let mut updates = gateway.resource_updates();
+    let (gateway, sessions) = (Arc::downgrade(gateway), Arc::clone(sessions));
+    tokio::spawn(async move {
+        loop {
+            let delivery = match updates.recv().await {
+                Ok(delivery) => delivery,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("{n} resource updates dropped (too many at once)");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            match sessions.peek(&delivery.session) {
+                Some(session) => session.push(resource_updated(&delivery.uri)),
+                None => match gateway.upgrade() {
+                    Some(gateway) => gateway.forget_session(&delivery.session),
+                    None => return,
+                },
+            }
+        }
+    });
 }
 
 async fn host_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -34,6 +34,26 @@ allow if {
 	count(needs_approval) == 0
 }
 
+# During a call the caller may make, the tool's upstream may ask the caller's client: its model (sampling) or its
+# user (elicitation), unless what it sends is refused below (exfiltration).
+allow if {
+	input.action in {"sample", "elicit"}
+	visible
+	count(deny) == 0
+}
+
+# Resources and prompts: a caller may read (or subscribe to, or complete) exactly what it may see listed.
+allow if {
+	input.action in {"list", "read", "subscribe", "complete"}
+	resource_visible
+}
+
+allow if {
+	input.action in {"list", "get", "complete"}
+	prompt_visible
+	count(deny) == 0
+}
+
 default escalate := false
 
 escalate if {
@@ -55,6 +75,16 @@ reasons := sort([m | some m in deny]) if {
 
 reasons := [sprintf("`%s` is not available to you", [tool.name])] if {
 	not visible
+	count(deny) == 0
+}
+
+reasons := [sprintf("`%s` is not available to you", [input.resource.uri])] if {
+	not resource_visible
+	count(deny) == 0
+}
+
+reasons := [sprintf("`%s` is not available to you", [input.prompt.name])] if {
+	not prompt_visible
 	count(deny) == 0
 }
 
@@ -111,6 +141,52 @@ hidden_by_risk if {
 }
 
 hidden_by_risk if tool.risk == "destructive"
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resources and prompts: granted by exposed URI and prompt-name patterns (roles' `resources` and `prompts`, an agent
+# acting alone by its own grant); a resource classified above the caller's clearance is not shown at all (its
+# contents are also redacted to the clearance), and a read-only actor never sees a prompt that is not `read`.
+# ---------------------------------------------------------------------------------------------------------------
+
+granted_resources contains pattern if {
+	some role in principal_roles
+	some pattern in access.roles[role].resources
+}
+
+granted_resources contains pattern if {
+	input.mode == "agent_only"
+	some pattern in access.agents[input.agent.id].resources
+}
+
+granted_prompts contains pattern if {
+	some role in principal_roles
+	some pattern in access.roles[role].prompts
+}
+
+granted_prompts contains pattern if {
+	input.mode == "agent_only"
+	some pattern in access.agents[input.agent.id].prompts
+}
+
+resource_visible if {
+	some pattern in granted_resources
+	matches(pattern, input.resource.uri)
+	levels[input.resource.classification] <= effective_level
+	input.resource.risk != "destructive"
+}
+
+prompt_visible if {
+	some pattern in granted_prompts
+	matches(pattern, input.prompt.name)
+	levels[input.prompt.classification] <= effective_level
+	input.prompt.risk != "destructive"
+	not prompt_hidden_by_risk
+}
+
+prompt_hidden_by_risk if {
+	input.prompt.risk != "read"
+	count(read_only_actors) > 0
+}
 
 # ---------------------------------------------------------------------------------------------------------------
 # Arguments: decided on the facts toolgate computed (input.facts), never on the raw strings.

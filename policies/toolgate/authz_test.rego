@@ -293,3 +293,71 @@ test_unknown_actions_are_refused if {
 	facts := {"sql": object.union(select(["projects"]).sql, {"unknown": ["the statement writes, but SQLite names no table"]})}
 	not authz.decision.allow with input as calling(carol, sql_query, facts)
 }
+
+# --- Resources and prompts: granted by pattern, hidden above the clearance, read exactly when listed.
+
+handbook := {"uri": "toolgate://hr/policy://handbook", "template": false, "upstream": "hr", "original": "policy://handbook", "classification": "internal", "risk": "read"}
+
+salary_bands := {"uri": "toolgate://hr/policy://salary-bands", "template": false, "upstream": "hr", "original": "policy://salary-bands", "classification": "confidential", "risk": "read"}
+
+investigations := {"uri": "toolgate://hr/policy://investigations/2026-q3", "template": false, "upstream": "hr", "original": "policy://investigations/2026-q3", "classification": "restricted", "risk": "read"}
+
+undescribed := {"uri": "toolgate://hr/policy://new", "template": false, "upstream": "hr", "original": "policy://new", "classification": "restricted", "risk": "destructive"}
+
+policy_question := {"name": "hr__policy_question", "upstream": "hr", "original": "policy_question", "classification": "internal", "risk": "read"}
+
+performance_review := {"name": "hr__performance_review", "upstream": "hr", "original": "performance_review", "classification": "confidential", "risk": "read"}
+
+on_resource(caller, resource, action) := object.union(caller, {"resource": resource, "action": action, "arguments": {}, "facts": {}})
+
+on_prompt(caller, prompt, action) := object.union(caller, {"prompt": prompt, "action": action, "arguments": {}, "facts": {}})
+
+test_hr_user_reads_documents_within_clearance if {
+	authz.decision.allow with input as on_resource(alice, salary_bands, "list")
+	authz.decision.allow with input as on_resource(alice, salary_bands, "read")
+	authz.decision.allow with input as on_resource(alice, salary_bands, "subscribe")
+	not authz.decision.allow with input as on_resource(alice, investigations, "list")
+	not authz.decision.allow with input as on_resource(alice, investigations, "read")
+	authz.decision.allow with input as on_resource(carol, investigations, "read")
+}
+
+test_engineer_reads_only_the_handbook if {
+	authz.decision.allow with input as on_resource(bob, handbook, "read")
+	not authz.decision.allow with input as on_resource(bob, salary_bands, "list")
+	authz.decision.allow with input as on_prompt(bob, policy_question, "get")
+	not authz.decision.allow with input as on_prompt(bob, performance_review, "list")
+}
+
+test_agent_alone_reads_no_hr_document if {
+	not authz.decision.allow with input as on_resource(nightly, handbook, "list")
+	not authz.decision.allow with input as on_prompt(nightly, policy_question, "list")
+}
+
+test_undescribed_resource_is_shown_to_nobody if {
+	not authz.decision.allow with input as on_resource(carol, undescribed, "list")
+}
+
+test_resource_and_prompt_actions_are_their_own if {
+	# A tool's action on a resource, or a resource's action on a prompt, is never allowed.
+	not authz.decision.allow with input as on_resource(carol, handbook, "call")
+	not authz.decision.allow with input as on_prompt(carol, policy_question, "read")
+	authz.decision.allow with input as on_prompt(carol, performance_review, "get")
+	authz.decision.allow with input as on_prompt(carol, performance_review, "complete")
+}
+
+test_hidden_resource_says_why if {
+	authz.decision.reasons == ["`toolgate://hr/policy://investigations/2026-q3` is not available to you"] with input as on_resource(alice, investigations, "read")
+}
+
+test_hr_user_chain_clearance_caps_documents if {
+	capped := object.union(alice, {"scope": {"token": null, "clearance": "internal"}})
+	authz.decision.allow with input as on_resource(capped, handbook, "read")
+	not authz.decision.allow with input as on_resource(capped, salary_bands, "read")
+}
+
+test_an_upstream_may_ask_the_client_of_a_call_the_caller_may_make if {
+	sampling := object.union(alice, {"tool": hr_lookup, "action": "sample", "arguments": {"messages": []}, "facts": {}})
+	authz.decision.allow with input as sampling
+	not authz.decision.allow with input as object.union(sampling, {"action": "elicit", "tool": mystery})
+	not authz.decision.allow with input as object.union(bob, {"tool": hr_lookup, "action": "sample", "arguments": {}, "facts": {}})
+}

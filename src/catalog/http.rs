@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ErrorCode, ErrorData, JsonRpcMessage, ListToolsResult,
-    RequestId, ServerNotification, ServerRequest, Tool,
+    CallToolRequestParams, CallToolResult, JsonRpcMessage, ListToolsResult, RequestId,
+    ServerNotification, ServerRequest, Tool,
 };
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -17,13 +17,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::UpstreamError;
 use super::routing::{CallSink, Routes};
+use super::surface::SurfaceEvents;
 use crate::config::HttpUpstream;
 
-/// Idle keep-alive connections kept per upstream host.
+mod asked;
 mod wire;
 
-use wire::{TooLarge, find_too_large, limited, request_body, server_request_method, without_url};
+use wire::{TooLarge, find_too_large, limited, request_body, without_url};
 
+/// Idle keep-alive connections kept per upstream host.
 const MAX_IDLE_CONNECTIONS: usize = 64;
 
 /// Protocol version toolgate asks HTTP upstreams for.
@@ -41,6 +43,7 @@ pub struct HttpConn {
     routes: Arc<Routes>,
     closed: CancellationToken,
     refresh: Arc<Notify>,
+    events: SurfaceEvents,
 }
 
 /// Builds the pooled client shared by every HTTP upstream.
@@ -63,6 +66,7 @@ impl HttpConn {
         config: &HttpUpstream,
         client: reqwest::Client,
         refresh: Arc<Notify>,
+        events: SurfaceEvents,
         max_bytes: usize,
         timeout: Duration,
     ) -> Result<Arc<Self>, UpstreamError> {
@@ -86,10 +90,11 @@ impl HttpConn {
             routes: Arc::new(Routes::default()),
             closed: CancellationToken::new(),
             refresh,
+            events,
         };
         let params = json!({
             "protocolVersion": PROTOCOL_VERSION,
-            "capabilities": {},
+            "capabilities": super::relayed_capabilities(),
             "clientInfo": {"name": "toolgate", "version": env!("CARGO_PKG_VERSION")},
         });
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
@@ -206,25 +211,64 @@ impl HttpConn {
         } else {
             None
         };
+        let result = self
+            .exchange(
+                "tools/call",
+                &params,
+                Some(&sink),
+                cancel,
+                timeout,
+                max_bytes,
+            )
+            .await?;
+        serde_json::from_value(result)
+            .map_err(|e| UpstreamError::Malformed(format!("tools/call result: {e}")))
+    }
+
+    /// Sends any request and returns its result (resources, prompts, completion).
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Value,
+        cancel: &CancellationToken,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<Value, UpstreamError> {
+        if self.closed.is_cancelled() {
+            return Err(UpstreamError::Unavailable);
+        }
+        self.exchange(method, &params, None, cancel, timeout, max_bytes)
+            .await
+    }
+
+    /// One request and its answer; notifications on its stream go to `sink`; a timeout or the client's
+    /// cancellation ends it and tells the upstream so.
+    async fn exchange(
+        &self,
+        method: &str,
+        params: &impl serde::Serialize,
+        sink: Option<&CallSink>,
+        cancel: &CancellationToken,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<Value, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = request_body(id, "tools/call", &params)?;
+        let body = request_body(id, method, params)?;
         let work = async {
             let response = self.post(body).await?;
-            self.read_answer(response, id, Some(&sink), max_bytes).await
+            self.read_answer(response, id, sink, max_bytes).await
         };
-        let result = tokio::select! {
-            result = work => result?,
+        tokio::select! {
+            result = work => result,
             () = tokio::time::sleep(timeout) => {
                 self.send_cancel(id, "timeout");
-                return Err(UpstreamError::Timeout(timeout));
+                Err(UpstreamError::Timeout(timeout))
             }
             () = cancel.cancelled() => {
                 self.send_cancel(id, "cancelled by client");
-                return Err(UpstreamError::Cancelled);
+                Err(UpstreamError::Cancelled)
             }
-        };
-        serde_json::from_value(result)
-            .map_err(|e| UpstreamError::Malformed(format!("tools/call result: {e}")))
+        }
     }
 
     fn send_cancel(&self, id: i64, reason: &str) {
@@ -338,7 +382,8 @@ impl HttpConn {
         }
     }
 
-    /// Returns the result when `message` answers request `id`; routes notifications; refuses requests.
+    /// Returns the result when `message` answers request `id`; routes notifications; answers requests (relayed to
+    /// the call's client when they came on the call's own stream).
     fn handle_message(
         &self,
         message: UpstreamMessage,
@@ -362,7 +407,7 @@ impl HttpConn {
                 Ok(None)
             }
             JsonRpcMessage::Request(request) => {
-                self.refuse_request(request.id, &request.request);
+                self.answer_request(request.id, request.request, sink);
                 Ok(None)
             }
             _ => Ok(None),
@@ -379,93 +424,12 @@ impl HttpConn {
                 None => self.routes.untied_log(&self.upstream, &log.params),
             },
             ServerNotification::ToolListChangedNotification(_) => self.refresh.notify_one(),
+            ServerNotification::ResourceUpdatedNotification(n) => {
+                self.events.resource_updated(n.params.uri)
+            }
+            ServerNotification::ResourceListChangedNotification(_)
+            | ServerNotification::PromptListChangedNotification(_) => self.events.list_changed(),
             _ => {}
-        }
-    }
-
-    /// Answers a request the upstream started towards the client: ping is answered, the rest refused.
-    fn refuse_request(&self, id: RequestId, request: &ServerRequest) {
-        let answer = match request {
-            ServerRequest::PingRequest(_) => json!({"jsonrpc": "2.0", "id": id, "result": {}}),
-            other => {
-                let method = server_request_method(other);
-                tracing::info!(upstream = %self.upstream, method, "refused a request from upstream");
-                let error = ErrorData::new(
-                    ErrorCode::METHOD_NOT_FOUND,
-                    format!("`{method}` requests are not routed to clients by toolgate"),
-                    None,
-                );
-                json!({"jsonrpc": "2.0", "id": id, "error": error})
-            }
-        };
-        let request = self
-            .client
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json, text/event-stream")
-            .json(&answer)
-            .timeout(Duration::from_secs(5));
-        tokio::spawn(async move {
-            let _ = request.send().await;
-        });
-    }
-
-    /// Listens on the session's GET stream for notifications not tied to a call (tool list changes, logs).
-    async fn listen(self: Arc<Self>) {
-        let mut delay = Duration::from_millis(500);
-        while !self.closed.is_cancelled() {
-            let request = self
-                .client
-                .get(self.url.clone())
-                .headers(self.headers.clone())
-                .header(header::ACCEPT, "text/event-stream")
-                .send();
-            let response = tokio::select! {
-                r = request => r,
-                () = self.closed.cancelled() => return,
-            };
-            match response {
-                Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => return,
-                Ok(r) if r.status() == StatusCode::NOT_FOUND => {
-                    self.closed.cancel();
-                    return;
-                }
-                Ok(r) if r.status().is_success() => {
-                    let mut events =
-                        std::pin::pin!(sse_stream::SseByteStream::new(r.bytes_stream()));
-                    loop {
-                        let event = tokio::select! {
-                            e = events.next() => e,
-                            () = self.closed.cancelled() => return,
-                        };
-                        let Some(Ok(event)) = event else { break };
-                        let Some(data) = event.data else { continue };
-                        if let Ok(message) = serde_json::from_str::<UpstreamMessage>(&data) {
-                            match message {
-                                JsonRpcMessage::Notification(n) => {
-                                    self.notification(n.notification, None)
-                                }
-                                JsonRpcMessage::Request(r) => self.refuse_request(r.id, &r.request),
-                                _ => {}
-                            }
-                        }
-                    }
-                    delay = Duration::from_millis(500);
-                }
-                Ok(r) => {
-                    tracing::debug!(upstream = %self.upstream, status = %r.status(), "GET stream refused");
-                    return;
-                }
-                Err(e) => {
-                    tracing::debug!(upstream = %self.upstream, "GET stream failed: {}", without_url(&e))
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = self.closed.cancelled() => return,
-            }
-            delay = (delay * 2).min(Duration::from_secs(30));
         }
     }
 }

@@ -24,6 +24,16 @@ use tokio::sync::mpsc;
 /// Masks what a notification may not carry to this client (its JSON form, in place); `false` drops it.
 pub type NotificationFilter = Arc<dyn Fn(&mut serde_json::Value) -> bool + Send + Sync>;
 
+/// Asks the client whose call is in flight (`sampling/createMessage`, `elicitation/create`, `roots/list`) and
+/// returns its answer's result.
+pub trait Asker: Send + Sync {
+    fn ask(
+        &self,
+        method: String,
+        params: serde_json::Value,
+    ) -> futures::future::BoxFuture<'static, Result<serde_json::Value, rmcp::model::ErrorData>>;
+}
+
 /// Where one call's notifications go: the downstream client's channel and its own progress token.
 #[derive(Clone)]
 pub struct CallSink {
@@ -32,6 +42,8 @@ pub struct CallSink {
     filter: Option<NotificationFilter>,
     /// Least severe log level the client asked for (`logging/setLevel`); none asked: every level.
     min_log_level: Option<LoggingLevel>,
+    /// The client's side of the call, for the upstream's requests; none: they are refused.
+    asker: Option<Arc<dyn Asker>>,
 }
 
 impl std::fmt::Debug for CallSink {
@@ -39,6 +51,7 @@ impl std::fmt::Debug for CallSink {
         f.debug_struct("CallSink")
             .field("progress_token", &self.progress_token)
             .field("filtered", &self.filter.is_some())
+            .field("asks", &self.asker.is_some())
             .finish()
     }
 }
@@ -54,6 +67,7 @@ impl CallSink {
             progress_token,
             filter: None,
             min_log_level: None,
+            asker: None,
         }
     }
 
@@ -64,6 +78,7 @@ impl CallSink {
             progress_token: None,
             filter: None,
             min_log_level: None,
+            asker: None,
         }
     }
 
@@ -77,6 +92,42 @@ impl CallSink {
     pub fn with_log_level(mut self, level: Option<LoggingLevel>) -> Self {
         self.min_log_level = level;
         self
+    }
+
+    /// The upstream's requests go to `asker` (the client's side of the call).
+    pub fn with_asker(mut self, asker: Arc<dyn Asker>) -> Self {
+        self.asker = Some(asker);
+        self
+    }
+
+    /// The client's side of the call, if requests can reach it.
+    pub fn asker(&self) -> Option<Arc<dyn Asker>> {
+        self.asker.clone()
+    }
+
+    /// Relays an upstream's request to the client: its parameters pass the sink's filter (redaction to the
+    /// caller's clearance) first; a request that cannot be redacted, or a client that cannot be asked, is refused.
+    pub async fn ask(
+        &self,
+        method: &str,
+        mut params: serde_json::Value,
+    ) -> Result<serde_json::Value, rmcp::model::ErrorData> {
+        let Some(asker) = &self.asker else {
+            return Err(rmcp::model::ErrorData::new(
+                rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+                format!("`{method}` cannot reach the client: it receives no requests on this call"),
+                None,
+            ));
+        };
+        if let Some(filter) = &self.filter
+            && !filter(&mut params)
+        {
+            return Err(rmcp::model::ErrorData::internal_error(
+                format!("`{method}` was not relayed: its parameters could not be redacted"),
+                None,
+            ));
+        }
+        asker.ask(method.to_string(), params).await
     }
 
     /// Whether the client asked for progress (and can receive it).
@@ -142,12 +193,16 @@ impl CallSink {
 pub struct Routes {
     next: AtomicU64,
     progress: DashMap<ProgressToken, CallSink>,
+    /// Every call in flight, by a number of toolgate's: a request from an upstream whose session carries no
+    /// tie to a call (stdio) can be attributed only while exactly one call is in flight.
+    calls: DashMap<u64, CallSink>,
 }
 
-/// Removes a call's route when the call ends, however it ends.
+/// Removes a call's routes when the call ends, however it ends.
 pub struct RouteGuard {
     routes: Arc<Routes>,
     token: Option<ProgressToken>,
+    call: u64,
 }
 
 impl Drop for RouteGuard {
@@ -155,6 +210,7 @@ impl Drop for RouteGuard {
         if let Some(token) = &self.token {
             self.routes.progress.remove(token);
         }
+        self.routes.calls.remove(&self.call);
     }
 }
 
@@ -162,6 +218,8 @@ impl Routes {
     /// Routes progress under `token` (the token the upstream sees) to `sink`, if the client asked for progress;
     /// calls that did not are not tracked at all.
     pub fn register(self: &Arc<Self>, sink: CallSink, token: ProgressToken) -> RouteGuard {
+        let call = self.next.fetch_add(1, Ordering::Relaxed);
+        self.calls.insert(call, sink.clone());
         let token = sink.wants_progress().then(|| {
             self.progress.insert(token.clone(), sink);
             token
@@ -169,6 +227,23 @@ impl Routes {
         RouteGuard {
             routes: Arc::clone(self),
             token,
+            call,
+        }
+    }
+
+    /// The one call in flight, when there is exactly one; `Err` says why not.
+    pub fn sole_call(&self) -> Result<CallSink, &'static str> {
+        match self.calls.len() {
+            0 => Err("no call is in flight on this upstream"),
+            1 => self
+                .calls
+                .iter()
+                .next()
+                .map(|e| e.value().clone())
+                .ok_or("no call is in flight on this upstream"),
+            _ => Err(
+                "several calls are in flight on this upstream, so toolgate cannot tell which one asked",
+            ),
         }
     }
 

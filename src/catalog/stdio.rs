@@ -10,9 +10,10 @@ use std::time::Duration;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotification,
     CancelledNotificationParam, ClientCapabilities, ClientInfo, ClientNotification, ClientRequest,
-    CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult, ErrorCode,
-    ErrorData, Implementation, ListRootsResult, ListToolsRequest, LoggingMessageNotificationParam,
-    PaginatedRequestParams, ProgressNotificationParam, ServerResult, Tool,
+    CreateMessageRequestParams, CreateMessageResult, CustomRequest, ElicitRequestParams,
+    ElicitResult, ErrorData, Implementation, ListRootsResult, ListToolsRequest,
+    LoggingMessageNotificationParam, PaginatedRequestParams, ProgressNotificationParam,
+    ResourceUpdatedNotificationParam, ServerResult, Tool,
 };
 use rmcp::service::{
     NotificationContext, Peer, PeerRequestOptions, RequestContext, RoleClient, ServiceError,
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::UpstreamError;
 use super::routing::{CallSink, Routes};
+use super::surface::SurfaceEvents;
 use crate::config::StdioUpstream;
 
 /// Variables a stdio upstream inherits from the gateway; everything else comes from its `env` config.
@@ -32,52 +34,67 @@ const PASSTHROUGH_ENV: &[&str] = &[
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TERM", "TMPDIR", "TZ",
 ];
 
-/// Handles what a stdio upstream sends on its own: notifications are routed, requests towards the client refused.
+/// Handles what a stdio upstream sends on its own: notifications are routed; requests towards the client
+/// (sampling, elicitation, roots) are relayed to the client of the one call in flight, and refused when there is
+/// not exactly one (a stdio session carries no tie between the upstream's request and the call that caused it).
 struct Handler {
     upstream: Arc<str>,
     routes: Arc<Routes>,
     refresh: Arc<Notify>,
+    events: SurfaceEvents,
 }
 
-fn refused(kind: &str) -> ErrorData {
-    ErrorData::new(
-        ErrorCode::METHOD_NOT_FOUND,
-        format!("{kind} requests are not routed to clients by toolgate"),
-        None,
-    )
+impl Handler {
+    async fn relay<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        params: impl serde::Serialize,
+    ) -> Result<T, ErrorData> {
+        let sink = self.routes.sole_call().map_err(|why| {
+            tracing::info!(upstream = %self.upstream, method, "refused a request from upstream: {why}");
+            ErrorData::internal_error(format!("`{method}` was not relayed: {why}"), None)
+        })?;
+        let params = serde_json::to_value(params)
+            .map_err(|e| ErrorData::internal_error(format!("`{method}` params: {e}"), None))?;
+        let result = sink.ask(method, params).await?;
+        serde_json::from_value(result).map_err(|e| {
+            ErrorData::internal_error(format!("the client's answer to `{method}`: {e}"), None)
+        })
+    }
 }
 
 impl ClientHandler for Handler {
     fn get_info(&self) -> ClientInfo {
         ClientInfo::new(
-            ClientCapabilities::default(),
+            // What a client may be asked for, relayed to the client whose call asks (refused when that client did
+            // not declare it).
+            serde_json::from_value::<ClientCapabilities>(super::relayed_capabilities())
+                .unwrap_or_default(),
             Implementation::new("toolgate", env!("CARGO_PKG_VERSION")),
         )
     }
 
     async fn create_message(
         &self,
-        _params: CreateMessageRequestParams,
+        params: CreateMessageRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, ErrorData> {
-        tracing::info!(upstream = %self.upstream, "refused a sampling request from upstream");
-        Err(refused("sampling"))
+        self.relay("sampling/createMessage", params).await
     }
 
     async fn create_elicitation(
         &self,
-        _params: ElicitRequestParams,
+        params: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
-        tracing::info!(upstream = %self.upstream, "refused an elicitation request from upstream");
-        Err(refused("elicitation"))
+        self.relay("elicitation/create", params).await
     }
 
     async fn list_roots(
         &self,
         _context: RequestContext<RoleClient>,
     ) -> Result<ListRootsResult, ErrorData> {
-        Err(refused("roots"))
+        self.relay("roots/list", serde_json::json!({})).await
     }
 
     async fn on_progress(
@@ -98,6 +115,22 @@ impl ClientHandler for Handler {
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.refresh.notify_one();
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.events.resource_updated(params.uri);
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.events.list_changed();
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.events.list_changed();
     }
 }
 
@@ -122,6 +155,7 @@ impl StdioConn {
         upstream: Arc<str>,
         config: &StdioUpstream,
         refresh: Arc<Notify>,
+        events: SurfaceEvents,
         timeout: Duration,
     ) -> Result<Self, UpstreamError> {
         let mut command = tokio::process::Command::new(&config.command);
@@ -164,6 +198,7 @@ impl StdioConn {
             upstream: Arc::clone(&upstream),
             routes: Arc::clone(&routes),
             refresh,
+            events,
         };
         // Dropping the half-started service on timeout drops the transport, which kills the child.
         let running = tokio::time::timeout(timeout, handler.serve(transport))
@@ -291,6 +326,44 @@ impl StdioConn {
                 "answer is not a tool result".into(),
             )),
         }
+    }
+
+    /// Sends any request and returns its result (resources, prompts, completion).
+    pub async fn request(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+        cancel: &CancellationToken,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<serde_json::Value, UpstreamError> {
+        if self.closed.is_cancelled() {
+            return Err(UpstreamError::Unavailable);
+        }
+        let request = ClientRequest::CustomRequest(CustomRequest::new(method, Some(params)));
+        let handle = self
+            .peer
+            .send_cancellable_request(request, PeerRequestOptions::no_options())
+            .await
+            .map_err(|e| self.service_error(e))?;
+        let id = handle.id.clone();
+        let result = tokio::select! {
+            response = handle.await_response() => response.map_err(|e| self.service_error(e)),
+            () = tokio::time::sleep(timeout) => {
+                self.send_cancel(id, "timeout").await;
+                return Err(UpstreamError::Timeout(timeout));
+            }
+            () = cancel.cancelled() => {
+                self.send_cancel(id, "cancelled by client").await;
+                return Err(UpstreamError::Cancelled);
+            }
+            () = self.closed.cancelled() => return Err(UpstreamError::Closed),
+        }?;
+        if serialized_len(&result) > max_bytes {
+            return Err(UpstreamError::TooLarge(max_bytes));
+        }
+        serde_json::to_value(&result)
+            .map_err(|e| UpstreamError::Malformed(format!("{method} result: {e}")))
     }
 
     /// Tells the upstream to stop a call, without waiting on a child that may be stuck.

@@ -51,6 +51,10 @@ impl Catalog {
                     Arc::clone(&upstream.name),
                     config,
                     Arc::clone(&upstream.refresh),
+                    super::surface::SurfaceEvents::new(
+                        Arc::clone(&upstream.name),
+                        self.surface.clone(),
+                    ),
                     self.timeouts.connect,
                 )
                 .await?,
@@ -61,6 +65,10 @@ impl Catalog {
                     config,
                     client.unwrap_or_else(|| self.client.clone()),
                     Arc::clone(&upstream.refresh),
+                    super::surface::SurfaceEvents::new(
+                        Arc::clone(&upstream.name),
+                        self.surface.clone(),
+                    ),
                     self.limits.max_response_bytes,
                     self.timeouts.connect,
                 )

@@ -266,13 +266,9 @@ impl Gateway {
             }
             .answer();
         }
-        // 4. call the upstream; the call's notifications go back to this client only, redacted like the result.
-        let sink = {
-            let (redactor, rules) = (Arc::clone(&self.redactor), rules.clone());
-            sink.with_filter(Arc::new(move |value: &mut serde_json::Value| {
-                redactor.redact_value(value, &rules).is_ok()
-            }))
-        };
+        // 4. call the upstream; the call's notifications and requests go back to this client only, redacted like
+        // the result, its requests decided and recorded.
+        let sink = self.call_sink(sink, call, &tool, &rules);
         let span = tracing::info_span!(
             "upstream",
             otel.kind = "client",

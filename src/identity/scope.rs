@@ -1,9 +1,13 @@
-//! Tool scopes: sets of patterns over exposed tool names, each a literal name or a `prefix*`.
+//! Scopes: sets of patterns over exposed names (tools and prompts, and resource URIs such as
+//! `toolgate://hr/*`), each a literal name or a `prefix*`.
 
 /// A scope pattern that is neither a tool name nor `prefix*`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
-    #[error("scope pattern `{0}` is invalid: use a tool name or `prefix*`")]
+    #[error(
+        "scope pattern `{0}` is invalid: use an exposed name (a tool, a prompt, a resource URI) or `prefix*`, \
+         printable ASCII without spaces, quotes or backslashes"
+    )]
     Invalid(String),
     #[error("empty scope pattern")]
     Empty,
@@ -28,7 +32,7 @@ impl Pattern {
         if core.contains('*')
             || !core
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'\''))
         {
             return Err(ScopeError::Invalid(text.to_string()));
         }
@@ -113,5 +117,12 @@ mod tests {
         assert!(!files.covers(&all));
         assert!(Scope::parse(&["a*b"]).is_err());
         assert!(Scope::parse(&["a b"]).is_err());
+        let docs = Scope::parse(&["toolgate://hr/policy://*"]).unwrap();
+        assert!(docs.allows("toolgate://hr/policy://handbook"));
+        assert!(!docs.allows("toolgate://hr/employee://E1/profile"));
+        assert!(Scope::parse(&["toolgate://hr/*"]).unwrap().covers(&docs));
+        for bad in ["a\"b", "a\\b", "a'b", "é", "a\tb"] {
+            assert!(Scope::parse(&[bad]).is_err(), "{bad}");
+        }
     }
 }

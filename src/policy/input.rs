@@ -15,8 +15,20 @@ use crate::manifest::ToolManifest;
 pub enum Action {
     /// Call it (with these arguments).
     Call,
-    /// See it in `tools/list`.
+    /// See it in a list (`tools/list`, `resources/list`, `resources/templates/list`, `prompts/list`).
     List,
+    /// Read a resource (`resources/read`).
+    Read,
+    /// Be told when a resource changes (`resources/subscribe`).
+    Subscribe,
+    /// Get a prompt with these arguments (`prompts/get`).
+    Get,
+    /// Ask for completions of a prompt's or resource template's argument (`completion/complete`).
+    Complete,
+    /// Let the tool's upstream ask the client's model for a completion (`sampling/createMessage`).
+    Sample,
+    /// Let the tool's upstream ask the client's user for input (`elicitation/create`).
+    Elicit,
 }
 
 impl Action {
@@ -24,6 +36,12 @@ impl Action {
         match self {
             Self::Call => "call",
             Self::List => "list",
+            Self::Read => "read",
+            Self::Subscribe => "subscribe",
+            Self::Get => "get",
+            Self::Complete => "complete",
+            Self::Sample => "sample",
+            Self::Elicit => "elicit",
         }
     }
 }
@@ -39,6 +57,30 @@ pub struct ToolRef<'a> {
     pub manifest: &'a ToolManifest,
     /// The upstream's annotations (hints), as JSON.
     pub annotations: Option<&'a serde_json::Value>,
+}
+
+/// What kind of item beside tools is decided on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    /// A resource, by URI.
+    Resource,
+    /// A resource template, by URI template.
+    Template,
+    /// A prompt, by name.
+    Prompt,
+}
+
+/// A resource, resource template or prompt being decided on.
+#[derive(Debug, Clone, Copy)]
+pub struct ItemRef<'a> {
+    pub kind: ItemKind,
+    /// The exposed URI, URI template or prompt name.
+    pub exposed: &'a str,
+    pub upstream: &'a str,
+    /// The upstream's own URI, URI template or name.
+    pub original: &'a str,
+    /// The manifest entry that describes it (the safe default when none does).
+    pub manifest: &'a ToolManifest,
 }
 
 /// A complete input document.
@@ -108,6 +150,59 @@ impl CallerInput {
         );
         fields.insert(key("context"), Value::from(context));
         Self { fields }
+    }
+
+    /// The input for one resource, resource template or prompt and action: `resource` (`uri`, `template`) or
+    /// `prompt` (`name`) beside `upstream`, `original`, `classification`, `risk` and `owner`; `arguments` are a
+    /// prompt's or a completion's (`{}` otherwise); no facts.
+    pub fn for_item(
+        &self,
+        item: ItemRef<'_>,
+        action: Action,
+        arguments: Option<&Map<String, serde_json::Value>>,
+    ) -> PolicyInput {
+        let mut fields = self.fields.clone();
+        let manifest = item.manifest;
+        let (member, doc) = match item.kind {
+            ItemKind::Resource | ItemKind::Template => (
+                "resource",
+                json!({
+                    "uri": item.exposed,
+                    "template": item.kind == ItemKind::Template,
+                    "upstream": item.upstream,
+                    "original": item.original,
+                    "classification": manifest.classification,
+                    "risk": manifest.risk,
+                    "owner": manifest.owner,
+                }),
+            ),
+            ItemKind::Prompt => (
+                "prompt",
+                json!({
+                    "name": item.exposed,
+                    "upstream": item.upstream,
+                    "original": item.original,
+                    "classification": manifest.classification,
+                    "risk": manifest.risk,
+                    "owner": manifest.owner,
+                }),
+            ),
+        };
+        fields.insert(key(member), Value::from(doc));
+        fields.insert(key("action"), Value::from(action.as_str()));
+        fields.insert(
+            key("arguments"),
+            Value::from(serde_json::Value::Object(
+                arguments.cloned().unwrap_or_default(),
+            )),
+        );
+        fields.insert(
+            key("facts"),
+            Value::from(serde_json::Value::Object(Map::new())),
+        );
+        PolicyInput {
+            value: Value::from(fields),
+        }
     }
 
     /// The input for one tool and action. `arguments` and `facts` are empty for `list`.

@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use rmcp::model::GetMeta;
 use rmcp::model::{
-    ClientNotification, ClientRequest, EmptyResult, ErrorCode, ErrorData, Implementation,
-    InitializeRequestParams, InitializeResult, ProtocolVersion, RequestId, ServerCapabilities,
-    ServerJsonRpcMessage, ServerResult,
+    ClientJsonRpcMessage, ClientNotification, ClientRequest, CustomResult, EmptyResult, ErrorCode,
+    ErrorData, Implementation, InitializeRequestParams, InitializeResult, ProtocolVersion,
+    RequestId, ServerCapabilities, ServerJsonRpcMessage, ServerResult,
 };
 use tokio::sync::mpsc;
 
 use super::Session;
 use crate::catalog::CallSink;
-use crate::gateway::{CallContext, Gateway};
+use crate::gateway::{CallContext, Gateway, ItemKind};
 use crate::identity::Caller;
 
 /// Protocol versions toolgate speaks downstream, newest first.
@@ -41,13 +41,19 @@ pub fn initialize(params: &InitializeRequestParams) -> InitializeResult {
     let capabilities = ServerCapabilities::builder()
         .enable_tools()
         .enable_tool_list_changed()
+        .enable_resources()
+        .enable_resources_subscribe()
+        .enable_resources_list_changed()
+        .enable_prompts()
+        .enable_prompts_list_changed()
+        .enable_completions()
         .enable_logging()
         .build();
     InitializeResult::new(capabilities)
         .with_protocol_version(version)
         .with_server_info(Implementation::new("toolgate", env!("CARGO_PKG_VERSION")))
         .with_instructions(
-            "toolgate: one governed endpoint for the tools of several MCP servers, named <upstream>__<tool>.",
+            "toolgate: one governed endpoint for the tools, resources and prompts of several MCP servers.",
         )
 }
 
@@ -82,8 +88,19 @@ pub async fn handle_request(
         }
         ClientRequest::CallToolRequest(r) => {
             // The call's notifications go back to this client only, under its own progress token.
+            // Its upstream's requests (sampling, elicitation, roots) are asked of this client only, on the call's
+            // own stream.
             let sink = match notify {
-                Some(tx) => CallSink::new(tx, progress).with_log_level(session.log_level()),
+                Some(tx) => {
+                    let asker = super::asker::SessionAsker::new(
+                        Arc::clone(session),
+                        tx.clone(),
+                        gateway.config.timeouts.call,
+                    );
+                    CallSink::new(tx, progress)
+                        .with_log_level(session.log_level())
+                        .with_asker(Arc::new(asker))
+                }
                 None => CallSink::discard(),
             };
             let tracked = session.track_call(&id);
@@ -94,8 +111,85 @@ pub async fn handle_request(
             drop(tracked);
             result.map(ServerResult::CallToolResult)
         }
+        ClientRequest::ListResourcesRequest(r) => {
+            let cursor = r.params.and_then(|p| p.cursor);
+            let call = CallContext::new(caller, &session.id, &id);
+            custom(
+                gateway
+                    .list_surface(&call, ItemKind::Resource, cursor.as_deref())
+                    .await,
+            )
+        }
+        ClientRequest::ListResourceTemplatesRequest(r) => {
+            let cursor = r.params.and_then(|p| p.cursor);
+            let call = CallContext::new(caller, &session.id, &id);
+            custom(
+                gateway
+                    .list_surface(&call, ItemKind::Template, cursor.as_deref())
+                    .await,
+            )
+        }
+        ClientRequest::ListPromptsRequest(r) => {
+            let cursor = r.params.and_then(|p| p.cursor);
+            let call = CallContext::new(caller, &session.id, &id);
+            custom(
+                gateway
+                    .list_surface(&call, ItemKind::Prompt, cursor.as_deref())
+                    .await,
+            )
+        }
+        ClientRequest::ReadResourceRequest(r) => {
+            let tracked = session.track_call(&id);
+            let call = CallContext::new(caller, &session.id, &id);
+            custom(
+                gateway
+                    .read_resource(&call, &r.params.uri, &tracked.token)
+                    .await,
+            )
+        }
+        ClientRequest::SubscribeRequest(r) => {
+            let tracked = session.track_call(&id);
+            let call = CallContext::new(caller, &session.id, &id);
+            custom(
+                gateway
+                    .subscribe_resource(&call, &r.params.uri, &tracked.token)
+                    .await,
+            )
+        }
+        ClientRequest::UnsubscribeRequest(r) => {
+            let call = CallContext::new(caller, &session.id, &id);
+            custom(gateway.unsubscribe_resource(&call, &r.params.uri).await)
+        }
+        ClientRequest::GetPromptRequest(r) => {
+            let tracked = session.track_call(&id);
+            let call = CallContext::new(caller, &session.id, &id);
+            custom(
+                gateway
+                    .get_prompt(&call, &r.params.name, r.params.arguments, &tracked.token)
+                    .await,
+            )
+        }
+        ClientRequest::CompleteRequest(r) => {
+            let tracked = session.track_call(&id);
+            let call = CallContext::new(caller, &session.id, &id);
+            match serde_json::to_value(&r.params) {
+                Ok(params) => custom(gateway.complete(&call, params, &tracked.token).await),
+                Err(e) => Err(ErrorData::invalid_params(e.to_string(), None)),
+            }
+        }
         ClientRequest::CustomRequest(r) => Err(match r.method.as_str() {
-            "tools/call" | "tools/list" | "initialize" | "logging/setLevel" => {
+            "tools/call"
+            | "tools/list"
+            | "initialize"
+            | "logging/setLevel"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "prompts/list"
+            | "prompts/get"
+            | "completion/complete" => {
                 ErrorData::invalid_params(format!("invalid params for `{}`", r.method), None)
             }
             other => method_not_found(other),
@@ -105,6 +199,26 @@ pub async fn handle_request(
     match result {
         Ok(result) => ServerJsonRpcMessage::response(result, id),
         Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
+    }
+}
+
+/// Takes the client's answer to a request relayed to it (a response or an error); one nobody waits for is
+/// dropped.
+pub fn handle_answer(session: &Session, message: ClientJsonRpcMessage) {
+    let (id, answer) = match message {
+        ClientJsonRpcMessage::Response(response) => (
+            response.id,
+            serde_json::to_value(&response.result)
+                .map_err(|e| ErrorData::internal_error(e.to_string(), None)),
+        ),
+        ClientJsonRpcMessage::Error(error) => match error.id {
+            Some(id) => (id, Err(error.error)),
+            None => return,
+        },
+        _ => return,
+    };
+    if !session.answer(&id, answer) {
+        tracing::debug!(session = %session.id, ?id, "an answer no relayed request waits for");
     }
 }
 
@@ -119,6 +233,11 @@ pub fn handle_notification(session: &Session, notification: ClientNotification) 
         ClientNotification::InitializedNotification(_) => session.mark_initialized(),
         _ => {}
     }
+}
+
+/// A result toolgate built as JSON (forwarded, renamed and redacted), sent as it is.
+fn custom(result: Result<serde_json::Value, ErrorData>) -> Result<ServerResult, ErrorData> {
+    result.map(|value| ServerResult::CustomResult(CustomResult::new(value)))
 }
 
 fn method_not_found(method: &str) -> ErrorData {

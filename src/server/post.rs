@@ -134,7 +134,11 @@ pub(super) async fn answer_post(
         }
         ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_) => {
             match session_of(&state, &headers, &caller) {
-                Ok(_) => StatusCode::ACCEPTED.into_response(),
+                Ok(session) => {
+                    // An answer to a request relayed to this client; one nobody waits for is dropped.
+                    dispatch::handle_answer(&session, message);
+                    StatusCode::ACCEPTED.into_response()
+                }
                 Err(response) => response,
             }
         }
@@ -155,6 +159,7 @@ pub(super) async fn answer_request(
             caller.subject_key(),
             caller.actor.clone(),
         );
+        session.set_client_capabilities(&init.params.capabilities);
         let session = match state.sessions.insert(session) {
             Ok(session) => session,
             Err(limit) => return session_limit(limit),

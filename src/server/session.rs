@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use rmcp::model::{LoggingLevel, RequestId, ServerJsonRpcMessage};
-use tokio::sync::mpsc;
+use rmcp::model::{ErrorData, LoggingLevel, RequestId, ServerJsonRpcMessage};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// One client's MCP session.
@@ -32,7 +32,15 @@ pub struct Session {
     /// A tool-list change happened while no GET stream was open: announced as soon as one opens.
     list_changed_pending: std::sync::atomic::AtomicBool,
     closed: CancellationToken,
+    /// What the client declared it can do at `initialize` (`sampling`, `elicitation`, `roots` …), as JSON.
+    capabilities: Mutex<serde_json::Value>,
+    /// Requests relayed to the client (sampling, elicitation, roots) waiting for its answer, by toolgate's id.
+    asked: DashMap<String, oneshot::Sender<Result<serde_json::Value, ErrorData>>>,
+    next_ask: AtomicU64,
 }
+
+/// Most relayed requests one session may have waiting for its client's answer.
+const MAX_ASKED: usize = 64;
 
 impl Session {
     /// A new session with a random, unguessable id.
@@ -50,7 +58,58 @@ impl Session {
             stream: Mutex::new(None),
             list_changed_pending: std::sync::atomic::AtomicBool::new(false),
             closed: CancellationToken::new(),
+            capabilities: Mutex::new(serde_json::Value::Null),
+            asked: DashMap::new(),
+            next_ask: AtomicU64::new(1),
         })
+    }
+
+    /// Keeps what the client declared at `initialize`.
+    pub fn set_client_capabilities(&self, capabilities: &rmcp::model::ClientCapabilities) {
+        if let Ok(mut c) = self.capabilities.lock() {
+            *c = serde_json::to_value(capabilities).unwrap_or_default();
+        }
+    }
+
+    /// Whether the client declared the capability at this JSON pointer (`/sampling`, `/elicitation/url` …).
+    pub fn declared(&self, pointer: &str) -> bool {
+        self.capabilities
+            .lock()
+            .map(|c| c.pointer(pointer).is_some_and(|v| !v.is_null()))
+            .unwrap_or(false)
+    }
+
+    /// A fresh id for a request relayed to the client, and where its answer will arrive; `None` when too many are
+    /// waiting already.
+    pub fn expect_answer(
+        &self,
+    ) -> Option<(
+        String,
+        oneshot::Receiver<Result<serde_json::Value, ErrorData>>,
+    )> {
+        if self.asked.len() >= MAX_ASKED {
+            return None;
+        }
+        let id = format!("toolgate-{}", self.next_ask.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = oneshot::channel();
+        self.asked.insert(id.clone(), tx);
+        Some((id, rx))
+    }
+
+    /// Stops waiting for an answer (the request timed out or its call ended).
+    pub fn forget_answer(&self, id: &str) {
+        self.asked.remove(id);
+    }
+
+    /// Takes the client's answer to a relayed request; false when no request of this session waits for it.
+    pub fn answer(&self, id: &RequestId, answer: Result<serde_json::Value, ErrorData>) -> bool {
+        let rmcp::model::NumberOrString::String(id) = id else {
+            return false;
+        };
+        match self.asked.remove(id.as_ref()) {
+            Some((_, waiting)) => waiting.send(answer).is_ok(),
+            None => false,
+        }
     }
 
     /// Notes activity, for idle expiry.
@@ -132,7 +191,9 @@ impl Session {
             .list_changed_pending
             .swap(false, std::sync::atomic::Ordering::AcqRel)
         {
-            let _ = tx.try_send(Box::new(super::list_changed()));
+            for message in super::list_changes() {
+                let _ = tx.try_send(Box::new(message));
+            }
         }
         *stream = Some(tx);
         Some(rx)
@@ -146,16 +207,19 @@ impl Session {
             .unwrap_or(false)
     }
 
-    /// Tells the client its tool list changed: on the GET stream, or as soon as one opens.
-    pub fn announce_list_changed(&self, message: ServerJsonRpcMessage) {
+    /// Tells the client its tools, resources and prompts may have changed: on the GET stream, or as soon as one
+    /// opens.
+    pub fn announce_list_changed(&self) {
         let sent = self
             .stream
             .lock()
             .ok()
             .and_then(|stream| {
-                stream
-                    .as_ref()
-                    .map(|tx| tx.try_send(Box::new(message)).is_ok())
+                stream.as_ref().map(|tx| {
+                    super::list_changes()
+                        .into_iter()
+                        .all(|message| tx.try_send(Box::new(message)).is_ok())
+                })
             })
             .unwrap_or(false);
         if !sent {
@@ -300,6 +364,11 @@ impl Sessions {
             sessions: Arc::clone(self),
             subject: subject.to_string(),
         })
+    }
+
+    /// The session, without counting the lookup as its client's activity.
+    pub fn peek(&self, id: &str) -> Option<Arc<Session>> {
+        self.map.get(id).map(|s| Arc::clone(&s))
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {

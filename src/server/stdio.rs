@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 
-use super::{Session, jsonrpc, list_changed};
+use super::{Session, jsonrpc, list_changes, resource_updated};
 use crate::gateway::Gateway;
 use crate::identity::{AuthError, Caller};
 use crate::telemetry;
@@ -41,10 +41,34 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
             loop {
                 match changes.recv().await {
                     Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        if out.send(Box::new(list_changed())).await.is_err() {
+                        for message in list_changes() {
+                            if out.send(Box::new(message)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+    };
+    // Over stdio every session of the process is this one client's: its subscribed resources' updates go to it.
+    let deliverer = {
+        let out = out_tx.clone();
+        let mut updates = gateway.resource_updates();
+        tokio::spawn(async move {
+            loop {
+                match updates.recv().await {
+                    Ok(delivery) => {
+                        if out
+                            .send(Box::new(resource_updated(&delivery.uri)))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }
@@ -109,6 +133,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                         caller.subject_key(),
                         caller.actor.clone(),
                     );
+                    new.set_client_capabilities(&init.params.capabilities);
                     tracing::info!(session = %new.id, client = %init.params.client_info.name, "stdio session opened");
                     session = Some(new);
                     let answer = ServerJsonRpcMessage::response(
@@ -149,13 +174,19 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                     super::dispatch::handle_notification(session, notification.notification);
                 }
             }
-            ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_) => {}
+            answer @ (ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_)) => {
+                if let Some(session) = &session {
+                    super::dispatch::handle_answer(session, answer);
+                }
+            }
         }
     }
     if let Some(session) = session {
         session.close();
+        gateway.forget_session(&session.id);
     }
     announcer.abort();
+    deliverer.abort();
     drop(out_tx);
     // Answers of calls still running are written if they finish within a moment.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;

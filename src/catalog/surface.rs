@@ -1,0 +1,159 @@
+//! The rest of an upstream's surface beside its tools: resources, resource templates, prompts and completion,
+//! asked of the upstream when a client asks (never cached, so a list is what the upstream holds now), and the
+//! notifications that concern them.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::{Catalog, Conn, Upstream, UpstreamError};
+
+/// Most items one upstream may list for one method, over all its pages.
+const MAX_ITEMS: usize = 100_000;
+/// Most pages one listing may take.
+const MAX_PAGES: usize = 1_000;
+
+/// Something an upstream said of its resources or prompts, not tied to any call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SurfaceEvent {
+    /// `notifications/resources/updated`: the resource at `uri` (the upstream's own URI) changed.
+    ResourceUpdated { upstream: Arc<str>, uri: String },
+    /// `notifications/resources/list_changed` or `notifications/prompts/list_changed`.
+    ListChanged { upstream: Arc<str> },
+}
+
+/// Where an upstream's connection reports surface events.
+#[derive(Clone)]
+pub struct SurfaceEvents {
+    upstream: Arc<str>,
+    tx: broadcast::Sender<SurfaceEvent>,
+}
+
+impl std::fmt::Debug for SurfaceEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SurfaceEvents")
+            .field("upstream", &self.upstream)
+            .finish()
+    }
+}
+
+impl SurfaceEvents {
+    pub(super) fn new(upstream: Arc<str>, tx: broadcast::Sender<SurfaceEvent>) -> Self {
+        Self { upstream, tx }
+    }
+
+    /// The upstream says one of its resources changed.
+    pub fn resource_updated(&self, uri: String) {
+        let _ = self.tx.send(SurfaceEvent::ResourceUpdated {
+            upstream: Arc::clone(&self.upstream),
+            uri,
+        });
+    }
+
+    /// The upstream says its resources or prompts changed.
+    pub fn list_changed(&self) {
+        let _ = self.tx.send(SurfaceEvent::ListChanged {
+            upstream: Arc::clone(&self.upstream),
+        });
+    }
+}
+
+impl Conn {
+    async fn request(
+        &self,
+        method: &str,
+        params: Value,
+        cancel: &CancellationToken,
+        timeout: std::time::Duration,
+        max_bytes: usize,
+    ) -> Result<Value, UpstreamError> {
+        match self {
+            Conn::Stdio(c) => c.request(method, params, cancel, timeout, max_bytes).await,
+            Conn::Http(c) => c.request(method, params, cancel, timeout, max_bytes).await,
+        }
+    }
+}
+
+impl Catalog {
+    /// Every upstream, in the order of the config (then those registered at run time).
+    pub fn upstreams(&self) -> Arc<Vec<Arc<Upstream>>> {
+        self.upstreams.load_full()
+    }
+
+    /// The upstream of that name.
+    pub fn upstream_named(&self, name: &str) -> Option<Arc<Upstream>> {
+        self.upstreams
+            .load()
+            .iter()
+            .find(|u| &*u.name == name)
+            .cloned()
+    }
+
+    /// What upstreams say of their resources and prompts.
+    pub fn surface_events(&self) -> broadcast::Receiver<SurfaceEvent> {
+        self.surface.subscribe()
+    }
+
+    /// Sends one request to an upstream and returns its result, within the call timeout and the size limit.
+    pub async fn request(
+        &self,
+        upstream: &Upstream,
+        method: &str,
+        params: Value,
+        cancel: &CancellationToken,
+    ) -> Result<Value, UpstreamError> {
+        let conn = upstream
+            .conn
+            .load_full()
+            .ok_or(UpstreamError::Unavailable)?;
+        conn.request(
+            method,
+            params,
+            cancel,
+            self.timeouts.call,
+            self.limits.max_response_bytes,
+        )
+        .await
+    }
+
+    /// Every item of a paginated list (`field` of each page), following the upstream's cursors, bounded.
+    pub async fn list_every(
+        &self,
+        upstream: &Upstream,
+        method: &str,
+        field: &str,
+    ) -> Result<Vec<Value>, UpstreamError> {
+        let never = CancellationToken::new();
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let mut page = self.request(upstream, method, params, &never).await?;
+            match page.get_mut(field).map(Value::take) {
+                Some(Value::Array(found)) => items.extend(found),
+                _ => {
+                    return Err(UpstreamError::Malformed(format!(
+                        "{method} result has no `{field}` list"
+                    )));
+                }
+            }
+            if items.len() > MAX_ITEMS {
+                return Err(UpstreamError::Malformed(format!(
+                    "more than {MAX_ITEMS} items in {method}"
+                )));
+            }
+            match page.get("nextCursor").and_then(Value::as_str) {
+                Some(next) if !next.is_empty() => cursor = Some(next.to_string()),
+                _ => return Ok(items),
+            }
+        }
+        Err(UpstreamError::Malformed(format!(
+            "more than {MAX_PAGES} pages in {method}"
+        )))
+    }
+}

@@ -1,0 +1,364 @@
+//! Redaction of what resources and prompts return: a read's contents and a prompt's messages are redacted as the
+//! content blocks of a tool result would be (`Redactor::redact_result`), every other member as any value; blobs
+//! declared as text are read as text.
+
+use base64::Engine;
+use serde_json::{Map, Value, json};
+
+use crate::redact::{RedactError, RedactionSummary, Rules};
+
+/// Media types whose bytes are text: a blob declared as one of them is read and redacted as text.
+fn declared_text(mime: Option<&str>) -> bool {
+    let Some(mime) = mime else { return false };
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence.starts_with("text/")
+        || essence.ends_with("+json")
+        || essence.ends_with("+xml")
+        || matches!(
+            essence.as_str(),
+            "application/json"
+                | "application/xml"
+                | "application/yaml"
+                | "application/x-yaml"
+                | "application/toml"
+                | "application/javascript"
+                | "application/ecmascript"
+                | "application/sql"
+                | "application/x-sh"
+                | "application/csv"
+        )
+}
+
+/// A blob declared as text, as its text; `Err` when it is not base64 of UTF-8 (then it cannot be inspected).
+fn open_text_blob(resource: &mut Map<String, Value>) -> Result<bool, ()> {
+    if !declared_text(resource.get("mimeType").and_then(Value::as_str)) {
+        return Ok(false);
+    }
+    let Some(Value::String(blob)) = resource.get("blob") else {
+        return Ok(false);
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob.trim())
+        .map_err(|_| ())?;
+    let text = String::from_utf8(bytes).map_err(|_| ())?;
+    resource.remove("blob");
+    resource.insert("text".into(), Value::String(text));
+    Ok(true)
+}
+
+fn close_text_blob(resource: &mut Map<String, Value>) {
+    if let Some(Value::String(text)) = resource.remove("text") {
+        let blob = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+        resource.insert("blob".into(), Value::String(blob));
+    }
+}
+
+/// What is withheld of a blob declared as text that cannot be read as text.
+const UNREADABLE_BLOB: &str =
+    "[toolgate withheld this content: it is declared as text but is not base64 of UTF-8 text]";
+
+/// Opens every text-declared blob of the embedded resources among `blocks`; returns which were opened.
+fn open_blocks(blocks: &mut [Value]) -> Vec<bool> {
+    blocks
+        .iter_mut()
+        .map(|block| {
+            let resource = match block.get_mut("resource") {
+                Some(Value::Object(resource)) => resource,
+                _ => return false,
+            };
+            match open_text_blob(resource) {
+                Ok(opened) => opened,
+                Err(()) => {
+                    resource.remove("blob");
+                    resource.insert("text".into(), Value::String(UNREADABLE_BLOB.into()));
+                    false
+                }
+            }
+        })
+        .collect()
+}
+
+fn close_blocks(blocks: &mut [Value], opened: &[bool]) {
+    for (block, opened) in blocks.iter_mut().zip(opened) {
+        if *opened && let Some(Value::Object(resource)) = block.get_mut("resource") {
+            close_text_blob(resource);
+        }
+    }
+}
+
+/// Redacts `blocks` as a tool result's content (every plane MCP defines, JSON in text with the manifest's field
+/// paths), then the rest of the answer as any value.
+fn redact_blocks(
+    redactor: &crate::redact::Redactor,
+    blocks: Vec<Value>,
+    rest: &mut Value,
+    rules: &Rules,
+) -> Result<(Vec<Value>, RedactionSummary), RedactError> {
+    let mut wrapped = json!({"content": blocks});
+    let mut summary = redactor.redact_result(&mut wrapped, rules)?;
+    let rest_summary = redactor.redact_value(rest, rules)?;
+    for (class, count) in rest_summary.by_class {
+        *summary.by_class.entry(class).or_default() += count;
+    }
+    for path in rest_summary.paths {
+        if summary.paths.len() < 256 && !summary.paths.contains(&path) {
+            summary.paths.push(path);
+        }
+    }
+    let blocks = match wrapped.get_mut("content").map(Value::take) {
+        Some(Value::Array(blocks)) => blocks,
+        _ => return Err(RedactError::Shape("redacted content lost its shape".into())),
+    };
+    Ok((blocks, summary))
+}
+
+/// A `resources/read` answer: a text content (or a blob declared as text) as a text block of a tool result
+/// (detectors, JSON in it with the manifest's field paths), a binary blob as an embedded resource; the
+/// contents' other members and the rest of the answer as any value. URIs and media types stay as they are.
+pub(super) fn redact_read(
+    redactor: &crate::redact::Redactor,
+    result: &mut Value,
+    rules: &Rules,
+) -> Result<RedactionSummary, RedactError> {
+    let contents = match result.get_mut("contents").map(Value::take) {
+        Some(Value::Array(contents)) => contents,
+        _ => Vec::new(),
+    };
+    // Per content: its members beside the text, and whether its text was a blob.
+    let mut sides: Vec<(Map<String, Value>, Option<bool>)> = Vec::new();
+    let mut blocks = Vec::new();
+    for content in contents {
+        let Value::Object(mut content) = content else {
+            continue;
+        };
+        let opened = match open_text_blob(&mut content) {
+            Ok(opened) => opened,
+            Err(()) => {
+                content.remove("blob");
+                content.insert("text".into(), Value::String(UNREADABLE_BLOB.into()));
+                false
+            }
+        };
+        match content.remove("text") {
+            Some(text @ Value::String(_)) => {
+                blocks.push(json!({"type": "text", "text": text}));
+                sides.push((content, Some(opened)));
+            }
+            other => {
+                if let Some(other) = other {
+                    content.insert("text".into(), other);
+                }
+                blocks.push(json!({"type": "resource", "resource": content}));
+                sides.push((Map::new(), None));
+            }
+        }
+    }
+    // Members beside a text are redacted with the rest of the answer, keeping the URI and media type.
+    let mut kept = Vec::new();
+    let mut others = Vec::new();
+    for (side, _) in sides.iter_mut() {
+        kept.push((side.remove("uri"), side.remove("mimeType")));
+        others.push(Value::Object(std::mem::take(side)));
+    }
+    let mut rest = json!({"result": result.take(), "others": others});
+    let (blocks, summary) = redact_blocks(redactor, blocks, &mut rest, rules)?;
+    let mut others = match rest.get_mut("others").map(Value::take) {
+        Some(Value::Array(others)) => others,
+        _ => Vec::new(),
+    };
+    *result = rest.get_mut("result").map(Value::take).unwrap_or(json!({}));
+    let mut contents = Vec::new();
+    for (((mut block, (_, opened)), (uri, mime)), other) in blocks
+        .into_iter()
+        .zip(sides)
+        .zip(kept)
+        .zip(others.iter_mut())
+    {
+        let content = match opened {
+            None => block
+                .get_mut("resource")
+                .map(Value::take)
+                .unwrap_or(Value::Null),
+            Some(opened) => {
+                let mut content = match other.take() {
+                    Value::Object(content) => content,
+                    _ => Map::new(),
+                };
+                if let Some(uri) = uri {
+                    content.insert("uri".into(), uri);
+                }
+                if let Some(mime) = mime {
+                    content.insert("mimeType".into(), mime);
+                }
+                content.insert(
+                    "text".into(),
+                    block.get_mut("text").map(Value::take).unwrap_or_default(),
+                );
+                if opened {
+                    close_text_blob(&mut content);
+                }
+                Value::Object(content)
+            }
+        };
+        contents.push(content);
+    }
+    result["contents"] = Value::Array(contents);
+    Ok(summary)
+}
+
+/// A `prompts/get` answer: every message's content block as in a tool result.
+pub(super) fn redact_prompt(
+    redactor: &crate::redact::Redactor,
+    result: &mut Value,
+    rules: &Rules,
+) -> Result<RedactionSummary, RedactError> {
+    let mut messages = match result.get_mut("messages").map(Value::take) {
+        Some(Value::Array(messages)) => messages,
+        _ => Vec::new(),
+    };
+    let mut blocks: Vec<Value> = messages
+        .iter_mut()
+        .map(|m| m.get_mut("content").map(Value::take).unwrap_or(Value::Null))
+        .collect();
+    let opened = open_blocks(&mut blocks);
+    let mut rest = json!({"result": result.take(), "messages": messages});
+    let (mut blocks, summary) = redact_blocks(redactor, blocks, &mut rest, rules)?;
+    close_blocks(&mut blocks, &opened);
+    let mut messages = match rest.get_mut("messages").map(Value::take) {
+        Some(Value::Array(messages)) => messages,
+        _ => Vec::new(),
+    };
+    for (message, block) in messages.iter_mut().zip(blocks) {
+        if let Some(message) = message.as_object_mut() {
+            message.insert("content".into(), block);
+        }
+    }
+    *result = rest.get_mut("result").map(Value::take).unwrap_or(json!({}));
+    result["messages"] = Value::Array(messages);
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::classification::Classification;
+
+    fn redactor() -> crate::redact::Redactor {
+        crate::redact::Redactor::new(&crate::config::RedactionConfig::default()).unwrap()
+    }
+
+    fn b64(text: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(text)
+    }
+
+    #[test]
+    fn a_read_is_redacted_on_every_plane_and_keeps_its_shape() {
+        let secret = "national id 123-45-6789";
+        let mut result = json!({
+            "contents": [
+                {"uri": "a://text", "mimeType": "text/plain", "text": secret},
+                {"uri": "a://blob-text", "mimeType": "text/markdown; charset=utf-8", "blob": b64(secret)},
+                {"uri": "a://blob-json", "mimeType": "application/ld+json", "blob": b64(&format!("{{\"n\": \"{secret}\"}}"))},
+                {"uri": "a://png", "mimeType": "image/png", "blob": b64("\u{89}PNG 123-45-6789")},
+                {"uri": "a://bad", "mimeType": "text/plain", "blob": "%%% not base64"},
+                {"uri": "a://meta", "mimeType": "text/plain", "text": "ok", "_meta": {"note": secret}},
+            ],
+            "_meta": {"trace": secret},
+        });
+        let rules = Rules::plain(Classification::Internal);
+        let summary = redact_read(&redactor(), &mut result, &rules).unwrap();
+        assert!(!summary.is_empty());
+        let contents = result["contents"].as_array().unwrap();
+        assert_eq!(contents.len(), 6);
+        let uris: Vec<&str> = contents
+            .iter()
+            .map(|c| c["uri"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            uris,
+            [
+                "a://text",
+                "a://blob-text",
+                "a://blob-json",
+                "a://png",
+                "a://bad",
+                "a://meta"
+            ]
+        );
+        let text = contents[0]["text"].as_str().unwrap();
+        assert!(
+            !text.contains("123-45-6789") && text.starts_with("national id"),
+            "{text}"
+        );
+        // Blobs declared as text are read as text, redacted, and given back as blobs.
+        for content in &contents[1..3] {
+            assert!(content.get("text").is_none());
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(content["blob"].as_str().unwrap())
+                .unwrap();
+            let decoded = String::from_utf8(decoded).unwrap();
+            assert!(!decoded.contains("123-45-6789"), "{decoded}");
+            assert!(decoded.contains("national id"), "{decoded}");
+        }
+        assert_eq!(contents[1]["mimeType"], "text/markdown; charset=utf-8");
+        // A binary blob is MCP's opaque payload: left as it is.
+        assert_eq!(contents[3]["blob"], b64("\u{89}PNG 123-45-6789"));
+        // A blob declared as text that is not text is withheld, never passed on unread.
+        assert_eq!(contents[4]["text"], UNREADABLE_BLOB);
+        assert!(contents[4].get("blob").is_none());
+        assert!(
+            !contents[5]["_meta"]["note"]
+                .as_str()
+                .unwrap()
+                .contains("123-45-6789")
+        );
+        assert!(
+            !result["_meta"]["trace"]
+                .as_str()
+                .unwrap()
+                .contains("123-45-6789")
+        );
+    }
+
+    #[test]
+    fn a_prompt_is_redacted_message_by_message() {
+        let mut result = json!({
+            "description": "for 123-45-6789",
+            "messages": [
+                {"role": "user", "content": {"type": "text", "text": "call +1-555-0101"}},
+                {"role": "user", "content": {"type": "resource", "resource":
+                    {"uri": "a://x", "mimeType": "text/plain", "blob": b64("id 123-45-6789")}}},
+                {"role": "assistant", "content": {"type": "image", "mimeType": "image/png", "data": b64("img")}},
+            ],
+        });
+        let rules = Rules::plain(Classification::Internal);
+        redact_prompt(&redactor(), &mut result, &rules).unwrap();
+        let text = result.to_string();
+        assert!(
+            !text.contains("123-45-6789") && !text.contains("555-0101"),
+            "{text}"
+        );
+        let messages = result["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 3);
+        assert_eq!(messages[1]["role"], "user");
+        assert_eq!(messages[2]["content"]["data"], b64("img"));
+        let blob = messages[1]["content"]["resource"]["blob"].as_str().unwrap();
+        let blob = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(blob)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            blob.starts_with("id ") && !blob.contains("123-45-6789"),
+            "{blob}"
+        );
+    }
+}

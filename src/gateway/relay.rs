@@ -1,0 +1,205 @@
+//! Requests an upstream makes of the client during a tool call (`sampling/createMessage`, `elicitation/create`,
+//! `roots/list`): decided, recorded and relayed only to the client whose call caused them. The policy decides
+//! `sample` or `elicit` with the call's tool, the caller and the request's parameters as arguments (and the
+//! detectors' findings in them as facts); `roots/list` carries nothing of the upstream's and is relayed and
+//! recorded. The request leaves redacted like the call's result; the record holds its parameters as
+//! `audit.arguments` says and the answer's outcome, never the answer itself.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use rmcp::model::{ErrorCode, ErrorData, RequestId};
+use serde_json::{Map, Value, json};
+
+use super::listing::{add_detected, tool_ref};
+use super::record::{Outcome, caller_record, recorded_facts};
+use super::{CallContext, Gateway, elapsed_us};
+use crate::audit::recorded_arguments;
+use crate::catalog::{Asker, CallSink, ExposedTool};
+use crate::identity::Caller;
+use crate::policy::Action;
+use crate::policy::input::CallerInput;
+use crate::reason::Reason;
+use crate::redact::Rules;
+
+/// The client's side of a call, guarded: every request is decided and recorded before it reaches the client.
+pub(super) struct Guarded {
+    inner: Arc<dyn Asker>,
+    gateway: GatewayParts,
+    caller: Caller,
+    session: String,
+    request_id: RequestId,
+    tool: Arc<ExposedTool>,
+}
+
+/// What a guarded request needs of the gateway, owned (it outlives the borrow of the call).
+#[derive(Clone)]
+struct GatewayParts {
+    policy: Arc<crate::policy::PolicyEngine>,
+    audit: Arc<crate::audit::Audit>,
+    redactor: Arc<crate::redact::Redactor>,
+    config: Arc<crate::config::Config>,
+}
+
+impl Gateway {
+    /// A call's sink as the upstream gets it: what it sends the client is redacted by the call's rules, and its
+    /// requests of the client are decided and recorded.
+    pub(super) fn call_sink(
+        &self,
+        sink: CallSink,
+        call: &CallContext<'_>,
+        tool: &Arc<ExposedTool>,
+        rules: &Rules,
+    ) -> CallSink {
+        let (redactor, rules) = (Arc::clone(&self.redactor), rules.clone());
+        let sink = sink.with_filter(Arc::new(move |value: &mut Value| {
+            redactor.redact_value(value, &rules).is_ok()
+        }));
+        match sink.asker() {
+            Some(inner) => {
+                let guarded = self.guard_asker(inner, call, tool);
+                sink.with_asker(guarded)
+            }
+            None => sink,
+        }
+    }
+
+    /// Guards the client's side of a call to `tool`.
+    fn guard_asker(
+        &self,
+        inner: Arc<dyn Asker>,
+        call: &CallContext<'_>,
+        tool: &Arc<ExposedTool>,
+    ) -> Arc<dyn Asker> {
+        Arc::new(Guarded {
+            inner,
+            gateway: GatewayParts {
+                policy: Arc::clone(&self.policy),
+                audit: Arc::clone(&self.audit),
+                redactor: Arc::clone(&self.redactor),
+                config: Arc::clone(&self.config),
+            },
+            caller: call.caller.clone(),
+            session: call.session.to_string(),
+            request_id: call.request_id.clone(),
+            tool: Arc::clone(tool),
+        })
+    }
+}
+
+impl Asker for Guarded {
+    fn ask(&self, method: String, params: Value) -> BoxFuture<'static, Result<Value, ErrorData>> {
+        let inner = Arc::clone(&self.inner);
+        let parts = self.gateway.clone();
+        let (caller, session, request_id, tool) = (
+            self.caller.clone(),
+            self.session.clone(),
+            self.request_id.clone(),
+            Arc::clone(&self.tool),
+        );
+        Box::pin(async move {
+            let started = Instant::now();
+            let call = CallContext::new(&caller, &session, &request_id);
+            let mut record = caller_record(&method, &call);
+            record.tool = Some(tool.name.to_string());
+            record.upstream = Some(tool.upstream.to_string());
+            let clearance = parts.config.redaction.default_clearance;
+            let arguments = match &params {
+                Value::Object(map) => map.clone(),
+                _ => Map::new(),
+            };
+            record.arguments = recorded_arguments(
+                parts.config.audit.arguments,
+                Some(&arguments),
+                &parts.redactor,
+                clearance,
+            );
+            let action = match method.as_str() {
+                "sampling/createMessage" => Some(Action::Sample),
+                "elicitation/create" => Some(Action::Elicit),
+                "roots/list" => None,
+                other => {
+                    record.deny(Reason::MethodNotRelayed, Vec::new());
+                    let _ = parts.audit.append(record).await;
+                    return Err(ErrorData::new(
+                        ErrorCode::METHOD_NOT_FOUND,
+                        format!("`{other}` requests are not relayed to clients by toolgate"),
+                        None,
+                    ));
+                }
+            };
+            let bundle = parts.policy.current();
+            record.policy_version = Some(bundle.version.clone());
+            if let Some(action) = action {
+                let mut facts = Map::new();
+                add_detected(&mut facts, &arguments, parts.redactor.detectors());
+                record.facts = recorded_facts(&facts, &parts.redactor, clearance);
+                let who = CallerInput::new(
+                    &caller,
+                    &session,
+                    &super::record::request_id_text(&request_id),
+                );
+                let manifest = bundle.manifests.get(&tool.upstream, &tool.original);
+                let input =
+                    who.for_tool(tool_ref(&tool, manifest), action, Some(&arguments), facts);
+                let decision = bundle.decide(&input);
+                let refused = match (&decision.error, decision.allow && !decision.escalate) {
+                    (Some(error), _) => {
+                        record.fail(error.reason_id(), decision.reasons.clone());
+                        Some(format!("the policy cannot decide ({})", error.reason_id()))
+                    }
+                    (None, false) => {
+                        record.deny(Reason::PolicyDenied, decision.reasons.clone());
+                        Some(if decision.reasons.is_empty() {
+                            "the policy does not allow it".to_string()
+                        } else {
+                            decision.reasons.join("; ")
+                        })
+                    }
+                    (None, true) => None,
+                };
+                if let Some(why) = refused {
+                    record.latency.total_us = elapsed_us(started);
+                    let _ = parts.audit.append(record).await;
+                    return Err(ErrorData::new(
+                        ErrorCode::INVALID_REQUEST,
+                        format!("toolgate refused `{method}` from `{}`: {why}", tool.name),
+                        Some(json!({"reason": Reason::PolicyDenied.as_str()})),
+                    ));
+                }
+                record.reasons.clone_from(&decision.reasons);
+            }
+            // Nothing reaches the client while its decision cannot be recorded.
+            if !parts.audit.healthy() {
+                record.fail(Reason::AuditUnavailable, Vec::new());
+                return Err(super::refusal::cannot_decide(Reason::AuditUnavailable));
+            }
+            let answer = inner.ask(method, params).await;
+            record.decision = "allow".into();
+            match &answer {
+                Ok(result) => {
+                    record.outcome = Reason::Allowed.into();
+                    // An elicitation's answer says what the user did; its content stays out of the record.
+                    let said = result
+                        .get("action")
+                        .and_then(Value::as_str)
+                        .unwrap_or("answered");
+                    record.upstream_outcome = Some(said.chars().take(32).collect());
+                }
+                Err(error) => {
+                    record.outcome = Reason::ClientFailed.into();
+                    record
+                        .reasons
+                        .push(format!("client answered {}", error.code.0));
+                }
+            }
+            record.latency.total_us = elapsed_us(started);
+            if let Err(error) = parts.audit.append(record).await {
+                tracing::error!("answer to the upstream withheld: {error}");
+                return Err(super::refusal::cannot_decide(Reason::AuditUnavailable));
+            }
+            answer
+        })
+    }
+}
