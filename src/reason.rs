@@ -43,6 +43,8 @@ reasons! {
     MethodNotRelayed = "method_not_relayed",
     /// The client answered an upstream's request (sampling, elicitation, roots) with an error, or not at all.
     ClientFailed = "client_failed",
+    /// An upstream asked the client for what the client did not declare it can do.
+    ClientCapabilityMissing = "client_capability_missing",
     /// The caller's chain may use the tool, but the token's `scope` leaves it out (step-up).
     InsufficientScope = "insufficient_scope",
     /// The tool's definition awaits an admin's review.

@@ -188,10 +188,18 @@ impl Asker for Guarded {
                     record.upstream_outcome = Some(said.chars().take(32).collect());
                 }
                 Err(error) => {
-                    record.outcome = Reason::ClientFailed.into();
-                    record
-                        .reasons
-                        .push(format!("client answered {}", error.code.0));
+                    // The client's side says when the client was never asked (no such capability).
+                    let missing = error.data.as_ref().and_then(|d| d.get("reason"))
+                        == Some(&json!(Reason::ClientCapabilityMissing.as_str()));
+                    if missing {
+                        record.outcome = Reason::ClientCapabilityMissing.into();
+                        record.reasons.push(error.message.to_string());
+                    } else {
+                        record.outcome = Reason::ClientFailed.into();
+                        record
+                            .reasons
+                            .push(format!("client answered {}", error.code.0));
+                    }
                 }
             }
             record.latency.total_us = elapsed_us(started);

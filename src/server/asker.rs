@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use super::Session;
 use crate::catalog::Asker;
+use crate::reason::Reason;
 
 /// Asks one session's client on one call's stream.
 pub(super) struct SessionAsker {
@@ -65,7 +66,7 @@ impl Asker for SessionAsker {
                         "the client did not declare the `{}` capability",
                         capability.trim_start_matches('/').replace('/', ".")
                     ),
-                    None,
+                    Some(json!({"reason": Reason::ClientCapabilityMissing.as_str()})),
                 ));
             }
             let Some((id, answer)) = session.expect_answer() else {
