@@ -62,6 +62,49 @@ async fn log_messages_reach_only_the_calling_client() {
     assert!(lb.iter().all(|l| l["tag"] == "from-b"), "{lb:?}");
 }
 
+/// Log messages the upstream sends on a call's own stream (the conformance reference upstream does) reach that
+/// call's client only, from the level its session set with `logging/setLevel`.
+#[tokio::test]
+async fn log_messages_on_a_calls_stream_reach_its_client_from_the_level_it_set() {
+    let upstream = HttpUpstream::start("everything", &[]);
+    let gateway = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}",
+        http_upstream("ev", &upstream.url)
+    ));
+    let (a, b) = (gateway.client().await, gateway.client().await);
+    let (ra, rb) = tokio::join!(
+        a.call("ev__test_tool_with_logging", json!({})),
+        b.call("ev__test_simple_text", json!({})),
+    );
+    assert!(ra.is_ok() && rb.is_ok());
+    let logged = a.recorder.logs.lock().unwrap().clone();
+    assert_eq!(
+        logged,
+        [
+            json!("Tool execution started"),
+            json!("Tool processing data"),
+            json!("Tool execution completed")
+        ]
+    );
+    assert!(b.recorder.logs.lock().unwrap().is_empty());
+    // b wants errors only: the same call's info messages stay out of its stream, a's level is untouched.
+    b.service
+        .peer()
+        .set_level(rmcp::model::SetLevelRequestParams::new(
+            rmcp::model::LoggingLevel::Error,
+        ))
+        .await
+        .unwrap();
+    b.call("ev__test_tool_with_logging", json!({}))
+        .await
+        .unwrap();
+    a.call("ev__test_tool_with_logging", json!({}))
+        .await
+        .unwrap();
+    assert!(b.recorder.logs.lock().unwrap().is_empty());
+    assert_eq!(a.recorder.logs.lock().unwrap().len(), 6);
+}
+
 #[tokio::test]
 async fn untied_stdio_log_messages_reach_no_client() {
     let yaml = format!(
