@@ -7,6 +7,7 @@ mod handlers;
 mod jsonrpc;
 mod post;
 mod probes;
+mod replay;
 mod session;
 mod stdio;
 mod stream;

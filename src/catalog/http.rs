@@ -21,9 +21,10 @@ use super::surface::SurfaceEvents;
 use crate::config::HttpUpstream;
 
 mod asked;
+mod events;
 mod wire;
 
-use wire::{TooLarge, find_too_large, limited, request_body, without_url};
+use wire::{TooLarge, limited, request_body, without_url};
 
 /// Idle keep-alive connections kept per upstream host.
 const MAX_IDLE_CONNECTIONS: usize = 64;
@@ -337,33 +338,11 @@ impl HttpConn {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let bytes = limited(response.bytes_stream(), max_bytes);
         if content_type.starts_with("text/event-stream") {
-            let mut events = Box::pin(sse_stream::SseByteStream::new(bytes));
-            while let Some(event) = events.next().await {
-                let event = event.map_err(|e| match find_too_large(&e) {
-                    Some(limit) => UpstreamError::TooLarge(limit),
-                    None => UpstreamError::Transport(format!("event stream broke: {e}")),
-                })?;
-                let Some(data) = event.data else { continue };
-                if data.is_empty() {
-                    continue;
-                }
-                let message: UpstreamMessage = serde_json::from_str(&data)
-                    .map_err(|e| UpstreamError::Malformed(format!("event is not JSON-RPC: {e}")))?;
-                if let Some(result) = self.handle_message(message, id, sink)? {
-                    // Read the stream to its end in the background so that the connection goes back to the pool.
-                    tokio::spawn(async move {
-                        let drain = async { while events.next().await.is_some() {} };
-                        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
-                    });
-                    return Ok(result);
-                }
-            }
-            Err(UpstreamError::Closed)
+            self.read_events(response, id, sink, max_bytes).await
         } else if content_type.starts_with("application/json") {
             let mut body = Vec::new();
-            let mut bytes = std::pin::pin!(bytes);
+            let mut bytes = std::pin::pin!(limited(response.bytes_stream(), max_bytes));
             while let Some(chunk) = bytes.next().await {
                 match chunk {
                     Ok(chunk) => body.extend_from_slice(&chunk),

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -22,7 +22,7 @@ use super::handlers::{
     accepts, authenticate, check_version, http_error, json_response, session_limit, session_of,
 };
 use super::probes::origin_of;
-use super::stream::{sse_frame, sse_response};
+use super::stream::{sse_frame_with_id, sse_response};
 use super::{AppState, Session, dispatch, jsonrpc};
 
 /// `POST /mcp`: one JSON-RPC message, in its own span. The span's parent is the trace context of the HTTP
@@ -321,6 +321,7 @@ pub(super) async fn call_in_task(
     // Without a stream the sender is dropped here, and the answer goes back as plain JSON.
     let notify = stream.then_some(tx);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let keeper = Arc::clone(&session);
     {
         let gateway = Arc::clone(&state.gateway);
         let call = async move {
@@ -346,25 +347,47 @@ pub(super) async fn call_in_task(
     let Some(first) = first else {
         return only_answer(&state, headers, done_rx.await);
     };
-    let head = futures::stream::once(async move { sse_frame(&first) });
-    let rest = futures::stream::unfold((rx, Some(done_rx)), |(mut rx, done)| async move {
-        let mut done = done?;
+    // An event stream: its events are kept with ids, so that a client that lost the connection can resume it
+    // (`GET` with `Last-Event-ID`); the call's notifications and answer go into it whether or not anyone reads.
+    let (name, replay) = keeper.open_replay();
+    let Some(events) = replay.events_after(None) else {
+        return only_answer(&state, headers, done_rx.await);
+    };
+    tokio::spawn(pump(keeper, name, replay, first, rx, done_rx));
+    sse_response(Body::from_stream(events.map(Ok::<_, Infallible>)))
+}
+
+/// Moves a call's notifications, then its answer, into its kept event stream; forgets the stream a while after.
+async fn pump(
+    session: Arc<Session>,
+    name: String,
+    replay: Arc<super::replay::Replay>,
+    first: Box<ServerJsonRpcMessage>,
+    mut rx: mpsc::Receiver<Box<ServerJsonRpcMessage>>,
+    mut done: tokio::sync::oneshot::Receiver<ServerJsonRpcMessage>,
+) {
+    let add = |message: &ServerJsonRpcMessage, retry: Option<u64>| {
+        let id = super::replay::event_id(&name, replay.next_sequence());
+        replay.push(sse_frame_with_id(message, &id, retry));
+    };
+    add(&first, Some(super::replay::RETRY_MS));
+    loop {
         tokio::select! {
             biased;
-            Some(message) = rx.recv() => Some((sse_frame(&message), (rx, Some(done)))),
+            Some(message) = rx.recv() => add(&message, None),
             answer = &mut done => {
-                // Flush notifications sent before the answer, then the answer.
-                let mut frames = Vec::new();
+                // Notifications sent before the answer, then the answer.
                 while let Ok(message) = rx.try_recv() {
-                    frames.extend_from_slice(&sse_frame(&message));
+                    add(&message, None);
                 }
                 if let Ok(answer) = answer {
-                    frames.extend_from_slice(&sse_frame(&answer));
+                    add(&answer, None);
                 }
-                Some((Bytes::from(frames), (rx, None)))
+                break;
             }
         }
-    });
-    let stream = head.chain(rest).map(Ok::<_, Infallible>);
-    sse_response(Body::from_stream(stream))
+    }
+    replay.finish();
+    tokio::time::sleep(super::replay::KEEP_AFTER_ANSWER).await;
+    session.drop_replay(&name);
 }

@@ -37,7 +37,13 @@ pub struct Session {
     /// Requests relayed to the client (sampling, elicitation, roots) waiting for its answer, by toolgate's id.
     asked: DashMap<String, oneshot::Sender<Result<serde_json::Value, ErrorData>>>,
     next_ask: AtomicU64,
+    /// Calls answered as event streams, kept for resumption (`Last-Event-ID`), by stream name.
+    replays: DashMap<String, Arc<super::replay::Replay>>,
+    next_stream: AtomicU64,
 }
+
+/// Most answered event streams one session keeps for resumption; beyond, finished ones are forgotten first.
+const MAX_REPLAYS: usize = 64;
 
 /// Most relayed requests one session may have waiting for its client's answer.
 const MAX_ASKED: usize = 64;
@@ -61,7 +67,38 @@ impl Session {
             capabilities: Mutex::new(serde_json::Value::Null),
             asked: DashMap::new(),
             next_ask: AtomicU64::new(1),
+            replays: DashMap::new(),
+            next_stream: AtomicU64::new(1),
         })
+    }
+
+    /// Starts keeping a call's event stream for resumption; its name goes into every event id.
+    pub(super) fn open_replay(&self) -> (String, Arc<super::replay::Replay>) {
+        if self.replays.len() >= MAX_REPLAYS {
+            let finished: Vec<String> = self
+                .replays
+                .iter()
+                .filter(|r| r.value().is_done())
+                .map(|r| r.key().clone())
+                .collect();
+            for name in finished {
+                self.replays.remove(&name);
+            }
+        }
+        let name = format!("c{}", self.next_stream.fetch_add(1, Ordering::Relaxed));
+        let replay = Arc::new(super::replay::Replay::default());
+        self.replays.insert(name.clone(), Arc::clone(&replay));
+        (name, replay)
+    }
+
+    /// A call's event stream kept for resumption.
+    pub(super) fn replay(&self, name: &str) -> Option<Arc<super::replay::Replay>> {
+        self.replays.get(name).map(|r| Arc::clone(r.value()))
+    }
+
+    /// Stops keeping a call's event stream.
+    pub(super) fn drop_replay(&self, name: &str) {
+        self.replays.remove(name);
     }
 
     /// Keeps what the client declared at `initialize`.

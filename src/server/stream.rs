@@ -16,12 +16,38 @@ use rmcp::model::{ErrorCode, ServerJsonRpcMessage};
 use super::handlers::{
     accepts, authenticate, check_version, http_error, session_limit, session_of,
 };
+use super::replay::parse_event_id;
 use super::{AppState, SESSION_HEADER, Session, jsonrpc};
 
 pub(super) fn sse_frame(message: &ServerJsonRpcMessage) -> Bytes {
     let mut frame = b"event: message\ndata: ".to_vec();
     frame.extend_from_slice(&jsonrpc::to_bytes(message));
     frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
+}
+
+/// A frame with an event id, so that the client can resume after it; `retry` (ms) tells it how long to wait
+/// before it reconnects.
+pub(super) fn sse_frame_with_id(
+    message: &ServerJsonRpcMessage,
+    id: &str,
+    retry: Option<u64>,
+) -> Bytes {
+    let mut frame = format!(
+        "id: {id}
+"
+    )
+    .into_bytes();
+    if let Some(retry) = retry {
+        frame.extend_from_slice(
+            format!(
+                "retry: {retry}
+"
+            )
+            .as_bytes(),
+        );
+    }
+    frame.extend_from_slice(&sse_frame(message));
     Bytes::from(frame)
 }
 
@@ -57,6 +83,29 @@ pub(super) async fn get_stream(
         .sessions
         .stream_permit(&session.subject)
         .map_err(session_limit)?;
+    // A call's answer stream resumed after the last event the client got: only in the session that made the call.
+    if let Some(last) = headers.get("last-event-id") {
+        let events = last
+            .to_str()
+            .ok()
+            .and_then(parse_event_id)
+            .and_then(|(stream, sequence)| {
+                session.replay(stream)?.events_after(Some(sequence))
+            })
+            .ok_or_else(|| {
+                http_error(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::INVALID_REQUEST,
+                    "this event stream cannot be resumed from that id: unknown in this session, or its events \
+                     are no longer kept",
+                )
+            })?;
+        let stream = events.map(move |frame| {
+            let _held = &permit;
+            Ok::<_, Infallible>(frame)
+        });
+        return Ok(sse_response(Body::from_stream(stream)));
+    }
     let Some(rx) = session.open_stream() else {
         return Err(http_error(
             StatusCode::CONFLICT,
