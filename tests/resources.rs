@@ -22,6 +22,11 @@ fn gateway() -> Gateway {
     quickstart_identity_gateway_with("", &quickstart_policy())
 }
 
+/// A human of the quickstart with one role, through the assistant.
+async fn person(gateway: &Gateway, name: &str, role: &str) -> Client {
+    Client::connect(&gateway.url, &user_token(name, &[role], "assistant", &[])).await
+}
+
 async fn resource_uris(client: &Client) -> Vec<String> {
     let mut uris: Vec<String> = client
         .service
@@ -74,21 +79,9 @@ async fn read(client: &Client, uri: &str) -> Result<String, Value> {
 async fn resources_are_listed_and_read_exactly_as_the_policy_allows_and_redacted_to_the_clearance()
 {
     let gateway = gateway();
-    let alice = Client::connect(
-        &gateway.url,
-        &user_token("alice", &["hr"], "assistant", &[]),
-    )
-    .await;
-    let bob = Client::connect(
-        &gateway.url,
-        &user_token("bob", &["engineering"], "assistant", &[]),
-    )
-    .await;
-    let carol = Client::connect(
-        &gateway.url,
-        &user_token("carol", &["hr-admin"], "assistant", &[]),
-    )
-    .await;
+    let alice = person(&gateway, "alice", "hr").await;
+    let bob = person(&gateway, "bob", "engineering").await;
+    let carol = person(&gateway, "carol", "hr-admin").await;
 
     // Lists: each caller sees what its roles grant within its clearance, under the gateway's URIs.
     assert_eq!(resource_uris(&alice).await, [HANDBOOK, BANDS]);
@@ -221,16 +214,8 @@ async fn a_narrower_agent_in_the_chain_sees_no_resource_its_scope_leaves_out() {
 #[tokio::test]
 async fn prompts_are_filtered_got_redacted_and_completed_only_where_visible() {
     let gateway = gateway();
-    let alice = Client::connect(
-        &gateway.url,
-        &user_token("alice", &["hr"], "assistant", &[]),
-    )
-    .await;
-    let bob = Client::connect(
-        &gateway.url,
-        &user_token("bob", &["engineering"], "assistant", &[]),
-    )
-    .await;
+    let alice = person(&gateway, "alice", "hr").await;
+    let bob = person(&gateway, "bob", "engineering").await;
     assert_eq!(
         prompt_names(&alice).await,
         ["hr__performance_review", "hr__policy_question"]
@@ -331,11 +316,7 @@ fn mcp_error(error: rmcp::ServiceError) -> rmcp::model::ErrorData {
 #[tokio::test]
 async fn lists_never_disagree_with_reads() {
     let gateway = gateway();
-    let everything = Client::connect(
-        &gateway.url,
-        &user_token("carol", &["hr-admin"], "assistant", &[]),
-    )
-    .await;
+    let everything = person(&gateway, "carol", "hr-admin").await;
     let mut uris = resource_uris(&everything).await;
     uris.push("toolgate://hr/employee://E1001/profile".into());
     let prompts = prompt_names(&everything).await;

@@ -295,19 +295,7 @@ impl StdioConn {
             .map_err(|e| self.service_error(e))?;
         let wants_progress = sink.wants_progress();
         let _route = self.routes.register(sink, handle.progress_token.clone());
-        let id = handle.id.clone();
-        let outcome = tokio::select! {
-            response = handle.await_response() => response.map_err(|e| self.service_error(e)),
-            () = tokio::time::sleep(timeout) => {
-                self.send_cancel(id, "timeout").await;
-                return Err(UpstreamError::Timeout(timeout));
-            }
-            () = cancel.cancelled() => {
-                self.send_cancel(id, "cancelled by client").await;
-                return Err(UpstreamError::Cancelled);
-            }
-            () = self.closed.cancelled() => return Err(UpstreamError::Closed),
-        }?;
+        let outcome = self.answer(handle, cancel, timeout).await?;
         if wants_progress {
             // rmcp hands notifications to the handler on spawned tasks but delivers the response inline, so
             // progress sent just before the result may not have been routed yet: give those tasks a moment
@@ -346,24 +334,34 @@ impl StdioConn {
             .send_cancellable_request(request, PeerRequestOptions::no_options())
             .await
             .map_err(|e| self.service_error(e))?;
-        let id = handle.id.clone();
-        let result = tokio::select! {
-            response = handle.await_response() => response.map_err(|e| self.service_error(e)),
-            () = tokio::time::sleep(timeout) => {
-                self.send_cancel(id, "timeout").await;
-                return Err(UpstreamError::Timeout(timeout));
-            }
-            () = cancel.cancelled() => {
-                self.send_cancel(id, "cancelled by client").await;
-                return Err(UpstreamError::Cancelled);
-            }
-            () = self.closed.cancelled() => return Err(UpstreamError::Closed),
-        }?;
+        let result = self.answer(handle, cancel, timeout).await?;
         if serialized_len(&result) > max_bytes {
             return Err(UpstreamError::TooLarge(max_bytes));
         }
         serde_json::to_value(&result)
             .map_err(|e| UpstreamError::Malformed(format!("{method} result: {e}")))
+    }
+
+    /// The answer to a request sent; a timeout or the client's cancellation ends it and tells the upstream so.
+    async fn answer(
+        &self,
+        handle: rmcp::service::RequestHandle<RoleClient>,
+        cancel: &CancellationToken,
+        timeout: Duration,
+    ) -> Result<ServerResult, UpstreamError> {
+        let id = handle.id.clone();
+        tokio::select! {
+            response = handle.await_response() => response.map_err(|e| self.service_error(e)),
+            () = tokio::time::sleep(timeout) => {
+                self.send_cancel(id, "timeout").await;
+                Err(UpstreamError::Timeout(timeout))
+            }
+            () = cancel.cancelled() => {
+                self.send_cancel(id, "cancelled by client").await;
+                Err(UpstreamError::Cancelled)
+            }
+            () = self.closed.cancelled() => Err(UpstreamError::Closed),
+        }
     }
 
     /// Tells the upstream to stop a call, without waiting on a child that may be stuck.

@@ -3,7 +3,6 @@
 //! upstream's own URI or name, answered with the exposed ones, redacted to the caller's clearance and recorded
 //! before the answer leaves.
 
-use std::ops::ControlFlow::{Break, Continue};
 use std::time::Instant;
 
 use rmcp::model::ErrorData;
@@ -41,7 +40,7 @@ impl Gateway {
         let started = Instant::now();
         let mut record = caller_record("resources/read", call);
         let answer = async {
-            let granted = match self
+            let granted = self
                 .grant(
                     call,
                     ItemKind::Resource,
@@ -50,11 +49,7 @@ impl Gateway {
                     None,
                     &mut record,
                 )
-                .await
-            {
-                Continue(granted) => granted,
-                Break(answer) => return Err(answer),
-            };
+                .await?;
             let params = json!({"uri": granted.item.original});
             let mut result = self
                 .forward(&granted.item, "resources/read", params, cancel, &mut record)
@@ -93,7 +88,7 @@ impl Gateway {
             self.config.redaction.default_clearance,
         );
         let answer = async {
-            let granted = match self
+            let granted = self
                 .grant(
                     call,
                     ItemKind::Prompt,
@@ -102,11 +97,7 @@ impl Gateway {
                     arguments.as_ref(),
                     &mut record,
                 )
-                .await
-            {
-                Continue(granted) => granted,
-                Break(answer) => return Err(answer),
-            };
+                .await?;
             let mut params = json!({"name": granted.item.original});
             if let Some(arguments) = arguments {
                 params["arguments"] = Value::Object(arguments);
@@ -187,7 +178,7 @@ impl Gateway {
                 &self.redactor,
                 self.config.redaction.default_clearance,
             );
-            let granted = match self
+            let granted = self
                 .grant(
                     call,
                     kind,
@@ -196,11 +187,7 @@ impl Gateway {
                     Some(&arguments),
                     &mut record,
                 )
-                .await
-            {
-                Continue(granted) => granted,
-                Break(answer) => return Err(answer),
-            };
+                .await?;
             params["ref"][key] = Value::String(granted.item.original.clone());
             let result = self
                 .forward(
@@ -230,7 +217,7 @@ impl Gateway {
         let started = Instant::now();
         let mut record = caller_record("resources/subscribe", call);
         let answer = async {
-            let granted = match self
+            let granted = self
                 .grant(
                     call,
                     ItemKind::Resource,
@@ -239,11 +226,7 @@ impl Gateway {
                     None,
                     &mut record,
                 )
-                .await
-            {
-                Continue(granted) => granted,
-                Break(answer) => return Err(answer),
-            };
+                .await?;
             let item = &granted.item;
             if self.subscriptions.add(item, call) {
                 let params = json!({"uri": item.original});

@@ -10,7 +10,6 @@
 //! upstream's names and URIs are its own, the first upstream to list one keeps it, and a URI of the gateway's own
 //! form from such an upstream is left out.
 
-use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -196,25 +195,25 @@ impl Gateway {
         action: Action,
         arguments: Option<&Map<String, Value>>,
         record: &mut DecisionRecord,
-    ) -> ControlFlow<ErrorData, Granted> {
+    ) -> Result<Granted, ErrorData> {
         let caller = call.caller;
         record.tool = Some(bounded(exposed));
         let bundle = self.policy.current();
         record.policy_version = Some(bundle.version.clone());
         let Some(item) = self.find(kind, exposed).await else {
             record.deny(Reason::UnknownItem, Vec::new());
-            return Break(not_found(kind, exposed));
+            return Err(not_found(kind, exposed));
         };
         record.upstream = Some(item.upstream.name.to_string());
         let who = CallerInput::new(caller, call.session, &request_id_text(call.request_id));
         if let Err(why) = Self::listable(&bundle, &who, caller, &item) {
             record.deny(Reason::UnknownItem, vec![why]);
-            return Break(not_found(kind, exposed));
+            return Err(not_found(kind, exposed));
         }
         let decision = bundle.decide(&item_input(&who, &bundle, &item, action, arguments));
         if let Some(error) = &decision.error {
             record.fail(error.reason_id(), decision.reasons.clone());
-            return Break(cannot_decide(error.reason_id()));
+            return Err(cannot_decide(error.reason_id()));
         }
         record.reasons.clone_from(&decision.reasons);
         if !decision.allow || decision.escalate {
@@ -226,18 +225,18 @@ impl Gateway {
                 ));
             }
             record.deny(Reason::PolicyDenied, reasons.clone());
-            return Break(denied(exposed, action, &reasons));
+            return Err(denied(exposed, action, &reasons));
         }
         let rules = match self.item_rules(&decision, &bundle, &item, caller, record) {
             Ok(rules) => rules,
-            Err(answer) => return Break(answer),
+            Err(answer) => return Err(answer),
         };
         // Nothing reaches an upstream while decisions cannot be recorded.
         if !self.audit.healthy() {
             record.fail(Reason::AuditUnavailable, Vec::new());
-            return Break(cannot_decide(Reason::AuditUnavailable));
+            return Err(cannot_decide(Reason::AuditUnavailable));
         }
-        Continue(Granted { item, rules })
+        Ok(Granted { item, rules })
     }
 
     /// The redaction rules of an allowed request on an item, recorded.

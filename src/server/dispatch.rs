@@ -112,31 +112,16 @@ pub async fn handle_request(
             result.map(ServerResult::CallToolResult)
         }
         ClientRequest::ListResourcesRequest(r) => {
-            let cursor = r.params.and_then(|p| p.cursor);
             let call = CallContext::new(caller, &session.id, &id);
-            custom(
-                gateway
-                    .list_surface(&call, ItemKind::Resource, cursor.as_deref())
-                    .await,
-            )
+            list(gateway, &call, ItemKind::Resource, r.params).await
         }
         ClientRequest::ListResourceTemplatesRequest(r) => {
-            let cursor = r.params.and_then(|p| p.cursor);
             let call = CallContext::new(caller, &session.id, &id);
-            custom(
-                gateway
-                    .list_surface(&call, ItemKind::Template, cursor.as_deref())
-                    .await,
-            )
+            list(gateway, &call, ItemKind::Template, r.params).await
         }
         ClientRequest::ListPromptsRequest(r) => {
-            let cursor = r.params.and_then(|p| p.cursor);
             let call = CallContext::new(caller, &session.id, &id);
-            custom(
-                gateway
-                    .list_surface(&call, ItemKind::Prompt, cursor.as_deref())
-                    .await,
-            )
+            list(gateway, &call, ItemKind::Prompt, r.params).await
         }
         ClientRequest::ReadResourceRequest(r) => {
             let tracked = session.track_call(&id);
@@ -233,6 +218,17 @@ pub fn handle_notification(session: &Session, notification: ClientNotification) 
         ClientNotification::InitializedNotification(_) => session.mark_initialized(),
         _ => {}
     }
+}
+
+/// A listing of resources, resource templates or prompts.
+async fn list(
+    gateway: &Gateway,
+    call: &CallContext<'_>,
+    kind: ItemKind,
+    params: Option<rmcp::model::PaginatedRequestParams>,
+) -> Result<ServerResult, ErrorData> {
+    let cursor = params.and_then(|p| p.cursor);
+    custom(gateway.list_surface(call, kind, cursor.as_deref()).await)
 }
 
 /// A result toolgate built as JSON (forwarded, renamed and redacted), sent as it is.
