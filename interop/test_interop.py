@@ -427,11 +427,6 @@ def test_sampling_request_is_relayed_to_the_calling_client(gateway):
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="toolgate relays server-everything's sampling temperature 0.7 as 0.699999988079071: the request is "
-    "parsed into rmcp's CreateMessageRequestParams, whose temperature is an f32, and serialized again",
-)
 def test_sampling_request_keeps_the_upstreams_temperature(gateway):
     asked = []
 

@@ -351,9 +351,10 @@ impl HttpConn {
             }
             let message: UpstreamMessage = serde_json::from_slice(&body)
                 .map_err(|e| UpstreamError::Malformed(format!("answer is not JSON-RPC: {e}")))?;
-            self.handle_message(message, id, sink)?.ok_or_else(|| {
-                UpstreamError::Malformed("answer does not answer the request".into())
-            })
+            self.handle_message(message, &body, id, sink)?
+                .ok_or_else(|| {
+                    UpstreamError::Malformed("answer does not answer the request".into())
+                })
         } else {
             Err(UpstreamError::Malformed(format!(
                 "answer has content type `{content_type}`"
@@ -363,9 +364,12 @@ impl HttpConn {
 
     /// Returns the result when `message` answers request `id`; routes notifications; answers requests (relayed to
     /// the call's client when they came on the call's own stream).
+    /// `raw` is the message as received: a request's parameters are relayed from it as they were sent (the typed
+    /// form would round numbers such as a sampling `temperature`).
     fn handle_message(
         &self,
         message: UpstreamMessage,
+        raw: &[u8],
         id: i64,
         sink: Option<&CallSink>,
     ) -> Result<Option<Value>, UpstreamError> {
@@ -386,7 +390,10 @@ impl HttpConn {
                 Ok(None)
             }
             JsonRpcMessage::Request(request) => {
-                self.answer_request(request.id, request.request, sink);
+                let params = serde_json::from_slice::<Value>(raw)
+                    .ok()
+                    .and_then(|mut r| r.get_mut("params").map(Value::take));
+                self.answer_request(request.id, request.request, params, sink);
                 Ok(None)
             }
             _ => Ok(None),

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use rmcp::model::{ErrorCode, ErrorData, ServerJsonRpcMessage};
+use rmcp::model::{
+    CustomRequest, ErrorCode, ErrorData, RequestId, ServerJsonRpcMessage, ServerRequest,
+};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -75,14 +77,11 @@ impl Asker for SessionAsker {
                     None,
                 ));
             };
-            let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-            let request: ServerJsonRpcMessage = match serde_json::from_value(request) {
-                Ok(request) => request,
-                Err(e) => {
-                    session.forget_answer(&id);
-                    return Err(ErrorData::invalid_params(format!("`{method}`: {e}"), None));
-                }
-            };
+            // Sent as the upstream wrote it: a typed request would round numbers (a sampling `temperature`).
+            let request = ServerJsonRpcMessage::request(
+                ServerRequest::CustomRequest(CustomRequest::new(method.as_str(), Some(params))),
+                RequestId::String(id.as_str().into()),
+            );
             if stream.send(Box::new(request)).await.is_err() {
                 session.forget_answer(&id);
                 return Err(ErrorData::internal_error(

@@ -21,6 +21,7 @@ impl HttpConn {
         &self,
         id: RequestId,
         request: ServerRequest,
+        params: Option<Value>,
         sink: Option<&CallSink>,
     ) {
         let method = server_request_method(&request).to_string();
@@ -34,9 +35,13 @@ impl HttpConn {
                 .answer_to()
                 .send(json!({"jsonrpc": "2.0", "id": id, "result": {}})),
             (_, Some(sink)) if relayed => {
-                let params = serde_json::to_value(&request)
-                    .ok()
-                    .and_then(|mut r| r.get_mut("params").map(Value::take))
+                // As the upstream sent them, else as parsed.
+                let params = params
+                    .or_else(|| {
+                        serde_json::to_value(&request)
+                            .ok()
+                            .and_then(|mut r| r.get_mut("params").map(Value::take))
+                    })
                     .unwrap_or_else(|| json!({}));
                 let (to, sink, method) = (self.answer_to(), sink.clone(), method.to_string());
                 tokio::spawn(async move {
@@ -110,7 +115,7 @@ impl HttpConn {
                                     self.notification(n.notification, None)
                                 }
                                 JsonRpcMessage::Request(r) => {
-                                    self.answer_request(r.id, r.request, None)
+                                    self.answer_request(r.id, r.request, None, None)
                                 }
                                 _ => {}
                             }

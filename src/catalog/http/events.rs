@@ -69,7 +69,7 @@ impl HttpConn {
                 }
                 let message: UpstreamMessage = serde_json::from_str(&data)
                     .map_err(|e| UpstreamError::Malformed(format!("event is not JSON-RPC: {e}")))?;
-                if let Some(result) = self.handle_message(message, id, sink)? {
+                if let Some(result) = self.handle_message(message, data.as_bytes(), id, sink)? {
                     // Read the stream to its end in the background so that the connection goes back to the pool.
                     tokio::spawn(async move {
                         let drain = async { while events.next().await.is_some() {} };
