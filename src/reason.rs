@@ -39,6 +39,8 @@ reasons! {
     UnknownTool = "unknown_tool",
     /// The resource, resource template or prompt does not exist, or this caller may not see it.
     UnknownItem = "unknown_item",
+    /// The session holds as many resource subscriptions as it may.
+    SubscriptionLimit = "subscription_limit",
     /// An upstream asked the client for something toolgate does not relay.
     MethodNotRelayed = "method_not_relayed",
     /// The client answered an upstream's request (sampling, elicitation, roots) with an error, or not at all.

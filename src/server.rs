@@ -185,11 +185,14 @@ pub async fn serve_http(
     let idle = gateway.config.timeouts.session_idle;
     {
         let sessions = Arc::clone(&sessions);
+        let gateway = Arc::clone(&gateway);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10).min(idle));
             loop {
                 tick.tick().await;
-                sessions.expire(idle);
+                for id in sessions.expire(idle) {
+                    gateway.forget_session(&id);
+                }
             }
         });
     }

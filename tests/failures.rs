@@ -226,8 +226,10 @@ async fn http_upstream_recovers_after_a_restart() {
     assert_eq!(text(&back), "three");
 }
 
+/// An upstream's sampling request reaches only a client that declared sampling; this one did not, so the upstream
+/// is refused, over stdio and over HTTP alike (relaying to a client that did is tested in `tests/relay.rs`).
 #[tokio::test]
-async fn requests_towards_the_client_are_refused() {
+async fn requests_towards_a_client_that_did_not_declare_them_are_refused() {
     let web = HttpUpstream::start("testbed", &[]);
     let yaml = format!(
         "listen: 127.0.0.1:0\nupstreams:\n{}{}",
@@ -241,7 +243,7 @@ async fn requests_towards_the_client_are_refused() {
         let message = text(&result);
         assert!(message.starts_with("sampling refused"), "{tool}: {message}");
         assert!(
-            message.contains("not routed to clients by toolgate"),
+            message.contains("the client did not declare the `sampling` capability"),
             "{tool}: {message}"
         );
     }

@@ -34,10 +34,10 @@ allow if {
 	count(needs_approval) == 0
 }
 
-# During a call the caller may make, the tool's upstream may ask the caller's client: its model (sampling) or its
-# user (elicitation), unless what it sends is refused below (exfiltration).
+# During a call the caller may make, the tool's upstream may ask the caller's client: its model (sampling), its
+# user (elicitation) or its filesystem roots, unless what it sends is refused below (exfiltration).
 allow if {
-	input.action in {"sample", "elicit"}
+	input.action in {"sample", "elicit", "roots"}
 	visible
 	count(deny) == 0
 }

@@ -188,21 +188,25 @@ impl CallSink {
     }
 }
 
-/// The calls in flight on one upstream session that asked for progress, by the token toolgate gave them.
+/// What is in flight on one upstream session: the calls that asked for progress, by the token toolgate gave
+/// them, and every request (for a stdio session, which carries no tie between the upstream's own requests and the
+/// call that caused them: one can be attributed only while exactly one request is in flight).
 #[derive(Default, Debug)]
 pub struct Routes {
     next: AtomicU64,
     progress: DashMap<ProgressToken, CallSink>,
-    /// Every call in flight, by a number of toolgate's: a request from an upstream whose session carries no
-    /// tie to a call (stdio) can be attributed only while exactly one call is in flight.
-    calls: DashMap<u64, CallSink>,
+    /// Every request in flight (a call's sink, or a sink that reaches no client), by a number of toolgate's; one
+    /// lock, so that counting and taking the one request are one step.
+    in_flight: std::sync::Mutex<std::collections::HashMap<u64, CallSink>>,
 }
 
-/// Removes a call's routes when the call ends, however it ends.
+/// Removes a request's routes when it ends, however it ends.
 pub struct RouteGuard {
     routes: Arc<Routes>,
     token: Option<ProgressToken>,
     call: u64,
+    /// Left in flight a while after the request ended (see [`RouteGuard::abandon`]).
+    lingers: bool,
 }
 
 impl Drop for RouteGuard {
@@ -210,39 +214,82 @@ impl Drop for RouteGuard {
         if let Some(token) = &self.token {
             self.routes.progress.remove(token);
         }
-        self.routes.calls.remove(&self.call);
+        if !self.lingers
+            && let Ok(mut in_flight) = self.routes.in_flight.lock()
+        {
+            in_flight.remove(&self.call);
+        }
+    }
+}
+
+impl RouteGuard {
+    /// Routes progress under `token` (the token the upstream sees) to the request's sink, if its client asked
+    /// for progress.
+    pub fn with_progress(&mut self, token: ProgressToken) {
+        let sink = self
+            .routes
+            .in_flight
+            .lock()
+            .ok()
+            .and_then(|f| f.get(&self.call).cloned());
+        if let Some(sink) = sink.filter(CallSink::wants_progress) {
+            self.routes.progress.insert(token.clone(), sink);
+            self.token = Some(token);
+        }
+    }
+
+    /// The request ended early (timeout, cancellation) while the upstream may still be working on it: for
+    /// `linger`, it still counts as in flight (reaching no client), so that what the upstream asks for it is
+    /// never taken for another request's.
+    pub fn abandon(&mut self, linger: std::time::Duration) {
+        self.lingers = true;
+        if let Ok(mut in_flight) = self.routes.in_flight.lock() {
+            in_flight.insert(self.call, CallSink::discard());
+        }
+        let (routes, call) = (Arc::clone(&self.routes), self.call);
+        tokio::spawn(async move {
+            tokio::time::sleep(linger).await;
+            if let Ok(mut in_flight) = routes.in_flight.lock() {
+                in_flight.remove(&call);
+            }
+        });
     }
 }
 
 impl Routes {
-    /// Routes progress under `token` (the token the upstream sees) to `sink`, if the client asked for progress;
-    /// calls that did not are not tracked at all.
-    pub fn register(self: &Arc<Self>, sink: CallSink, token: ProgressToken) -> RouteGuard {
+    /// Counts a request as in flight (before it is sent), its upstream's requests going to `sink`.
+    pub fn enter(self: &Arc<Self>, sink: CallSink) -> RouteGuard {
         let call = self.next.fetch_add(1, Ordering::Relaxed);
-        self.calls.insert(call, sink.clone());
-        let token = sink.wants_progress().then(|| {
-            self.progress.insert(token.clone(), sink);
-            token
-        });
+        if let Ok(mut in_flight) = self.in_flight.lock() {
+            in_flight.insert(call, sink);
+        }
         RouteGuard {
             routes: Arc::clone(self),
-            token,
+            token: None,
             call,
+            lingers: false,
         }
     }
 
-    /// The one call in flight, when there is exactly one; `Err` says why not.
+    /// [`Routes::enter`], with progress routed under `token`.
+    pub fn register(self: &Arc<Self>, sink: CallSink, token: ProgressToken) -> RouteGuard {
+        let mut guard = self.enter(sink);
+        guard.with_progress(token);
+        guard
+    }
+
+    /// The one request in flight, when there is exactly one; `Err` says why not.
     pub fn sole_call(&self) -> Result<CallSink, &'static str> {
-        match self.calls.len() {
-            0 => Err("no call is in flight on this upstream"),
-            1 => self
-                .calls
-                .iter()
-                .next()
-                .map(|e| e.value().clone())
-                .ok_or("no call is in flight on this upstream"),
-            _ => Err(
-                "several calls are in flight on this upstream, so toolgate cannot tell which one asked",
+        let in_flight = self
+            .in_flight
+            .lock()
+            .map_err(|_| "the upstream's requests cannot be told apart")?;
+        let mut sinks = in_flight.values();
+        match (sinks.next(), sinks.next()) {
+            (None, _) => Err("no call is in flight on this upstream"),
+            (Some(sink), None) => Ok(sink.clone()),
+            (Some(_), Some(_)) => Err(
+                "several requests are in flight on this upstream, so toolgate cannot tell which one asked",
             ),
         }
     }
@@ -322,5 +369,31 @@ mod tests {
             serde_json::json!("m"),
         ));
         assert!(rx.try_recv().is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_upstreams_request_is_attributed_only_while_one_request_is_in_flight() {
+        use std::time::Duration;
+        let routes = Arc::new(Routes::default());
+        assert!(routes.sole_call().is_err());
+        let (tx, _rx) = mpsc::channel(8);
+        let call = routes.enter(CallSink::new(tx, None));
+        assert!(routes.sole_call().is_ok());
+        // A read of another client's in flight (its sink reaches no client): nobody is asked.
+        let read = routes.enter(CallSink::discard());
+        assert!(routes.sole_call().is_err());
+        drop(read);
+        assert!(routes.sole_call().is_ok());
+        // The call times out while the upstream may go on with it: it still counts, reaching no client.
+        let mut call = call;
+        call.abandon(Duration::from_millis(200));
+        drop(call);
+        let (tx, _rx2) = mpsc::channel(8);
+        let next = routes.enter(CallSink::new(tx, None));
+        assert!(routes.sole_call().is_err());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(routes.sole_call().is_ok());
+        drop(next);
+        assert!(routes.sole_call().is_err());
     }
 }

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::UpstreamError;
-use super::routing::{CallSink, Routes};
+use super::routing::{CallSink, RouteGuard, Routes};
 use super::surface::SurfaceEvents;
 use crate::config::StdioUpstream;
 
@@ -288,14 +288,16 @@ impl StdioConn {
             return Err(UpstreamError::Unavailable);
         }
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let wants_progress = sink.wants_progress();
+        // In flight before it is sent: the upstream may ask the client at once.
+        let mut route = self.routes.enter(sink);
         let handle = self
             .peer
             .send_cancellable_request(request, PeerRequestOptions::no_options())
             .await
             .map_err(|e| self.service_error(e))?;
-        let wants_progress = sink.wants_progress();
-        let _route = self.routes.register(sink, handle.progress_token.clone());
-        let outcome = self.answer(handle, cancel, timeout).await?;
+        route.with_progress(handle.progress_token.clone());
+        let outcome = self.answer(handle, &mut route, cancel, timeout).await?;
         if wants_progress {
             // rmcp hands notifications to the handler on spawned tasks but delivers the response inline, so
             // progress sent just before the result may not have been routed yet: give those tasks a moment
@@ -329,12 +331,14 @@ impl StdioConn {
             return Err(UpstreamError::Unavailable);
         }
         let request = ClientRequest::CustomRequest(CustomRequest::new(method, Some(params)));
+        // In flight, with no client to ask: while it is, no request of the upstream is relayed to anyone.
+        let mut route = self.routes.enter(CallSink::discard());
         let handle = self
             .peer
             .send_cancellable_request(request, PeerRequestOptions::no_options())
             .await
             .map_err(|e| self.service_error(e))?;
-        let result = self.answer(handle, cancel, timeout).await?;
+        let result = self.answer(handle, &mut route, cancel, timeout).await?;
         if serialized_len(&result) > max_bytes {
             return Err(UpstreamError::TooLarge(max_bytes));
         }
@@ -343,9 +347,12 @@ impl StdioConn {
     }
 
     /// The answer to a request sent; a timeout or the client's cancellation ends it and tells the upstream so.
+    /// A request ended early stays counted in flight (`route`, reaching no client) for another `timeout`, as the
+    /// upstream may still be working on it.
     async fn answer(
         &self,
         handle: rmcp::service::RequestHandle<RoleClient>,
+        route: &mut RouteGuard,
         cancel: &CancellationToken,
         timeout: Duration,
     ) -> Result<ServerResult, UpstreamError> {
@@ -353,10 +360,12 @@ impl StdioConn {
         tokio::select! {
             response = handle.await_response() => response.map_err(|e| self.service_error(e)),
             () = tokio::time::sleep(timeout) => {
+                route.abandon(timeout);
                 self.send_cancel(id, "timeout").await;
                 Err(UpstreamError::Timeout(timeout))
             }
             () = cancel.cancelled() => {
+                route.abandon(timeout);
                 self.send_cancel(id, "cancelled by client").await;
                 Err(UpstreamError::Cancelled)
             }

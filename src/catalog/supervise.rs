@@ -105,6 +105,11 @@ impl Catalog {
                 Ok((conn, tools)) => {
                     delay = self.timeouts.reconnect_initial;
                     upstream.conn.store(Some(Arc::clone(&conn)));
+                    super::surface::SurfaceEvents::new(
+                        Arc::clone(&upstream.name),
+                        self.surface.clone(),
+                    )
+                    .connected();
                     self.accept(&upstream, tools);
                     tracing::info!(upstream = %upstream.name, "upstream ready");
                     loop {

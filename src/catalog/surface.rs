@@ -22,6 +22,9 @@ pub enum SurfaceEvent {
     ResourceUpdated { upstream: Arc<str>, uri: String },
     /// `notifications/resources/list_changed` or `notifications/prompts/list_changed`.
     ListChanged { upstream: Arc<str> },
+    /// A new session with the upstream (after a start or a reconnection): it holds none of the last one's
+    /// subscriptions.
+    Connected { upstream: Arc<str> },
 }
 
 /// Where an upstream's connection reports surface events.
@@ -49,6 +52,13 @@ impl SurfaceEvents {
         let _ = self.tx.send(SurfaceEvent::ResourceUpdated {
             upstream: Arc::clone(&self.upstream),
             uri,
+        });
+    }
+
+    /// A new session with the upstream began.
+    pub fn connected(&self) {
+        let _ = self.tx.send(SurfaceEvent::Connected {
+            upstream: Arc::clone(&self.upstream),
         });
     }
 

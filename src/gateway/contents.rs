@@ -125,6 +125,11 @@ pub(super) fn redact_read(
     result: &mut Value,
     rules: &Rules,
 ) -> Result<RedactionSummary, RedactError> {
+    if !result.is_object() {
+        return Err(RedactError::Shape(
+            "a resources/read result is not an object".into(),
+        ));
+    }
     let contents = match result.get_mut("contents").map(Value::take) {
         Some(Value::Array(contents)) => contents,
         _ => Vec::new(),
@@ -207,7 +212,14 @@ pub(super) fn redact_read(
         };
         contents.push(content);
     }
-    result["contents"] = Value::Array(contents);
+    match result.as_object_mut() {
+        Some(object) => object.insert("contents".into(), Value::Array(contents)),
+        None => {
+            return Err(RedactError::Shape(
+                "a resources/read result lost its shape".into(),
+            ));
+        }
+    };
     Ok(summary)
 }
 
@@ -217,6 +229,11 @@ pub(super) fn redact_prompt(
     result: &mut Value,
     rules: &Rules,
 ) -> Result<RedactionSummary, RedactError> {
+    if !result.is_object() {
+        return Err(RedactError::Shape(
+            "a prompts/get result is not an object".into(),
+        ));
+    }
     let mut messages = match result.get_mut("messages").map(Value::take) {
         Some(Value::Array(messages)) => messages,
         _ => Vec::new(),
@@ -239,7 +256,14 @@ pub(super) fn redact_prompt(
         }
     }
     *result = rest.get_mut("result").map(Value::take).unwrap_or(json!({}));
-    result["messages"] = Value::Array(messages);
+    match result.as_object_mut() {
+        Some(object) => object.insert("messages".into(), Value::Array(messages)),
+        None => {
+            return Err(RedactError::Shape(
+                "a prompts/get result lost its shape".into(),
+            ));
+        }
+    };
     Ok(summary)
 }
 
@@ -325,6 +349,15 @@ mod tests {
                 .unwrap()
                 .contains("123-45-6789")
         );
+    }
+
+    #[test]
+    fn an_answer_that_is_not_an_object_is_refused_not_indexed() {
+        let rules = Rules::plain(Classification::Internal);
+        for mut odd in [json!("x"), json!(3), json!([1]), json!(null)] {
+            assert!(redact_read(&redactor(), &mut odd.clone(), &rules).is_err());
+            assert!(redact_prompt(&redactor(), &mut odd, &rules).is_err());
+        }
     }
 
     #[test]

@@ -14,7 +14,8 @@ use crate::policy::input::ItemKind;
 
 impl Gateway {
     /// Every item of a kind from every upstream that can list it, in exposed-name order; the first upstream to
-    /// list an unprefixed name keeps it. Upstreams that cannot list are named in the second list.
+    /// list an unprefixed name keeps it. Upstreams whose listing failed are named in the second list (one that is not
+    /// connected, or has no such capability, simply has none).
     pub(super) async fn gather(&self, kind: ItemKind) -> (Vec<Item>, Vec<String>) {
         let shape = shape(kind);
         let upstreams = self.catalog.upstreams();
@@ -104,35 +105,43 @@ impl Gateway {
             },
         };
         let shape = shape(kind);
-        for (upstream, original) in candidates {
-            let Ok(listed) = self
-                .catalog
-                .list_every(&upstream, shape.method, shape.field)
-                .await
-            else {
-                continue;
-            };
-            let held = listed
-                .into_iter()
-                .find(|d| d.get(shape.key).and_then(Value::as_str) == Some(original.as_str()));
-            let held = match (held, kind) {
-                (Some(definition), _) => Some(definition),
-                // A resource no list names may still be an instance of one of the upstream's templates.
-                (None, ItemKind::Resource) => self
+        // Every candidate is asked, and for a resource its templates too, whatever is found: a hidden item and a
+        // missing one cost the same.
+        let listed = futures::future::join_all(candidates.into_iter().map(
+            |(upstream, original)| async move {
+                let listing = self
                     .catalog
-                    .list_every(&upstream, "resources/templates/list", "resourceTemplates")
-                    .await
-                    .ok()
-                    .and_then(|templates| {
-                        templates.into_iter().find(|t| {
+                    .list_every(&upstream, shape.method, shape.field);
+                let templates = async {
+                    match kind {
+                        ItemKind::Resource => self
+                            .catalog
+                            .list_every(&upstream, "resources/templates/list", "resourceTemplates")
+                            .await
+                            .unwrap_or_default(),
+                        _ => Vec::new(),
+                    }
+                };
+                let (listing, templates) = futures::join!(listing, templates);
+                (upstream, original, listing.unwrap_or_default(), templates)
+            },
+        ))
+        .await;
+        for (upstream, original, listing, templates) in listed {
+            let held = listing
+                .into_iter()
+                .find(|d| d.get(shape.key).and_then(Value::as_str) == Some(original.as_str()))
+                // A resource no list names may still be an instance of one of the upstream's templates.
+                .or_else(|| {
+                    templates
+                        .iter()
+                        .any(|t| {
                             t.get("uriTemplate")
                                 .and_then(Value::as_str)
                                 .is_some_and(|t| names::template_matches(t, &original))
                         })
-                    })
-                    .map(|_| json!({"uri": original})),
-                (None, _) => None,
-            };
+                        .then(|| json!({"uri": original}))
+                });
             let Some(mut definition) = held else { continue };
             // An unprefixed name another upstream listed first belongs to that upstream.
             let exposed_here = self.expose(kind, &upstream, &original);

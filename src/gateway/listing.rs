@@ -81,7 +81,8 @@ impl Cursors {
 
     /// The name a cursor continues after, if this process handed it to this caller for this listing.
     pub fn decode(&self, listing: &str, caller: &Caller, cursor: &str) -> Option<String> {
-        if cursor.len() > 1024 {
+        // Long enough for the longest resource URI a page may end on; anything longer is not one of ours.
+        if cursor.len() > 8192 {
             return None;
         }
         let (name, tag) = cursor.split_once('.')?;

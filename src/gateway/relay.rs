@@ -1,8 +1,7 @@
 //! Requests an upstream makes of the client during a tool call (`sampling/createMessage`, `elicitation/create`,
 //! `roots/list`): decided, recorded and relayed only to the client whose call caused them. The policy decides
-//! `sample` or `elicit` with the call's tool, the caller and the request's parameters as arguments (and the
-//! detectors' findings in them as facts); `roots/list` carries nothing of the upstream's and is relayed and
-//! recorded. The request leaves redacted like the call's result; the record holds its parameters as
+//! `sample`, `elicit` or `roots` with the call's tool, the caller and the request's parameters as arguments (and
+//! the detectors' findings in them as facts, after the parameters were redacted to the caller's clearance). The request leaves redacted like the call's result; the record holds its parameters as
 //! `audit.arguments` says and the answer's outcome, never the answer itself.
 
 use std::sync::Arc;
@@ -116,9 +115,9 @@ impl Asker for Guarded {
                 clearance,
             );
             let action = match method.as_str() {
-                "sampling/createMessage" => Some(Action::Sample),
-                "elicitation/create" => Some(Action::Elicit),
-                "roots/list" => None,
+                "sampling/createMessage" => Action::Sample,
+                "elicitation/create" => Action::Elicit,
+                "roots/list" => Action::Roots,
                 other => {
                     record.deny(Reason::MethodNotRelayed, Vec::new());
                     let _ = parts.audit.append(record).await;
@@ -131,45 +130,42 @@ impl Asker for Guarded {
             };
             let bundle = parts.policy.current();
             record.policy_version = Some(bundle.version.clone());
-            if let Some(action) = action {
-                let mut facts = Map::new();
-                add_detected(&mut facts, &arguments, parts.redactor.detectors());
-                record.facts = recorded_facts(&facts, &parts.redactor, clearance);
-                let who = CallerInput::new(
-                    &caller,
-                    &session,
-                    &super::record::request_id_text(&request_id),
-                );
-                let manifest = bundle.manifests.get(&tool.upstream, &tool.original);
-                let input =
-                    who.for_tool(tool_ref(&tool, manifest), action, Some(&arguments), facts);
-                let decision = bundle.decide(&input);
-                let refused = match (&decision.error, decision.allow && !decision.escalate) {
-                    (Some(error), _) => {
-                        record.fail(error.reason_id(), decision.reasons.clone());
-                        Some(format!("the policy cannot decide ({})", error.reason_id()))
-                    }
-                    (None, false) => {
-                        record.deny(Reason::PolicyDenied, decision.reasons.clone());
-                        Some(if decision.reasons.is_empty() {
-                            "the policy does not allow it".to_string()
-                        } else {
-                            decision.reasons.join("; ")
-                        })
-                    }
-                    (None, true) => None,
-                };
-                if let Some(why) = refused {
-                    record.latency.total_us = elapsed_us(started);
-                    let _ = parts.audit.append(record).await;
-                    return Err(ErrorData::new(
-                        ErrorCode::INVALID_REQUEST,
-                        format!("toolgate refused `{method}` from `{}`: {why}", tool.name),
-                        Some(json!({"reason": Reason::PolicyDenied.as_str()})),
-                    ));
+            let mut facts = Map::new();
+            add_detected(&mut facts, &arguments, parts.redactor.detectors());
+            record.facts = recorded_facts(&facts, &parts.redactor, clearance);
+            let who = CallerInput::new(
+                &caller,
+                &session,
+                &super::record::request_id_text(&request_id),
+            );
+            let manifest = bundle.manifests.get(&tool.upstream, &tool.original);
+            let input = who.for_tool(tool_ref(&tool, manifest), action, Some(&arguments), facts);
+            let decision = bundle.decide(&input);
+            let refused = match (&decision.error, decision.allow && !decision.escalate) {
+                (Some(error), _) => {
+                    record.fail(error.reason_id(), decision.reasons.clone());
+                    Some(format!("the policy cannot decide ({})", error.reason_id()))
                 }
-                record.reasons.clone_from(&decision.reasons);
+                (None, false) => {
+                    record.deny(Reason::PolicyDenied, decision.reasons.clone());
+                    Some(if decision.reasons.is_empty() {
+                        "the policy does not allow it".to_string()
+                    } else {
+                        decision.reasons.join("; ")
+                    })
+                }
+                (None, true) => None,
+            };
+            if let Some(why) = refused {
+                record.latency.total_us = elapsed_us(started);
+                let _ = parts.audit.append(record).await;
+                return Err(ErrorData::new(
+                    ErrorCode::INVALID_REQUEST,
+                    format!("toolgate refused `{method}` from `{}`: {why}", tool.name),
+                    Some(json!({"reason": Reason::PolicyDenied.as_str()})),
+                ));
             }
+            record.reasons.clone_from(&decision.reasons);
             // Nothing reaches the client while its decision cannot be recorded.
             if !parts.audit.healthy() {
                 record.fail(Reason::AuditUnavailable, Vec::new());

@@ -207,7 +207,7 @@ impl Gateway {
         self.commit(record, answer).await
     }
 
-    /// `resources/subscribe`: granted like a read; the upstream is asked once per resource, whoever subscribes.
+    /// `resources/subscribe`: granted like a read, then asked of the upstream.
     pub async fn subscribe_resource(
         &self,
         call: &CallContext<'_>,
@@ -228,15 +228,22 @@ impl Gateway {
                 )
                 .await?;
             let item = &granted.item;
-            if self.subscriptions.add(item, call) {
-                let params = json!({"uri": item.original});
-                if let Err(error) = self
-                    .forward(item, "resources/subscribe", params, cancel, &mut record)
-                    .await
-                {
-                    self.subscriptions.remove(&item.exposed, call.session);
-                    return Err(error);
-                }
+            if self.subscriptions.add(item, call).is_err() {
+                record.deny(Reason::SubscriptionLimit, Vec::new());
+                return Err(ErrorData::invalid_request(
+                    "this session holds as many subscriptions as it may (256): unsubscribe from one first",
+                    Some(json!({"reason": Reason::SubscriptionLimit.as_str()})),
+                ));
+            }
+            // Asked of the upstream every time (subscribing is idempotent), so that a subscription another session
+            // made a moment ago, and that failed, never stands for this one.
+            let params = json!({"uri": item.original});
+            if let Err(error) = self
+                .forward(item, "resources/subscribe", params, cancel, &mut record)
+                .await
+            {
+                self.subscriptions.remove(&item.exposed, call.session);
+                return Err(error);
             }
             record.decision = "allow".into();
             record.outcome = Reason::Allowed.into();
@@ -247,7 +254,8 @@ impl Gateway {
         self.commit(record, answer).await
     }
 
-    /// `resources/unsubscribe`: always answered; the upstream is told once nobody is subscribed any more.
+    /// `resources/unsubscribe`: always answered; the upstream is told, before the answer, once no session is
+    /// subscribed any more.
     pub async fn unsubscribe_resource(
         &self,
         call: &CallContext<'_>,
@@ -259,7 +267,16 @@ impl Gateway {
         record.outcome = Reason::Allowed.into();
         if let Some((upstream, original)) = self.subscriptions.remove(uri, call.session) {
             record.upstream = Some(upstream.name.to_string());
-            self.unsubscribe_upstream(upstream, original);
+            // Told before the answer, so that a subscription that follows is asked after it.
+            let never = CancellationToken::new();
+            let params = json!({"uri": original});
+            if let Err(e) = self
+                .catalog
+                .request(&upstream, "resources/unsubscribe", params, &never)
+                .await
+            {
+                record.upstream_outcome = Some(e.reason_id().into());
+            }
         }
         self.commit(record, Ok(json!({}))).await
     }

@@ -38,15 +38,15 @@ pub struct Delivery {
 
 /// An upstream's resource: the upstream's name and its own URI.
 type ResourceKey = (Arc<str>, String);
-/// A session's subscription: the session id and the exposed URI.
-type SessionKey = (Arc<str>, String);
+/// One session's subscriptions: exposed URI → (upstream, its URI).
+type Held = HashMap<String, (Arc<Upstream>, String)>;
 
-/// Every subscription, by the upstream's resource.
+/// Every subscription: by the upstream's resource (to deliver), and by session (to end them with it).
 pub struct Subscriptions {
     /// (upstream, its URI) → session → subscriber.
     by_resource: Mutex<HashMap<ResourceKey, HashMap<Arc<str>, Subscriber>>>,
-    /// (session, exposed URI) → (upstream, its URI), to unsubscribe.
-    by_session: Mutex<HashMap<SessionKey, (Arc<Upstream>, String)>>,
+    /// session → exposed URI → (upstream, its URI).
+    by_session: Mutex<HashMap<Arc<str>, Held>>,
     deliveries: broadcast::Sender<Delivery>,
 }
 
@@ -60,34 +60,38 @@ impl Default for Subscriptions {
     }
 }
 
+/// A session holds as many subscriptions as it may.
+#[derive(Debug)]
+pub(super) struct TooMany;
+
 impl Subscriptions {
-    /// Adds a session's subscription; true when nobody was subscribed to the resource before (ask the upstream).
-    pub(super) fn add(&self, item: &Item, call: &CallContext<'_>) -> bool {
+    /// Adds (or renews) a session's subscription.
+    pub(super) fn add(&self, item: &Item, call: &CallContext<'_>) -> Result<(), TooMany> {
         let session: Arc<str> = Arc::from(call.session);
         let (Ok(mut by_resource), Ok(mut by_session)) =
             (self.by_resource.lock(), self.by_session.lock())
         else {
-            return false;
+            return Err(TooMany);
         };
-        let held = by_session.keys().filter(|(s, _)| *s == session).count();
-        if held >= MAX_PER_SESSION {
-            return false;
+        let held = by_session.entry(Arc::clone(&session)).or_default();
+        if held.len() >= MAX_PER_SESSION && !held.contains_key(&item.exposed) {
+            return Err(TooMany);
         }
-        let key = (Arc::clone(&item.upstream.name), item.original.clone());
-        let subscribers = by_resource.entry(key).or_default();
-        let first = subscribers.is_empty();
-        subscribers.insert(
-            Arc::clone(&session),
-            Subscriber {
-                caller: call.caller.clone(),
-                exposed: item.exposed.clone(),
-            },
-        );
-        by_session.insert(
-            (session, item.exposed.clone()),
+        held.insert(
+            item.exposed.clone(),
             (Arc::clone(&item.upstream), item.original.clone()),
         );
-        first
+        by_resource
+            .entry((Arc::clone(&item.upstream.name), item.original.clone()))
+            .or_default()
+            .insert(
+                session,
+                Subscriber {
+                    caller: call.caller.clone(),
+                    exposed: item.exposed.clone(),
+                },
+            );
+        Ok(())
     }
 
     /// Removes a session's subscription; the upstream's resource when nobody is subscribed to it any more.
@@ -97,7 +101,11 @@ impl Subscriptions {
         else {
             return None;
         };
-        let (upstream, original) = by_session.remove(&(Arc::from(session), exposed.to_string()))?;
+        let held = by_session.get_mut(session)?;
+        let (upstream, original) = held.remove(exposed)?;
+        if held.is_empty() {
+            by_session.remove(session);
+        }
         let key = (Arc::clone(&upstream.name), original.clone());
         let last = match by_resource.get_mut(&key) {
             Some(subscribers) => {
@@ -117,9 +125,39 @@ impl Subscriptions {
     fn of_session(&self, session: &str) -> Vec<String> {
         self.by_session
             .lock()
-            .map(|s| {
-                s.keys()
-                    .filter(|(s, _)| &**s == session)
+            .ok()
+            .and_then(|s| s.get(session).map(|held| held.keys().cloned().collect()))
+            .unwrap_or_default()
+    }
+
+    /// The caller a session's subscriptions are decided for, as it authenticated last.
+    pub(super) fn renew_caller(&self, session: &str, caller: &crate::identity::Caller) {
+        let Ok(by_session) = self.by_session.lock() else {
+            return;
+        };
+        let Some(held) = by_session.get(session) else {
+            return;
+        };
+        let Ok(mut by_resource) = self.by_resource.lock() else {
+            return;
+        };
+        for (upstream, original) in held.values() {
+            if let Some(subscriber) = by_resource
+                .get_mut(&(Arc::clone(&upstream.name), original.clone()))
+                .and_then(|s| s.get_mut(session))
+            {
+                subscriber.caller = caller.clone();
+            }
+        }
+    }
+
+    /// The upstream's own URIs of every resource of `upstream` someone is subscribed to.
+    fn of_upstream(&self, upstream: &str) -> Vec<String> {
+        self.by_resource
+            .lock()
+            .map(|r| {
+                r.keys()
+                    .filter(|(u, _)| &**u == upstream)
                     .map(|(_, uri)| uri.clone())
                     .collect()
             })
@@ -178,12 +216,38 @@ impl Gateway {
                 };
                 match event {
                     SurfaceEvent::ListChanged { .. } => gateway.announce_change(),
+                    SurfaceEvent::Connected { upstream } => gateway.resubscribe(&upstream),
                     SurfaceEvent::ResourceUpdated { upstream, uri } => {
                         gateway.deliver_update(&upstream, &uri).await;
                     }
                 }
             }
         });
+    }
+
+    /// An upstream's new session knows nothing of the subscriptions of its last one: they are made again.
+    fn resubscribe(&self, upstream: &str) {
+        let Some(owner) = self.catalog.upstream_named(upstream) else {
+            return;
+        };
+        for original in self.subscriptions.of_upstream(upstream) {
+            let (catalog, owner) = (Arc::clone(&self.catalog), Arc::clone(&owner));
+            tokio::spawn(async move {
+                let never = tokio_util::sync::CancellationToken::new();
+                let params = json!({"uri": original});
+                if let Err(e) = catalog
+                    .request(&owner, "resources/subscribe", params, &never)
+                    .await
+                {
+                    tracing::warn!(upstream = %owner.name, "a subscription was not made again: {e}");
+                }
+            });
+        }
+    }
+
+    /// A session's subscriptions are decided for the caller of its latest request (a later token, say).
+    pub fn renew_subscriber(&self, session: &str, caller: &crate::identity::Caller) {
+        self.subscriptions.renew_caller(session, caller);
     }
 
     /// Decides an update for every subscriber of the resource, recording each decision.

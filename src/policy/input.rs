@@ -29,6 +29,8 @@ pub enum Action {
     Sample,
     /// Let the tool's upstream ask the client's user for input (`elicitation/create`).
     Elicit,
+    /// Let the tool's upstream ask the client for its filesystem roots (`roots/list`).
+    Roots,
 }
 
 impl Action {
@@ -42,6 +44,7 @@ impl Action {
             Self::Complete => "complete",
             Self::Sample => "sample",
             Self::Elicit => "elicit",
+            Self::Roots => "roots",
         }
     }
 }

@@ -69,6 +69,13 @@ pub async fn handle_request(
 ) -> ServerJsonRpcMessage {
     // rmcp keeps a request's `_meta` beside its params.
     let progress = request.get_meta().get_progress_token();
+    // Updates of the session's subscriptions are decided for its latest caller (a later token, say).
+    if session
+        .subscribed
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        gateway.renew_subscriber(&session.id, caller);
+    }
     let result = match request {
         ClientRequest::PingRequest(_) => Ok(ServerResult::EmptyResult(EmptyResult {})),
         ClientRequest::InitializeRequest(r) => {
@@ -135,11 +142,15 @@ pub async fn handle_request(
         ClientRequest::SubscribeRequest(r) => {
             let tracked = session.track_call(&id);
             let call = CallContext::new(caller, &session.id, &id);
-            custom(
-                gateway
-                    .subscribe_resource(&call, &r.params.uri, &tracked.token)
-                    .await,
-            )
+            let answer = gateway
+                .subscribe_resource(&call, &r.params.uri, &tracked.token)
+                .await;
+            if answer.is_ok() {
+                session
+                    .subscribed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            custom(answer)
         }
         ClientRequest::UnsubscribeRequest(r) => {
             let call = CallContext::new(caller, &session.id, &id);

@@ -350,9 +350,7 @@ pub(super) async fn call_in_task(
     // An event stream: its events are kept with ids, so that a client that lost the connection can resume it
     // (`GET` with `Last-Event-ID`); the call's notifications and answer go into it whether or not anyone reads.
     let (name, replay) = keeper.open_replay();
-    let Some(events) = replay.events_after(None) else {
-        return only_answer(&state, headers, done_rx.await);
-    };
+    let events = replay.events_after(None);
     tokio::spawn(pump(keeper, name, replay, first, rx, done_rx));
     sse_response(Body::from_stream(events.map(Ok::<_, Infallible>)))
 }
@@ -380,14 +378,19 @@ async fn pump(
                 while let Ok(message) = rx.try_recv() {
                     add(&message, None);
                 }
-                if let Ok(answer) = answer {
-                    add(&answer, None);
-                }
+                let answer = answer.ok().map(|answer| {
+                    let id = super::replay::event_id(&name, replay.next_sequence());
+                    sse_frame_with_id(&answer, &id, None)
+                });
+                replay.finish(answer);
                 break;
             }
         }
     }
-    replay.finish();
+    // Requests relayed after the answer find no reader: they fail at once instead of waiting.
+    drop(rx);
+    // Kept for resumption by the session only (it may forget it sooner, when it keeps too many).
+    drop(replay);
     tokio::time::sleep(super::replay::KEEP_AFTER_ANSWER).await;
     session.drop_replay(&name);
 }

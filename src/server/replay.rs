@@ -2,7 +2,8 @@
 //! (`<stream>-<sequence>`), until a while after its answer, so that a client whose connection dropped can ask
 //! again with `GET` and `Last-Event-ID` and get the rest. The events are pumped from the call into the buffer
 //! whether or not a client reads them; a resumption is served only within the session that made the call (so to
-//! the same subject), and only while the events after the given id are still kept.
+//! the same subject). Notifications are kept within a bound (a reader behind them skips ahead, as a slow client's
+//! notifications were always droppable); the answer is kept whole and always comes last.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -14,14 +15,14 @@ use tokio::sync::Notify;
 
 /// How long an answered stream's events stay for a client to resume.
 pub(super) const KEEP_AFTER_ANSWER: Duration = Duration::from_secs(60);
-/// Most events one stream keeps (older ones are forgotten; resuming before them is refused).
+/// Most notifications one stream keeps (older ones are forgotten: a reader behind them skips to the oldest kept).
 const MAX_EVENTS: usize = 1024;
-/// Most bytes one stream keeps.
-const MAX_BYTES: usize = 4 << 20;
+/// Most bytes of notifications one stream keeps; the answer is kept whatever its size, and never forgotten.
+const MAX_BYTES: usize = 1 << 20;
 /// What the first event tells the client to wait before reconnecting, in milliseconds.
 pub(super) const RETRY_MS: u64 = 1000;
 
-/// One answer's events.
+/// One answer's events: the call's notifications (bounded), then its answer (kept whole).
 #[derive(Default)]
 pub(super) struct Replay {
     state: Mutex<State>,
@@ -30,16 +31,24 @@ pub(super) struct Replay {
 
 #[derive(Default)]
 struct State {
-    /// Events kept, oldest first; the first has sequence number `first`.
+    /// Notifications kept, oldest first; the first has sequence number `first`.
     events: VecDeque<Bytes>,
     first: u64,
     bytes: usize,
-    /// The answer has been added: nothing follows.
+    /// The answer, once it came, and its sequence number: nothing follows it.
+    answer: Option<(u64, Bytes)>,
+    /// Nothing more will come (with or without an answer).
     done: bool,
 }
 
+impl State {
+    fn next_sequence(&self) -> u64 {
+        self.first + self.events.len() as u64
+    }
+}
+
 impl Replay {
-    /// Adds an event (its frame already carries its id, [`Replay::next_sequence`]).
+    /// Adds a notification (its frame already carries its id, [`Replay::next_sequence`]).
     pub(super) fn push(&self, frame: Bytes) {
         if let Ok(mut state) = self.state.lock() {
             state.bytes += frame.len();
@@ -59,59 +68,62 @@ impl Replay {
     pub(super) fn next_sequence(&self) -> u64 {
         self.state
             .lock()
-            .map(|s| s.first + s.events.len() as u64)
+            .map(|s| s.next_sequence())
             .unwrap_or(u64::MAX)
     }
 
-    /// Whether the answer has been added.
+    /// Whether nothing more will come.
     pub(super) fn is_done(&self) -> bool {
         self.state.lock().map(|s| s.done).unwrap_or(true)
     }
 
-    /// Nothing more will be added.
-    pub(super) fn finish(&self) {
+    /// Ends the stream with its answer (its frame carries the id [`Replay::next_sequence`] gave), or without one.
+    pub(super) fn finish(&self, answer: Option<Bytes>) {
         if let Ok(mut state) = self.state.lock() {
+            let sequence = state.next_sequence();
+            state.answer = answer.map(|a| (sequence, a));
             state.done = true;
         }
         self.changed.notify_waiters();
     }
 
-    /// The events after sequence number `after` (all of them for `None`), then each new one until the answer;
-    /// `None` when some of those events are no longer kept.
+    /// The events after sequence number `after` (all of them for `None`), then each new one, then the answer. A
+    /// reader behind the notifications still kept skips to the oldest kept; the answer always comes.
     pub(super) fn events_after(
         self: &Arc<Self>,
         after: Option<u64>,
-    ) -> Option<impl Stream<Item = Bytes> + Send + use<>> {
+    ) -> impl Stream<Item = Bytes> + Send + use<> {
         let next = after.map_or(0, |a| a.saturating_add(1));
-        if self.state.lock().ok()?.first > next {
-            return None;
-        }
         let replay = Arc::clone(self);
-        Some(futures::stream::unfold(
-            (replay, next),
-            |(replay, next)| async move {
-                loop {
-                    // Registered before looking, so that an event added in between is not missed.
-                    let waker = Arc::clone(&replay);
-                    let changed = waker.changed.notified();
-                    tokio::pin!(changed);
-                    changed.as_mut().enable();
-                    let (event, done) = {
-                        let state = replay.state.lock().ok()?;
-                        let event = next
-                            .checked_sub(state.first)
-                            .and_then(|i| state.events.get(usize::try_from(i).ok()?))
-                            .cloned();
-                        (event, state.done)
-                    };
-                    match event {
-                        Some(event) => return Some((event, (replay, next + 1))),
-                        None if done => return None,
-                        None => changed.await,
+        futures::stream::unfold((replay, next), |(replay, next)| async move {
+            loop {
+                // Registered before looking, so that an event added in between is not missed.
+                let waker = Arc::clone(&replay);
+                let changed = waker.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                let (event, sequence) = {
+                    let state = replay.state.lock().ok()?;
+                    let next = next.max(state.first);
+                    let event = usize::try_from(next - state.first)
+                        .ok()
+                        .and_then(|i| state.events.get(i))
+                        .cloned();
+                    match (event, &state.answer) {
+                        (Some(event), _) => (Some(event), next),
+                        (None, Some((sequence, answer))) if *sequence >= next => {
+                            (Some(answer.clone()), *sequence)
+                        }
+                        (None, _) if state.done => return None,
+                        (None, _) => (None, next),
                     }
+                };
+                match event {
+                    Some(event) => return Some((event, (replay, sequence + 1))),
+                    None => changed.await,
                 }
-            },
-        ))
+            }
+        })
     }
 }
 
@@ -140,33 +152,41 @@ mod tests {
             replay.push(Bytes::from(format!("e{n}")));
         }
         let from_start: Vec<Bytes> = {
-            let stream = replay.events_after(None).unwrap();
+            let stream = replay.events_after(None);
             let late = Arc::clone(&replay);
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 late.push(Bytes::from("e3"));
-                late.finish();
+                late.finish(Some(Bytes::from("answer")));
             });
             stream.collect().await
         };
-        assert_eq!(from_start, ["e0", "e1", "e2", "e3"]);
-        let resumed: Vec<Bytes> = replay.events_after(Some(1)).unwrap().collect().await;
-        assert_eq!(resumed, ["e2", "e3"]);
-        assert_eq!(replay.next_sequence(), 4);
+        assert_eq!(from_start, ["e0", "e1", "e2", "e3", "answer"]);
+        let resumed: Vec<Bytes> = replay.events_after(Some(1)).collect().await;
+        assert_eq!(resumed, ["e2", "e3", "answer"]);
+        let after_answer: Vec<Bytes> = replay.events_after(Some(4)).collect().await;
+        assert!(after_answer.is_empty());
         assert_eq!(parse_event_id(&event_id("s7", 12)), Some(("s7", 12)));
         assert_eq!(parse_event_id("nope"), None);
     }
 
     #[tokio::test]
-    async fn events_no_longer_kept_cannot_be_resumed() {
+    async fn a_reader_behind_what_is_kept_skips_ahead_and_the_answer_always_comes() {
         let replay = Arc::new(Replay::default());
         for n in 0..(MAX_EVENTS + 10) {
             replay.push(Bytes::from(format!("e{n}")));
         }
-        replay.finish();
-        assert!(replay.events_after(Some(3)).is_none());
-        let last = (MAX_EVENTS + 8) as u64;
-        let rest: Vec<Bytes> = replay.events_after(Some(last)).unwrap().collect().await;
-        assert_eq!(rest, [Bytes::from(format!("e{}", MAX_EVENTS + 9))]);
+        // An answer larger than everything the notifications may keep.
+        let answer = Bytes::from(vec![b'a'; MAX_BYTES * 3]);
+        replay.finish(Some(answer.clone()));
+        let rest: Vec<Bytes> = replay.events_after(Some(3)).collect().await;
+        assert_eq!(rest.len(), MAX_EVENTS + 1);
+        assert_eq!(rest[0], Bytes::from("e10"));
+        assert_eq!(rest.last(), Some(&answer));
+        let last: Vec<Bytes> = replay
+            .events_after(Some((MAX_EVENTS + 8) as u64))
+            .collect()
+            .await;
+        assert_eq!(last, [Bytes::from(format!("e{}", MAX_EVENTS + 9)), answer]);
     }
 }

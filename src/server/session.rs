@@ -40,10 +40,12 @@ pub struct Session {
     /// Calls answered as event streams, kept for resumption (`Last-Event-ID`), by stream name.
     replays: DashMap<String, Arc<super::replay::Replay>>,
     next_stream: AtomicU64,
+    /// The session subscribed to a resource at least once: its requests renew the caller updates are decided for.
+    pub subscribed: AtomicBool,
 }
 
 /// Most answered event streams one session keeps for resumption; beyond, finished ones are forgotten first.
-const MAX_REPLAYS: usize = 64;
+const MAX_REPLAYS: usize = 16;
 
 /// Most relayed requests one session may have waiting for its client's answer.
 const MAX_ASKED: usize = 64;
@@ -69,6 +71,7 @@ impl Session {
             next_ask: AtomicU64::new(1),
             replays: DashMap::new(),
             next_stream: AtomicU64::new(1),
+            subscribed: AtomicBool::new(false),
         })
     }
 
@@ -437,17 +440,18 @@ impl Sessions {
         }
     }
 
-    /// Closes sessions idle for longer than `idle`.
-    pub fn expire(&self, idle: Duration) {
+    /// Closes sessions idle for longer than `idle`; returns their ids.
+    pub fn expire(&self, idle: Duration) -> Vec<Arc<str>> {
         let stale: Vec<Arc<str>> = self
             .map
             .iter()
             .filter(|e| e.value().idle() > idle && !e.value().has_stream())
             .map(|e| Arc::clone(e.key()))
             .collect();
-        for id in stale {
+        for id in &stale {
             tracing::debug!(session = %id, "session expired");
-            self.remove(&id);
+            self.remove(id);
         }
+        stale
     }
 }

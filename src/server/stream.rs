@@ -90,17 +90,25 @@ pub(super) async fn get_stream(
             .ok()
             .and_then(parse_event_id)
             .and_then(|(stream, sequence)| {
-                session.replay(stream)?.events_after(Some(sequence))
+                Some(session.replay(stream)?.events_after(Some(sequence)))
             })
             .ok_or_else(|| {
                 http_error(
                     StatusCode::NOT_FOUND,
                     ErrorCode::INVALID_REQUEST,
-                    "this event stream cannot be resumed from that id: unknown in this session, or its events \
-                     are no longer kept",
+                    "this event stream cannot be resumed from that id: no answer stream of this session has it \
+                     (unknown, or forgotten a minute after its answer)",
                 )
             })?;
-        let stream = events.map(move |frame| {
+        // Ends as a GET stream does: with the session, the credential, or the gateway.
+        let identity = Arc::clone(&state.gateway.identity);
+        let ended = async move {
+            tokio::select! {
+                () = session_closed(session) => {}
+                () = credential_lapses(identity, caller) => {}
+            }
+        };
+        let stream = events.take_until(ended).map(move |frame| {
             let _held = &permit;
             Ok::<_, Infallible>(frame)
         });
@@ -176,6 +184,7 @@ pub(super) async fn delete_session(
     match state.sessions.remove(id) {
         Some(session) => {
             tracing::info!(session = %session.id, "session closed by client");
+            state.gateway.forget_session(&session.id);
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         None => Err(http_error(
