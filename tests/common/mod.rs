@@ -21,6 +21,7 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::common::client_side_sse::ExponentialBackoff;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::{Map, Value};
@@ -365,8 +366,15 @@ impl Client {
     /// A client, or why it could not connect.
     pub async fn try_connect(url: &str, token: &str) -> Result<Self, String> {
         let recorder = Recorder::default();
-        let config = StreamableHttpClientTransportConfig::with_uri(url.to_string())
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string())
             .auth_header(token.to_string());
+        // toolgate's event-stream answers are resumable; rmcp's client retries a broken one forever by default,
+        // which against a gateway that was killed (and came back elsewhere) is a hang: give up after a few tries.
+        let mut backoff = ExponentialBackoff::default();
+        backoff.max_times = Some(3);
+        backoff.base_duration = Duration::from_millis(200);
+        backoff.max_delay = Some(Duration::from_secs(1));
+        config.retry_config = Arc::new(backoff);
         let transport = StreamableHttpClientTransport::from_config(config);
         let service = recorder
             .clone()
