@@ -132,13 +132,13 @@ impl Subscriptions {
 
     /// The caller a session's subscriptions are decided for, as it authenticated last.
     pub(super) fn renew_caller(&self, session: &str, caller: &crate::identity::Caller) {
-        let Ok(by_session) = self.by_session.lock() else {
+        // The same order as everywhere else: by resource, then by session.
+        let (Ok(mut by_resource), Ok(by_session)) =
+            (self.by_resource.lock(), self.by_session.lock())
+        else {
             return;
         };
         let Some(held) = by_session.get(session) else {
-            return;
-        };
-        let Ok(mut by_resource) = self.by_resource.lock() else {
             return;
         };
         for (upstream, original) in held.values() {
