@@ -56,12 +56,7 @@ impl Gateway {
                 .await?;
             if let Some(Value::Array(contents)) = result.get_mut("contents") {
                 for content in contents.iter_mut() {
-                    if let Some(Value::String(uri)) = content.get_mut("uri")
-                        && let Some(exposed) =
-                            self.expose(ItemKind::Resource, &granted.item.upstream, uri)
-                    {
-                        *uri = exposed;
-                    }
+                    self.rename_uri(&granted.item, content.get_mut("uri"));
                 }
             }
             self.redacted(result, &granted, &mut record, redact_read)
@@ -120,12 +115,7 @@ impl Gateway {
                         }
                         _ => None,
                     };
-                    if let Some(Value::String(uri)) = uri
-                        && let Some(exposed) =
-                            self.expose(ItemKind::Resource, &granted.item.upstream, uri)
-                    {
-                        *uri = exposed;
-                    }
+                    self.rename_uri(&granted.item, uri);
                 }
             }
             self.redacted(result, &granted, &mut record, redact_prompt)
@@ -298,6 +288,15 @@ impl Gateway {
                 tracing::debug!(upstream = %upstream.name, "unsubscribe failed: {e}");
             }
         });
+    }
+
+    /// A URI of `item`'s upstream in an answer, given in the form toolgate exposes it.
+    fn rename_uri(&self, item: &Item, uri: Option<&mut Value>) {
+        if let Some(Value::String(uri)) = uri
+            && let Some(exposed) = self.expose(ItemKind::Resource, &item.upstream, uri)
+        {
+            *uri = exposed;
+        }
     }
 
     /// Forwards a granted request; the upstream's failure is answered and recorded.
