@@ -233,6 +233,8 @@ pub struct Catalog {
     changed: broadcast::Sender<()>,
     /// What upstreams say of their resources and prompts.
     surface: broadcast::Sender<surface::SurfaceEvent>,
+    /// The upstreams' latest listings of resources, templates and prompts.
+    lists: Arc<surface::Lists>,
     client: reqwest::Client,
     /// HTTP clients of upstreams registered at run time (their resolvers enforce the allowlist).
     registered_clients: Mutex<HashMap<Arc<str>, reqwest::Client>>,
@@ -264,6 +266,7 @@ impl Catalog {
             index: ArcSwap::from_pointee(Index::default()),
             changed: broadcast::channel(16).0,
             surface: broadcast::channel(1024).0,
+            lists: Arc::default(),
             client: http::pooled_client()?,
             registered_clients: Mutex::new(HashMap::new()),
             shutdown,

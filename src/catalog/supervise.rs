@@ -51,10 +51,7 @@ impl Catalog {
                     Arc::clone(&upstream.name),
                     config,
                     Arc::clone(&upstream.refresh),
-                    super::surface::SurfaceEvents::new(
-                        Arc::clone(&upstream.name),
-                        self.surface.clone(),
-                    ),
+                    self.events_of(&upstream.name),
                     self.timeouts.connect,
                 )
                 .await?,
@@ -65,10 +62,7 @@ impl Catalog {
                     config,
                     client.unwrap_or_else(|| self.client.clone()),
                     Arc::clone(&upstream.refresh),
-                    super::surface::SurfaceEvents::new(
-                        Arc::clone(&upstream.name),
-                        self.surface.clone(),
-                    ),
+                    self.events_of(&upstream.name),
                     self.limits.max_response_bytes,
                     self.timeouts.connect,
                 )
@@ -105,11 +99,7 @@ impl Catalog {
                 Ok((conn, tools)) => {
                     delay = self.timeouts.reconnect_initial;
                     upstream.conn.store(Some(Arc::clone(&conn)));
-                    super::surface::SurfaceEvents::new(
-                        Arc::clone(&upstream.name),
-                        self.surface.clone(),
-                    )
-                    .connected();
+                    self.events_of(&upstream.name).connected();
                     self.accept(&upstream, tools);
                     tracing::info!(upstream = %upstream.name, "upstream ready");
                     loop {

@@ -1,8 +1,12 @@
 //! The rest of an upstream's surface beside its tools: resources, resource templates, prompts and completion,
-//! asked of the upstream when a client asks (never cached, so a list is what the upstream holds now), and the
-//! notifications that concern them.
+//! asked of the upstream when a client asks, and the notifications that concern them. A listing serves for a
+//! second (one request asks the upstream while others wait for its answer), less when the upstream says its lists
+//! changed or a new session with it begins: what a client sees is what the upstream holds, give or take a second.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
 
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -14,6 +18,26 @@ use super::{Catalog, Conn, Upstream, UpstreamError};
 const MAX_ITEMS: usize = 100_000;
 /// Most pages one listing may take.
 const MAX_PAGES: usize = 1_000;
+
+/// How long an upstream's listing serves before the upstream is asked again.
+const LIST_FRESH: Duration = Duration::from_secs(1);
+
+/// One listing: when it was taken, and its items.
+type Listing = Option<(Instant, Arc<Vec<Value>>)>;
+
+/// The upstreams' latest listings, by upstream and method; one lock per listing, so that one request asks the
+/// upstream and the others wait for its answer.
+#[derive(Default)]
+pub(super) struct Lists {
+    slots: DashMap<(Arc<str>, &'static str), Arc<tokio::sync::Mutex<Listing>>>,
+}
+
+impl Lists {
+    /// Forgets an upstream's listings (its lists changed, or its session did).
+    fn forget(&self, upstream: &str) {
+        self.slots.retain(|(u, _), _| &**u != upstream);
+    }
+}
 
 /// Something an upstream said of its resources or prompts, not tied to any call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +56,7 @@ pub enum SurfaceEvent {
 pub struct SurfaceEvents {
     upstream: Arc<str>,
     tx: broadcast::Sender<SurfaceEvent>,
+    lists: Arc<Lists>,
 }
 
 impl std::fmt::Debug for SurfaceEvents {
@@ -43,8 +68,16 @@ impl std::fmt::Debug for SurfaceEvents {
 }
 
 impl SurfaceEvents {
-    pub(super) fn new(upstream: Arc<str>, tx: broadcast::Sender<SurfaceEvent>) -> Self {
-        Self { upstream, tx }
+    pub(super) fn new(
+        upstream: Arc<str>,
+        tx: broadcast::Sender<SurfaceEvent>,
+        lists: Arc<Lists>,
+    ) -> Self {
+        Self {
+            upstream,
+            tx,
+            lists,
+        }
     }
 
     /// The upstream says one of its resources changed.
@@ -57,6 +90,7 @@ impl SurfaceEvents {
 
     /// A new session with the upstream began.
     pub fn connected(&self) {
+        self.lists.forget(&self.upstream);
         let _ = self.tx.send(SurfaceEvent::Connected {
             upstream: Arc::clone(&self.upstream),
         });
@@ -64,6 +98,7 @@ impl SurfaceEvents {
 
     /// The upstream says its resources or prompts changed.
     pub fn list_changed(&self) {
+        self.lists.forget(&self.upstream);
         let _ = self.tx.send(SurfaceEvent::ListChanged {
             upstream: Arc::clone(&self.upstream),
         });
@@ -106,6 +141,41 @@ impl Catalog {
         self.surface.subscribe()
     }
 
+    /// Where an upstream's connection reports what it says of its resources and prompts.
+    pub(super) fn events_of(&self, upstream: &Arc<str>) -> SurfaceEvents {
+        SurfaceEvents::new(
+            Arc::clone(upstream),
+            self.surface.clone(),
+            Arc::clone(&self.lists),
+        )
+    }
+
+    /// Every item of a paginated list, as the upstream listed it at most [`LIST_FRESH`] ago (and not before it
+    /// last said its lists changed); asked of the upstream otherwise, once for all who ask meanwhile. Failures are
+    /// not kept.
+    pub async fn list_fresh(
+        &self,
+        upstream: &Upstream,
+        method: &'static str,
+        field: &'static str,
+    ) -> Result<Arc<Vec<Value>>, UpstreamError> {
+        let slot = self
+            .lists
+            .slots
+            .entry((Arc::clone(&upstream.name), method))
+            .or_default()
+            .clone();
+        let mut listing = slot.lock().await;
+        if let Some((taken, items)) = listing.as_ref()
+            && taken.elapsed() < LIST_FRESH
+        {
+            return Ok(Arc::clone(items));
+        }
+        let items = Arc::new(self.list_every(upstream, method, field).await?);
+        *listing = Some((Instant::now(), Arc::clone(&items)));
+        Ok(items)
+    }
+
     /// Sends one request to an upstream and returns its result, within the call timeout and the size limit.
     pub async fn request(
         &self,
@@ -129,7 +199,7 @@ impl Catalog {
     }
 
     /// Every item of a paginated list (`field` of each page), following the upstream's cursors, bounded.
-    pub async fn list_every(
+    async fn list_every(
         &self,
         upstream: &Upstream,
         method: &str,

@@ -22,7 +22,7 @@ impl Gateway {
         let listed = futures::future::join_all(upstreams.iter().map(|upstream| async move {
             let found = self
                 .catalog
-                .list_every(upstream, shape.method, shape.field)
+                .list_fresh(upstream, shape.method, shape.field)
                 .await;
             (upstream, found)
         }))
@@ -40,7 +40,7 @@ impl Gateway {
                     continue;
                 }
             };
-            for mut definition in definitions {
+            for definition in definitions.iter() {
                 let Some(original) = definition.get(shape.key).and_then(Value::as_str) else {
                     continue;
                 };
@@ -51,6 +51,7 @@ impl Gateway {
                 if items.contains_key(&exposed) {
                     continue;
                 }
+                let mut definition = definition.clone();
                 if let Some(object) = definition.as_object_mut() {
                     object.insert(shape.key.into(), Value::String(exposed.clone()));
                 }
@@ -111,15 +112,15 @@ impl Gateway {
             |(upstream, original)| async move {
                 let listing = self
                     .catalog
-                    .list_every(&upstream, shape.method, shape.field);
+                    .list_fresh(&upstream, shape.method, shape.field);
                 let templates = async {
                     match kind {
                         ItemKind::Resource => self
                             .catalog
-                            .list_every(&upstream, "resources/templates/list", "resourceTemplates")
+                            .list_fresh(&upstream, "resources/templates/list", "resourceTemplates")
                             .await
                             .unwrap_or_default(),
-                        _ => Vec::new(),
+                        _ => std::sync::Arc::default(),
                     }
                 };
                 let (listing, templates) = futures::join!(listing, templates);
@@ -129,8 +130,9 @@ impl Gateway {
         .await;
         for (upstream, original, listing, templates) in listed {
             let held = listing
-                .into_iter()
+                .iter()
                 .find(|d| d.get(shape.key).and_then(Value::as_str) == Some(original.as_str()))
+                .cloned()
                 // A resource no list names may still be an instance of one of the upstream's templates.
                 .or_else(|| {
                     templates
