@@ -1,8 +1,9 @@
 //! Toolgate's conformance reference upstream: an MCP server with the behaviours the official conformance
 //! suite (`@modelcontextprotocol/conformance`, server mode) expects of its reference "everything" server,
-//! up to protocol revision 2025-11-25. Run the suite against it directly to check the suite and this
-//! server, then against toolgate in front of it to see what the gateway keeps and what it loses
-//! (`scripts/conformance`).
+//! for protocol revisions up to 2025-11-25 (sessions opened with `initialize`) and for 2026-07-28
+//! (stateless requests that carry their protocol version and client capabilities in `_meta`). Run the
+//! suite against it directly to check the suite and this server, then against toolgate in front of it to
+//! see what the gateway keeps and what it loses (`scripts/conformance`).
 //!
 //! - Tools: `test_simple_text`, `test_image_content`, `test_audio_content`, `test_embedded_resource`,
 //!   `test_multiple_content_types`, `test_tool_with_logging` (three log messages on the call's own stream),
@@ -11,16 +12,26 @@
 //!   `test_sampling`, `test_elicitation`, `test_elicitation_sep1034_defaults`,
 //!   `test_elicitation_sep1330_enums` and `json_schema_2020_12_tool` (a 2020-12 `inputSchema` with `$defs`,
 //!   `$anchor`, `allOf`/`anyOf`, `if`/`then`/`else` and `additionalProperties: false`).
+//! - 2026-07-28 tools: `test_missing_capability` (needs the client's `sampling` capability, else error
+//!   -32021), `test_streaming_elicitation`, `test_logging_tool` (logs only at the `_meta` log level of its
+//!   request), `test_trigger_tool_change` and `test_trigger_prompt_change` (announce a list change to
+//!   `subscriptions/listen` streams), and the multi-round tools `test_input_required_result_elicitation`,
+//!   `…_sampling`, `…_list_roots`, `…_request_state`, `…_multiple_inputs`, `…_multi_round`,
+//!   `…_tampered_state` and `…_capabilities`, which answer `resultType: "input_required"` until the client
+//!   retries with the `inputResponses` they asked for. Their `requestState` is sealed with an HMAC; a
+//!   retry whose state fails verification is rejected. Under 2026-07-28 the sampling and elicitation tools
+//!   above ask the same way instead of sending requests to the client.
 //! - Resources: `test://static-text`, `test://static-binary`, `test://watched-resource` (subscribable; a
-//!   new revision every three seconds, announced with `notifications/resources/updated` to subscribers) and
-//!   the template `test://template/{id}/data`.
+//!   new revision every three seconds, announced with `notifications/resources/updated` to subscribers:
+//!   `resources/subscribe` in a session, `subscriptions/listen` under 2026-07-28) and the template
+//!   `test://template/{id}/data`.
 //! - Prompts: `test_simple_prompt`, `test_prompt_with_arguments`, `test_prompt_with_embedded_resource`,
-//!   `test_prompt_with_image`.
+//!   `test_prompt_with_image`, `test_input_required_result_prompt` (multi-round, 2026-07-28).
 //! - `completion/complete` for the prompt arguments and the template's `id`; `logging/setLevel` filters the
-//!   log messages of later calls.
+//!   log messages of later calls in a session, the `_meta` log level those of a 2026-07-28 request.
 //!
-//! Stdio by default; `--http ADDR` serves streamable HTTP (sessions, resumable SSE streams, loopback `Host`
-//! only) and prints `listening on http://ADDR/mcp`.
+//! Stdio by default; `--http ADDR` serves streamable HTTP (sessions, resumable SSE streams, stateless
+//! 2026-07-28 requests, loopback `Host` only) and prints `listening on http://ADDR/mcp`.
 // Logging, sampling and resource subscriptions are 2025-11-25 features that later revisions deprecate.
 #![allow(clippy::unwrap_used, clippy::expect_used, deprecated)]
 
@@ -33,16 +44,20 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::Stream;
+use hmac::{Hmac, KeyInit, Mac};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ClientJsonRpcMessage, ClientResult,
     CompleteRequestParams, CompleteResult, GetExtensions, GetPromptRequestParams,
-    GetPromptResponse, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, LoggingLevel, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, Request, ServerConfig, ServerJsonRpcMessage, ServerRequest,
-    SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams,
+    GetPromptResponse, InputRequiredResult, InputResponses, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
+    PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+    Request, ServerConfig, ServerJsonRpcMessage, ServerRequest, SetLevelRequestParams,
+    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
-use rmcp::service::{Peer, RequestContext, RoleServer};
+use rmcp::service::{Peer, RequestContext, RoleServer, SubscriptionContext, SubscriptionSendError};
 use rmcp::transport::streamable_http_server::session::ServerSseMessage;
 use rmcp::transport::streamable_http_server::session::local::{
     EventId, LocalSessionHandle, LocalSessionManager, LocalSessionManagerError, SessionTransport,
@@ -52,7 +67,8 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, ServerHandler};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc, watch};
+use sha2::Sha256;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 /// A 1x1 red PNG.
 const PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
@@ -74,6 +90,15 @@ fn from_json<T: DeserializeOwned>(value: Value) -> T {
     serde_json::from_value(value).expect("valid MCP model JSON")
 }
 
+/// A final result from its JSON form, marked `resultType: "complete"` as 2026-07-28 requires; rmcp
+/// removes the mark again when it answers a session of an earlier revision.
+fn complete<T: DeserializeOwned>(mut value: Value) -> T {
+    if let Value::Object(fields) = &mut value {
+        fields.insert("resultType".into(), json!("complete"));
+    }
+    from_json(value)
+}
+
 fn text(text: impl Into<String>) -> Value {
     json!({ "type": "text", "text": text.into() })
 }
@@ -83,11 +108,11 @@ fn image() -> Value {
 }
 
 fn tool_result(content: Vec<Value>) -> CallToolResponse {
-    from_json::<CallToolResult>(json!({ "content": content })).into()
+    complete::<CallToolResult>(json!({ "content": content })).into()
 }
 
 fn tool_error(message: impl Into<String>) -> CallToolResponse {
-    from_json::<CallToolResult>(json!({ "content": [text(message)], "isError": true })).into()
+    complete::<CallToolResult>(json!({ "content": [text(message)], "isError": true })).into()
 }
 
 fn no_arguments() -> Value {
@@ -189,6 +214,71 @@ fn tools() -> Value {
             "name": "json_schema_2020_12_tool",
             "description": "Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613, SEP-2106)",
             "inputSchema": json_schema_2020_12()
+        },
+        {
+            "name": "test_missing_capability",
+            "description": "Needs the client's sampling capability: without it the call fails with -32021",
+            "inputSchema": none
+        },
+        {
+            "name": "test_streaming_elicitation",
+            "description": "Asks the client for input with an elicitation (as an input_required result under 2026-07-28)",
+            "inputSchema": none
+        },
+        {
+            "name": "test_logging_tool",
+            "description": "Emits log messages, only at or above the log level its request asks for",
+            "inputSchema": none
+        },
+        {
+            "name": "test_trigger_tool_change",
+            "description": "Announces a change of the tool list to the client's listeners",
+            "inputSchema": none
+        },
+        {
+            "name": "test_trigger_prompt_change",
+            "description": "Announces a change of the prompt list to the client's listeners",
+            "inputSchema": none
+        },
+        {
+            "name": "test_input_required_result_elicitation",
+            "description": "Multi-round request: asks for the user's name with an elicitation (SEP-2322)",
+            "inputSchema": none
+        },
+        {
+            "name": "test_input_required_result_sampling",
+            "description": "Multi-round request: asks the client's LLM a question (SEP-2322)",
+            "inputSchema": none
+        },
+        {
+            "name": "test_input_required_result_list_roots",
+            "description": "Multi-round request: asks for the client's roots (SEP-2322)",
+            "inputSchema": none
+        },
+        {
+            "name": "test_input_required_result_request_state",
+            "description": "Multi-round request whose retry must echo the requestState it was given (SEP-2322)",
+            "inputSchema": none
+        },
+        {
+            "name": "test_input_required_result_multiple_inputs",
+            "description": "Multi-round request asking for an elicitation, a sampling and the roots at once (SEP-2322)",
+            "inputSchema": none
+        },
+        {
+            "name": "test_input_required_result_multi_round",
+            "description": "Multi-round request over two rounds of input, with a new requestState each (SEP-2322)",
+            "inputSchema": none
+        },
+        {
+            "name": "test_input_required_result_tampered_state",
+            "description": "Multi-round request that rejects a requestState failing integrity verification (SEP-2322)",
+            "inputSchema": none
+        },
+        {
+            "name": "test_input_required_result_capabilities",
+            "description": "Multi-round request asking only with the capabilities the client declared (SEP-2322)",
+            "inputSchema": none
         }
     ]})
 }
@@ -257,6 +347,11 @@ fn prompts() -> Value {
             "name": "test_prompt_with_image",
             "title": "Prompt With Image",
             "description": "A prompt that includes image content"
+        },
+        {
+            "name": "test_input_required_result_prompt",
+            "title": "Prompt With Input Required",
+            "description": "A prompt that asks the client for its context first (multi-round, SEP-2322)"
         }
     ]})
 }
@@ -304,22 +399,218 @@ struct Session {
     watching: AtomicBool,
 }
 
-#[derive(Clone)]
-struct Everything {
-    session: Arc<Session>,
-    /// Revision of the watched resource, shared by all sessions.
-    revision: watch::Receiver<u64>,
+/// A change of a list, announced to every `subscriptions/listen` stream that asked for it.
+#[derive(Clone, Copy, Debug)]
+enum ListChange {
+    Tools,
+    Prompts,
 }
 
-impl Everything {
+/// State shared by every handler: each 2026-07-28 request over HTTP gets a handler of its own.
+struct Shared {
+    /// Revision of the watched resource.
+    revision: watch::Receiver<u64>,
+    /// Key of the HMAC that seals each `requestState` handed out; it does not outlive the process.
+    state_key: [u8; 32],
+    changes: broadcast::Sender<ListChange>,
+}
+
+impl Shared {
     fn new(revision: watch::Receiver<u64>) -> Self {
+        let mut state_key = [0u8; 32];
+        getrandom::fill(&mut state_key).expect("random key for requestState");
         Self {
-            session: Arc::default(),
             revision,
+            state_key,
+            changes: broadcast::channel(16).0,
         }
     }
 
-    fn logs(&self, level: LoggingLevel) -> bool {
+    fn state_mac(&self, owner: &str, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.state_key)
+            .expect("HMAC takes a key of any length");
+        mac.update(&(owner.len() as u64).to_le_bytes());
+        mac.update(owner.as_bytes());
+        mac.update(payload);
+        mac
+    }
+
+    /// A `requestState` holding `state`, for the tool or prompt `owner` only.
+    fn seal(&self, owner: &str, state: &Value) -> String {
+        let payload = state.to_string();
+        let tag = self
+            .state_mac(owner, payload.as_bytes())
+            .finalize()
+            .into_bytes();
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
+    }
+
+    /// The state a `requestState` of `owner` holds; an error when it is not one this process sealed.
+    fn open(&self, owner: &str, sealed: &str) -> Result<Value, ErrorData> {
+        let rejected = || {
+            ErrorData::invalid_params(
+                "requestState failed integrity verification",
+                Some(json!({ "requestState": sealed })),
+            )
+        };
+        let (payload, tag) = sealed.split_once('.').ok_or_else(rejected)?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| rejected())?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| rejected())?;
+        self.state_mac(owner, &payload)
+            .verify_slice(&tag)
+            .map_err(|_| rejected())?;
+        serde_json::from_slice(&payload).map_err(|_| rejected())
+    }
+}
+
+/// Whether the request of `ctx` follows revision 2026-07-28 or later: stateless, with its client's
+/// capabilities and log level in its own `_meta`, and no requests from the server to the client.
+fn stateless(ctx: &RequestContext<RoleServer>) -> bool {
+    ctx.protocol_version()
+        .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+}
+
+/// A request to the client inside an `input_required` result.
+fn input_request(method: &str, params: Value) -> Value {
+    json!({ "method": method, "params": params })
+}
+
+/// An `elicitation/create` input request for a form of string, number or boolean `fields`, all required.
+fn elicit_input(message: &str, fields: &[(&str, &str)]) -> Value {
+    let properties: serde_json::Map<String, Value> = fields
+        .iter()
+        .map(|(name, kind)| ((*name).to_string(), json!({ "type": kind })))
+        .collect();
+    let required: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
+    input_request(
+        "elicitation/create",
+        json!({
+            "mode": "form",
+            "message": message,
+            "requestedSchema": { "type": "object", "properties": properties, "required": required }
+        }),
+    )
+}
+
+fn sampling_input(question: &str, max_tokens: u32) -> Value {
+    input_request(
+        "sampling/createMessage",
+        json!({
+            "messages": [{ "role": "user", "content": text(question) }],
+            "maxTokens": max_tokens
+        }),
+    )
+}
+
+fn roots_input() -> Value {
+    input_request("roots/list", json!({}))
+}
+
+/// An `input_required` result asking for `requests` (key, input request), with `state` to be echoed.
+fn input_required(requests: Vec<(&str, Value)>, state: Option<String>) -> InputRequiredResult {
+    let requests: serde_json::Map<String, Value> = requests
+        .into_iter()
+        .map(|(key, request)| (key.to_string(), request))
+        .collect();
+    let mut result = json!({ "resultType": "input_required", "inputRequests": requests });
+    if let Some(state) = state {
+        result["requestState"] = json!(state);
+    }
+    from_json(result)
+}
+
+/// What a retried multi-round request brings: the client's answers and the state it echoes.
+#[derive(Default)]
+struct Round {
+    responses: InputResponses,
+    state: Option<String>,
+}
+
+impl Round {
+    fn new(responses: Option<InputResponses>, state: Option<String>) -> Self {
+        Self {
+            responses: responses.unwrap_or_default(),
+            state,
+        }
+    }
+
+    /// The client's answer to input request `key` (made with `method`), if it sent one. An answer of the
+    /// wrong shape is an error: the client did not follow the protocol.
+    fn answer(&self, key: &str, method: &str) -> Result<Option<&Value>, ErrorData> {
+        let Some(answer) = self.responses.get(key) else {
+            return Ok(None);
+        };
+        let valid = match method {
+            "elicitation/create" => answer["action"].is_string(),
+            "sampling/createMessage" => answer.get("content").is_some(),
+            "roots/list" => answer["roots"].is_array(),
+            _ => false,
+        };
+        if valid {
+            Ok(Some(answer))
+        } else {
+            Err(ErrorData::invalid_params(
+                format!("inputResponses.{key} is not a result of {method}"),
+                Some(json!({ "key": key, "response": answer })),
+            ))
+        }
+    }
+
+    fn elicited(&self, key: &str) -> Result<Option<&Value>, ErrorData> {
+        self.answer(key, "elicitation/create")
+    }
+}
+
+/// The text of a `sampling/createMessage` result: `content` is one block or, since 2025-11-25, several.
+fn sampled_text(result: &Value) -> String {
+    match &result["content"] {
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        block => block["text"].as_str().unwrap_or_default().to_string(),
+    }
+}
+
+/// `action=…, content=…` of an `elicitation/create` result.
+fn elicitation_summary(result: &Value) -> String {
+    let action = result["action"].as_str().unwrap_or("unknown");
+    let content = result.get("content").cloned().unwrap_or_else(|| json!({}));
+    format!("action={action}, content={content}")
+}
+
+fn missing_capability(capability: &str) -> ErrorData {
+    ErrorData::missing_required_client_capability(from_json(json!({ capability: {} })))
+}
+
+#[derive(Clone)]
+struct Everything {
+    session: Arc<Session>,
+    shared: Arc<Shared>,
+}
+
+impl Everything {
+    fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            session: Arc::default(),
+            shared,
+        }
+    }
+
+    /// Whether a log message at `level` goes out for the request of `ctx`: at or above the level in its
+    /// `_meta` under 2026-07-28 (none without one), else at or above the session's `logging/setLevel`.
+    fn logs(&self, ctx: &RequestContext<RoleServer>, level: LoggingLevel) -> bool {
+        if stateless(ctx) {
+            return ctx
+                .meta
+                .log_level()
+                .is_some_and(|min| level_rank(level) >= level_rank(min));
+        }
         self.session
             .level
             .lock()
@@ -330,7 +621,7 @@ impl Everything {
     /// Sends a log message tied to the request of `ctx`: on its own response stream over HTTP, as an
     /// ordinary notification otherwise.
     async fn log(&self, ctx: &RequestContext<RoleServer>, level: LoggingLevel, data: &str) {
-        if !self.logs(level) {
+        if !self.logs(ctx, level) {
             return;
         }
         let params = json!({ "level": level, "logger": LOGGER, "data": data });
@@ -384,49 +675,328 @@ impl Everything {
         }
     }
 
-    /// Asks the client to fill in `requested_schema`; answers `<summary>: action=…, content=…`.
+    /// Asks the client to fill in `requested_schema`; answers `<summary>: action=…, content=…`. Under
+    /// 2026-07-28 the question goes back in an `input_required` result and the answer comes with the retry.
     async fn elicitation(
         ctx: &RequestContext<RoleServer>,
+        round: &Round,
         message: &str,
         requested_schema: Value,
         summary: &str,
-    ) -> CallToolResponse {
-        match Self::elicit(ctx, message, requested_schema).await {
-            Ok(result) => {
-                let action = result["action"].as_str().unwrap_or("unknown");
-                let content = result.get("content").cloned().unwrap_or_else(|| json!({}));
-                tool_result(vec![text(format!(
-                    "{summary}: action={action}, content={content}"
-                ))])
-            }
-            Err(e) => tool_error(format!("elicitation failed: {e}")),
+    ) -> Result<CallToolResponse, ErrorData> {
+        if !stateless(ctx) {
+            return Ok(match Self::elicit(ctx, message, requested_schema).await {
+                Ok(result) => tool_result(vec![text(format!(
+                    "{summary}: {}",
+                    elicitation_summary(&result)
+                ))]),
+                Err(e) => tool_error(format!("elicitation failed: {e}")),
+            });
         }
+        if !Self::client_supports(ctx, "elicitation") {
+            return Err(missing_capability("elicitation"));
+        }
+        Ok(match round.elicited("elicitation")? {
+            Some(result) => tool_result(vec![text(format!(
+                "{summary}: {}",
+                elicitation_summary(result)
+            ))]),
+            None => {
+                let request = input_request(
+                    "elicitation/create",
+                    json!({ "mode": "form", "message": message, "requestedSchema": requested_schema }),
+                );
+                input_required(vec![("elicitation", request)], None).into()
+            }
+        })
     }
 
-    async fn sampling(&self, ctx: &RequestContext<RoleServer>, prompt: &str) -> CallToolResponse {
-        if !Self::client_supports(ctx, "sampling") {
-            return tool_error("the client does not support sampling");
+    async fn sampling(
+        ctx: &RequestContext<RoleServer>,
+        round: &Round,
+        prompt: &str,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let supported = Self::client_supports(ctx, "sampling");
+        if stateless(ctx) {
+            if !supported {
+                return Err(missing_capability("sampling"));
+            }
+            return Ok(match round.answer("sampling", "sampling/createMessage")? {
+                Some(result) => tool_result(vec![text(format!(
+                    "LLM response: {}",
+                    sampled_text(result)
+                ))]),
+                None => {
+                    input_required(vec![("sampling", sampling_input(prompt, 100))], None).into()
+                }
+            });
+        }
+        if !supported {
+            return Ok(tool_error("the client does not support sampling"));
         }
         let params = from_json(json!({
             "messages": [{ "role": "user", "content": text(prompt) }],
             "maxTokens": 100
         }));
-        match ctx.peer.create_message(params).await {
+        Ok(match ctx.peer.create_message(params).await {
             Ok(result) => {
                 let result = serde_json::to_value(result).unwrap_or_default();
-                // `content` is one block or, since 2025-11-25, possibly several.
-                let answer = match &result["content"] {
-                    Value::Array(blocks) => blocks
-                        .iter()
-                        .filter_map(|b| b["text"].as_str())
-                        .collect::<Vec<_>>()
-                        .join(""),
-                    block => block["text"].as_str().unwrap_or_default().to_string(),
-                };
-                tool_result(vec![text(format!("LLM response: {answer}"))])
+                tool_result(vec![text(format!(
+                    "LLM response: {}",
+                    sampled_text(&result)
+                ))])
             }
             Err(e) => tool_error(format!("sampling failed: {e}")),
+        })
+    }
+
+    /// The multi-round tools of SEP-2322 (`test_input_required_result_*`), for 2026-07-28 requests: each
+    /// answers `input_required` until the retry brings what it asked for.
+    fn input_required_tool(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        name: &str,
+        round: &Round,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let state = match &round.state {
+            Some(sealed) => Some(self.shared.open(name, sealed)?),
+            None => None,
+        };
+        let seal = |state: Value| Some(self.shared.seal(name, &state));
+        let require = |capability: &str| {
+            if Self::client_supports(ctx, capability) {
+                Ok(())
+            } else {
+                Err(missing_capability(capability))
+            }
+        };
+        let name_input = || elicit_input("What is your name?", &[("name", "string")]);
+        let confirm_input = || elicit_input("Please confirm", &[("ok", "boolean")]);
+        let response = match name {
+            "test_input_required_result_elicitation" => {
+                require("elicitation")?;
+                match round.elicited("user_name")? {
+                    Some(answer) => {
+                        let name = answer["content"]["name"].as_str().unwrap_or("stranger");
+                        tool_result(vec![text(format!("Hello, {name}!"))])
+                    }
+                    None => input_required(vec![("user_name", name_input())], None).into(),
+                }
+            }
+            "test_input_required_result_sampling" => {
+                require("sampling")?;
+                match round.answer("capital_question", "sampling/createMessage")? {
+                    Some(answer) => tool_result(vec![text(format!(
+                        "LLM response: {}",
+                        sampled_text(answer)
+                    ))]),
+                    None => {
+                        let question = sampling_input("What is the capital of France?", 100);
+                        input_required(vec![("capital_question", question)], None).into()
+                    }
+                }
+            }
+            "test_input_required_result_list_roots" => {
+                require("roots")?;
+                match round.answer("client_roots", "roots/list")? {
+                    Some(answer) => {
+                        let roots: Vec<&str> = answer["roots"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|root| root["uri"].as_str())
+                            .collect();
+                        tool_result(vec![text(format!("Client roots: {}", roots.join(", ")))])
+                    }
+                    None => input_required(vec![("client_roots", roots_input())], None).into(),
+                }
+            }
+            "test_input_required_result_request_state"
+            | "test_input_required_result_tampered_state" => {
+                require("elicitation")?;
+                match (&state, round.elicited("confirm")?) {
+                    (Some(state), Some(answer)) if state["step"] == "confirm" => {
+                        tool_result(vec![text(format!(
+                            "state-ok: the requestState verified, confirmation {}",
+                            elicitation_summary(answer)
+                        ))])
+                    }
+                    _ => input_required(
+                        vec![("confirm", confirm_input())],
+                        seal(json!({ "step": "confirm" })),
+                    )
+                    .into(),
+                }
+            }
+            "test_input_required_result_multiple_inputs" => {
+                require("elicitation")?;
+                require("sampling")?;
+                require("roots")?;
+                let name = round.elicited("user_name")?;
+                let greeting = round.answer("greeting", "sampling/createMessage")?;
+                let roots = round.answer("client_roots", "roots/list")?;
+                match (&state, name, greeting, roots) {
+                    (Some(_), Some(name), Some(greeting), Some(roots)) => {
+                        tool_result(vec![text(format!(
+                            "All inputs received: name {}, greeting {:?}, {} root(s)",
+                            name["content"]["name"],
+                            sampled_text(greeting),
+                            roots["roots"].as_array().map_or(0, Vec::len)
+                        ))])
+                    }
+                    _ => {
+                        let mut requests = Vec::new();
+                        if name.is_none() {
+                            requests.push(("user_name", name_input()));
+                        }
+                        if greeting.is_none() {
+                            requests.push(("greeting", sampling_input("Generate a greeting", 50)));
+                        }
+                        if roots.is_none() {
+                            requests.push(("client_roots", roots_input()));
+                        }
+                        if requests.is_empty() {
+                            // Every answer is here but the state is not: ask again from the start.
+                            requests = vec![
+                                ("user_name", name_input()),
+                                ("greeting", sampling_input("Generate a greeting", 50)),
+                                ("client_roots", roots_input()),
+                            ];
+                        }
+                        input_required(requests, seal(json!({ "step": "all" }))).into()
+                    }
+                }
+            }
+            "test_input_required_result_multi_round" => {
+                require("elicitation")?;
+                let step = state.as_ref().and_then(|s| s["step"].as_u64());
+                match (step, &state) {
+                    (Some(2), Some(state)) => match round.elicited("step2")? {
+                        Some(answer) => tool_result(vec![text(format!(
+                            "Completed in three rounds: name {}, favorite color {}",
+                            state["name"], answer["content"]["color"]
+                        ))]),
+                        None => input_required(
+                            vec![(
+                                "step2",
+                                elicit_input(
+                                    "Step 2: What is your favorite color?",
+                                    &[("color", "string")],
+                                ),
+                            )],
+                            seal(state.clone()),
+                        )
+                        .into(),
+                    },
+                    (Some(1), _) if round.elicited("step1")?.is_some() => {
+                        let answer = round.elicited("step1")?.cloned().unwrap_or_default();
+                        input_required(
+                            vec![(
+                                "step2",
+                                elicit_input(
+                                    "Step 2: What is your favorite color?",
+                                    &[("color", "string")],
+                                ),
+                            )],
+                            seal(json!({ "step": 2, "name": answer["content"]["name"] })),
+                        )
+                        .into()
+                    }
+                    _ => input_required(
+                        vec![(
+                            "step1",
+                            elicit_input("Step 1: What is your name?", &[("name", "string")]),
+                        )],
+                        seal(json!({ "step": 1 })),
+                    )
+                    .into(),
+                }
+            }
+            "test_input_required_result_capabilities" => {
+                let mut asked = Vec::new();
+                let mut answers = Vec::new();
+                if Self::client_supports(ctx, "sampling") {
+                    match round.answer("capital_question", "sampling/createMessage")? {
+                        Some(answer) => answers.push(format!("sampling: {}", sampled_text(answer))),
+                        None => asked.push((
+                            "capital_question",
+                            sampling_input("What is the capital of France?", 100),
+                        )),
+                    }
+                }
+                if Self::client_supports(ctx, "elicitation") {
+                    match round.elicited("user_name")? {
+                        Some(answer) => {
+                            answers.push(format!("elicitation: {}", elicitation_summary(answer)));
+                        }
+                        None => asked.push(("user_name", name_input())),
+                    }
+                }
+                if Self::client_supports(ctx, "roots") {
+                    match round.answer("client_roots", "roots/list")? {
+                        Some(answer) => answers.push(format!("roots: {}", answer["roots"])),
+                        None => asked.push(("client_roots", roots_input())),
+                    }
+                }
+                if asked.is_empty() {
+                    tool_result(vec![text(if answers.is_empty() {
+                        "The client declared no capability to ask it with.".to_string()
+                    } else {
+                        format!("Answers: {}", answers.join("; "))
+                    })])
+                } else {
+                    input_required(asked, None).into()
+                }
+            }
+            other => {
+                return Err(ErrorData::invalid_params(
+                    format!("unknown tool `{other}`"),
+                    None,
+                ));
+            }
+        };
+        Ok(response)
+    }
+
+    /// `test_input_required_result_prompt`: asks the client for the context to use first.
+    fn input_required_prompt(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        round: &Round,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if !stateless(ctx) {
+            return Err(ErrorData::invalid_params(
+                "test_input_required_result_prompt needs protocol revision 2026-07-28 or later",
+                None,
+            ));
         }
+        if !Self::client_supports(ctx, "elicitation") {
+            return Err(missing_capability("elicitation"));
+        }
+        Ok(match round.elicited("user_context")? {
+            Some(answer) => {
+                let context = answer["content"]["context"].as_str().unwrap_or_default();
+                complete::<rmcp::model::GetPromptResult>(json!({
+                    "description": "A prompt that asks the client for its context first",
+                    "messages": [{
+                        "role": "user",
+                        "content": text(format!("Using the context you gave: {context}"))
+                    }]
+                }))
+                .into()
+            }
+            None => input_required(
+                vec![(
+                    "user_context",
+                    elicit_input(
+                        "What context should the prompt use?",
+                        &[("context", "string")],
+                    ),
+                )],
+                None,
+            )
+            .into(),
+        })
     }
 
     async fn progress(&self, ctx: &RequestContext<RoleServer>) -> CallToolResponse {
@@ -494,7 +1064,7 @@ impl Everything {
             return;
         }
         let session = self.session.clone();
-        let mut revision = self.revision.clone();
+        let mut revision = self.shared.revision.clone();
         revision.mark_unchanged();
         tokio::spawn(async move {
             while revision.changed().await.is_ok() {
@@ -523,9 +1093,9 @@ impl Everything {
 impl ServerHandler for Everything {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(from_json(json!({
-            "tools": {},
+            "tools": { "listChanged": true },
             "resources": { "subscribe": true },
-            "prompts": {},
+            "prompts": { "listChanged": true },
             "logging": {},
             "completions": {}
         })))
@@ -545,7 +1115,7 @@ impl ServerHandler for Everything {
         _request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(from_json(tools()))
+        Ok(complete(tools()))
     }
 
     async fn call_tool(
@@ -554,6 +1124,7 @@ impl ServerHandler for Everything {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let arguments = request.arguments.unwrap_or_default();
+        let round = Round::new(request.input_responses, request.request_state);
         let response = match request.name.as_ref() {
             "test_simple_text" => {
                 tool_result(vec![text("This is a simple text response for testing.")])
@@ -601,7 +1172,7 @@ impl ServerHandler for Everything {
             }
             "test_reconnection" => self.reconnection(&ctx).await,
             "test_sampling" => match string_argument(&arguments, "prompt") {
-                Ok(prompt) => self.sampling(&ctx, &prompt).await,
+                Ok(prompt) => Self::sampling(&ctx, &round, &prompt).await?,
                 Err(e) => tool_error(e),
             },
             "test_elicitation" => match string_argument(&arguments, "message") {
@@ -613,7 +1184,7 @@ impl ServerHandler for Everything {
                         },
                         "required": ["response"]
                     });
-                    Self::elicitation(&ctx, &message, schema, "User response").await
+                    Self::elicitation(&ctx, &round, &message, schema, "User response").await?
                 }
                 Err(e) => tool_error(e),
             },
@@ -635,7 +1206,7 @@ impl ServerHandler for Everything {
                     "required": []
                 });
                 let message = "Please review and update the form fields with defaults";
-                Self::elicitation(&ctx, message, schema, "Elicitation completed").await
+                Self::elicitation(&ctx, &round, message, schema, "Elicitation completed").await?
             }
             "test_elicitation_sep1330_enums" => {
                 let schema = json!({
@@ -685,9 +1256,62 @@ impl ServerHandler for Everything {
                     "required": []
                 });
                 let message = "Please select options from the enum fields";
-                Self::elicitation(&ctx, message, schema, "Elicitation completed").await
+                Self::elicitation(&ctx, &round, message, schema, "Elicitation completed").await?
             }
             "json_schema_2020_12_tool" => Self::json_schema_tool(&arguments),
+            "test_missing_capability" => {
+                if !Self::client_supports(&ctx, "sampling") {
+                    return Err(missing_capability("sampling"));
+                }
+                tool_result(vec![text(
+                    "The client declared the sampling capability this tool needs.",
+                )])
+            }
+            "test_streaming_elicitation" => {
+                let schema = json!({
+                    "type": "object",
+                    "properties": { "answer": { "type": "string" } },
+                    "required": ["answer"]
+                });
+                let message = "Please answer to continue";
+                Self::elicitation(&ctx, &round, message, schema, "Elicitation completed").await?
+            }
+            "test_logging_tool" => {
+                for (level, message) in [
+                    (LoggingLevel::Debug, "Logging tool: debug message"),
+                    (LoggingLevel::Info, "Logging tool: info message"),
+                    (LoggingLevel::Warning, "Logging tool: warning message"),
+                ] {
+                    self.log(&ctx, level, message).await;
+                }
+                tool_result(vec![text("Logging tool executed")])
+            }
+            "test_trigger_tool_change" | "test_trigger_prompt_change" => {
+                let change = if request.name == "test_trigger_tool_change" {
+                    ListChange::Tools
+                } else {
+                    ListChange::Prompts
+                };
+                let _ = self.shared.changes.send(change);
+                if !stateless(&ctx) {
+                    let _ = match change {
+                        ListChange::Tools => ctx.peer.notify_tool_list_changed().await,
+                        ListChange::Prompts => ctx.peer.notify_prompt_list_changed().await,
+                    };
+                }
+                tool_result(vec![text(format!(
+                    "Announced a change of the {change:?} list"
+                ))])
+            }
+            name if name.starts_with("test_input_required_result_") => {
+                if !stateless(&ctx) {
+                    return Err(ErrorData::invalid_params(
+                        format!("{name} needs protocol revision 2026-07-28 or later"),
+                        None,
+                    ));
+                }
+                self.input_required_tool(&ctx, name, &round)?
+            }
             other => {
                 return Err(ErrorData::invalid_params(
                     format!("unknown tool `{other}`"),
@@ -703,7 +1327,7 @@ impl ServerHandler for Everything {
         _request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(from_json(resources()))
+        Ok(complete(resources()))
     }
 
     async fn list_resource_templates(
@@ -711,7 +1335,7 @@ impl ServerHandler for Everything {
         _request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(from_json(resource_templates()))
+        Ok(complete(resource_templates()))
     }
 
     async fn read_resource(
@@ -732,7 +1356,7 @@ impl ServerHandler for Everything {
             WATCHED_URI => json!({
                 "uri": uri,
                 "mimeType": "text/plain",
-                "text": format!("Watched resource content, revision {}", *self.revision.borrow())
+                "text": format!("Watched resource content, revision {}", *self.shared.revision.borrow())
             }),
             _ => match template_id(uri) {
                 Some(id) => json!({
@@ -749,7 +1373,7 @@ impl ServerHandler for Everything {
                 }
             },
         };
-        Ok(from_json::<rmcp::model::ReadResourceResult>(json!({ "contents": [contents] })).into())
+        Ok(complete::<rmcp::model::ReadResourceResult>(json!({ "contents": [contents] })).into())
     }
 
     async fn subscribe(
@@ -793,14 +1417,18 @@ impl ServerHandler for Everything {
         _request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(from_json(prompts()))
+        Ok(complete(prompts()))
     }
 
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        if request.name == "test_input_required_result_prompt" {
+            let round = Round::new(request.input_responses, request.request_state);
+            return self.input_required_prompt(&ctx, &round);
+        }
         let arguments = request.arguments.unwrap_or_default();
         let argument = |name: &str| match arguments.get(name) {
             Some(Value::String(s)) => Ok(s.clone()),
@@ -852,7 +1480,7 @@ impl ServerHandler for Everything {
                 ));
             }
         };
-        Ok(from_json::<rmcp::model::GetPromptResult>(json!({
+        Ok(complete::<rmcp::model::GetPromptResult>(json!({
             "description": description,
             "messages": messages
         }))
@@ -907,7 +1535,7 @@ impl ServerHandler for Everything {
             .copied()
             .filter(|c| c.starts_with(prefix))
             .collect();
-        Ok(from_json(json!({
+        Ok(complete(json!({
             "completion": { "values": values, "total": values.len(), "hasMore": false }
         })))
     }
@@ -919,6 +1547,58 @@ impl ServerHandler for Everything {
     ) -> Result<(), ErrorData> {
         *self.session.level.lock().unwrap() = Some(request.level);
         Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::builder()
+            .tools_list_changed()
+            .prompts_list_changed();
+        let uris: Vec<&String> = requested
+            .resource_subscriptions
+            .iter()
+            .flatten()
+            .filter(|uri| Self::known_resource(uri))
+            .collect();
+        if !uris.is_empty() {
+            accepted = accepted.resource_subscriptions(uris);
+        }
+        Some(accepted.build())
+    }
+
+    /// A `subscriptions/listen` stream (2026-07-28): list changes, and new revisions of the watched
+    /// resource, as its filter accepts them.
+    async fn listen(&self, subscription: SubscriptionContext) -> Result<(), ErrorData> {
+        let mut changes = self.shared.changes.subscribe();
+        let mut revision = self.shared.revision.clone();
+        revision.mark_unchanged();
+        let watched = subscription
+            .accepted()
+            .resource_subscriptions
+            .as_ref()
+            .is_some_and(|uris| uris.iter().any(|uri| uri == WATCHED_URI));
+        let sink = subscription.sink().clone();
+        loop {
+            let sent = tokio::select! {
+                () = subscription.cancelled() => return Ok(()),
+                change = changes.recv() => match change {
+                    Ok(ListChange::Tools) => sink.notify_tool_list_changed().await,
+                    Ok(ListChange::Prompts) => sink.notify_prompt_list_changed().await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                changed = revision.changed(), if watched => match changed {
+                    Ok(()) => sink.notify_resource_updated(WATCHED_URI).await,
+                    Err(_) => return Ok(()),
+                },
+            };
+            match sent {
+                Ok(()) | Err(SubscriptionSendError::NotificationNotAccepted(_)) => {}
+                Err(_) => return Ok(()),
+            }
+        }
     }
 }
 
@@ -1117,7 +1797,8 @@ async fn main() -> anyhow::Result<()> {
             revision_tx.send_modify(|r| *r += 1);
         }
     });
-    let make = move || Everything::new(revision.clone());
+    let shared = Arc::new(Shared::new(revision));
+    let make = move || Everything::new(shared.clone());
     match common::arg("--http") {
         Some(addr) => serve_http(&addr, make).await,
         None => common::serve(make).await,
