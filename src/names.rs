@@ -137,6 +137,65 @@ pub fn template_matches(template: &str, uri: &str) -> bool {
 }
 
 #[cfg(test)]
+mod fuzz {
+    //! Exposed URIs for any upstream name and any URI map back to exactly that pair; any text is split or refused
+    //! without a panic, and what splits names a valid upstream; any template and any URI are matched without a
+    //! panic, and every expansion of a template (values without `/`, `?`, `#`) matches it.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn upstream() -> impl Strategy<Value = String> {
+        "[a-z][a-z0-9-]{0,31}"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("FUZZ_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(512)
+        ))]
+
+        #[test]
+        fn exposed_uris_split_back_to_their_pair(upstream in upstream(), uri in ".{0,120}") {
+            let exposed = exposed_uri(&upstream, &uri);
+            prop_assert_eq!(split_uri(&exposed), Some((upstream.as_str(), uri.as_str())));
+        }
+
+        #[test]
+        fn any_text_splits_to_a_valid_upstream_or_none(text in "(toolgate://|TOOLGATE://|toolgate:/)?.{0,80}") {
+            if let Some((upstream, rest)) = split_uri(&text) {
+                prop_assert!(validate_upstream_name(upstream).is_ok());
+                prop_assert!(text.ends_with(rest));
+                prop_assert!(is_gateway_uri(&text));
+            }
+        }
+
+        #[test]
+        fn templates_match_their_expansions(
+            parts in prop::collection::vec(("[a-z:/._-]{0,8}", "[a-z]{1,6}", "[A-Za-z0-9 %._~-]{0,10}"), 1..5),
+            tail in "[a-z:/._-]{0,8}",
+            other in ".{0,60}",
+        ) {
+            let mut template = String::new();
+            let mut expansion = String::new();
+            for (literal, name, value) in &parts {
+                template.push_str(literal);
+                template.push('{');
+                template.push_str(name);
+                template.push('}');
+                expansion.push_str(literal);
+                expansion.push_str(value);
+            }
+            template.push_str(&tail);
+            expansion.push_str(&tail);
+            prop_assert!(template_matches(&template, &expansion), "{} {}", template, expansion);
+            // Anything else is matched or not, never a panic.
+            let _ = template_matches(&template, &other);
+            let _ = template_matches(&other, &expansion);
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
