@@ -293,3 +293,46 @@ async fn the_policy_may_refuse_an_upstream_its_request() {
     assert_eq!(denied[0]["outcome"], "policy_denied");
     assert_eq!(denied[0]["reasons"][0], "no model may be asked here");
 }
+
+/// Many callers at once, each asking several times while the others' requests are in flight: every model is asked
+/// only its own caller's questions, and every caller gets only its own model's answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_callers_are_never_crossed() {
+    const NAMES: [&str; 6] = ["c0", "c1", "c2", "c3", "c4", "c5"];
+    let upstream = HttpUpstream::start("everything", &[]);
+    let gateway = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nupstreams:\n{}",
+        http_upstream("ev", &upstream.url)
+    ));
+    let people: Vec<Person> = NAMES.iter().map(|n| Person::new(n, true)).collect();
+    let mut clients = Vec::new();
+    for person in &people {
+        clients.push(person.connect(&gateway.url, &tester_token()).await);
+    }
+    let calls = clients.iter().zip(NAMES).map(|(client, name)| async move {
+        let mut answers = Vec::new();
+        for round in 0..3 {
+            tokio::time::sleep(Duration::from_millis(37 * (round + name.len() as u64))).await;
+            let prompt = json!({"prompt": format!("question of {name} #{round}")});
+            answers.push(call(client, "ev__test_sampling", prompt).await);
+        }
+        answers
+    });
+    let answers = futures::future::join_all(calls).await;
+    for ((person, name), answers) in people.iter().zip(NAMES).zip(answers) {
+        assert!(
+            answers
+                .iter()
+                .all(|a| *a == format!("LLM response: answer from {name}")),
+            "{name}: {answers:?}"
+        );
+        let asked = person.asked();
+        assert_eq!(asked.len(), 3, "{name}: {asked:?}");
+        assert!(
+            asked
+                .iter()
+                .all(|a| a.to_string().contains(&format!("question of {name} #"))),
+            "{name} was asked another caller's question: {asked:?}"
+        );
+    }
+}
