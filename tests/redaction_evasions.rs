@@ -531,3 +531,60 @@ fn benign_strings_are_rarely_taken_for_sensitive_values() {
     );
     assert!(overall <= 0.01, "{overall}");
 }
+
+/// An embedded resource's blob in a tool result, declared as text (or declaring nothing) and holding a value, is
+/// read as text, redacted and given back as a blob; a binary blob is left as it is; one declared as text that is
+/// not base64 of text is withheld.
+#[tokio::test]
+async fn blobs_declared_as_text_in_tool_results_are_read_and_redacted() {
+    let gateway = testbed_gateway();
+    let client = gateway.client().await;
+    let blob_of = |mime: Option<&str>, blob: String| {
+        let mut resource = json!({"uri": "file:///r", "blob": blob});
+        if let Some(mime) = mime {
+            resource["mimeType"] = json!(mime);
+        }
+        json!({"content": [{"type": "resource", "resource": resource}]})
+    };
+    let answered_blob = |answer: &str| -> Value {
+        let answer: Value = serde_json::from_str(answer).unwrap();
+        answer["content"][0]["resource"].clone()
+    };
+    for (value, detector) in SAMPLES {
+        for mime in [
+            Some("text/plain"),
+            Some("application/json; charset=utf-8"),
+            None,
+        ] {
+            let text = format!("note: {value} end");
+            let answer = reply(&client, blob_of(mime, STANDARD.encode(&text))).await;
+            let resource = answered_blob(&answer);
+            let decoded = STANDARD
+                .decode(resource["blob"].as_str().unwrap_or_default())
+                .unwrap();
+            let decoded = String::from_utf8(decoded).unwrap();
+            assert!(
+                !decoded.contains(value)
+                    && decoded.contains("[REDACTED:")
+                    && decoded.starts_with("note: "),
+                "{detector} in a {mime:?} blob leaked: {decoded}"
+            );
+        }
+    }
+    // A binary payload is MCP's opaque blob: untouched.
+    let png = STANDARD.encode([0x89, b'P', b'N', b'G', 0xff, 0x00, 0x12]);
+    let answer = reply(&client, blob_of(Some("image/png"), png.clone())).await;
+    assert_eq!(answered_blob(&answer)["blob"], json!(png));
+    // Declared as text, not readable as text: withheld, never passed on unread.
+    let answer = reply(
+        &client,
+        blob_of(Some("text/plain"), "%%% not base64".into()),
+    )
+    .await;
+    let resource = answered_blob(&answer);
+    assert!(resource.get("blob").is_none(), "{answer}");
+    assert!(
+        resource["text"].as_str().unwrap().contains("withheld"),
+        "{answer}"
+    );
+}

@@ -34,18 +34,27 @@ fn declared_text(mime: Option<&str>) -> bool {
         )
 }
 
-/// A blob declared as text, as its text; `Err` when it is not base64 of UTF-8 (then it cannot be inspected).
+/// A blob declared as text (or declaring nothing, when it decodes to text), as its text; `Err` when it is declared
+/// as text but is not base64 of UTF-8 (then it cannot be inspected).
 fn open_text_blob(resource: &mut Map<String, Value>) -> Result<bool, ()> {
-    if !declared_text(resource.get("mimeType").and_then(Value::as_str)) {
+    let mime = resource.get("mimeType").and_then(Value::as_str);
+    // A blob that declares no media type is read as text when it is text: nothing says it is opaque.
+    let undeclared = mime.is_none();
+    if !undeclared && !declared_text(mime) {
         return Ok(false);
     }
     let Some(Value::String(blob)) = resource.get("blob") else {
         return Ok(false);
     };
-    let bytes = base64::engine::general_purpose::STANDARD
+    let text = base64::engine::general_purpose::STANDARD
         .decode(blob.trim())
-        .map_err(|_| ())?;
-    let text = String::from_utf8(bytes).map_err(|_| ())?;
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    let text = match (text, undeclared) {
+        (Some(text), _) => text,
+        (None, true) => return Ok(false),
+        (None, false) => return Err(()),
+    };
     resource.remove("blob");
     resource.insert("text".into(), Value::String(text));
     Ok(true)
@@ -62,11 +71,16 @@ fn close_text_blob(resource: &mut Map<String, Value>) {
 const UNREADABLE_BLOB: &str =
     "[toolgate withheld this content: it is declared as text but is not base64 of UTF-8 text]";
 
-/// Opens every text-declared blob of the embedded resources among `blocks`; returns which were opened.
-fn open_blocks(blocks: &mut [Value]) -> Vec<bool> {
-    blocks
+/// Opens every text-declared blob of the embedded resources among content `blocks` (withholding one that is not
+/// text); returns which were opened, and whether any was withheld.
+pub(super) fn open_blocks(blocks: &mut [Value]) -> (Vec<bool>, bool) {
+    let mut withheld = false;
+    let opened = blocks
         .iter_mut()
         .map(|block| {
+            if block.get("type").and_then(Value::as_str) != Some("resource") {
+                return false;
+            }
             let resource = match block.get_mut("resource") {
                 Some(Value::Object(resource)) => resource,
                 _ => return false,
@@ -76,14 +90,17 @@ fn open_blocks(blocks: &mut [Value]) -> Vec<bool> {
                 Err(()) => {
                     resource.remove("blob");
                     resource.insert("text".into(), Value::String(UNREADABLE_BLOB.into()));
+                    withheld = true;
                     false
                 }
             }
         })
-        .collect()
+        .collect();
+    (opened, withheld)
 }
 
-fn close_blocks(blocks: &mut [Value], opened: &[bool]) {
+/// Gives the blobs [`open_blocks`] opened back as blobs.
+pub(super) fn close_blocks(blocks: &mut [Value], opened: &[bool]) {
     for (block, opened) in blocks.iter_mut().zip(opened) {
         if *opened && let Some(Value::Object(resource)) = block.get_mut("resource") {
             close_text_blob(resource);
@@ -242,7 +259,7 @@ pub(super) fn redact_prompt(
         .iter_mut()
         .map(|m| m.get_mut("content").map(Value::take).unwrap_or(Value::Null))
         .collect();
-    let opened = open_blocks(&mut blocks);
+    let (opened, _) = open_blocks(&mut blocks);
     let mut rest = json!({"result": result.take(), "messages": messages});
     let (mut blocks, summary) = redact_blocks(redactor, blocks, &mut rest, rules)?;
     close_blocks(&mut blocks, &opened);
@@ -293,6 +310,7 @@ mod tests {
                 {"uri": "a://png", "mimeType": "image/png", "blob": b64("\u{89}PNG 123-45-6789")},
                 {"uri": "a://bad", "mimeType": "text/plain", "blob": "%%% not base64"},
                 {"uri": "a://meta", "mimeType": "text/plain", "text": "ok", "_meta": {"note": secret}},
+                {"uri": "a://undeclared", "blob": b64(secret)},
             ],
             "_meta": {"trace": secret},
         });
@@ -300,7 +318,7 @@ mod tests {
         let summary = redact_read(&redactor(), &mut result, &rules).unwrap();
         assert!(!summary.is_empty());
         let contents = result["contents"].as_array().unwrap();
-        assert_eq!(contents.len(), 6);
+        assert_eq!(contents.len(), 7);
         let uris: Vec<&str> = contents
             .iter()
             .map(|c| c["uri"].as_str().unwrap())
@@ -313,7 +331,8 @@ mod tests {
                 "a://blob-json",
                 "a://png",
                 "a://bad",
-                "a://meta"
+                "a://meta",
+                "a://undeclared"
             ]
         );
         let text = contents[0]["text"].as_str().unwrap();
@@ -349,6 +368,12 @@ mod tests {
                 .unwrap()
                 .contains("123-45-6789")
         );
+        // A blob that declares no type but is text is read as text.
+        let undeclared = base64::engine::general_purpose::STANDARD
+            .decode(contents[6]["blob"].as_str().unwrap())
+            .unwrap();
+        let undeclared = String::from_utf8(undeclared).unwrap();
+        assert!(undeclared.starts_with("national id") && !undeclared.contains("123-45-6789"));
     }
 
     #[test]
@@ -397,97 +422,4 @@ mod tests {
 }
 
 #[cfg(test)]
-mod fuzz {
-    //! Any JSON answer to `resources/read` or `prompts/get`, shaped by MCP's words, is redacted or refused without a
-    //! panic; a redacted one keeps its `contents` or `messages` as a list, and no detector finds a value above the
-    //! lowest clearance in any of its texts (blobs declared as text included).
-
-    use super::*;
-    use crate::classification::Classification;
-    use proptest::prelude::*;
-
-    fn answer() -> impl Strategy<Value = Value> {
-        let words = vec![
-            "text",
-            "resource",
-            "resource_link",
-            "image",
-            "text/plain",
-            "application/json",
-            "image/png",
-            "123-45-6789",
-            "ada.lovelace@example.com",
-            "MTIzLTQ1LTY3ODk=",
-            "user",
-            "assistant",
-            "a://x",
-            "{\"national_id\": \"123-45-6789\"}",
-        ];
-        let keys = vec![
-            "contents",
-            "messages",
-            "uri",
-            "mimeType",
-            "text",
-            "blob",
-            "role",
-            "content",
-            "type",
-            "resource",
-            "description",
-            "_meta",
-            "data",
-        ];
-        crate::fuzzing::json_value(words, keys, 5)
-    }
-
-    fn texts(value: &Value, out: &mut Vec<String>) {
-        match value {
-            Value::String(s) => out.push(s.clone()),
-            Value::Array(items) => items.iter().for_each(|v| texts(v, out)),
-            Value::Object(map) => {
-                // A blob declared as text is text: decoded, it must be clean too.
-                if let (Some(Value::String(blob)), Some(mime)) =
-                    (map.get("blob"), map.get("mimeType").and_then(Value::as_str))
-                    && declared_text(Some(mime))
-                    && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(blob)
-                    && let Ok(text) = String::from_utf8(bytes)
-                {
-                    out.push(text);
-                }
-                map.iter()
-                    .filter(|(k, _)| *k != "blob" && *k != "data")
-                    .for_each(|(_, v)| texts(v, out));
-            }
-            _ => {}
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(
-            std::env::var("FUZZ_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256)
-        ))]
-
-        #[test]
-        fn answers_are_redacted_or_refused_never_a_panic(read in answer(), prompt in answer()) {
-            let redactor = crate::redact::Redactor::new(&crate::config::RedactionConfig::default()).unwrap();
-            let rules = Rules::plain(Classification::Public);
-            for (mut value, list, redact) in [
-                (read, "contents", redact_read as fn(&_, &mut Value, &Rules) -> _),
-                (prompt, "messages", redact_prompt),
-            ] {
-                if redact(&redactor, &mut value, &rules).is_ok() {
-                    prop_assert!(value.get(list).is_some_and(Value::is_array), "{}", value);
-                    let mut found = Vec::new();
-                    texts(&value, &mut found);
-                    for text in found {
-                        prop_assert!(
-                            !text.contains("123-45-6789") && !text.contains("ada.lovelace@example.com"),
-                            "left in the clear: {}", text
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
+mod fuzz;
