@@ -5,6 +5,10 @@
 //! (streamable-HTTP upstreams) go to that call's client. Log messages with no such tie (a shared stdio session,
 //! an HTTP upstream's GET stream) cannot be attributed: a log emitted during one call can arrive after it ended,
 //! while another client's call is running. They are kept in toolgate's own log and never sent to a client.
+//!
+//! An upstream's requests of the client (sampling, elicitation, roots) go to the [`Asker`] of the call they are
+//! tied to: the call on whose response stream they arrive (HTTP), or the one request in flight (stdio, see
+//! [`Routes::sole_call`]).
 
 // Logging, sampling and roots are deprecated by SEP-2577 (protocol 2026-07-28); the 2025 versions toolgate
 // speaks still use them.
