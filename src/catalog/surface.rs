@@ -150,7 +150,7 @@ impl Catalog {
         )
     }
 
-    /// Every item of a paginated list, as the upstream listed it at most [`LIST_FRESH`] ago (and not before it
+    /// Every item of a paginated list, as the upstream listed it at most a second ago (and not before it
     /// last said its lists changed); asked of the upstream otherwise, once for all who ask meanwhile. Failures are
     /// not kept.
     pub async fn list_fresh(
