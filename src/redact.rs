@@ -2,6 +2,7 @@
 //! detectors of sensitive values in free text, masked above the caller's clearance in every plane of a result
 //! (text, JSON inside text, `structuredContent`, embedded resources, resource links, `_meta`, error text).
 
+mod blob;
 mod detect;
 mod fields;
 #[cfg(test)]
@@ -14,6 +15,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::manifest::FieldPath;
+/// For the tests of what resources and prompts return.
+#[cfg(test)]
+pub(crate) use blob::{UNREADABLE_BLOB, declared_text};
 pub use detect::{DetectorError, Detectors, Found};
 pub use fields::widen_output_schema;
 use fields::withhold_untabular;

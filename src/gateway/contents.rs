@@ -1,112 +1,10 @@
 //! Redaction of what resources and prompts return: a read's contents and a prompt's messages are redacted as the
-//! content blocks of a tool result would be (`Redactor::redact_result`), every other member as any value; blobs
-//! declared as text are read as text.
+//! content blocks of a tool result would be (`Redactor::redact_result`, which also reads embedded resources'
+//! blobs that are text as text), every other member as any value.
 
-use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use crate::redact::{RedactError, RedactionSummary, Rules};
-
-/// Media types whose bytes are text: a blob declared as one of them is read and redacted as text.
-fn declared_text(mime: Option<&str>) -> bool {
-    let Some(mime) = mime else { return false };
-    let essence = mime
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence.starts_with("text/")
-        || essence.ends_with("+json")
-        || essence.ends_with("+xml")
-        || matches!(
-            essence.as_str(),
-            "application/json"
-                | "application/xml"
-                | "application/yaml"
-                | "application/x-yaml"
-                | "application/toml"
-                | "application/javascript"
-                | "application/ecmascript"
-                | "application/sql"
-                | "application/x-sh"
-                | "application/csv"
-        )
-}
-
-/// A blob declared as text (or declaring nothing, when it decodes to text), as its text; `Err` when it is declared
-/// as text but is not base64 of UTF-8 (then it cannot be inspected).
-fn open_text_blob(resource: &mut Map<String, Value>) -> Result<bool, ()> {
-    let mime = resource.get("mimeType").and_then(Value::as_str);
-    // A blob that declares no media type is read as text when it is text: nothing says it is opaque.
-    let undeclared = mime.is_none();
-    if !undeclared && !declared_text(mime) {
-        return Ok(false);
-    }
-    let Some(Value::String(blob)) = resource.get("blob") else {
-        return Ok(false);
-    };
-    let text = base64::engine::general_purpose::STANDARD
-        .decode(blob.trim())
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok());
-    let text = match (text, undeclared) {
-        (Some(text), _) => text,
-        (None, true) => return Ok(false),
-        (None, false) => return Err(()),
-    };
-    resource.remove("blob");
-    resource.insert("text".into(), Value::String(text));
-    Ok(true)
-}
-
-fn close_text_blob(resource: &mut Map<String, Value>) {
-    if let Some(Value::String(text)) = resource.remove("text") {
-        let blob = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
-        resource.insert("blob".into(), Value::String(blob));
-    }
-}
-
-/// What is withheld of a blob declared as text that cannot be read as text.
-const UNREADABLE_BLOB: &str =
-    "[toolgate withheld this content: it is declared as text but is not base64 of UTF-8 text]";
-
-/// Opens every text-declared blob of the embedded resources among content `blocks` (withholding one that is not
-/// text); returns which were opened, and whether any was withheld.
-pub(super) fn open_blocks(blocks: &mut [Value]) -> (Vec<bool>, bool) {
-    let mut withheld = false;
-    let opened = blocks
-        .iter_mut()
-        .map(|block| {
-            if block.get("type").and_then(Value::as_str) != Some("resource") {
-                return false;
-            }
-            let resource = match block.get_mut("resource") {
-                Some(Value::Object(resource)) => resource,
-                _ => return false,
-            };
-            match open_text_blob(resource) {
-                Ok(opened) => opened,
-                Err(()) => {
-                    resource.remove("blob");
-                    resource.insert("text".into(), Value::String(UNREADABLE_BLOB.into()));
-                    withheld = true;
-                    false
-                }
-            }
-        })
-        .collect();
-    (opened, withheld)
-}
-
-/// Gives the blobs [`open_blocks`] opened back as blobs.
-pub(super) fn close_blocks(blocks: &mut [Value], opened: &[bool]) {
-    for (block, opened) in blocks.iter_mut().zip(opened) {
-        if *opened && let Some(Value::Object(resource)) = block.get_mut("resource") {
-            close_text_blob(resource);
-        }
-    }
-}
 
 /// Redacts `blocks` as a tool result's content (every plane MCP defines, JSON in text with the manifest's field
 /// paths), then the rest of the answer as any value.
@@ -134,80 +32,92 @@ fn redact_blocks(
     Ok((blocks, summary))
 }
 
-/// A `resources/read` answer: a text content (or a blob declared as text) as a text block of a tool result
-/// (detectors, JSON in it with the manifest's field paths), a binary blob as an embedded resource; the
-/// contents' other members and the rest of the answer as any value. URIs and media types stay as they are.
+/// Takes the member `key` (a list) out of an answer that must be an object.
+fn take_list(result: &mut Value, key: &str, what: &str) -> Result<Vec<Value>, RedactError> {
+    let Some(object) = result.as_object_mut() else {
+        return Err(RedactError::Shape(format!(
+            "a {what} result is not an object"
+        )));
+    };
+    Ok(match object.remove(key) {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    })
+}
+
+/// Puts the member `key` back into the (redacted) answer.
+fn put_list(
+    result: &mut Value,
+    key: &str,
+    items: Vec<Value>,
+    what: &str,
+) -> Result<(), RedactError> {
+    match result.as_object_mut() {
+        Some(object) => {
+            object.insert(key.into(), Value::Array(items));
+            Ok(())
+        }
+        None => Err(RedactError::Shape(format!(
+            "a {what} result lost its shape"
+        ))),
+    }
+}
+
+/// A `resources/read` answer: a text content as a text block of a tool result (detectors, JSON in it with the
+/// manifest's field paths), a blob as an embedded resource (read as text when it is text); the contents' other
+/// members and the rest of the answer as any value. URIs and media types stay as they are.
 pub(super) fn redact_read(
     redactor: &crate::redact::Redactor,
     result: &mut Value,
     rules: &Rules,
 ) -> Result<RedactionSummary, RedactError> {
-    if !result.is_object() {
-        return Err(RedactError::Shape(
-            "a resources/read result is not an object".into(),
-        ));
-    }
-    let contents = match result.get_mut("contents").map(Value::take) {
-        Some(Value::Array(contents)) => contents,
-        _ => Vec::new(),
-    };
-    // Per content: its members beside the text, and whether its text was a blob.
-    let mut sides: Vec<(Map<String, Value>, Option<bool>)> = Vec::new();
+    let contents = take_list(result, "contents", "resources/read")?;
+    // Per content: its members beside the text (none for a blob, which goes whole as an embedded resource).
+    let mut sides: Vec<Option<Map<String, Value>>> = Vec::new();
     let mut blocks = Vec::new();
     for content in contents {
         let Value::Object(mut content) = content else {
             continue;
         };
-        let opened = match open_text_blob(&mut content) {
-            Ok(opened) => opened,
-            Err(()) => {
-                content.remove("blob");
-                content.insert("text".into(), Value::String(UNREADABLE_BLOB.into()));
-                false
-            }
-        };
         match content.remove("text") {
             Some(text @ Value::String(_)) => {
                 blocks.push(json!({"type": "text", "text": text}));
-                sides.push((content, Some(opened)));
+                sides.push(Some(content));
             }
             other => {
                 if let Some(other) = other {
                     content.insert("text".into(), other);
                 }
                 blocks.push(json!({"type": "resource", "resource": content}));
-                sides.push((Map::new(), None));
+                sides.push(None);
             }
         }
     }
     // Members beside a text are redacted with the rest of the answer, keeping the URI and media type.
     let mut kept = Vec::new();
     let mut others = Vec::new();
-    for (side, _) in sides.iter_mut() {
+    for side in sides.iter_mut().flatten() {
         kept.push((side.remove("uri"), side.remove("mimeType")));
         others.push(Value::Object(std::mem::take(side)));
     }
     let mut rest = json!({"result": result.take(), "others": others});
     let (blocks, summary) = redact_blocks(redactor, blocks, &mut rest, rules)?;
-    let mut others = match rest.get_mut("others").map(Value::take) {
+    let others = match rest.get_mut("others").map(Value::take) {
         Some(Value::Array(others)) => others,
         _ => Vec::new(),
     };
     *result = rest.get_mut("result").map(Value::take).unwrap_or(json!({}));
+    let mut beside = others.into_iter().zip(kept);
     let mut contents = Vec::new();
-    for (((mut block, (_, opened)), (uri, mime)), other) in blocks
-        .into_iter()
-        .zip(sides)
-        .zip(kept)
-        .zip(others.iter_mut())
-    {
-        let content = match opened {
+    for (mut block, side) in blocks.into_iter().zip(sides) {
+        let content = match side {
             None => block
                 .get_mut("resource")
                 .map(Value::take)
                 .unwrap_or(Value::Null),
-            Some(opened) => {
-                let mut content = match other.take() {
+            Some(_) => {
+                let (other, (uri, mime)) = beside.next().unwrap_or_default();
+                let mut content = match other {
                     Value::Object(content) => content,
                     _ => Map::new(),
                 };
@@ -221,22 +131,12 @@ pub(super) fn redact_read(
                     "text".into(),
                     block.get_mut("text").map(Value::take).unwrap_or_default(),
                 );
-                if opened {
-                    close_text_blob(&mut content);
-                }
                 Value::Object(content)
             }
         };
         contents.push(content);
     }
-    match result.as_object_mut() {
-        Some(object) => object.insert("contents".into(), Value::Array(contents)),
-        None => {
-            return Err(RedactError::Shape(
-                "a resources/read result lost its shape".into(),
-            ));
-        }
-    };
+    put_list(result, "contents", contents, "resources/read")?;
     Ok(summary)
 }
 
@@ -246,23 +146,13 @@ pub(super) fn redact_prompt(
     result: &mut Value,
     rules: &Rules,
 ) -> Result<RedactionSummary, RedactError> {
-    if !result.is_object() {
-        return Err(RedactError::Shape(
-            "a prompts/get result is not an object".into(),
-        ));
-    }
-    let mut messages = match result.get_mut("messages").map(Value::take) {
-        Some(Value::Array(messages)) => messages,
-        _ => Vec::new(),
-    };
-    let mut blocks: Vec<Value> = messages
+    let mut messages = take_list(result, "messages", "prompts/get")?;
+    let blocks: Vec<Value> = messages
         .iter_mut()
         .map(|m| m.get_mut("content").map(Value::take).unwrap_or(Value::Null))
         .collect();
-    let (opened, _) = open_blocks(&mut blocks);
     let mut rest = json!({"result": result.take(), "messages": messages});
-    let (mut blocks, summary) = redact_blocks(redactor, blocks, &mut rest, rules)?;
-    close_blocks(&mut blocks, &opened);
+    let (blocks, summary) = redact_blocks(redactor, blocks, &mut rest, rules)?;
     let mut messages = match rest.get_mut("messages").map(Value::take) {
         Some(Value::Array(messages)) => messages,
         _ => Vec::new(),
@@ -273,14 +163,7 @@ pub(super) fn redact_prompt(
         }
     }
     *result = rest.get_mut("result").map(Value::take).unwrap_or(json!({}));
-    match result.as_object_mut() {
-        Some(object) => object.insert("messages".into(), Value::Array(messages)),
-        None => {
-            return Err(RedactError::Shape(
-                "a prompts/get result lost its shape".into(),
-            ));
-        }
-    };
+    put_list(result, "messages", messages, "prompts/get")?;
     Ok(summary)
 }
 
@@ -290,6 +173,8 @@ mod tests {
 
     use super::*;
     use crate::classification::Classification;
+    use crate::redact::UNREADABLE_BLOB;
+    use base64::Engine;
 
     fn redactor() -> crate::redact::Redactor {
         crate::redact::Redactor::new(&crate::config::RedactionConfig::default()).unwrap()

@@ -67,8 +67,7 @@ impl Gateway {
         Continue(rules)
     }
 
-    /// Redacts a result through its JSON form, so that every plane (`_meta` included) is seen, embedded resources'
-    /// blobs declared as text as text.
+    /// Redacts a result through its JSON form, so that every plane (`_meta` included) is seen.
     pub(super) fn redact(
         &self,
         result: CallToolResult,
@@ -76,17 +75,9 @@ impl Gateway {
     ) -> Result<(CallToolResult, RedactionSummary), RedactError> {
         let mut value =
             serde_json::to_value(&result).map_err(|e| RedactError::Shape(e.to_string()))?;
-        // An embedded resource's blob declared as text is read as text (and withheld when it is not text).
-        let (opened, withheld) = match value.get_mut("content") {
-            Some(serde_json::Value::Array(blocks)) => super::contents::open_blocks(blocks),
-            _ => (Vec::new(), false),
-        };
         let summary = self.redactor.redact_result(&mut value, rules)?;
-        if summary.is_empty() && !withheld {
+        if summary.is_empty() {
             return Ok((result, summary));
-        }
-        if let Some(serde_json::Value::Array(blocks)) = value.get_mut("content") {
-            super::contents::close_blocks(blocks, &opened);
         }
         let mut redacted: CallToolResult =
             serde_json::from_value(value).map_err(|e| RedactError::Shape(e.to_string()))?;

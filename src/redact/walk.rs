@@ -1,6 +1,6 @@
 //! The walk over a value being redacted: every string in it, JSON nested in strings opened and redacted
 //! structurally, values split across sibling strings detected over the strings joined, and what MCP defines as
-//! opaque (only where it defines it) passed over.
+//! opaque (only where it defines it, and an embedded resource's blob only when it is not text) passed over.
 
 use serde_json::{Map, Value};
 
@@ -132,6 +132,10 @@ impl Redactor {
         depth: usize,
         summary: &mut RedactionSummary,
     ) -> Result<(), RedactError> {
+        // An embedded resource's blob that is text is redacted as text (then passed over as opaque below).
+        if at == At::Resource {
+            self.redact_blob(map, rules, place, depth, summary)?;
+        }
         let is_text_block = map.get("type").and_then(Value::as_str) == Some("text");
         let resource_block = map.get("type").and_then(Value::as_str) == Some("resource");
         let skip: Vec<String> = map
@@ -199,7 +203,7 @@ impl Redactor {
         }
     }
 
-    fn redact_string(
+    pub(super) fn redact_string(
         &self,
         text: &mut String,
         rules: &Rules,

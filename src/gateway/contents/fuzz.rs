@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::classification::Classification;
+use base64::Engine;
 use proptest::prelude::*;
 
 fn answer() -> impl Strategy<Value = Value> {
@@ -49,7 +50,7 @@ fn texts(value: &Value, out: &mut Vec<String>) {
             // A blob declared as text (or declaring nothing) that decodes to text: it must be clean too.
             let mime = map.get("mimeType").and_then(Value::as_str);
             if let Some(Value::String(blob)) = map.get("blob")
-                && (mime.is_none() || declared_text(mime))
+                && mime.is_none_or(crate::redact::declared_text)
                 && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(blob)
                 && let Ok(text) = String::from_utf8(bytes)
             {
