@@ -24,7 +24,7 @@ mod asked;
 mod events;
 mod wire;
 
-use wire::{TooLarge, limited, request_body, without_url};
+use wire::{TooLarge, content_type, limited, request_body, without_url};
 
 /// Idle keep-alive connections kept per upstream host.
 const MAX_IDLE_CONNECTIONS: usize = 64;
@@ -332,12 +332,7 @@ impl HttpConn {
         sink: Option<&CallSink>,
         max_bytes: usize,
     ) -> Result<Value, UpstreamError> {
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let content_type = content_type(&response);
         if content_type.starts_with("text/event-stream") {
             self.read_events(response, id, sink, max_bytes).await
         } else if content_type.starts_with("application/json") {

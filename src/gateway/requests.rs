@@ -20,16 +20,6 @@ use crate::reason::Reason;
 use crate::redact::{RedactError, RedactionSummary, Rules};
 
 impl Gateway {
-    /// `resources/list`, `resources/templates/list` or `prompts/list` for this caller.
-    pub async fn list_surface(
-        &self,
-        call: &CallContext<'_>,
-        kind: ItemKind,
-        cursor: Option<&str>,
-    ) -> Result<Value, ErrorData> {
-        self.list_items(call, kind, cursor).await
-    }
-
     /// `resources/read`.
     pub async fn read_resource(
         &self,
@@ -37,33 +27,22 @@ impl Gateway {
         uri: &str,
         cancel: &CancellationToken,
     ) -> Result<Value, ErrorData> {
-        let started = Instant::now();
-        let mut record = caller_record("resources/read", call);
-        let answer = async {
+        self.recorded("resources/read", call, async |record| {
             let granted = self
-                .grant(
-                    call,
-                    ItemKind::Resource,
-                    uri,
-                    Action::Read,
-                    None,
-                    &mut record,
-                )
+                .grant(call, ItemKind::Resource, uri, Action::Read, None, record)
                 .await?;
             let params = json!({"uri": granted.item.original});
             let mut result = self
-                .forward(&granted.item, "resources/read", params, cancel, &mut record)
+                .forward(&granted.item, "resources/read", params, cancel, record)
                 .await?;
             if let Some(Value::Array(contents)) = result.get_mut("contents") {
                 for content in contents.iter_mut() {
                     self.rename_uri(&granted.item, content.get_mut("uri"));
                 }
             }
-            self.redacted(result, &granted, &mut record, redact_read)
-        }
-        .await;
-        record.latency.total_us = elapsed_us(started);
-        self.commit(record, answer).await
+            self.redacted(result, &granted, record, redact_read)
+        })
+        .await
     }
 
     /// `prompts/get`.
@@ -74,15 +53,13 @@ impl Gateway {
         arguments: Option<Map<String, Value>>,
         cancel: &CancellationToken,
     ) -> Result<Value, ErrorData> {
-        let started = Instant::now();
-        let mut record = caller_record("prompts/get", call);
-        record.arguments = recorded_arguments(
-            self.config.audit.arguments,
-            arguments.as_ref(),
-            &self.redactor,
-            self.config.redaction.default_clearance,
-        );
-        let answer = async {
+        self.recorded("prompts/get", call, async |record| {
+            record.arguments = recorded_arguments(
+                self.config.audit.arguments,
+                arguments.as_ref(),
+                &self.redactor,
+                self.config.redaction.default_clearance,
+            );
             let granted = self
                 .grant(
                     call,
@@ -90,7 +67,7 @@ impl Gateway {
                     name,
                     Action::Get,
                     arguments.as_ref(),
-                    &mut record,
+                    record,
                 )
                 .await?;
             let mut params = json!({"name": granted.item.original});
@@ -98,7 +75,7 @@ impl Gateway {
                 params["arguments"] = Value::Object(arguments);
             }
             let mut result = self
-                .forward(&granted.item, "prompts/get", params, cancel, &mut record)
+                .forward(&granted.item, "prompts/get", params, cancel, record)
                 .await?;
             // Resources embedded or linked in the messages are named as the gateway exposes them.
             if let Some(Value::Array(messages)) = result.get_mut("messages") {
@@ -118,11 +95,9 @@ impl Gateway {
                     self.rename_uri(&granted.item, uri);
                 }
             }
-            self.redacted(result, &granted, &mut record, redact_prompt)
-        }
-        .await;
-        record.latency.total_us = elapsed_us(started);
-        self.commit(record, answer).await
+            self.redacted(result, &granted, record, redact_prompt)
+        })
+        .await
     }
 
     /// `completion/complete`, for a prompt or resource template the caller may see.
@@ -132,9 +107,7 @@ impl Gateway {
         mut params: Value,
         cancel: &CancellationToken,
     ) -> Result<Value, ErrorData> {
-        let started = Instant::now();
-        let mut record = caller_record("completion/complete", call);
-        let answer = async {
+        self.recorded("completion/complete", call, async |record| {
             let reference = params.get("ref").cloned().unwrap_or(Value::Null);
             let (kind, key) = match reference.get("type").and_then(Value::as_str) {
                 Some("ref/prompt") => (ItemKind::Prompt, "name"),
@@ -175,26 +148,18 @@ impl Gateway {
                     exposed,
                     Action::Complete,
                     Some(&arguments),
-                    &mut record,
+                    record,
                 )
                 .await?;
             params["ref"][key] = Value::String(granted.item.original.clone());
             let result = self
-                .forward(
-                    &granted.item,
-                    "completion/complete",
-                    params,
-                    cancel,
-                    &mut record,
-                )
+                .forward(&granted.item, "completion/complete", params, cancel, record)
                 .await?;
-            self.redacted(result, &granted, &mut record, |redactor, value, rules| {
+            self.redacted(result, &granted, record, |redactor, value, rules| {
                 redactor.redact_value(value, rules)
             })
-        }
-        .await;
-        record.latency.total_us = elapsed_us(started);
-        self.commit(record, answer).await
+        })
+        .await
     }
 
     /// `resources/subscribe`: granted like a read, then asked of the upstream.
@@ -204,44 +169,40 @@ impl Gateway {
         uri: &str,
         cancel: &CancellationToken,
     ) -> Result<Value, ErrorData> {
-        let started = Instant::now();
-        let mut record = caller_record("resources/subscribe", call);
-        let answer = async {
-            let granted = self
-                .grant(
-                    call,
-                    ItemKind::Resource,
-                    uri,
-                    Action::Subscribe,
-                    None,
-                    &mut record,
-                )
-                .await?;
-            let item = &granted.item;
-            if self.subscriptions.add(item, call).is_err() {
-                record.deny(Reason::SubscriptionLimit, Vec::new());
-                return Err(ErrorData::invalid_request(
-                    "this session holds as many subscriptions as it may (256): unsubscribe from one first",
-                    Some(json!({"reason": Reason::SubscriptionLimit.as_str()})),
-                ));
-            }
-            // Asked of the upstream every time (subscribing is idempotent), so that a subscription another session
-            // made a moment ago, and that failed, never stands for this one.
-            let params = json!({"uri": item.original});
-            if let Err(error) = self
-                .forward(item, "resources/subscribe", params, cancel, &mut record)
-                .await
-            {
-                self.subscriptions.remove(&item.exposed, call.session);
-                return Err(error);
-            }
-            record.decision = "allow".into();
-            record.outcome = Reason::Allowed.into();
-            Ok(json!({}))
-        }
-        .await;
-        record.latency.total_us = elapsed_us(started);
-        self.commit(record, answer).await
+        self.recorded("resources/subscribe", call, async |record| {
+                let granted = self
+                    .grant(
+                        call,
+                        ItemKind::Resource,
+                        uri,
+                        Action::Subscribe,
+                        None,
+                        record,
+                    )
+                    .await?;
+                let item = &granted.item;
+                if self.subscriptions.add(item, call).is_err() {
+                    record.deny(Reason::SubscriptionLimit, Vec::new());
+                    return Err(ErrorData::invalid_request(
+                        "this session holds as many subscriptions as it may (256): unsubscribe from one first",
+                        Some(json!({"reason": Reason::SubscriptionLimit.as_str()})),
+                    ));
+                }
+                // Asked of the upstream every time (subscribing is idempotent), so that a subscription another session
+                // made a moment ago, and that failed, never stands for this one.
+                let params = json!({"uri": item.original});
+                if let Err(error) = self
+                    .forward(item, "resources/subscribe", params, cancel, record)
+                    .await
+                {
+                    self.subscriptions.remove(&item.exposed, call.session);
+                    return Err(error);
+                }
+                record.decision = "allow".into();
+                record.outcome = Reason::Allowed.into();
+                Ok(json!({}))
+        })
+        .await
     }
 
     /// `resources/unsubscribe`: always answered; the upstream is told, before the answer, once no session is
@@ -252,7 +213,7 @@ impl Gateway {
         uri: &str,
     ) -> Result<Value, ErrorData> {
         let mut record = caller_record("resources/unsubscribe", call);
-        record.tool = Some(uri.chars().take(512).collect());
+        record.tool = Some(uri.to_string());
         record.decision = "allow".into();
         record.outcome = Reason::Allowed.into();
         if let Some((upstream, original)) = self.subscriptions.remove(uri, call.session) {
@@ -297,6 +258,21 @@ impl Gateway {
         {
             *uri = exposed;
         }
+    }
+
+    /// Runs `work` with the request's record (who is asking filled in), times it, and commits the record before
+    /// the answer leaves.
+    async fn recorded(
+        &self,
+        kind: &str,
+        call: &CallContext<'_>,
+        work: impl AsyncFnOnce(&mut DecisionRecord) -> Result<Value, ErrorData>,
+    ) -> Result<Value, ErrorData> {
+        let started = Instant::now();
+        let mut record = caller_record(kind, call);
+        let answer = work(&mut record).await;
+        record.latency.total_us = elapsed_us(started);
+        self.commit(record, answer).await
     }
 
     /// Forwards a granted request; the upstream's failure is answered and recorded.

@@ -259,7 +259,7 @@ impl Gateway {
             let request_id = rmcp::model::RequestId::String("update".into());
             let call = CallContext::new(&subscriber.caller, &session, &request_id);
             let mut record = super::record::caller_record("notifications/resources/updated", &call);
-            record.tool = Some(subscriber.exposed.chars().take(512).collect());
+            record.tool = Some(subscriber.exposed.clone());
             record.upstream = Some(upstream.to_string());
             let bundle = self.policy.current();
             record.policy_version = Some(bundle.version.clone());

@@ -132,8 +132,9 @@ impl Gateway {
         }
     }
 
-    /// A listing of one kind: the items this caller may see, a page at a time, recorded once.
-    pub(super) async fn list_items(
+    /// `resources/list`, `resources/templates/list` or `prompts/list`: the items this caller may see, a page at a
+    /// time, recorded once.
+    pub async fn list_surface(
         &self,
         call: &CallContext<'_>,
         kind: ItemKind,
@@ -197,7 +198,7 @@ impl Gateway {
         record: &mut DecisionRecord,
     ) -> Result<Granted, ErrorData> {
         let caller = call.caller;
-        record.tool = Some(bounded(exposed));
+        record.tool = Some(exposed.to_string());
         let bundle = self.policy.current();
         record.policy_version = Some(bundle.version.clone());
         let Some(item) = self.find(kind, exposed).await else {
@@ -332,20 +333,6 @@ impl Gateway {
 
 /// MCP's code for a resource that does not exist.
 pub(super) const RESOURCE_NOT_FOUND: i32 = -32002;
-
-/// Longest exposed name a record keeps whole.
-const RECORDED_NAME: usize = 512;
-
-fn bounded(name: &str) -> String {
-    if name.len() <= RECORDED_NAME {
-        return name.to_string();
-    }
-    let mut end = RECORDED_NAME;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &name[..end])
-}
 
 /// The policy input for one item and action.
 pub(super) fn item_input(

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use http::{HeaderValue, header};
 use serde_json::Value;
 
-use super::wire::{find_too_large, limited, without_url};
+use super::wire::{content_type, find_too_large, limited, without_url};
 use super::{HttpConn, UpstreamMessage};
 use crate::catalog::UpstreamError;
 use crate::catalog::routing::CallSink;
@@ -98,11 +98,7 @@ impl HttpConn {
             .await
             .map_err(|e| UpstreamError::Transport(without_url(&e)))?;
         let status = response.status();
-        let is_events = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/event-stream"));
+        let is_events = content_type(&response).starts_with("text/event-stream");
         if !status.is_success() || !is_events {
             return Err(UpstreamError::Transport(format!(
                 "resuming the answer's event stream: upstream answered HTTP {status}"

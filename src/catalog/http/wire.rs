@@ -70,3 +70,13 @@ pub(super) fn without_url(error: &reqwest::Error) -> String {
     }
     text
 }
+
+/// A response's media type, lowercased (empty when it has none).
+pub(super) fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
