@@ -6,6 +6,7 @@ pub mod schema;
 mod special;
 
 mod change;
+pub mod client_side;
 mod http;
 mod routing;
 mod stdio;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::names::validate_upstream_name;
 pub use change::ChangeError;
+pub use client_side::ClientSide;
 pub use routing::{Asker, CallSink};
 
 use crate::config::{Config, Limits, Timeouts, UpstreamConfig, UpstreamTransport};
@@ -60,6 +62,9 @@ pub enum UpstreamError {
     Connect(String),
     #[error("call cancelled by the client")]
     Cancelled,
+    /// A modern upstream needs input from a modern client first: its `input_required` result, as it came.
+    #[error("upstream needs input from the client")]
+    InputRequired(Box<serde_json::Value>),
 }
 
 impl UpstreamError {
@@ -74,6 +79,7 @@ impl UpstreamError {
             Self::Rpc(_) => Reason::UpstreamError,
             Self::Transport(_) => Reason::UpstreamTransport,
             Self::Cancelled => Reason::Cancelled,
+            Self::InputRequired(_) => Reason::InputRequired,
         }
     }
 }

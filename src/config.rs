@@ -23,7 +23,9 @@ pub use limits::{Limits, Timeouts};
 pub use policy::{Evaluator, FirstSight, PinningConfig, PolicyConfig};
 pub use redaction::{CustomDetector, RedactionConfig};
 pub use telemetry::{LogFormat, LoggingConfig, OtlpConfig, OtlpProtocol, TracingConfig};
-pub use upstream::{HttpUpstream, Naming, RunAs, StdioUpstream, UpstreamConfig, UpstreamTransport};
+pub use upstream::{
+    HttpUpstream, Naming, RunAs, StdioUpstream, UpstreamConfig, UpstreamProtocol, UpstreamTransport,
+};
 
 /// Errors raised while loading or validating a config file.
 #[derive(Debug, thiserror::Error)]

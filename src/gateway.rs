@@ -12,6 +12,7 @@ mod record;
 mod refusal;
 mod relay;
 mod requests;
+mod rounds;
 mod subscriptions;
 mod surface;
 
@@ -19,6 +20,7 @@ pub use crate::policy::input::ItemKind;
 pub use subscriptions::Delivery;
 
 pub use refusal::step_up_scope;
+pub use rounds::interim_of;
 
 use std::sync::Arc;
 
@@ -106,6 +108,8 @@ pub struct Gateway {
     cursors: listing::Cursors,
     /// Which session listens to which resource.
     subscriptions: subscriptions::Subscriptions,
+    /// Sealed `requestState`s of multi round-trip requests.
+    rounds: rounds::Rounds,
 }
 
 impl Gateway {
@@ -234,6 +238,7 @@ impl Gateway {
             draining: tokio_util::sync::CancellationToken::new(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             cursors: listing::Cursors::new().map_err(|e| StartError::Random(e.to_string()))?,
+            rounds: rounds::Rounds::new().map_err(|e| StartError::Random(e.to_string()))?,
             subscriptions: subscriptions::Subscriptions::default(),
         });
         gateway.follow_surface();

@@ -136,6 +136,51 @@ pub fn template_matches(template: &str, uri: &str) -> bool {
     regex::Regex::new(&pattern).is_ok_and(|r| r.is_match(uri))
 }
 
+/// A routing header's value (protocol 2026-07-28 `Mcp-Name`, `Mcp-Param-*`): plain visible ASCII, or the Base64 sentinel `=?base64?…?=` of UTF-8.
+pub fn header_value(raw: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(raw).ok()?;
+    if !text
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        return None;
+    }
+    // Blanks around a field value are not part of it (RFC 9110 §5.5).
+    let text = text.trim_matches([' ', '\t']);
+    match text
+        .strip_prefix("=?base64?")
+        .and_then(|t| t.strip_suffix("?="))
+    {
+        Some(encoded) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()?;
+            String::from_utf8(bytes).ok()
+        }
+        None => Some(text.to_string()),
+    }
+}
+
+/// A routing header's value for a body value: as it is when it is plain ASCII without surrounding blanks, else
+/// the Base64 sentinel.
+pub fn encode_header_value(value: &str) -> String {
+    let sentinel = value.starts_with("=?base64?") && value.ends_with("?=");
+    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
+        && !sentinel;
+    if plain {
+        value.to_string()
+    } else {
+        use base64::Engine as _;
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(value)
+        )
+    }
+}
+
 #[cfg(test)]
 mod fuzz {
     //! Exposed URIs for any upstream name and any URI map back to exactly that pair; any text is split or refused

@@ -47,6 +47,11 @@ reasons! {
     ClientFailed = "client_failed",
     /// An upstream asked the client for what the client did not declare it can do.
     ClientCapabilityMissing = "client_capability_missing",
+    /// The upstream needs input from the client first (protocol 2026-07-28): its input requests went back to the
+    /// client, checked, with toolgate's sealed state.
+    InputRequired = "input_required",
+    /// A retried request's `requestState` is not one toolgate sealed for this caller and request, or it lapsed.
+    RequestStateInvalid = "request_state_invalid",
     /// The caller's chain may use the tool, but the token's `scope` leaves it out (step-up).
     InsufficientScope = "insufficient_scope",
     /// The tool's definition awaits an admin's review.

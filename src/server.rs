@@ -5,6 +5,8 @@ pub mod dispatch;
 mod guard;
 mod handlers;
 mod jsonrpc;
+mod listen;
+mod modern;
 mod post;
 mod probes;
 mod replay;
@@ -30,7 +32,7 @@ pub use session::{Session, Sessions};
 pub use stdio::serve_stdio;
 
 use crate::gateway::Gateway;
-use dispatch::SUPPORTED_PROTOCOL_VERSIONS;
+use dispatch::LEGACY_PROTOCOL_VERSIONS;
 use handlers::http_error;
 use post::post_message;
 use probes::{healthz, readyz, resource_metadata};

@@ -227,14 +227,16 @@ async fn http_upstream_recovers_after_a_restart() {
 }
 
 /// An upstream's sampling request reaches only a client that declared sampling; this one did not, so the upstream
-/// is refused, over stdio and over HTTP alike (relaying to a client that did is tested in `tests/relay.rs`).
+/// is refused, over stdio and over HTTP alike (relaying to a client that did is tested in `tests/relay.rs`). The
+/// HTTP upstream is spoken to in 2025-11-25: its tool asks the client with a request of its own, which that
+/// revision has (in 2026-07-28 an upstream asks with an `input_required` result; `tests/revisions.rs`).
 #[tokio::test]
 async fn requests_towards_a_client_that_did_not_declare_them_are_refused() {
     let web = HttpUpstream::start("testbed", &[]);
     let yaml = format!(
         "listen: 127.0.0.1:0\nupstreams:\n{}{}",
         stdio_upstream("testbed", "testbed", &[]),
-        http_upstream("web", &web.url),
+        http_upstream_pinned("web", &web.url, "2025-11-25"),
     );
     let gateway = Gateway::start(&yaml);
     let client = gateway.client().await;

@@ -10,12 +10,13 @@ use common::*;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+/// Resumption is of revision 2025-11-25 (2026-07-28 streams are not resumable): the upstream is spoken to in it.
 #[tokio::test]
 async fn a_call_stream_the_upstream_closes_early_is_resumed_with_last_event_id() {
     let upstream = HttpUpstream::start("everything", &[]);
     let gateway = Gateway::start(&format!(
         "listen: 127.0.0.1:0\nupstreams:\n{}",
-        http_upstream("ev", &upstream.url)
+        http_upstream_pinned("ev", &upstream.url, "2025-11-25")
     ));
     let client = gateway.client().await;
     // The upstream closes the call's stream at once (retry 500 ms) and answers only on the resumed stream.

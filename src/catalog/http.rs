@@ -22,6 +22,7 @@ use crate::config::HttpUpstream;
 
 mod asked;
 mod events;
+mod modern;
 mod wire;
 
 use wire::{TooLarge, content_type, limited, request_body, without_url};
@@ -45,6 +46,10 @@ pub struct HttpConn {
     closed: CancellationToken,
     refresh: Arc<Notify>,
     events: SurfaceEvents,
+    /// The upstream speaks protocol 2026-07-28: stateless requests, no session.
+    modern: bool,
+    /// A modern upstream's listen streams for subscribed resources, by the upstream's URI.
+    listens: dashmap::DashMap<String, CancellationToken>,
 }
 
 /// Builds the pooled client shared by every HTTP upstream.
@@ -92,13 +97,31 @@ impl HttpConn {
             closed: CancellationToken::new(),
             refresh,
             events,
+            modern: false,
+            listens: dashmap::DashMap::new(),
         };
+        // An upstream that speaks 2026-07-28 is spoken to in it; any other answer to `server/discover` means
+        // `initialize`.
+        let modern = conn
+            .speaks_modern(config.protocol, timeout, max_bytes)
+            .await?;
+        if modern {
+            conn.modern = true;
+            conn.headers.insert(
+                HeaderName::from_static("mcp-protocol-version"),
+                HeaderValue::from_static(modern::MODERN_VERSION),
+            );
+            tracing::info!(upstream = %conn.upstream, "upstream speaks protocol {}", modern::MODERN_VERSION);
+            let conn = Arc::new(conn);
+            tokio::spawn(Arc::clone(&conn).listen_modern(None, CancellationToken::new()));
+            return Ok(conn);
+        }
         let params = json!({
             "protocolVersion": PROTOCOL_VERSION,
             "capabilities": super::relayed_capabilities(),
             "clientInfo": {"name": "toolgate", "version": env!("CARGO_PKG_VERSION")},
         });
-        let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = conn.fresh_id();
         let body = request_body(id, "initialize", &params)?;
         let answer = tokio::time::timeout(timeout, async {
             let response = conn.post(body).await?;
@@ -131,6 +154,11 @@ impl HttpConn {
         let conn = Arc::new(conn);
         tokio::spawn(Arc::clone(&conn).listen());
         Ok(conn)
+    }
+
+    /// A fresh id for a request to the upstream.
+    fn fresh_id(&self) -> i64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Cancelled once the session is known to be gone.
@@ -168,14 +196,23 @@ impl HttpConn {
                 Some(c) => json!({"cursor": c}),
                 None => json!({}),
             };
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let body = request_body(id, "tools/list", &params)?;
-            let result = tokio::time::timeout(timeout, async {
-                let response = self.post(body).await?;
-                self.read_answer(response, id, None, max_bytes).await
-            })
-            .await
-            .map_err(|_| UpstreamError::Timeout(timeout))??;
+            let result = if self.modern {
+                // Toolgate's own request: no client's side.
+                let client = crate::catalog::ClientSide::default();
+                let params = modern::modern_params("tools/list", params, &client);
+                let never = CancellationToken::new();
+                self.exchange("tools/list", &params, None, &never, timeout, max_bytes)
+                    .await?
+            } else {
+                let id = self.fresh_id();
+                let body = request_body(id, "tools/list", &params)?;
+                tokio::time::timeout(timeout, async {
+                    let response = self.post(body).await?;
+                    self.read_answer(response, id, None, max_bytes).await
+                })
+                .await
+                .map_err(|_| UpstreamError::Timeout(timeout))??
+            };
             let page: ListToolsResult = serde_json::from_value(result)
                 .map_err(|e| UpstreamError::Malformed(format!("tools/list result: {e}")))?;
             tools.extend(page.tools);
@@ -212,8 +249,20 @@ impl HttpConn {
         } else {
             None
         };
-        let result = self
-            .exchange(
+        let result = if self.modern {
+            let params = serde_json::to_value(&params)
+                .map_err(|e| UpstreamError::Malformed(e.to_string()))?;
+            self.modern_exchange(
+                "tools/call",
+                params,
+                Some(&sink),
+                cancel,
+                timeout,
+                max_bytes,
+            )
+            .await?
+        } else {
+            self.exchange(
                 "tools/call",
                 &params,
                 Some(&sink),
@@ -221,14 +270,15 @@ impl HttpConn {
                 timeout,
                 max_bytes,
             )
-            .await?;
+            .await?
+        };
         serde_json::from_value(result)
             .map_err(|e| UpstreamError::Malformed(format!("tools/call result: {e}")))
     }
 
     /// Sends any request and returns its result (resources, prompts, completion).
     pub async fn request(
-        &self,
+        self: &Arc<Self>,
         method: &str,
         params: Value,
         cancel: &CancellationToken,
@@ -238,13 +288,21 @@ impl HttpConn {
         if self.closed.is_cancelled() {
             return Err(UpstreamError::Unavailable);
         }
+        if self.modern {
+            if let Some(answer) = self.subscription(method, &params) {
+                return Ok(answer);
+            }
+            return self
+                .modern_exchange(method, params, None, cancel, timeout, max_bytes)
+                .await;
+        }
         self.exchange(method, &params, None, cancel, timeout, max_bytes)
             .await
     }
 
     /// One request and its answer; notifications on its stream go to `sink`; a timeout or the client's
     /// cancellation ends it and tells the upstream so.
-    async fn exchange(
+    pub(super) async fn exchange(
         &self,
         method: &str,
         params: &impl serde::Serialize,
@@ -253,20 +311,32 @@ impl HttpConn {
         timeout: Duration,
         max_bytes: usize,
     ) -> Result<Value, UpstreamError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.fresh_id();
         let body = request_body(id, method, params)?;
+        // A modern request's routing headers come from the body toolgate sends.
+        let extra = match self.modern {
+            true => serde_json::to_value(params)
+                .map(|params| modern::routing_headers(method, &params))
+                .unwrap_or_default(),
+            false => Vec::new(),
+        };
         let work = async {
-            let response = self.post(body).await?;
+            let response = self.post_with(body, &extra).await?;
             self.read_answer(response, id, sink, max_bytes).await
         };
+        // A modern request ends by closing its stream (dropping `work`); a legacy one is told.
         tokio::select! {
             result = work => result,
             () = tokio::time::sleep(timeout) => {
-                self.send_cancel(id, "timeout");
+                if !self.modern {
+                    self.send_cancel(id, "timeout");
+                }
                 Err(UpstreamError::Timeout(timeout))
             }
             () = cancel.cancelled() => {
-                self.send_cancel(id, "cancelled by client");
+                if !self.modern {
+                    self.send_cancel(id, "cancelled by client");
+                }
                 Err(UpstreamError::Cancelled)
             }
         }
@@ -291,7 +361,19 @@ impl HttpConn {
     }
 
     async fn post(&self, body: Vec<u8>) -> Result<reqwest::Response, UpstreamError> {
+        self.post_with(body, &[]).await
+    }
+
+    /// Posts a message with `extra` headers (a modern request's routing headers).
+    async fn post_with(
+        &self,
+        body: Vec<u8>,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Result<reqwest::Response, UpstreamError> {
         let mut headers = self.headers.clone();
+        for (name, value) in extra {
+            headers.insert(name.clone(), value.clone());
+        }
         crate::telemetry::to_headers(&mut headers);
         let response = self
             .client
@@ -317,6 +399,10 @@ impl HttpConn {
             return Err(UpstreamError::Closed);
         }
         if !status.is_success() {
+            // A refusal may say why as a JSON-RPC error (2026-07-28 answers its own errors with 400 and 404).
+            if let Some(error) = wire::refusal_error(response).await {
+                return Err(UpstreamError::Rpc(error));
+            }
             return Err(UpstreamError::Transport(format!(
                 "upstream answered HTTP {status}"
             )));

@@ -46,6 +46,8 @@ pub struct CallSink {
     filter: Option<NotificationFilter>,
     /// Least severe log level the client asked for (`logging/setLevel`); none asked: every level.
     min_log_level: Option<LoggingLevel>,
+    /// No log message is forwarded (a 2026-07-28 request that named no log level).
+    no_logs: bool,
     /// The client's side of the call, for the upstream's requests; none: they are refused.
     asker: Option<Arc<dyn Asker>>,
 }
@@ -71,6 +73,7 @@ impl CallSink {
             progress_token,
             filter: None,
             min_log_level: None,
+            no_logs: false,
             asker: None,
         }
     }
@@ -82,6 +85,7 @@ impl CallSink {
             progress_token: None,
             filter: None,
             min_log_level: None,
+            no_logs: false,
             asker: None,
         }
     }
@@ -95,6 +99,12 @@ impl CallSink {
     /// Log messages less severe than `level` (the session's `logging/setLevel`) are not forwarded.
     pub fn with_log_level(mut self, level: Option<LoggingLevel>) -> Self {
         self.min_log_level = level;
+        self
+    }
+
+    /// Forwards no log message at all.
+    pub fn without_logs(mut self) -> Self {
+        self.no_logs = true;
         self
     }
 
@@ -152,9 +162,10 @@ impl CallSink {
 
     /// Forwards a log message, unless it is less severe than the level the client set.
     pub fn log(&self, params: LoggingMessageNotificationParam) {
-        if self
-            .min_log_level
-            .is_some_and(|min| severity(params.level) < severity(min))
+        if self.no_logs
+            || self
+                .min_log_level
+                .is_some_and(|min| severity(params.level) < severity(min))
         {
             return;
         }

@@ -137,6 +137,25 @@ pub struct HttpUpstream {
     /// environment). A client's token is never forwarded.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The protocol revision toolgate speaks to it: `auto` (the default) asks it with `server/discover` and
+    /// speaks 2026-07-28 when it can, 2025-11-25 otherwise; `2025-11-25` or `2026-07-28` pins one.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+}
+
+/// Which protocol revision toolgate speaks to an HTTP upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum UpstreamProtocol {
+    /// What `server/discover` says it speaks: 2026-07-28 when it can.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// 2025-11-25 (sessions opened with `initialize`), even when it speaks 2026-07-28 too.
+    #[serde(rename = "2025-11-25")]
+    Legacy,
+    /// 2026-07-28 only: an upstream that does not speak it is not connected.
+    #[serde(rename = "2026-07-28")]
+    Modern,
 }
 
 impl UpstreamConfig {

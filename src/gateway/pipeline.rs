@@ -16,7 +16,7 @@ use super::record::{Outcome, Step, caller_record, recorded_facts, request_id_tex
 use super::refusal::Refusal;
 use super::{CallContext, Gateway, elapsed_us};
 use crate::audit::{DecisionRecord, recorded_arguments};
-use crate::catalog::{CallSink, ExposedTool};
+use crate::catalog::{CallSink, ExposedTool, UpstreamError};
 use crate::policy::input::CallerInput;
 use crate::policy::{Action, facts};
 use crate::reason::Reason;
@@ -295,6 +295,11 @@ impl Gateway {
                     .into(),
                 );
                 result
+            }
+            Err(UpstreamError::InputRequired(result)) => {
+                return self
+                    .call_input_required(call, &tool, &rules, *result, record)
+                    .await;
             }
             Err(error) => {
                 record.outcome = error.reason_id().into();

@@ -117,6 +117,25 @@ impl Refusal<'_> {
                  upstream (or is new) and awaits an admin's review"
             ))),
             Self::Refused { text } => Ok(error_result(text)),
+            // The upstream needs a capability the client did not declare (2026-07-28): the client is told which,
+            // as the upstream said, so that it can declare it and ask again.
+            Self::UpstreamFailed {
+                error: UpstreamError::Rpc(e),
+                ..
+            } if e.code == MISSING_CAPABILITY => Err(ErrorData::new(
+                MISSING_CAPABILITY,
+                "Missing required client capability",
+                Some(serde_json::json!({
+                    "requiredCapabilities": e
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.get("requiredCapabilities"))
+                        .filter(|c| c.is_object())
+                        .cloned()
+                        .unwrap_or_else(|| serde_json::json!({})),
+                    "reason": Reason::ClientCapabilityMissing.as_str(),
+                })),
+            )),
             Self::UpstreamFailed {
                 tool,
                 upstream,
@@ -128,6 +147,9 @@ impl Refusal<'_> {
         }
     }
 }
+
+/// `MissingRequiredClientCapability` (protocol 2026-07-28).
+pub const MISSING_CAPABILITY: ErrorCode = ErrorCode(-32021);
 
 /// The JSON-RPC error code of a step-up refusal (`insufficient_scope`); over HTTP it comes with status 403.
 pub const INSUFFICIENT_SCOPE: ErrorCode = ErrorCode(-32001);

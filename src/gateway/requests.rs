@@ -11,9 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::contents::{redact_prompt, redact_read};
 use super::record::{Outcome, caller_record};
+use super::relay::Relayed;
+use super::rounds::is_input_required;
 use super::surface::{Granted, Item};
 use super::{CallContext, Gateway, elapsed_us};
 use crate::audit::{DecisionRecord, recorded_arguments};
+use crate::catalog::UpstreamError;
 use crate::policy::Action;
 use crate::policy::input::ItemKind;
 use crate::reason::Reason;
@@ -33,8 +36,11 @@ impl Gateway {
                 .await?;
             let params = json!({"uri": granted.item.original});
             let mut result = self
-                .forward(&granted.item, "resources/read", params, cancel, record)
+                .forward_granted(call, &granted, "resources/read", params, cancel, record)
                 .await?;
+            if is_input_required(&result) {
+                return Ok(result);
+            }
             if let Some(Value::Array(contents)) = result.get_mut("contents") {
                 for content in contents.iter_mut() {
                     self.rename_uri(&granted.item, content.get_mut("uri"));
@@ -75,8 +81,11 @@ impl Gateway {
                 params["arguments"] = Value::Object(arguments);
             }
             let mut result = self
-                .forward(&granted.item, "prompts/get", params, cancel, record)
+                .forward_granted(call, &granted, "prompts/get", params, cancel, record)
                 .await?;
+            if is_input_required(&result) {
+                return Ok(result);
+            }
             // Resources embedded or linked in the messages are named as the gateway exposes them.
             if let Some(Value::Array(messages)) = result.get_mut("messages") {
                 for message in messages.iter_mut() {
@@ -297,8 +306,32 @@ impl Gateway {
                 record.upstream_outcome = Some("ok".into());
                 Ok(result)
             }
+            // Given back as it came; the request's own function passes it on, decided and sealed.
+            Err(UpstreamError::InputRequired(result)) => Ok(*result),
             Err(error) => Err(self.upstream_failed(item.kind, item, &error, record)),
         }
+    }
+
+    /// Forwards a request that may ask for input (`resources/read`, `prompts/get`): an upstream's
+    /// `input_required` result comes back decided and sealed for the client, ready to go.
+    async fn forward_granted(
+        &self,
+        call: &CallContext<'_>,
+        granted: &Granted,
+        method: &str,
+        params: Value,
+        cancel: &CancellationToken,
+        record: &mut DecisionRecord,
+    ) -> Result<Value, ErrorData> {
+        let result = self
+            .forward(&granted.item, method, params, cancel, record)
+            .await?;
+        if !is_input_required(&result) {
+            return Ok(result);
+        }
+        let relayed = Relayed::Item(&granted.item);
+        self.pass_input_required(call, relayed, &granted.rules, method, result, record)
+            .await
     }
 
     /// Redacts an answer with `redact`; one that cannot be redacted is withheld.

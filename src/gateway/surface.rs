@@ -303,18 +303,15 @@ impl Gateway {
             UpstreamError::Rpc(e)
                 if e.code.0 == RESOURCE_NOT_FOUND || e.code == ErrorCode::INVALID_PARAMS =>
             {
-                match kind {
-                    ItemKind::Prompt if e.code == ErrorCode::INVALID_PARAMS => ErrorData::new(
+                // A resource an upstream does not hold: -32002 before 2026-07-28, -32602 since.
+                if e.code.0 == RESOURCE_NOT_FOUND || kind == ItemKind::Resource {
+                    not_found(kind, &item.exposed)
+                } else {
+                    ErrorData::new(
                         e.code,
                         said,
                         Some(json!({"reason": Reason::UpstreamError.as_str()})),
-                    ),
-                    _ if e.code.0 == RESOURCE_NOT_FOUND => not_found(kind, &item.exposed),
-                    _ => ErrorData::new(
-                        e.code,
-                        said,
-                        Some(json!({"reason": Reason::UpstreamError.as_str()})),
-                    ),
+                    )
                 }
             }
             UpstreamError::Rpc(e) => ErrorData::new(

@@ -16,13 +16,33 @@ use rmcp::model::{
 use tokio::sync::mpsc;
 
 use super::Session;
-use crate::catalog::CallSink;
+use crate::catalog::{CallSink, ClientSide};
 use crate::gateway::{CallContext, Gateway, ItemKind};
 use crate::identity::Caller;
 
-/// Protocol versions toolgate speaks downstream, newest first.
-pub const SUPPORTED_PROTOCOL_VERSIONS: &[&str] =
+/// The legacy protocol versions (sessions opened with `initialize`) toolgate speaks downstream, newest first;
+/// revision 2026-07-28 is spoken beside them (`modern`).
+pub const LEGACY_PROTOCOL_VERSIONS: &[&str] =
     &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// What toolgate tells clients of itself at `initialize` and `server/discover`.
+pub const INSTRUCTIONS: &str =
+    "toolgate: one governed endpoint for the tools, resources and prompts of several MCP servers.";
+
+/// What toolgate serves, the same for every client.
+pub fn capabilities() -> ServerCapabilities {
+    ServerCapabilities::builder()
+        .enable_tools()
+        .enable_tool_list_changed()
+        .enable_resources()
+        .enable_resources_subscribe()
+        .enable_resources_list_changed()
+        .enable_prompts()
+        .enable_prompts_list_changed()
+        .enable_completions()
+        .enable_logging()
+        .build()
+}
 
 /// Answers `initialize`: the client's version when toolgate speaks it, else toolgate's newest.
 pub fn initialize(params: &InitializeRequestParams) -> InitializeResult {
@@ -38,23 +58,10 @@ pub fn initialize(params: &InitializeRequestParams) -> InitializeResult {
         .find(|v| v.to_string() == requested)
         .cloned()
         .unwrap_or(ProtocolVersion::V_2025_11_25);
-    let capabilities = ServerCapabilities::builder()
-        .enable_tools()
-        .enable_tool_list_changed()
-        .enable_resources()
-        .enable_resources_subscribe()
-        .enable_resources_list_changed()
-        .enable_prompts()
-        .enable_prompts_list_changed()
-        .enable_completions()
-        .enable_logging()
-        .build();
-    InitializeResult::new(capabilities)
+    InitializeResult::new(capabilities())
         .with_protocol_version(version)
         .with_server_info(Implementation::new("toolgate", env!("CARGO_PKG_VERSION")))
-        .with_instructions(
-            "toolgate: one governed endpoint for the tools, resources and prompts of several MCP servers.",
-        )
+        .with_instructions(INSTRUCTIONS)
 }
 
 /// Answers one request of an initialized session. Notifications caused by the request (progress, logs) go
@@ -67,8 +74,91 @@ pub async fn handle_request(
     request: ClientRequest,
     notify: Option<mpsc::Sender<Box<ServerJsonRpcMessage>>>,
 ) -> ServerJsonRpcMessage {
+    // A modern request's answer is given in its revision's form, which depends on the method.
+    let modern = (session.protocol_version == super::modern::MODERN_VERSION)
+        .then(|| request.method().to_string());
+    // What the client declared goes with the request to its upstream; a retry's state is checked first.
+    let answer = match client_side(gateway, session, caller, &id, &request).await {
+        Ok(client) => {
+            client
+                .scope(answer(gateway, session, caller, id, request, notify))
+                .await
+        }
+        Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
+    };
+    match modern {
+        Some(method) => super::modern::finish(answer, &method),
+        None => answer,
+    }
+}
+
+/// The client's side of a request: what its session (legacy) or the request itself (modern) declared; a modern
+/// retry's input, and its upstream state once toolgate's seal around it is checked.
+async fn client_side(
+    gateway: &Gateway,
+    session: &Session,
+    caller: &Caller,
+    id: &RequestId,
+    request: &ClientRequest,
+) -> Result<ClientSide, ErrorData> {
+    let modern = session.protocol_version == super::modern::MODERN_VERSION;
+    let mut client = ClientSide {
+        capabilities: session.capabilities(),
+        // A legacy session that set no level gets every level (as from a legacy upstream).
+        log_level: session
+            .log_level()
+            .and_then(|level| serde_json::to_value(level).ok())
+            .and_then(|level| level.as_str().map(str::to_string))
+            .or_else(|| (!modern).then(|| "debug".to_string())),
+        modern,
+        ..ClientSide::default()
+    };
+    if !modern {
+        return Ok(client);
+    }
+    let (method, name, responses, state) = match request {
+        ClientRequest::CallToolRequest(r) => (
+            "tools/call",
+            r.params.name.as_ref(),
+            &r.params.input_responses,
+            &r.params.request_state,
+        ),
+        ClientRequest::GetPromptRequest(r) => (
+            "prompts/get",
+            r.params.name.as_str(),
+            &r.params.input_responses,
+            &r.params.request_state,
+        ),
+        ClientRequest::ReadResourceRequest(r) => (
+            "resources/read",
+            r.params.uri.as_str(),
+            &r.params.input_responses,
+            &r.params.request_state,
+        ),
+        _ => return Ok(client),
+    };
+    client.input_responses = responses
+        .as_ref()
+        .and_then(|r| serde_json::to_value(r).ok());
+    if let Some(sealed) = state {
+        let call = CallContext::new(caller, &session.id, id);
+        client.request_state = gateway.open_state(&call, method, name, sealed).await?;
+    }
+    Ok(client)
+}
+
+/// Answers one request, in its client's side.
+async fn answer(
+    gateway: &Gateway,
+    session: &Arc<Session>,
+    caller: &Caller,
+    id: RequestId,
+    request: ClientRequest,
+    notify: Option<mpsc::Sender<Box<ServerJsonRpcMessage>>>,
+) -> ServerJsonRpcMessage {
     // rmcp keeps a request's `_meta` beside its params.
     let progress = request.get_meta().get_progress_token();
+    let modern = session.protocol_version == super::modern::MODERN_VERSION;
     // Updates of the session's subscriptions are decided for its latest caller (a later token, say).
     if session
         .subscribed
@@ -78,6 +168,7 @@ pub async fn handle_request(
     }
     let result = match request {
         ClientRequest::PingRequest(_) => Ok(ServerResult::EmptyResult(EmptyResult {})),
+        ClientRequest::DiscoverRequest(_) => custom(Ok(super::modern::discover())),
         ClientRequest::InitializeRequest(r) => {
             Ok(ServerResult::InitializeResult(initialize(&r.params)))
         }
@@ -98,6 +189,13 @@ pub async fn handle_request(
             // Its upstream's requests (sampling, elicitation, roots) are asked of this client only, on the call's
             // own stream.
             let sink = match notify {
+                // A modern client takes no requests on a response stream: what an upstream would ask it comes
+                // back as an `input_required` result, from a modern upstream.
+                Some(tx) if modern => match session.log_level() {
+                    Some(level) => CallSink::new(tx, progress).with_log_level(Some(level)),
+                    // A modern request without a log level asks for no log messages.
+                    None => CallSink::new(tx, progress).without_logs(),
+                },
                 Some(tx) => {
                     let asker = super::asker::SessionAsker::new(
                         Arc::clone(session),
@@ -116,7 +214,11 @@ pub async fn handle_request(
                 .call_tool(&call, r.params, sink, &tracked.token)
                 .await;
             drop(tracked);
-            result.map(ServerResult::CallToolResult)
+            // An interim answer (`input_required`) is given in its own form.
+            result.map(|result| match crate::gateway::interim_of(&result) {
+                Some(interim) => ServerResult::CustomResult(CustomResult::new(interim.clone())),
+                None => ServerResult::CallToolResult(result),
+            })
         }
         ClientRequest::ListResourcesRequest(r) => {
             let call = CallContext::new(caller, &session.id, &id);

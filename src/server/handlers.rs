@@ -13,9 +13,7 @@ use rmcp::model::{ErrorCode, ServerJsonRpcMessage};
 
 use super::probes::origin_of;
 use super::session::SessionLimit;
-use super::{
-    AppState, SESSION_HEADER, SUPPORTED_PROTOCOL_VERSIONS, Session, VERSION_HEADER, jsonrpc,
-};
+use super::{AppState, LEGACY_PROTOCOL_VERSIONS, SESSION_HEADER, Session, VERSION_HEADER, jsonrpc};
 
 /// A session or stream refused by a limit: 503 when the gateway is full, 429 when this caller or agent holds its
 /// share, with `data.reason` = `session_limit`.
@@ -183,7 +181,7 @@ pub(super) fn session_of(
 pub(super) fn check_version(headers: &HeaderMap) -> Result<(), Response> {
     match headers.get(VERSION_HEADER).map(|v| v.to_str()) {
         None => Ok(()),
-        Some(Ok(v)) if SUPPORTED_PROTOCOL_VERSIONS.contains(&v) => Ok(()),
+        Some(Ok(v)) if LEGACY_PROTOCOL_VERSIONS.contains(&v) => Ok(()),
         Some(_) => Err(http_error(
             StatusCode::BAD_REQUEST,
             ErrorCode::INVALID_REQUEST,

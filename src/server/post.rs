@@ -113,11 +113,27 @@ pub(super) async fn answer_post(
     match message {
         ClientJsonRpcMessage::Request(request) => {
             telemetry::name_request(&span, &request.request, &request.id);
+            // Without a session, a request that names a modern version is answered statelessly.
+            let modern = (!headers.contains_key(super::SESSION_HEADER))
+                .then(|| super::modern::envelope(&headers, &bytes))
+                .flatten();
             // A trace context in `_meta` (SEP-414) is linked, and carried upstream when the headers had none.
             let meta = telemetry::from_meta(&rmcp::model::GetMeta::get_meta(&request.request).0.0);
             telemetry::link(&span, &meta, &remote);
             let remote = telemetry::ambient_or(meta);
-            telemetry::with_remote(answer_request(state, caller, headers, request), remote).await
+            match modern {
+                Some(envelope) => {
+                    telemetry::with_remote(
+                        super::modern::answer(state, caller, headers, envelope, request),
+                        remote,
+                    )
+                    .await
+                }
+                None => {
+                    telemetry::with_remote(answer_request(state, caller, headers, request), remote)
+                        .await
+                }
+            }
         }
         ClientJsonRpcMessage::Notification(notification) => {
             telemetry::name_notification(&span, &notification.notification);
@@ -271,7 +287,7 @@ fn only_answer(
 /// A step-up refusal (the token's `scope` leaves the tool out) as the MCP authorization spec answers it: 403 with
 /// `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"`. It always comes before any notification, so
 /// the status can still be chosen.
-fn step_up(
+pub(super) fn step_up(
     state: &AppState,
     headers: &HeaderMap,
     answer: &ServerJsonRpcMessage,
@@ -304,6 +320,41 @@ fn step_up(
     Some(response)
 }
 
+/// The receiving ends of a request run in its own task: its notifications (none without a stream), its answer.
+pub(super) type Running = (
+    mpsc::Receiver<Box<ServerJsonRpcMessage>>,
+    tokio::sync::oneshot::Receiver<ServerJsonRpcMessage>,
+);
+
+/// Runs a request in its own task, with its request's span and trace context, so that it ends (and is recorded)
+/// however its client goes. Its notifications go to the first receiver only when `stream` (without a stream the
+/// sender is dropped here, and the answer goes back as plain JSON).
+pub(super) fn spawn_request(
+    state: &AppState,
+    session: Arc<Session>,
+    caller: Caller,
+    id: RequestId,
+    request: ClientRequest,
+    stream: bool,
+) -> Running {
+    // Boxed: a channel allocates its slots in blocks, and a message is large.
+    let (tx, rx) = mpsc::channel::<Box<ServerJsonRpcMessage>>(64);
+    let notify = stream.then_some(tx);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let gateway = Arc::clone(&state.gateway);
+    let call = async move {
+        let answer =
+            dispatch::handle_request(&gateway, &session, &caller, id, request, notify).await;
+        let _ = done_tx.send(answer);
+    };
+    tokio::spawn(telemetry::within(
+        call,
+        tracing::Span::current(),
+        telemetry::current(),
+    ));
+    (rx, done_rx)
+}
+
 /// A `tools/call`, run in its own task so that it ends (and is recorded) even when its client goes away. Its
 /// answer is JSON when it arrives before any notification (always, when the client takes no `stream`), else an
 /// SSE stream carrying the call's notifications and then its answer.
@@ -316,27 +367,8 @@ pub(super) async fn call_in_task(
     request: ClientRequest,
     stream: bool,
 ) -> Response {
-    // Boxed: a channel allocates its slots in blocks, and a message is large.
-    let (tx, mut rx) = mpsc::channel::<Box<ServerJsonRpcMessage>>(64);
-    // Without a stream the sender is dropped here, and the answer goes back as plain JSON.
-    let notify = stream.then_some(tx);
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let keeper = Arc::clone(&session);
-    {
-        let gateway = Arc::clone(&state.gateway);
-        let call = async move {
-            let answer =
-                dispatch::handle_request(&gateway, &session, &caller, id, request, notify).await;
-            let _ = done_tx.send(answer);
-        };
-        // The call keeps its request's span and trace context in its own task.
-        tokio::spawn(telemetry::within(
-            call,
-            tracing::Span::current(),
-            telemetry::current(),
-        ));
-    }
-    let mut done_rx = done_rx;
+    let (mut rx, mut done_rx) = spawn_request(&state, session, caller, id, request, stream);
     let first = tokio::select! {
         biased;
         answer = &mut done_rx => {

@@ -111,6 +111,21 @@ impl Session {
         }
     }
 
+    /// Keeps what a modern request declared in its `_meta`.
+    pub fn set_client_capabilities_value(&self, capabilities: serde_json::Value) {
+        if let Ok(mut c) = self.capabilities.lock() {
+            *c = capabilities;
+        }
+    }
+
+    /// What the client declared it can do, as JSON.
+    pub fn capabilities(&self) -> serde_json::Value {
+        self.capabilities
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether the client declared the capability at this JSON pointer (`/sampling`, `/elicitation/url` …).
     pub fn declared(&self, pointer: &str) -> bool {
         self.capabilities

@@ -685,6 +685,11 @@ pub fn http_upstream(name: &str, url: &str) -> String {
     format!("  - name: {name}\n    http:\n      url: \"{url}\"\n")
 }
 
+/// An HTTP upstream spoken to in one protocol revision (`2025-11-25` or `2026-07-28`) whatever else it speaks.
+pub fn http_upstream_pinned(name: &str, url: &str, protocol: &str) -> String {
+    format!("  - name: {name}\n    http:\n      url: \"{url}\"\n      protocol: \"{protocol}\"\n")
+}
+
 /// Polls `f` until it returns `Some`, for at most `secs` seconds.
 pub async fn eventually<T, F, Fut>(secs: u64, mut f: F) -> T
 where

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use http::{StatusCode, header};
 use rmcp::model::{ErrorCode, ErrorData, JsonRpcMessage, RequestId, ServerRequest};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use super::wire::{server_request_method, without_url};
 use super::{HttpConn, UpstreamMessage};
@@ -100,26 +101,8 @@ impl HttpConn {
                     return;
                 }
                 Ok(r) if r.status().is_success() => {
-                    let mut events =
-                        std::pin::pin!(sse_stream::SseByteStream::new(r.bytes_stream()));
-                    loop {
-                        let event = tokio::select! {
-                            e = events.next() => e,
-                            () = self.closed.cancelled() => return,
-                        };
-                        let Some(Ok(event)) = event else { break };
-                        let Some(data) = event.data else { continue };
-                        if let Ok(message) = serde_json::from_str::<UpstreamMessage>(&data) {
-                            match message {
-                                JsonRpcMessage::Notification(n) => {
-                                    self.notification(n.notification, None)
-                                }
-                                JsonRpcMessage::Request(r) => {
-                                    self.answer_request(r.id, r.request, None, None)
-                                }
-                                _ => {}
-                            }
-                        }
+                    if !self.follow(r, &CancellationToken::new()).await {
+                        return;
                     }
                     delay = Duration::from_millis(500);
                 }
@@ -136,6 +119,32 @@ impl HttpConn {
                 () = self.closed.cancelled() => return,
             }
             delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+}
+
+impl HttpConn {
+    /// Takes what comes on a stream of notifications (a GET stream, a listen stream) until it ends (`true`) or the
+    /// session closes or `stop` is cancelled (`false`). Requests on it are tied to no call.
+    pub(super) async fn follow(
+        &self,
+        response: reqwest::Response,
+        stop: &CancellationToken,
+    ) -> bool {
+        let mut events = std::pin::pin!(sse_stream::SseByteStream::new(response.bytes_stream()));
+        loop {
+            let event = tokio::select! {
+                e = events.next() => e,
+                () = self.closed.cancelled() => return false,
+                () = stop.cancelled() => return false,
+            };
+            let Some(Ok(event)) = event else { return true };
+            let Some(data) = event.data else { continue };
+            match serde_json::from_str::<UpstreamMessage>(&data) {
+                Ok(JsonRpcMessage::Notification(n)) => self.notification(n.notification, None),
+                Ok(JsonRpcMessage::Request(r)) => self.answer_request(r.id, r.request, None, None),
+                _ => {}
+            }
         }
     }
 }

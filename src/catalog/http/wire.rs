@@ -80,3 +80,25 @@ pub(super) fn content_type(response: &reqwest::Response) -> String {
         .unwrap_or("")
         .to_ascii_lowercase()
 }
+
+/// Most of a refusal's body read for the JSON-RPC error it may carry.
+const REFUSAL_BYTES: usize = 64 * 1024;
+
+/// The JSON-RPC error a refused request's body carries, if it is one (2026-07-28 answers its own errors with
+/// 400 and 404).
+pub(super) async fn refusal_error(response: reqwest::Response) -> Option<rmcp::model::ErrorData> {
+    if !response.status().is_client_error()
+        || !content_type(&response).starts_with("application/json")
+    {
+        return None;
+    }
+    let mut body = Vec::new();
+    let mut bytes = std::pin::pin!(limited(response.bytes_stream(), REFUSAL_BYTES));
+    while let Some(Ok(chunk)) = bytes.next().await {
+        body.extend_from_slice(&chunk);
+    }
+    match serde_json::from_slice::<super::UpstreamMessage>(&body).ok()? {
+        rmcp::model::JsonRpcMessage::Error(error) => Some(error.error),
+        _ => None,
+    }
+}

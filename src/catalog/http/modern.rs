@@ -1,0 +1,307 @@
+//! Protocol revision 2026-07-28 towards an HTTP upstream that speaks it: found with `server/discover` before any
+//! `initialize`; then every request is stateless, carrying in `_meta` the version, toolgate's identity and what
+//! the client of the request declared (of what toolgate relays), with the `Mcp-Method` and `Mcp-Name` headers
+//! built from the body toolgate sends. Change notifications come on `subscriptions/listen` streams (one for the
+//! lists, one per subscribed resource) instead of a session's GET stream. An `input_required` result goes back to
+//! a modern client as it is (the gateway checks and seals it); for a legacy client toolgate asks the client each
+//! input request on the call's own stream and retries the request with the answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, StatusCode};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::HttpConn;
+use super::wire::request_body;
+use crate::catalog::UpstreamError;
+use crate::catalog::client_side::ClientSide;
+use crate::catalog::routing::CallSink;
+use crate::config::UpstreamProtocol;
+
+/// The modern protocol revision.
+pub(super) const MODERN_VERSION: &str = "2026-07-28";
+
+/// Most rounds of input one request may take when toolgate answers the upstream's input requests itself.
+const MAX_ROUNDS: usize = 8;
+
+/// The methods whose results may ask for input, and whose `Mcp-Name` header names their item.
+fn named(method: &str, params: &Value) -> Option<String> {
+    let field = match method {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" => "uri",
+        _ => return None,
+    };
+    params
+        .get(field)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// A request's params in the modern form: `_meta` says the version, toolgate and the client's side; a retried
+/// request carries the client's input and the upstream's state.
+pub(super) fn modern_params(method: &str, params: Value, client: &ClientSide) -> Value {
+    let mut params = match params {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    let meta = params
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !meta.is_object() {
+        *meta = Value::Object(Map::new());
+    }
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert(
+            "io.modelcontextprotocol/protocolVersion".into(),
+            json!(MODERN_VERSION),
+        );
+        meta.insert(
+            "io.modelcontextprotocol/clientInfo".into(),
+            json!({"name": "toolgate", "version": env!("CARGO_PKG_VERSION")}),
+        );
+        meta.insert(
+            "io.modelcontextprotocol/clientCapabilities".into(),
+            client.relayed_capabilities(),
+        );
+        if let Some(level) = &client.log_level {
+            meta.insert("io.modelcontextprotocol/logLevel".into(), json!(level));
+        }
+    }
+    if matches!(method, "tools/call" | "prompts/get" | "resources/read") {
+        if let Some(responses) = &client.input_responses {
+            params.insert("inputResponses".into(), responses.clone());
+        }
+        if let Some(state) = &client.request_state {
+            params.insert("requestState".into(), json!(state));
+        }
+    }
+    Value::Object(params)
+}
+
+/// The routing headers of a modern request, from its body.
+pub(super) fn routing_headers(method: &str, params: &Value) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers = Vec::with_capacity(2);
+    if let Ok(value) = HeaderValue::from_str(method) {
+        headers.push((HeaderName::from_static("mcp-method"), value));
+    }
+    if let Some(name) = named(method, params)
+        && let Ok(value) = HeaderValue::from_str(&crate::names::encode_header_value(&name))
+    {
+        headers.push((HeaderName::from_static("mcp-name"), value));
+    }
+    headers
+}
+
+/// Whether a result asks for input.
+pub(super) fn input_required(result: &Value) -> bool {
+    result.get("resultType").and_then(Value::as_str) == Some("input_required")
+}
+
+impl HttpConn {
+    /// Whether to speak 2026-07-28 to the upstream: as `protocol` pins it, else as `server/discover` says (asked
+    /// for at most 5 s). Pinned to 2026-07-28, an upstream that does not speak it is not connected.
+    pub(super) async fn speaks_modern(
+        &self,
+        protocol: UpstreamProtocol,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<bool, UpstreamError> {
+        match protocol {
+            UpstreamProtocol::Legacy => Ok(false),
+            UpstreamProtocol::Auto => Ok(self
+                .discover(timeout.min(Duration::from_secs(5)), max_bytes)
+                .await),
+            UpstreamProtocol::Modern => {
+                if self.discover(timeout, max_bytes).await {
+                    Ok(true)
+                } else {
+                    Err(UpstreamError::Connect(format!(
+                        "it does not speak protocol {MODERN_VERSION} (`protocol` pins it)"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Asks the upstream what it speaks; `Ok(true)` when it speaks 2026-07-28. Anything but a discovery result
+    /// (an HTTP refusal, a legacy error, no answer in time) means a legacy upstream.
+    pub(super) async fn discover(&self, timeout: Duration, max_bytes: usize) -> bool {
+        let client = ClientSide::default();
+        let params = modern_params("server/discover", json!({}), &client);
+        let id = self.fresh_id();
+        let Ok(body) = request_body(id, "server/discover", &params) else {
+            return false;
+        };
+        let mut extra = routing_headers("server/discover", &params);
+        extra.push((
+            HeaderName::from_static("mcp-protocol-version"),
+            HeaderValue::from_static(MODERN_VERSION),
+        ));
+        let answer = tokio::time::timeout(timeout, async {
+            let response = self.post_with(body, &extra).await?;
+            self.read_answer(response, id, None, max_bytes).await
+        })
+        .await;
+        match answer {
+            Ok(Ok(result)) => result
+                .get("supportedVersions")
+                .and_then(Value::as_array)
+                .is_some_and(|v| v.iter().any(|v| v == MODERN_VERSION)),
+            _ => false,
+        }
+    }
+
+    /// One modern request and its answer; an `input_required` result goes back to a modern client, and is answered
+    /// by asking a legacy one.
+    pub(super) async fn modern_exchange(
+        &self,
+        method: &str,
+        params: Value,
+        sink: Option<&CallSink>,
+        cancel: &CancellationToken,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<Value, UpstreamError> {
+        let client = ClientSide::current();
+        let sent = modern_params(method, params.clone(), &client);
+        let result = self
+            .exchange(method, &sent, sink, cancel, timeout, max_bytes)
+            .await?;
+        if !input_required(&result) {
+            return Ok(result);
+        }
+        if client.modern {
+            return Err(UpstreamError::InputRequired(Box::new(result)));
+        }
+        self.answer_input(method, &params, result, sink, cancel, (timeout, max_bytes))
+            .await
+    }
+
+    /// Answers an upstream's `input_required` result for a legacy client: each input request is asked of the
+    /// client (decided and recorded on the way), and the request is sent again with the answers and the upstream's
+    /// state, for at most [`MAX_ROUNDS`] rounds.
+    pub(super) async fn answer_input(
+        &self,
+        method: &str,
+        params: &Value,
+        mut result: Value,
+        sink: Option<&CallSink>,
+        cancel: &CancellationToken,
+        (timeout, max_bytes): (Duration, usize),
+    ) -> Result<Value, UpstreamError> {
+        for _ in 0..MAX_ROUNDS {
+            if !input_required(&result) {
+                return Ok(result);
+            }
+            let Some(sink) = sink else {
+                return Err(UpstreamError::Malformed(format!(
+                    "the upstream needs input from the client, which `{method}` cannot carry to a client of \
+                     protocol 2025-11-25"
+                )));
+            };
+            let mut responses = Map::new();
+            if let Some(requests) = result.get("inputRequests").and_then(Value::as_object) {
+                for (key, request) in requests {
+                    let asked = request.get("method").and_then(Value::as_str).unwrap_or("");
+                    let asked_params = request.get("params").cloned().unwrap_or_else(|| json!({}));
+                    let answer = sink
+                        .ask(asked, asked_params)
+                        .await
+                        .map_err(UpstreamError::Rpc)?;
+                    responses.insert(key.clone(), answer);
+                }
+            }
+            let mut client = ClientSide::current();
+            client.input_responses = Some(Value::Object(responses));
+            client.request_state = result
+                .get("requestState")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let retry = modern_params(method, params.clone(), &client);
+            result = self
+                .exchange(method, &retry, Some(sink), cancel, timeout, max_bytes)
+                .await?;
+        }
+        Err(UpstreamError::Malformed(format!(
+            "the upstream still needs input after {MAX_ROUNDS} rounds"
+        )))
+    }
+
+    /// Listens on a `subscriptions/listen` stream for the list changes (no resource) or the updates of one
+    /// resource, until the session ends or `stop` is cancelled; reopened when it breaks.
+    pub(super) async fn listen_modern(
+        self: Arc<Self>,
+        uri: Option<String>,
+        stop: CancellationToken,
+    ) {
+        let mut delay = Duration::from_millis(500);
+        let notifications = match &uri {
+            None => {
+                json!({"toolsListChanged": true, "promptsListChanged": true, "resourcesListChanged": true})
+            }
+            Some(uri) => json!({"resourceSubscriptions": [uri]}),
+        };
+        while !self.closed.is_cancelled() && !stop.is_cancelled() {
+            let params = modern_params(
+                "subscriptions/listen",
+                json!({"notifications": notifications}),
+                &ClientSide::default(),
+            );
+            let id = self.fresh_id();
+            let Ok(body) = request_body(id, "subscriptions/listen", &params) else {
+                return;
+            };
+            let extra = routing_headers("subscriptions/listen", &params);
+            let response = tokio::select! {
+                r = self.post_with(body, &extra) => r,
+                () = self.closed.cancelled() => return,
+                () = stop.cancelled() => return,
+            };
+            match response {
+                Ok(r) if r.status() == StatusCode::OK => {
+                    if !self.follow(r, &stop).await {
+                        return;
+                    }
+                    delay = Duration::from_millis(500);
+                }
+                Ok(r) => {
+                    tracing::debug!(upstream = %self.upstream, status = %r.status(), "listen stream refused");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(upstream = %self.upstream, "listen stream failed: {e}");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.closed.cancelled() => return,
+                () = stop.cancelled() => return,
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// `resources/subscribe` and `resources/unsubscribe` of a modern upstream: a listen stream per resource.
+    pub(super) fn subscription(self: &Arc<Self>, method: &str, params: &Value) -> Option<Value> {
+        let uri = params.get("uri").and_then(Value::as_str)?.to_string();
+        match method {
+            "resources/subscribe" => {
+                if !self.listens.contains_key(&uri) {
+                    let stop = CancellationToken::new();
+                    self.listens.insert(uri.clone(), stop.clone());
+                    tokio::spawn(Arc::clone(self).listen_modern(Some(uri), stop));
+                }
+                Some(json!({}))
+            }
+            "resources/unsubscribe" => {
+                if let Some((_, stop)) = self.listens.remove(&uri) {
+                    stop.cancel();
+                }
+                Some(json!({}))
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Multi round-trip requests (protocol 2026-07-28) between a modern client and a modern upstream. An upstream's
+//! `input_required` result goes back to the client with each input request decided (`sample`, `elicit`, `roots`,
+//! as requests relayed during a call are) and redacted by the request's rules, and with toolgate's own
+//! `requestState`: the upstream's state sealed with an HMAC (a key of this process) together with the caller, the
+//! method, the item and an expiry. The client's retry is honoured only with a state toolgate sealed for this very
+//! caller and request, still fresh; the upstream gets its own state back, and the client's answers as they came.
+//! Nothing is kept between rounds.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use rmcp::model::{CallToolResult, ErrorCode, ErrorData, ResultType};
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+
+use super::CallContext;
+use super::record::Outcome;
+use crate::audit::DecisionRecord;
+use crate::identity::Caller;
+use crate::reason::Reason;
+
+/// How long a sealed state may be presented back.
+const STATE_TTL_SECS: i64 = 600;
+/// Longest sealed state accepted (an upstream's own state is bounded by the answer size; this bounds the check).
+const MAX_STATE: usize = 256 * 1024;
+
+/// Seals and opens `requestState`s.
+pub struct Rounds {
+    key: [u8; 32],
+}
+
+impl Rounds {
+    /// A fresh key: states do not outlive the process.
+    pub fn new() -> Result<Self, getrandom::Error> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key)?;
+        Ok(Self { key })
+    }
+
+    fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(payload);
+        mac
+    }
+
+    /// The state a client echoes back: the upstream's `state` bound to the caller, method and item.
+    pub fn seal(&self, caller: &Caller, method: &str, item: &str, state: Option<&str>) -> String {
+        let mut nonce = [0u8; 12];
+        let _ = getrandom::fill(&mut nonce);
+        let payload = json!({
+            "who": caller.subject_key(),
+            "chain": caller.chain,
+            "m": method,
+            "n": item,
+            "exp": jsonwebtoken::get_current_timestamp() as i64 + STATE_TTL_SECS,
+            "s": state,
+            "r": URL_SAFE_NO_PAD.encode(nonce),
+        });
+        let payload = serde_json::to_vec(&payload).unwrap_or_default();
+        let tag = self.mac(&payload).finalize().into_bytes();
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
+    }
+
+    /// The upstream's state inside a sealed one, if toolgate sealed it for this caller, method and item and it
+    /// has not lapsed; why not, otherwise.
+    pub fn open(
+        &self,
+        caller: &Caller,
+        method: &str,
+        item: &str,
+        sealed: &str,
+    ) -> Result<Option<String>, &'static str> {
+        if sealed.len() > MAX_STATE {
+            return Err("it is longer than any state toolgate hands out");
+        }
+        let (payload, tag) = sealed
+            .split_once('.')
+            .ok_or("it is not a state toolgate handed out")?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| "it is not a state toolgate handed out")?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| "it is not a state toolgate handed out")?;
+        self.mac(&payload)
+            .verify_slice(&tag)
+            .map_err(|_| "its integrity check failed")?;
+        let payload: Value = serde_json::from_slice(&payload)
+            .map_err(|_| "it is not a state toolgate handed out")?;
+        if payload["who"] != json!(caller.subject_key()) || payload["chain"] != json!(caller.chain)
+        {
+            return Err("it was handed out to another caller");
+        }
+        if payload["m"] != json!(method) || payload["n"] != json!(item) {
+            return Err("it was handed out for another request");
+        }
+        let lapsed = payload["exp"]
+            .as_i64()
+            .is_none_or(|exp| exp < jsonwebtoken::get_current_timestamp() as i64);
+        if lapsed {
+            return Err("it has lapsed");
+        }
+        Ok(payload["s"].as_str().map(str::to_string))
+    }
+}
+
+/// The refusal of a retry whose state toolgate did not seal for it.
+pub(super) fn state_refused(why: &str, record: &mut DecisionRecord) -> ErrorData {
+    record.deny(Reason::RequestStateInvalid, vec![why.to_string()]);
+    ErrorData::new(
+        ErrorCode::INVALID_PARAMS,
+        format!("requestState integrity check failed: {why}"),
+        Some(json!({"reason": Reason::RequestStateInvalid.as_str()})),
+    )
+}
+
+/// Whether a result asks for input.
+pub(super) fn is_input_required(result: &Value) -> bool {
+    result.get("resultType").and_then(Value::as_str) == Some("input_required")
+}
+
+/// An `input_required` answer for the client: the decided input requests, toolgate's sealed state.
+pub(super) fn interim(requests: Map<String, Value>, sealed: String) -> Value {
+    json!({"resultType": "input_required", "inputRequests": requests, "requestState": sealed})
+}
+
+/// A tool call's interim answer in the pipeline's result type; the downstream gives it in the wire form
+/// ([`interim_of`]).
+pub(super) fn interim_call(interim: Value) -> CallToolResult {
+    let mut result = CallToolResult::success(Vec::new());
+    result.result_type = Some(ResultType::INPUT_REQUIRED);
+    result.structured_content = Some(interim);
+    result
+}
+
+/// A tool call's interim answer on the wire, if the result is one.
+pub fn interim_of(result: &CallToolResult) -> Option<&Value> {
+    (result.result_type == Some(ResultType::INPUT_REQUIRED))
+        .then_some(result.structured_content.as_ref())
+        .flatten()
+}
+
+impl super::Gateway {
+    /// Opens a retried request's `requestState`: the upstream's state when toolgate sealed it for this caller,
+    /// method and item (the refusal, recorded, otherwise).
+    pub async fn open_state(
+        &self,
+        call: &CallContext<'_>,
+        method: &str,
+        item: &str,
+        sealed: &str,
+    ) -> Result<Option<String>, ErrorData> {
+        match self.rounds.open(call.caller, method, item, sealed) {
+            Ok(state) => Ok(state),
+            Err(why) => {
+                let mut record = super::record::caller_record(method, call);
+                record.tool = Some(item.to_string());
+                let refusal = state_refused(why, &mut record);
+                self.commit(record, Err(refusal)).await
+            }
+        }
+    }
+
+    /// A tool call's `input_required` result for a modern client, in the pipeline's result type.
+    pub(super) async fn call_input_required(
+        &self,
+        call: &CallContext<'_>,
+        tool: &crate::catalog::ExposedTool,
+        rules: &crate::redact::Rules,
+        result: Value,
+        record: &mut DecisionRecord,
+    ) -> Result<CallToolResult, ErrorData> {
+        let relayed = super::relay::Relayed::Tool(tool);
+        let interim = self
+            .pass_input_required(call, relayed, rules, "tools/call", result, record)
+            .await?;
+        Ok(interim_call(interim))
+    }
+
+    /// An upstream's `input_required` result for a modern client: its input requests decided (refused requests
+    /// refuse the call) and redacted, its state sealed.
+    pub(super) async fn pass_input_required(
+        &self,
+        call: &CallContext<'_>,
+        asker: super::relay::Relayed<'_>,
+        rules: &crate::redact::Rules,
+        method: &str,
+        result: Value,
+        record: &mut DecisionRecord,
+    ) -> Result<Value, ErrorData> {
+        let mut requests = match result.get("inputRequests") {
+            Some(Value::Object(requests)) => requests.clone(),
+            _ => Map::new(),
+        };
+        let state = result.get("requestState").and_then(Value::as_str);
+        if requests.is_empty() && state.is_none() {
+            record.outcome = Reason::UpstreamMalformed.into();
+            return Err(ErrorData::internal_error(
+                "the upstream asked for input without saying what (no inputRequests, no requestState)",
+                Some(json!({"reason": Reason::UpstreamMalformed.as_str()})),
+            ));
+        }
+        self.decide_input_requests(call, asker, rules, &mut requests)
+            .await?;
+        record.decision = "allow".into();
+        record.outcome = Reason::InputRequired.into();
+        record.upstream_outcome = Some(Reason::InputRequired.as_str().into());
+        let sealed = self.rounds.seal(call.caller, method, asker.name(), state);
+        Ok(interim(requests, sealed))
+    }
+}
