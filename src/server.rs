@@ -7,6 +7,7 @@ mod handlers;
 mod jsonrpc;
 mod listen;
 mod modern;
+mod parked;
 mod post;
 mod probes;
 mod replay;
@@ -47,6 +48,8 @@ pub struct AppState {
     gateway: Arc<Gateway>,
     sessions: Arc<Sessions>,
     guard: Arc<HostGuard>,
+    /// Modern tool calls held for their clients' input.
+    held: Arc<parked::Held>,
 }
 
 /// Builds the router: `/mcp`, `/healthz`, `/readyz`, behind the Host/Origin guard.
@@ -55,6 +58,7 @@ pub fn router(gateway: Arc<Gateway>, guard: Arc<HostGuard>, sessions: Arc<Sessio
         gateway,
         sessions,
         guard,
+        held: Arc::default(),
     };
     Router::new()
         .route(

@@ -46,17 +46,28 @@ impl Rounds {
 
     /// The state a client echoes back: the upstream's `state` bound to the caller, method and item.
     pub fn seal(&self, caller: &Caller, method: &str, item: &str, state: Option<&str>) -> String {
+        self.seal_inner(caller, method, item, json!({"s": state}))
+    }
+
+    /// The state a client echoes back to continue a call toolgate holds for it (by the held call's id).
+    pub fn seal_held(&self, caller: &Caller, method: &str, item: &str, held: &str) -> String {
+        self.seal_inner(caller, method, item, json!({"h": held}))
+    }
+
+    fn seal_inner(&self, caller: &Caller, method: &str, item: &str, inner: Value) -> String {
         let mut nonce = [0u8; 12];
         let _ = getrandom::fill(&mut nonce);
-        let payload = json!({
+        let mut payload = json!({
             "who": caller.subject_key(),
             "chain": caller.chain,
             "m": method,
             "n": item,
             "exp": jsonwebtoken::get_current_timestamp() as i64 + STATE_TTL_SECS,
-            "s": state,
             "r": URL_SAFE_NO_PAD.encode(nonce),
         });
+        if let (Some(payload), Value::Object(inner)) = (payload.as_object_mut(), inner) {
+            payload.extend(inner);
+        }
         let payload = serde_json::to_vec(&payload).unwrap_or_default();
         let tag = self.mac(&payload).finalize().into_bytes();
         format!(
@@ -66,15 +77,15 @@ impl Rounds {
         )
     }
 
-    /// The upstream's state inside a sealed one, if toolgate sealed it for this caller, method and item and it
-    /// has not lapsed; why not, otherwise.
+    /// What a sealed state holds, if toolgate sealed it for this caller, method and item and it has not lapsed;
+    /// why not, otherwise.
     pub fn open(
         &self,
         caller: &Caller,
         method: &str,
         item: &str,
         sealed: &str,
-    ) -> Result<Option<String>, &'static str> {
+    ) -> Result<Opened, &'static str> {
         if sealed.len() > MAX_STATE {
             return Err("it is longer than any state toolgate hands out");
         }
@@ -105,12 +116,24 @@ impl Rounds {
         if lapsed {
             return Err("it has lapsed");
         }
-        Ok(payload["s"].as_str().map(str::to_string))
+        Ok(match payload["h"].as_str() {
+            Some(held) => Opened::Held(held.to_string()),
+            None => Opened::Upstream(payload["s"].as_str().map(str::to_string)),
+        })
     }
 }
 
+/// What a sealed `requestState` holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// The upstream's own state (if it gave one), to send back with the client's answers.
+    Upstream(Option<String>),
+    /// The id of a call toolgate holds for the client (its upstream asked with a request of its own).
+    Held(String),
+}
+
 /// The refusal of a retry whose state toolgate did not seal for it.
-pub(super) fn state_refused(why: &str, record: &mut DecisionRecord) -> ErrorData {
+pub fn state_refused(why: &str, record: &mut DecisionRecord) -> ErrorData {
     record.deny(Reason::RequestStateInvalid, vec![why.to_string()]);
     ErrorData::new(
         ErrorCode::INVALID_PARAMS,
@@ -146,15 +169,20 @@ pub fn interim_of(result: &CallToolResult) -> Option<&Value> {
 }
 
 impl super::Gateway {
-    /// Opens a retried request's `requestState`: the upstream's state when toolgate sealed it for this caller,
-    /// method and item (the refusal, recorded, otherwise).
+    /// The state a client echoes back to continue a call toolgate holds for it.
+    pub fn seal_held(&self, caller: &Caller, method: &str, item: &str, held: &str) -> String {
+        self.rounds.seal_held(caller, method, item, held)
+    }
+
+    /// Opens a retried request's `requestState`: what it holds when toolgate sealed it for this caller, method
+    /// and item (the refusal, recorded, otherwise).
     pub async fn open_state(
         &self,
         call: &CallContext<'_>,
         method: &str,
         item: &str,
         sealed: &str,
-    ) -> Result<Option<String>, ErrorData> {
+    ) -> Result<Opened, ErrorData> {
         match self.rounds.open(call.caller, method, item, sealed) {
             Ok(state) => Ok(state),
             Err(why) => {

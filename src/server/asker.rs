@@ -49,27 +49,36 @@ fn needs(method: &str, params: &Value) -> Option<&'static str> {
     }
 }
 
+/// Why a request may not be asked of this session's client: toolgate relays only sampling, elicitation and
+/// roots, and only what the client declared it can do.
+pub(super) fn refusal_for(session: &Session, method: &str, params: &Value) -> Option<ErrorData> {
+    let Some(capability) = needs(method, params) else {
+        return Some(ErrorData::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            format!("`{method}` requests are not relayed to clients"),
+            None,
+        ));
+    };
+    if !session.declared(capability) {
+        return Some(ErrorData::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            format!(
+                "the client did not declare the `{}` capability",
+                capability.trim_start_matches('/').replace('/', ".")
+            ),
+            Some(json!({"reason": Reason::ClientCapabilityMissing.as_str()})),
+        ));
+    }
+    None
+}
+
 impl Asker for SessionAsker {
     fn ask(&self, method: String, params: Value) -> BoxFuture<'static, Result<Value, ErrorData>> {
         let (session, stream, timeout) =
             (Arc::clone(&self.session), self.stream.clone(), self.timeout);
         Box::pin(async move {
-            let Some(capability) = needs(&method, &params) else {
-                return Err(ErrorData::new(
-                    ErrorCode::METHOD_NOT_FOUND,
-                    format!("`{method}` requests are not relayed to clients"),
-                    None,
-                ));
-            };
-            if !session.declared(capability) {
-                return Err(ErrorData::new(
-                    ErrorCode::METHOD_NOT_FOUND,
-                    format!(
-                        "the client did not declare the `{}` capability",
-                        capability.trim_start_matches('/').replace('/', ".")
-                    ),
-                    Some(json!({"reason": Reason::ClientCapabilityMissing.as_str()})),
-                ));
+            if let Some(refusal) = refusal_for(&session, &method, &params) {
+                return Err(refusal);
             }
             let Some((id, answer)) = session.expect_answer() else {
                 return Err(ErrorData::internal_error(

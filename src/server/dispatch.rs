@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::Session;
 use crate::catalog::{CallSink, ClientSide};
-use crate::gateway::{CallContext, Gateway, ItemKind};
+use crate::gateway::{CallContext, Gateway, ItemKind, Opened};
 use crate::identity::Caller;
 
 /// The legacy protocol versions (sessions opened with `initialize`) toolgate speaks downstream, newest first;
@@ -142,7 +142,11 @@ async fn client_side(
         .and_then(|r| serde_json::to_value(r).ok());
     if let Some(sealed) = state {
         let call = CallContext::new(caller, &session.id, id);
-        client.request_state = gateway.open_state(&call, method, name, sealed).await?;
+        client.request_state = match gateway.open_state(&call, method, name, sealed).await? {
+            Opened::Upstream(state) => state,
+            // The call it continues would have been found before the request got here.
+            Opened::Held(_) => return Err(super::parked::call_gone()),
+        };
     }
     Ok(client)
 }
@@ -207,6 +211,11 @@ async fn answer(
                         .with_asker(Arc::new(asker))
                 }
                 None => CallSink::discard(),
+            };
+            // A modern client is asked in its call's answer (`input_required`), and answers with its retry.
+            let sink = match session.questions() {
+                Some(questions) if modern => sink.with_asker(questions),
+                _ => sink,
             };
             let tracked = session.track_call(&id);
             let call = CallContext::new(caller, &session.id, &id);

@@ -9,12 +9,7 @@
 // Logging is deprecated by SEP-2577 (protocol 2026-07-28); its per-request level lives on in `_meta`.
 #![allow(deprecated)]
 
-use std::convert::Infallible;
-use std::sync::Arc;
-
-use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use http::{HeaderMap, StatusCode, header};
 use rmcp::model::{
     ClientRequest, ErrorCode, ErrorData, JsonRpcRequest, RequestId, ServerJsonRpcMessage,
@@ -22,12 +17,15 @@ use rmcp::model::{
 use serde_json::{Map, Value, json};
 
 use super::handlers::{accepts, json_response};
-use super::stream::{sse_frame, sse_response};
 use super::{AppState, Session, dispatch, jsonrpc};
+use crate::gateway::{CallContext, Opened};
 use crate::identity::Caller;
 use crate::telemetry;
 
+mod calls;
 mod checks;
+
+pub(super) use calls::CancelOnDrop;
 
 use checks::check;
 pub(super) use checks::{Envelope, envelope};
@@ -105,6 +103,32 @@ pub(super) async fn answer(
             id,
         );
     }
+    // A retry that continues a call toolgate holds for this caller goes on with that call.
+    if let ClientRequest::CallToolRequest(call) = &request.request
+        && let Some(sealed) = &call.params.request_state
+    {
+        let context = CallContext::new(&caller, "", &id);
+        let opened = state
+            .gateway
+            .open_state(&context, "tools/call", &call.params.name, sealed)
+            .await;
+        match opened {
+            Ok(Opened::Held(held)) => {
+                let responses = call
+                    .params
+                    .input_responses
+                    .as_ref()
+                    .and_then(|r| serde_json::to_value(r).ok());
+                return calls::resume(state, &headers, caller, id, &held, responses).await;
+            }
+            // The upstream's own state: opened again on the way to the upstream.
+            Ok(Opened::Upstream(_)) => {}
+            Err(error) => {
+                let error = ServerJsonRpcMessage::error(error, Some(id));
+                return answer_json(&state, &headers, &finish(error, "tools/call"));
+            }
+        }
+    }
     match request.request {
         ClientRequest::DiscoverRequest(_) => {
             let message = ServerJsonRpcMessage::response(
@@ -128,7 +152,7 @@ pub(super) async fn answer(
             }
             let stream = matches!(request, ClientRequest::CallToolRequest(_))
                 && accepts(&headers, "text/event-stream");
-            run(state, &headers, session, caller, id, request, stream).await
+            calls::run(state, &headers, session, caller, id, request, stream).await
         }
     }
 }
@@ -241,7 +265,11 @@ fn refusal(status: StatusCode, error: ErrorData, id: RequestId) -> Response {
 }
 
 /// A JSON answer with its modern status (a step-up refusal is answered as the authorization spec says).
-fn answer_json(state: &AppState, headers: &HeaderMap, message: &ServerJsonRpcMessage) -> Response {
+pub(super) fn answer_json(
+    state: &AppState,
+    headers: &HeaderMap,
+    message: &ServerJsonRpcMessage,
+) -> Response {
     if let Some(response) = super::post::step_up(state, headers, message) {
         return response;
     }
@@ -256,98 +284,4 @@ fn answer_json(state: &AppState, headers: &HeaderMap, message: &ServerJsonRpcMes
         jsonrpc::to_bytes(message),
     )
         .into_response()
-}
-
-/// Cancels a request's work when dropped before it was disarmed: closing a modern request's connection or event
-/// stream cancels it.
-struct CancelOnDrop {
-    session: Arc<Session>,
-    id: Option<RequestId>,
-}
-
-impl CancelOnDrop {
-    fn disarm(&mut self) {
-        self.id = None;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            self.session.cancel_call(&id);
-        }
-    }
-}
-
-/// Runs a modern request in its own task (so that it is recorded however its client goes); answers JSON when
-/// the answer comes before any notification, else an event stream of the request's notifications and answer.
-async fn run(
-    state: AppState,
-    headers: &HeaderMap,
-    session: Arc<Session>,
-    caller: Caller,
-    id: RequestId,
-    request: ClientRequest,
-    stream: bool,
-) -> Response {
-    let mut cancel = CancelOnDrop {
-        session: Arc::clone(&session),
-        id: Some(id.clone()),
-    };
-    let (mut rx, mut done_rx) =
-        super::post::spawn_request(&state, session, caller, id, request, stream);
-    let first = tokio::select! {
-        biased;
-        answer = &mut done_rx => {
-            cancel.disarm();
-            return match answer {
-                Ok(answer) => answer_json(&state, headers, &answer),
-                Err(_) => ended_without_answer(),
-            };
-        }
-        first = rx.recv() => first,
-    };
-    let Some(first) = first else {
-        let answer = done_rx.await;
-        cancel.disarm();
-        return match answer {
-            Ok(answer) => answer_json(&state, headers, &answer),
-            Err(_) => ended_without_answer(),
-        };
-    };
-    // An event stream: the request's notifications, then its answer. Not resumable in this revision; closing it
-    // cancels the request.
-    let state = Some((Some(first), rx, done_rx, cancel));
-    let events = futures::stream::unfold(state, |state| async move {
-        let (first, mut rx, mut done, mut cancel) = state?;
-        if let Some(first) = first {
-            return Some((sse_frame(&first), Some((None, rx, done, cancel))));
-        }
-        tokio::select! {
-            biased;
-            Some(message) = rx.recv() => Some((sse_frame(&message), Some((None, rx, done, cancel)))),
-            answer = &mut done => {
-                cancel.disarm();
-                // Notifications sent before the answer, then the answer.
-                let mut frames = Vec::new();
-                while let Ok(message) = rx.try_recv() {
-                    frames.extend_from_slice(&sse_frame(&message));
-                }
-                if let Ok(answer) = answer {
-                    frames.extend_from_slice(&sse_frame(&answer));
-                }
-                Some((axum::body::Bytes::from(frames), None))
-            }
-        }
-    })
-    .map(Ok::<_, Infallible>);
-    sse_response(Body::from_stream(events))
-}
-
-fn ended_without_answer() -> Response {
-    super::handlers::http_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorCode::INTERNAL_ERROR,
-        "request ended without an answer",
-    )
 }

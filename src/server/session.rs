@@ -42,6 +42,8 @@ pub struct Session {
     next_stream: AtomicU64,
     /// The session subscribed to a resource at least once: its requests renew the caller updates are decided for.
     pub subscribed: AtomicBool,
+    /// A modern tool call's questions to its client (the session is the call's own).
+    questions: std::sync::OnceLock<Arc<super::parked::Questions>>,
 }
 
 /// Most answered event streams one session keeps for resumption; beyond, finished ones are forgotten first.
@@ -72,6 +74,7 @@ impl Session {
             replays: DashMap::new(),
             next_stream: AtomicU64::new(1),
             subscribed: AtomicBool::new(false),
+            questions: std::sync::OnceLock::new(),
         })
     }
 
@@ -109,6 +112,16 @@ impl Session {
         if let Ok(mut c) = self.capabilities.lock() {
             *c = serde_json::to_value(capabilities).unwrap_or_default();
         }
+    }
+
+    /// Where a modern tool call's upstream asks its client: held for the client's retry.
+    pub(super) fn set_questions(&self, questions: Arc<super::parked::Questions>) {
+        let _ = self.questions.set(questions);
+    }
+
+    /// A modern tool call's questions to its client.
+    pub(super) fn questions(&self) -> Option<Arc<super::parked::Questions>> {
+        self.questions.get().cloned()
     }
 
     /// Keeps what a modern request declared in its `_meta`.
