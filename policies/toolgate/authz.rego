@@ -42,6 +42,20 @@ allow if {
 	count(deny) == 0
 }
 
+# While a caller reads a resource or gets a prompt it may use, the upstream may ask the caller's client too (protocol
+# 2026-07-28 input requests), unless what it sends is refused below.
+allow if {
+	input.action in {"sample", "elicit", "roots"}
+	resource_visible
+	count(deny) == 0
+}
+
+allow if {
+	input.action in {"sample", "elicit", "roots"}
+	prompt_visible
+	count(deny) == 0
+}
+
 # Resources and prompts: a caller may read (or subscribe to, or complete) exactly what it may see listed.
 allow if {
 	input.action in {"list", "read", "subscribe", "complete"}

@@ -355,6 +355,13 @@ test_hr_user_chain_clearance_caps_documents if {
 	not authz.decision.allow with input as on_resource(capped, salary_bands, "read")
 }
 
+test_an_upstream_may_ask_the_client_of_a_read_or_prompt_the_caller_may_make if {
+	authz.decision.allow with input as on_prompt(carol, performance_review, "elicit")
+	authz.decision.allow with input as on_resource(alice, handbook, "sample")
+	not authz.decision.allow with input as on_prompt(bob, performance_review, "elicit")
+	not authz.decision.allow with input as on_resource(alice, investigations, "sample")
+}
+
 test_an_upstream_may_ask_the_client_of_a_call_the_caller_may_make if {
 	sampling := object.union(alice, {"tool": hr_lookup, "action": "sample", "arguments": {"messages": []}, "facts": {}})
 	authz.decision.allow with input as sampling
