@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from mcp import ClientSession, types
+from mcp import Client, ClientSession, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
@@ -532,6 +532,119 @@ def test_a_client_without_the_capability_gets_an_error_result_not_a_request(gate
     assert echo.content[0].text == "Echo: after the refusals"
 
 
+# Protocol revision 2026-07-28 ("modern": stateless requests, `_meta` on each) through toolgate, with the Python
+# SDK's modern client. The fixture's upstreams speak 2025-11-25: toolgate maps between the two, an upstream's
+# sampling and elicitation requests included (they reach the client as `input_required` results).
+
+
+async def with_modern_client(url, fn, mode="2026-07-28", bearer=None, **client_args):
+    """Runs `fn` with the SDK's high-level client in `mode` (`2026-07-28`, or `auto`: `server/discover` first)."""
+    headers = {"Authorization": f"Bearer {bearer or token()}"}
+    async with create_mcp_http_client(headers=headers) as http, Client(
+        streamable_http_client(url, http_client=http), mode=mode, **client_args
+    ) as client:
+        assert client.protocol_version == "2026-07-28"
+        return await fn(client)
+
+
+def run_modern(url, fn, **client_args):
+    return asyncio.run(with_modern_client(url, fn, **client_args))
+
+
+def test_modern_client_discovers_toolgate_in_auto_mode(gateway):
+    async def body(client):
+        return client.server_info, client.server_capabilities
+
+    info, capabilities = run_modern(gateway, body, mode="auto")
+    assert info.name == "toolgate"
+    assert capabilities.tools is not None and capabilities.resources is not None and capabilities.prompts is not None
+
+
+def test_modern_client_lists_calls_reads_and_gets(gateway):
+    uri = f"{PREFIX}demo://resource/static/document/features.md"
+
+    async def body(client):
+        tools = {t.name for t in (await client.list_tools()).tools}
+        total = await client.call_tool("everything__get-sum", {"a": 19, "b": 23})
+        now = await client.call_tool("time__get_current_time", {"timezone": "UTC"})
+        read = await client.read_resource(uri)
+        prompt = await client.get_prompt("everything__args-prompt", {"city": "Oslo", "state": "Nordland"})
+        return tools, total, now, read, prompt
+
+    tools, total, now, read, prompt = run_modern(gateway, body)
+    assert {"time__get_current_time", "everything__get-sum", "everything__echo"} <= tools
+    assert not total.is_error and total.content[0].text == "The sum of 19 and 23 is 42."
+    assert not now.is_error and now.structured_content["timezone"] == "UTC"
+    [content] = read.contents
+    assert content.uri == uri and content.text == (EVERYTHING_DOCS / "features.md").read_text()
+    [message] = prompt.messages
+    assert message.content.text == "What's weather in Oslo, Nordland?"
+
+
+def test_modern_client_answers_a_legacy_upstreams_sampling_and_elicitation(gateway):
+    asked = []
+
+    async def sampling(context, params):
+        asked.append(("sampling", params))
+        return sampled_answer("Six times seven is 42.")
+
+    async def elicitation(context, params):
+        asked.append(("elicitation", params))
+        return types.ElicitResult(action="accept", content={"name": "Grace Hopper", "check": True, "integer": 7})
+
+    async def body(client):
+        sampled = await asyncio.wait_for(
+            client.call_tool(SAMPLING_TOOL, {"prompt": "What is six times seven?", "maxTokens": 64}), 30
+        )
+        elicited = await asyncio.wait_for(client.call_tool(ELICITATION_TOOL, {}), 30)
+        return sampled, elicited
+
+    sampled, elicited = run_modern(gateway, body, sampling_callback=sampling, elicitation_callback=elicitation)
+    assert [kind for kind, _ in asked] == ["sampling", "elicitation"]
+    assert asked[0][1].messages[0].content.text.endswith("What is six times seven?")
+    assert asked[0][1].temperature == 0.7  # what server-everything sends, kept through the mapping
+    assert not sampled.is_error, sampled
+    assert json.loads(sampled.content[0].text[len("LLM sampling result: \n"):])["content"]["text"] == (
+        "Six times seven is 42."
+    )
+    assert not elicited.is_error, elicited
+    assert elicited.content[1].text == "User inputs:\n- Name: Grace Hopper\n- Agreed to terms: true\n- Favorite Integer: 7"
+
+
+def test_modern_client_without_the_capability_is_not_asked(gateway):
+    async def body(client):
+        return await asyncio.wait_for(client.call_tool(SAMPLING_TOOL, {"prompt": "p", "maxTokens": 8}), 20)
+
+    sampled = run_modern(gateway, body)
+    assert sampled.is_error
+    assert "did not declare the `sampling` capability" in sampled.content[0].text
+
+
+def test_modern_client_listens_for_list_changes(gateway):
+    async def body(client):
+        async with client.listen(tools_list_changed=True, prompts_list_changed=True) as subscription:
+            return subscription.honored
+
+    honored = run_modern(gateway, body)
+    assert honored.tools_list_changed and honored.prompts_list_changed
+
+
+def test_modern_requests_without_a_valid_token_are_refused(gateway):
+    async def body(client):
+        return await client.list_tools()
+
+    with pytest.raises(Exception) as refused:
+        run_modern(gateway, body, bearer="not-a-token")
+    errors, found = [refused.value], []
+    while errors:
+        error = errors.pop()
+        errors.extend(getattr(error, "exceptions", []))
+        if getattr(error, "error", None) is not None:
+            found.append(error.error)
+    [error] = found
+    assert error.code == -32001 and error.data == {"reason": "token_malformed"}, error
+
+
 # The MCP Inspector's CLI (Node >= 22) in front of toolgate.
 
 INSPECTOR = ROOT / "interop" / "node_modules" / "@modelcontextprotocol" / "inspector"
@@ -631,3 +744,31 @@ def test_inspector_cli_without_a_token_is_refused(gateway):
     error = inspector(gateway, "--method", "tools/list", bearer="", expect=3)["error"]
     assert error["code"] == "auth_required"
     assert "token_missing" in error["message"]
+
+
+def test_inspector_cli_in_the_modern_era(gateway):
+    """The Inspector pinned to 2026-07-28: discovery, then stateless requests; the same answers as in a session."""
+    bearer = token()
+    modern = ("--protocol-era", "modern")
+    listed = {t["name"] for t in inspector(gateway, *modern, "--method", "tools/list", bearer=bearer)["result"]["tools"]}
+    assert {"time__get_current_time", "everything__echo", "everything__get-sum"} <= listed
+    total = inspector(
+        gateway, *modern, "--method", "tools/call", "--tool-name", "everything__get-sum", "--tool-arg", "a=19", "b=23",
+        bearer=bearer,
+    )["result"]
+    assert total["content"] == [{"type": "text", "text": "The sum of 19 and 23 is 42."}]
+    uri = f"{PREFIX}demo://resource/static/document/architecture.md"
+    read = inspector(gateway, *modern, "--method", "resources/read", "--uri", uri, bearer=bearer)["result"]
+    [content] = read["contents"]
+    assert content["text"] == (EVERYTHING_DOCS / "architecture.md").read_text()
+    assert read["cacheScope"] == "private"
+    got = inspector(
+        gateway, *modern, "--method", "prompts/get", "--prompt-name", "everything__args-prompt",
+        "--prompt-args", "city=Oslo", "state=Nordland", bearer=bearer,
+    )["result"]
+    assert got["messages"][0]["content"]["text"] == "What's weather in Oslo, Nordland?"
+    # Auto: the Inspector finds the modern revision on its own.
+    auto = inspector(gateway, "--protocol-era", "auto", "--method", "tools/list", bearer=bearer)["result"]["tools"]
+    assert {t["name"] for t in auto} == listed
+    refused = inspector(gateway, *modern, "--method", "tools/list", bearer="", expect=3)["error"]
+    assert refused["code"] == "auth_required"
