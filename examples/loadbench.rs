@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
+use rmcp::model::{CallToolRequestParams, CallToolResult, ProtocolVersion};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
@@ -51,9 +51,14 @@ struct Args {
     /// Session counts of the sessions series.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
     session_counts: Vec<usize>,
-    /// Series to run, comma-separated: default, tools, sessions (`--scale` is all three).
-    #[arg(long, value_delimiter = ',', default_value = "default")]
+    /// Series to run, comma-separated: default (clients in sessions, protocol 2025-11-25), stateless (the same
+    /// calls as stateless requests of protocol 2026-07-28), tools, sessions (`--scale` adds tools and sessions).
+    #[arg(long, value_delimiter = ',', default_value = "default,stateless")]
     series: Vec<String>,
+    /// The protocol revision toolgate speaks to the bench upstream (its `protocol` setting): auto (the default:
+    /// what `server/discover` finds, 2026-07-28), 2025-11-25 or 2026-07-28.
+    #[arg(long, default_value = "auto")]
+    upstream_protocol: String,
     /// Durability of decision records: normal (the default) or full.
     #[arg(long, default_value = "normal")]
     durability: String,
@@ -149,10 +154,14 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
         args.sessions, args.calls, args.tools, args.durability
     );
 
-    let series = |name: &str| args.scale || args.series.iter().any(|s| s == name);
+    let named = |name: &str| args.series.iter().any(|s| s == name);
+    let series = |name: &str| args.scale || named(name);
     let mut rates = args.rates.clone();
-    if series("default") {
-        rates = default_series(&bins, &args).await?;
+    if named("default") || args.scale {
+        rates = default_series(&bins, &args, false).await?;
+    }
+    if named("stateless") {
+        default_series(&bins, &args, true).await?;
     }
     let rate = rates.first().copied().unwrap_or(1_000.0);
     if series("tools") {
@@ -191,15 +200,23 @@ async fn collector(exported: Arc<std::sync::atomic::AtomicU64>) -> anyhow::Resul
 }
 
 /// Direct, relay and toolgate: saturated, then at fixed rates. Returns the rates used.
-async fn default_series(bins: &Bins, args: &Args) -> anyhow::Result<Vec<f64>> {
+/// The default series: saturated, then at fixed rates below saturation; in sessions (protocol 2025-11-25), or as
+/// stateless requests (`stateless`: protocol 2026-07-28, each client making its requests one after the other).
+async fn default_series(bins: &Bins, args: &Args, stateless: bool) -> anyhow::Result<Vec<f64>> {
     let world = World::start(bins, args.tools, args).await?;
     world.check().await?;
-    let direct = Target::direct(&world);
-    let relay = Target::relay(&world);
-    let gateway = Target::gateway(&world);
+    let direct = Target::direct(&world).stateless(stateless);
+    let relay = Target::relay(&world).stateless(stateless);
+    let gateway = Target::gateway(&world).stateless(stateless);
+    let (clients, era) = if stateless {
+        ("stateless clients", "protocol 2026-07-28")
+    } else {
+        ("sessions", "protocol 2025-11-25")
+    };
+    println!("# {era}\n");
 
     println!(
-        "## Saturated: {} sessions calling back to back\n",
+        "## Saturated: {} {clients} calling back to back\n",
         args.sessions
     );
     let saturated = compare(
@@ -225,7 +242,7 @@ async fn default_series(bins: &Bins, args: &Args) -> anyhow::Result<Vec<f64>> {
             .min((rate * 8.0) as usize)
             .max(args.sessions * 20);
         println!(
-            "## Fixed rate {rate} calls/s, {} sessions, {calls} calls\n",
+            "## Fixed rate {rate} calls/s, {} {clients}, {calls} calls\n",
             args.sessions
         );
         compare(
@@ -344,6 +361,8 @@ enum Kind {
 
 struct Target {
     kind: Kind,
+    /// Clients of protocol 2026-07-28 (stateless requests) instead of sessions.
+    stateless: bool,
     url: String,
     token: Option<String>,
     prefix: &'static str,
@@ -354,6 +373,7 @@ impl Target {
     fn direct(world: &World) -> Self {
         Self {
             kind: Kind::Direct,
+            stateless: false,
             url: world.upstream_url.clone(),
             token: None,
             prefix: "",
@@ -364,6 +384,7 @@ impl Target {
     fn relay(world: &World) -> Self {
         Self {
             kind: Kind::Relay,
+            stateless: false,
             url: world.relay_url.clone(),
             token: None,
             prefix: "",
@@ -374,6 +395,7 @@ impl Target {
     fn gateway(world: &World) -> Self {
         Self {
             kind: Kind::Gateway,
+            stateless: false,
             url: world.gateway_url.clone(),
             token: Some(world.token.clone()),
             prefix: "bench__",
@@ -390,7 +412,18 @@ impl Target {
             config = config.auth_header(token.clone());
         }
         let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
+        if self.stateless {
+            let lifecycle = ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            };
+            return Ok(().serve_with_lifecycle(transport, lifecycle).await?);
+        }
         Ok(().serve(transport).await?)
+    }
+
+    fn stateless(mut self, stateless: bool) -> Self {
+        self.stateless = stateless;
+        self
     }
 
     fn params(&self, n: usize) -> CallToolRequestParams {
@@ -815,7 +848,12 @@ impl World {
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:0\nupstreams:\n  - name: bench\n    http:\n      url: \"{upstream_url}\"\nauth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n      roles_claim: roles\n  agents_file: manifests/agents.yaml\npolicy:\n  dir: policies\n  manifests: manifests\naudit:\n  durability: {durability}\n{tracing}",
+                "listen: 127.0.0.1:0\nupstreams:\n  - name: bench\n    http:\n      url: \"{upstream_url}\"\n{}auth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n      roles_claim: roles\n  agents_file: manifests/agents.yaml\npolicy:\n  dir: policies\n  manifests: manifests\naudit:\n  durability: {durability}\n{tracing}",
+                // Written only when pinned: a build without the setting runs the same config.
+                match args.upstream_protocol.as_str() {
+                    "auto" => String::new(),
+                    pinned => format!("      protocol: \"{pinned}\"\n"),
+                },
                 root.join("examples/quickstart/dev-keys/dev.jwks.json")
                     .display()
             ),
