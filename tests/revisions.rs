@@ -608,11 +608,13 @@ async fn open_listen(url: &str, token: &str, notifications: Value) -> reqwest::R
 async fn a_listen_stream_carries_what_it_asked_for_and_ends_with_its_credential() {
     let (_upstream, gateway, _dir) = two_callers_gateway();
     let token = dev_token(None, Some("other"), &[], None);
+    // The same resource through a modern upstream (its own listen stream) and a legacy one (`resources/subscribe`).
     let watched = "toolgate://ev/test://watched-resource";
+    let legacy = "toolgate://old/test://watched-resource";
     let response = open_listen(
         &gateway.url,
         &token,
-        json!({"promptsListChanged": true, "resourceSubscriptions": [watched, "toolgate://nowhere/x"]}),
+        json!({"promptsListChanged": true, "resourceSubscriptions": [watched, "toolgate://nowhere/x", legacy]}),
     )
     .await;
     // A prompt list change upstream, and the watched resource's periodic updates.
@@ -635,7 +637,7 @@ async fn a_listen_stream_carries_what_it_asked_for_and_ends_with_its_credential(
     );
     assert_eq!(
         seen[0]["params"]["notifications"],
-        json!({"promptsListChanged": true, "resourceSubscriptions": [watched]})
+        json!({"promptsListChanged": true, "resourceSubscriptions": [watched, legacy]})
     );
     for message in &seen {
         assert_eq!(
