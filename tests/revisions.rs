@@ -694,3 +694,57 @@ async fn a_listen_stream_carries_what_it_asked_for_and_ends_with_its_credential(
         .unwrap();
     assert_eq!(refused.status(), 401);
 }
+
+#[tokio::test]
+async fn a_modern_client_over_stdio_is_answered_statelessly() {
+    let upstream = HttpUpstream::start("everything", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = stdio_mode_config(dir.path(), &http_upstream("ev", &upstream.url), "");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_toolgate"));
+    command
+        .args(["serve", "--dev", "--stdio", "--config"])
+        .arg(&config)
+        .env("TOOLGATE_TOKEN", tester_token());
+    let child = rmcp::transport::TokioChildProcess::new(command).unwrap();
+    // `server/discover` first, then every request with its own `_meta`, on the one pipe.
+    let client = Answerer::default()
+        .serve_with_lifecycle(
+            child,
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        client.peer_info().unwrap().protocol_version.to_string(),
+        "2026-07-28"
+    );
+    let tools = eventually(20, || async {
+        let tools = client.list_all_tools().await.ok()?;
+        tools
+            .iter()
+            .any(|t| t.name == "ev__test_simple_text")
+            .then_some(tools)
+    })
+    .await;
+    assert!(
+        tools
+            .iter()
+            .any(|t| t.name == "ev__test_input_required_result_elicitation")
+    );
+    assert!(
+        call_text(&client, "ev__test_simple_text", json!({}))
+            .await
+            .contains("simple text")
+    );
+    // An upstream's input requests come back to the client in the result, and its retry completes the call.
+    let greeted = call_text(
+        &client,
+        "ev__test_input_required_result_elicitation",
+        json!({}),
+    )
+    .await;
+    assert!(greeted.contains("Grace"), "{greeted}");
+    assert_eq!(client.service().asked.lock().unwrap().len(), 1);
+}

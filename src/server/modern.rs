@@ -17,7 +17,7 @@ use rmcp::model::{
 use serde_json::{Map, Value, json};
 
 use super::handlers::{accepts, json_response};
-use super::{AppState, Session, dispatch, jsonrpc};
+use super::{AppState, dispatch, jsonrpc};
 use crate::gateway::{CallContext, Opened};
 use crate::identity::Caller;
 use crate::telemetry;
@@ -28,7 +28,7 @@ mod checks;
 pub(super) use calls::CancelOnDrop;
 
 use checks::check;
-pub(super) use checks::{Envelope, envelope};
+pub(super) use checks::{Envelope, envelope, stdio_envelope};
 
 /// The modern protocol revision toolgate speaks.
 pub const MODERN_VERSION: &str = "2026-07-28";
@@ -69,7 +69,7 @@ pub(super) async fn answer(
     request: JsonRpcRequest<ClientRequest>,
 ) -> Response {
     let id = request.id;
-    let declared = match check(&headers, &envelope) {
+    let declared = match check(Some(&headers), &envelope) {
         Ok(declared) => declared,
         Err((status, error)) => {
             tracing::info!(
@@ -81,27 +81,8 @@ pub(super) async fn answer(
         }
     };
     telemetry::in_session(&tracing::Span::current(), "", MODERN_VERSION);
-    // Methods of the legacy revisions only, whatever their params.
-    if matches!(
-        envelope.method.as_str(),
-        "initialize"
-            | "ping"
-            | "logging/setLevel"
-            | "resources/subscribe"
-            | "resources/unsubscribe"
-    ) {
-        return refusal(
-            StatusCode::NOT_FOUND,
-            ErrorData::new(
-                ErrorCode::METHOD_NOT_FOUND,
-                format!(
-                    "`{}` is not a method of protocol {MODERN_VERSION}",
-                    envelope.method
-                ),
-                None,
-            ),
-            id,
-        );
+    if let Some(error) = legacy_only(&envelope) {
+        return refusal(StatusCode::NOT_FOUND, error, id);
     }
     // A retry that continues a call toolgate holds for this caller goes on with that call.
     if let ClientRequest::CallToolRequest(call) = &request.request
@@ -141,20 +122,63 @@ pub(super) async fn answer(
             super::listen::listen(state, caller, id, listen.params).await
         }
         request => {
-            let session = Session::new(
-                MODERN_VERSION.to_string(),
-                caller.subject_key(),
-                caller.actor.clone(),
-            );
-            session.set_client_capabilities_value(declared.capabilities);
-            if let Some(level) = declared.log_level {
-                session.set_log_level(level);
-            }
+            let session = declared.session(&caller);
             let stream = matches!(request, ClientRequest::CallToolRequest(_))
                 && accepts(&headers, "text/event-stream");
             calls::run(state, &headers, session, caller, id, request, stream).await
         }
     }
+}
+
+/// The refusal of a method of the legacy revisions only, whatever its params.
+fn legacy_only(envelope: &Envelope) -> Option<ErrorData> {
+    matches!(
+        envelope.method.as_str(),
+        "initialize"
+            | "ping"
+            | "logging/setLevel"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+    )
+    .then(|| {
+        ErrorData::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            format!(
+                "`{}` is not a method of protocol {MODERN_VERSION}",
+                envelope.method
+            ),
+            None,
+        )
+    })
+}
+
+/// Answers a modern request over stdio (no headers to check, no event streams: notifications go to `out` as they
+/// come). `subscriptions/listen` and holding a call for a legacy upstream's questions are HTTP's only.
+pub(super) async fn answer_stdio(
+    gateway: &crate::gateway::Gateway,
+    caller: Caller,
+    envelope: Envelope,
+    request: JsonRpcRequest<ClientRequest>,
+    out: tokio::sync::mpsc::Sender<Box<ServerJsonRpcMessage>>,
+) -> ServerJsonRpcMessage {
+    let id = request.id;
+    let declared = match check(None, &envelope) {
+        Ok(declared) => declared,
+        Err((_, error)) => return ServerJsonRpcMessage::error(error, Some(id)),
+    };
+    if let Some(error) = legacy_only(&envelope) {
+        return ServerJsonRpcMessage::error(error, Some(id));
+    }
+    if let ClientRequest::SubscriptionsListenRequest(_) = request.request {
+        let error = ErrorData::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            "toolgate serves `subscriptions/listen` over HTTP only",
+            None,
+        );
+        return ServerJsonRpcMessage::error(error, Some(id));
+    }
+    let session = declared.session(&caller);
+    dispatch::handle_request(gateway, &session, &caller, id, request.request, Some(out)).await
 }
 
 /// `server/discover`: the versions toolgate speaks, its capabilities and its identity (the same for every caller).

@@ -143,6 +143,26 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> std::io::Result<()> {
                     let _ = out_tx.send(Box::new(answer)).await;
                     continue;
                 }
+                // Before any `initialize`, a request that names protocol 2026-07-28 is answered statelessly.
+                if session.is_none()
+                    && let Some(envelope) = super::modern::stdio_envelope(&line)
+                {
+                    let gateway = Arc::clone(&gateway);
+                    let out = out_tx.clone();
+                    let call = async move {
+                        let answer = super::modern::answer_stdio(
+                            &gateway,
+                            caller,
+                            envelope,
+                            request,
+                            out.clone(),
+                        )
+                        .await;
+                        let _ = out.send(Box::new(answer)).await;
+                    };
+                    tokio::spawn(telemetry::within(call, span, remote));
+                    continue;
+                }
                 let Some(session) = session.clone() else {
                     let error = jsonrpc::error_message(
                         Some(request.id),

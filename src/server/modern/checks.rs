@@ -36,6 +36,17 @@ impl Envelope {
     }
 }
 
+/// The envelope of a request over stdio before any `initialize` when it is of the modern era (`_meta` names a
+/// version, or it is `server/discover`); `None` for a legacy one.
+pub(in crate::server) fn stdio_envelope(bytes: &[u8]) -> Option<Envelope> {
+    let envelope: Envelope = serde_json::from_slice(bytes).ok()?;
+    let modern = envelope.method == "server/discover"
+        || envelope
+            .meta()
+            .is_some_and(|meta| meta.contains_key(META_VERSION));
+    modern.then_some(envelope)
+}
+
 /// The envelope of a request without a session when it is of the modern era; `None` for a legacy one.
 pub(in crate::server) fn envelope(headers: &HeaderMap, bytes: &[u8]) -> Option<Envelope> {
     let envelope: Envelope = serde_json::from_slice(bytes).ok()?;
@@ -58,14 +69,34 @@ pub(super) struct Declared {
     pub(super) log_level: Option<LoggingLevel>,
 }
 
-/// Checks a modern request's version, its required `_meta` and its routing headers against its body.
-pub(super) fn check(headers: &HeaderMap, envelope: &Envelope) -> Result<Declared, Refusal> {
+impl Declared {
+    /// The session of one modern request: what it declared, for its caller; it ends with the request.
+    pub(super) fn session(
+        self,
+        caller: &crate::identity::Caller,
+    ) -> std::sync::Arc<crate::server::Session> {
+        let session = crate::server::Session::new(
+            MODERN_VERSION.to_string(),
+            caller.subject_key(),
+            caller.actor.clone(),
+        );
+        session.set_client_capabilities_value(self.capabilities);
+        if let Some(level) = self.log_level {
+            session.set_log_level(level);
+        }
+        session
+    }
+}
+
+/// Checks a modern request's version, its required `_meta` and its routing headers (over HTTP; stdio has none)
+/// against its body.
+pub(super) fn check(headers: Option<&HeaderMap>, envelope: &Envelope) -> Result<Declared, Refusal> {
     let bad = |code: ErrorCode, message: String, data: Option<Value>| {
         (StatusCode::BAD_REQUEST, ErrorData::new(code, message, data))
     };
     let meta = envelope.meta();
     let version = meta.and_then(|m| m.get(META_VERSION));
-    let header_version = headers.get(VERSION_HEADER).map(|v| v.to_str());
+    let header_version = headers.map(|h| h.get(VERSION_HEADER).map(|v| v.to_str()));
     let version = match version {
         Some(Value::String(version)) => version.as_str(),
         Some(_) => {
@@ -86,15 +117,16 @@ pub(super) fn check(headers: &HeaderMap, envelope: &Envelope) -> Result<Declared
         }
     };
     match header_version {
-        None => {
+        None => {}
+        Some(None) => {
             return Err(bad(
                 HEADER_MISMATCH,
                 "Header mismatch: missing MCP-Protocol-Version header".into(),
                 None,
             ));
         }
-        Some(Ok(header)) if header == version => {}
-        Some(_) => {
+        Some(Some(Ok(header))) if header == version => {}
+        Some(Some(_)) => {
             return Err(bad(
                 HEADER_MISMATCH,
                 format!(
@@ -140,15 +172,17 @@ pub(super) fn check(headers: &HeaderMap, envelope: &Envelope) -> Result<Declared
             })?,
         ),
     };
-    check_header(headers, "mcp-method", Some(&envelope.method), "Mcp-Method")?;
-    let named = match envelope.method.as_str() {
-        "tools/call" | "prompts/get" => envelope.params.as_ref().and_then(|p| p.name.as_ref()),
-        "resources/read" => envelope.params.as_ref().and_then(|p| p.uri.as_ref()),
-        _ => None,
-    };
-    // A name that is not a string is refused by the method's own parse.
-    if let Some(Value::String(named)) = named {
-        check_header(headers, "mcp-name", Some(named), "Mcp-Name")?;
+    if let Some(headers) = headers {
+        check_header(headers, "mcp-method", Some(&envelope.method), "Mcp-Method")?;
+        let named = match envelope.method.as_str() {
+            "tools/call" | "prompts/get" => envelope.params.as_ref().and_then(|p| p.name.as_ref()),
+            "resources/read" => envelope.params.as_ref().and_then(|p| p.uri.as_ref()),
+            _ => None,
+        };
+        // A name that is not a string is refused by the method's own parse.
+        if let Some(Value::String(named)) = named {
+            check_header(headers, "mcp-name", Some(named), "Mcp-Name")?;
+        }
     }
     Ok(Declared {
         capabilities,
