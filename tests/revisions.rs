@@ -619,9 +619,10 @@ async fn a_listen_stream_carries_what_it_asked_for_and_ends_with_its_credential(
     .await;
     // A prompt list change upstream, and the watched resource's periodic updates.
     let trigger = connect(&gateway.url, &tester_token(), true).await;
-    let waiter = tokio::spawn(listen_until(response, 20, |seen| {
-        seen.iter()
-            .any(|m| m["method"] == "notifications/resources/updated")
+    let waiter = tokio::spawn(listen_until(response, 20, move |seen| {
+        let updated = |uri: &str| seen.iter().any(|m| m["params"]["uri"] == uri);
+        updated(watched)
+            && updated(legacy)
             && seen
                 .iter()
                 .any(|m| m["method"] == "notifications/prompts/list_changed")
@@ -649,8 +650,15 @@ async fn a_listen_stream_carries_what_it_asked_for_and_ends_with_its_credential(
             "not asked for: {message}"
         );
     }
+    for uri in [watched, legacy] {
+        assert!(
+            seen.iter().any(|m| m["params"]["uri"] == uri),
+            "{uri}: {seen:?}"
+        );
+    }
     assert!(
-        seen.iter().any(|m| m["params"]["uri"] == watched),
+        seen.iter()
+            .any(|m| m["method"] == "notifications/prompts/list_changed"),
         "{seen:?}"
     );
     // Revoking the credential ends the stream, with the request's final answer.
