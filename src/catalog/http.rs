@@ -302,10 +302,10 @@ impl HttpConn {
 
     /// One request and its answer; notifications on its stream go to `sink`; a timeout or the client's
     /// cancellation ends it and tells the upstream so.
-    pub(super) async fn exchange(
+    async fn exchange(
         &self,
         method: &str,
-        params: &impl serde::Serialize,
+        params: &(impl serde::Serialize + modern::Named),
         sink: Option<&CallSink>,
         cancel: &CancellationToken,
         timeout: Duration,
@@ -315,9 +315,7 @@ impl HttpConn {
         let body = request_body(id, method, params)?;
         // A modern request's routing headers come from the body toolgate sends.
         let extra = match self.modern {
-            true => serde_json::to_value(params)
-                .map(|params| modern::routing_headers(method, &params))
-                .unwrap_or_default(),
+            true => modern::routing_headers(method, params),
             false => Vec::new(),
         };
         let work = async {

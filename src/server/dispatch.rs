@@ -103,7 +103,12 @@ async fn client_side(
 ) -> Result<ClientSide, ErrorData> {
     let modern = session.protocol_version == super::modern::MODERN_VERSION;
     let mut client = ClientSide {
-        capabilities: session.capabilities(),
+        // A legacy client's capabilities are checked by toolgate when it relays (its upstreams are told all).
+        capabilities: if modern {
+            session.capabilities()
+        } else {
+            serde_json::Value::Null
+        },
         // A legacy session that set no level gets every level (as from a legacy upstream).
         log_level: session
             .log_level()

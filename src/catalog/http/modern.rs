@@ -26,17 +26,27 @@ pub(super) const MODERN_VERSION: &str = "2026-07-28";
 /// Most rounds of input one request may take when toolgate answers the upstream's input requests itself.
 const MAX_ROUNDS: usize = 8;
 
-/// The methods whose results may ask for input, and whose `Mcp-Name` header names their item.
-fn named(method: &str, params: &Value) -> Option<String> {
-    let field = match method {
-        "tools/call" | "prompts/get" => "name",
-        "resources/read" => "uri",
-        _ => return None,
-    };
-    params
-        .get(field)
-        .and_then(Value::as_str)
-        .map(str::to_string)
+/// What a request names for its `Mcp-Name` header: the name of `tools/call` and `prompts/get`, the URI of
+/// `resources/read`; read from the params toolgate sends.
+pub(super) trait Named {
+    fn named(&self, method: &str) -> Option<&str>;
+}
+
+impl Named for Value {
+    fn named(&self, method: &str) -> Option<&str> {
+        let field = match method {
+            "tools/call" | "prompts/get" => "name",
+            "resources/read" => "uri",
+            _ => return None,
+        };
+        self.get(field).and_then(Value::as_str)
+    }
+}
+
+impl Named for rmcp::model::CallToolRequestParams {
+    fn named(&self, method: &str) -> Option<&str> {
+        (method == "tools/call").then_some(self.name.as_ref())
+    }
 }
 
 /// A request's params in the modern form: `_meta` says the version, toolgate and the client's side; a retried
@@ -81,13 +91,13 @@ pub(super) fn modern_params(method: &str, params: Value, client: &ClientSide) ->
 }
 
 /// The routing headers of a modern request, from its body.
-pub(super) fn routing_headers(method: &str, params: &Value) -> Vec<(HeaderName, HeaderValue)> {
+pub(super) fn routing_headers(method: &str, params: &impl Named) -> Vec<(HeaderName, HeaderValue)> {
     let mut headers = Vec::with_capacity(2);
     if let Ok(value) = HeaderValue::from_str(method) {
         headers.push((HeaderName::from_static("mcp-method"), value));
     }
-    if let Some(name) = named(method, params)
-        && let Ok(value) = HeaderValue::from_str(&crate::names::encode_header_value(&name))
+    if let Some(name) = params.named(method)
+        && let Ok(value) = HeaderValue::from_str(&crate::names::encode_header_value(name))
     {
         headers.push((HeaderName::from_static("mcp-name"), value));
     }
@@ -165,7 +175,7 @@ impl HttpConn {
         max_bytes: usize,
     ) -> Result<Value, UpstreamError> {
         let client = ClientSide::current();
-        let sent = modern_params(method, params.clone(), &client);
+        let sent = modern_params(method, params, &client);
         let result = self
             .exchange(method, &sent, sink, cancel, timeout, max_bytes)
             .await?;
@@ -175,7 +185,7 @@ impl HttpConn {
         if client.modern {
             return Err(UpstreamError::InputRequired(Box::new(result)));
         }
-        self.answer_input(method, &params, result, sink, cancel, (timeout, max_bytes))
+        self.answer_input(method, &sent, result, sink, cancel, (timeout, max_bytes))
             .await
     }
 

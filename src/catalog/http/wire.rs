@@ -4,7 +4,6 @@
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use rmcp::model::ServerRequest;
-use serde_json::json;
 
 use crate::catalog::UpstreamError;
 
@@ -20,13 +19,26 @@ pub(super) fn server_request_method(request: &ServerRequest) -> &str {
     }
 }
 
+/// A request's body, serialised straight from its parts.
 pub(super) fn request_body(
     id: i64,
     method: &str,
     params: &impl serde::Serialize,
 ) -> Result<Vec<u8>, UpstreamError> {
-    serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-        .map_err(|e| UpstreamError::Malformed(e.to_string()))
+    #[derive(serde::Serialize)]
+    struct Request<'a, P> {
+        jsonrpc: &'static str,
+        id: i64,
+        method: &'a str,
+        params: &'a P,
+    }
+    serde_json::to_vec(&Request {
+        jsonrpc: "2.0",
+        id,
+        method,
+        params,
+    })
+    .map_err(|e| UpstreamError::Malformed(e.to_string()))
 }
 
 /// The response body grew past the limit.
