@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 pub struct ClientSide {
     /// What the client declared it can do (`sampling`, `elicitation`, `roots` …), as JSON.
     pub capabilities: Value,
-    /// The least severe log level the client wants for this request (2026-07-28 `_meta`), if it said.
+    /// The least severe log level the client wants for this request (2026-07-28 `_meta`, or its session's
+    /// `logging/setLevel`), if it said; a legacy client that did not gets every level.
     pub log_level: Option<String>,
     /// The client speaks 2026-07-28: an upstream's `input_required` result goes back to it (checked and sealed)
     /// instead of being resolved by asking the client in between.
@@ -32,7 +33,8 @@ impl ClientSide {
         CLIENT.scope(self, work).await
     }
 
-    /// The client's side of the request in flight (empty outside one: toolgate's own requests).
+    /// The client's side of the request in flight (outside one: a legacy client that declared nothing of its own,
+    /// as toolgate's own requests and a legacy session's are).
     pub fn current() -> Self {
         CLIENT.try_with(Clone::clone).unwrap_or_default()
     }

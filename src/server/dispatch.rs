@@ -77,6 +77,11 @@ pub async fn handle_request(
     // A modern request's answer is given in its revision's form, which depends on the method.
     let modern = (session.protocol_version == super::modern::MODERN_VERSION)
         .then(|| request.method().to_string());
+    // A legacy session that set no log level has nothing to carry to a modern upstream (it gets every level, as
+    // from a legacy one): answered as it is.
+    if modern.is_none() && session.log_level().is_none() {
+        return answer(gateway, session, caller, id, request, notify).await;
+    }
     // What the client declared goes with the request to its upstream; a retry's state is checked first.
     let answer = match client_side(gateway, session, caller, &id, &request).await {
         Ok(client) => {
@@ -109,12 +114,10 @@ async fn client_side(
         } else {
             serde_json::Value::Null
         },
-        // A legacy session that set no level gets every level (as from a legacy upstream).
         log_level: session
             .log_level()
             .and_then(|level| serde_json::to_value(level).ok())
-            .and_then(|level| level.as_str().map(str::to_string))
-            .or_else(|| (!modern).then(|| "debug".to_string())),
+            .and_then(|level| level.as_str().map(str::to_string)),
         modern,
         ..ClientSide::default()
     };

@@ -122,9 +122,12 @@ pub(super) async fn answer_post(
             telemetry::link(&span, &meta, &remote);
             let remote = telemetry::ambient_or(meta);
             match modern {
+                // Boxed: a session's requests do not carry the modern path's state in their own future.
                 Some(envelope) => {
                     telemetry::with_remote(
-                        super::modern::answer(state, caller, headers, envelope, request),
+                        Box::pin(super::modern::answer(
+                            state, caller, headers, envelope, request,
+                        )),
                         remote,
                     )
                     .await

@@ -75,7 +75,13 @@ pub(super) fn modern_params(method: &str, params: Value, client: &ClientSide) ->
             "io.modelcontextprotocol/clientCapabilities".into(),
             client.relayed_capabilities(),
         );
-        if let Some(level) = &client.log_level {
+        // A legacy client that set no level gets every level, as from a legacy upstream; a modern one says.
+        let level = match &client.log_level {
+            Some(level) => Some(level.as_str()),
+            None if !client.modern => Some("debug"),
+            None => None,
+        };
+        if let Some(level) = level {
             meta.insert("io.modelcontextprotocol/logLevel".into(), json!(level));
         }
     }
