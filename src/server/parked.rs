@@ -35,7 +35,8 @@ struct Question {
 
 /// The client's side of one modern tool call: what the upstream asks waits here for the client's retry.
 pub(super) struct Questions {
-    session: Arc<Session>,
+    /// The call's session (which holds these questions: not kept alive by them).
+    session: std::sync::Weak<Session>,
     waiting: Mutex<BTreeMap<String, Question>>,
     asked: Notify,
     next: AtomicU64,
@@ -43,9 +44,9 @@ pub(super) struct Questions {
 }
 
 impl Questions {
-    pub(super) fn new(session: Arc<Session>, timeout: Duration) -> Arc<Self> {
+    pub(super) fn new(session: &Arc<Session>, timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
-            session,
+            session: Arc::downgrade(session),
             waiting: Mutex::new(BTreeMap::new()),
             asked: Notify::new(),
             next: AtomicU64::new(1),
@@ -92,7 +93,10 @@ impl Questions {
 
 impl Asker for Questions {
     fn ask(&self, method: String, params: Value) -> BoxFuture<'static, Result<Value, ErrorData>> {
-        let missing = super::asker::refusal_for(&self.session, &method, &params);
+        let missing = match self.session.upgrade() {
+            Some(session) => super::asker::refusal_for(&session, &method, &params),
+            None => Some(ErrorData::internal_error("the call has ended", None)),
+        };
         let (tx, rx) = oneshot::channel();
         let key = format!(
             "{}-{}",

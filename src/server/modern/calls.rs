@@ -66,7 +66,7 @@ pub(super) async fn run(
     request: ClientRequest,
     stream: bool,
 ) -> Response {
-    let questions = Questions::new(Arc::clone(&session), state.gateway.config.timeouts.call);
+    let questions = Questions::new(&session, state.gateway.config.timeouts.call);
     let tool = match &request {
         ClientRequest::CallToolRequest(call) => {
             session.set_questions(Arc::clone(&questions));
