@@ -220,3 +220,21 @@ pub(super) fn call_gone() -> ErrorData {
         Some(json!({"reason": crate::reason::Reason::RequestStateInvalid.as_str()})),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stateless call's session holds its questions; the questions must not keep the session (and so every
+    /// stateless call's session) alive once the call is done.
+    #[test]
+    fn questions_do_not_keep_their_session_alive() {
+        let session = Session::new("2026-07-28".into(), "iss\u{1f}sub".into(), "agent".into());
+        let questions = Questions::new(&session, Duration::from_secs(1));
+        session.set_questions(Arc::clone(&questions));
+        let weak = Arc::downgrade(&session);
+        drop(session);
+        assert!(weak.upgrade().is_none(), "the session outlived its call");
+        drop(questions);
+    }
+}
