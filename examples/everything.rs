@@ -20,7 +20,8 @@
 //!   `…_tampered_state` and `…_capabilities`, which answer `resultType: "input_required"` until the client
 //!   retries with the `inputResponses` they asked for. Their `requestState` is sealed with an HMAC; a
 //!   retry whose state fails verification is rejected. Under 2026-07-28 the sampling and elicitation tools
-//!   above ask the same way instead of sending requests to the client.
+//!   above ask the same way instead of sending requests to the client. `test_argument_mirror` declares its
+//!   `region` argument mirrored in `Mcp-Param-Region` and says which header its request carried.
 //! - Resources: `test://static-text`, `test://static-binary`, `test://watched-resource` (subscribable; a
 //!   new revision every three seconds, announced with `notifications/resources/updated` to subscribers:
 //!   `resources/subscribe` in a session, `subscriptions/listen` under 2026-07-28) and the template
@@ -209,6 +210,15 @@ fn tools() -> Value {
             "name": "test_elicitation_sep1330_enums",
             "description": "Tests elicitation with the enum schema variants of SEP-1330",
             "inputSchema": none
+        },
+        {
+            "name": "test_argument_mirror",
+            "description": "Says which `Mcp-Param-Region` header its request carried (an argument mirror, 2026-07-28)",
+            "inputSchema": {
+                "type": "object",
+                "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+                "required": ["region"]
+            }
         },
         {
             "name": "json_schema_2020_12_tool",
@@ -1259,6 +1269,16 @@ impl ServerHandler for Everything {
                 Self::elicitation(&ctx, &round, message, schema, "Elicitation completed").await?
             }
             "json_schema_2020_12_tool" => Self::json_schema_tool(&arguments),
+            "test_argument_mirror" => {
+                let header = ctx
+                    .extensions
+                    .get::<http::request::Parts>()
+                    .and_then(|parts| parts.headers.get("mcp-param-region"))
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("(none)")
+                    .to_string();
+                tool_result(vec![text(format!("Mcp-Param-Region: {header}"))])
+            }
             "test_missing_capability" => {
                 if !Self::client_supports(&ctx, "sampling") {
                     return Err(missing_capability("sampling"));

@@ -429,6 +429,25 @@ async fn a_modern_request_is_decided_on_its_body_and_its_headers_must_agree_with
         answer["error"]["data"]["uri"],
         "toolgate://ev/test://nothing-here"
     );
+    // An argument the tool mirrors into a header reaches the modern upstream in it, built from the body toolgate
+    // sends (the client's own mirror decides nothing, and is not passed on).
+    for (region, sent) in [
+        ("us-west1", "us-west1"),
+        ("Zürich ", "=?base64?WsO8cmljaCA=?="),
+    ] {
+        let (_, mirrored) = modern(
+            url,
+            &token,
+            "tools/call",
+            json!({"name": "ev__test_argument_mirror", "arguments": {"region": region}}),
+            &[("mcp-param-region", "somewhere-else")],
+        )
+        .await;
+        let said = mirrored["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(said, format!("Mcp-Param-Region: {sent}"), "{mirrored}");
+    }
     // Listings and reads carry caching hints: private, as they are decided per caller.
     let (_, listed) = modern(url, &token, "tools/list", json!({}), &[]).await;
     assert_eq!(listed["result"]["cacheScope"], "private", "{listed}");

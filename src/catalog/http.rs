@@ -50,6 +50,8 @@ pub struct HttpConn {
     modern: bool,
     /// A modern upstream's listen streams for subscribed resources, by the upstream's URI.
     listens: dashmap::DashMap<String, CancellationToken>,
+    /// The argument mirrors of its tools that have some, by the upstream's tool name (its last listing's).
+    mirrored: dashmap::DashMap<String, Arc<[super::schema::mirrors::Mirror]>>,
 }
 
 /// Builds the pooled client shared by every HTTP upstream.
@@ -99,6 +101,7 @@ impl HttpConn {
             events,
             modern: false,
             listens: dashmap::DashMap::new(),
+            mirrored: dashmap::DashMap::new(),
         };
         // An upstream that speaks 2026-07-28 is spoken to in it; any other answer to `server/discover` means
         // `initialize`.
@@ -218,7 +221,10 @@ impl HttpConn {
             tools.extend(page.tools);
             match page.next_cursor {
                 Some(next) if !next.is_empty() => cursor = Some(next),
-                _ => return Ok(tools),
+                _ => {
+                    self.remember_mirrors(&tools);
+                    return Ok(tools);
+                }
             }
             if tools.len() > 100_000 {
                 return Err(UpstreamError::Malformed("more than 100000 tools".into()));
@@ -315,7 +321,7 @@ impl HttpConn {
         let body = request_body(id, method, params)?;
         // A modern request's routing headers come from the body toolgate sends.
         let extra = match self.modern {
-            true => modern::routing_headers(method, params),
+            true => self.modern_headers(method, params),
             false => Vec::new(),
         };
         let work = async {
@@ -338,24 +344,6 @@ impl HttpConn {
                 Err(UpstreamError::Cancelled)
             }
         }
-    }
-
-    fn send_cancel(&self, id: i64, reason: &str) {
-        let body = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                          "params": {"requestId": id, "reason": reason}});
-        let request = self
-            .client
-            .post(self.url.clone())
-            .headers(self.headers.clone());
-        tokio::spawn(async move {
-            let _ = request
-                .header(header::CONTENT_TYPE, "application/json")
-                .header(header::ACCEPT, "application/json, text/event-stream")
-                .json(&body)
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await;
-        });
     }
 
     async fn post(&self, body: Vec<u8>) -> Result<reqwest::Response, UpstreamError> {

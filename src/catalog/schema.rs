@@ -6,6 +6,8 @@
 //! files). `format` is an annotation, never asserted. Reasons never quote argument values: they name the place
 //! (a JSON pointer into the arguments) and what is wrong, bounded in length whatever the caller sent.
 
+pub mod mirrors;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 

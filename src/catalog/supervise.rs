@@ -160,6 +160,12 @@ impl Catalog {
                 names::exposed_name(&upstream.name, &self.separator, &tool.name, upstream.prefix)
                     .map(|_| ())
                     .map_err(|e| e.to_string())
+                    // Argument mirrors that break the rules make the definition invalid (2026-07-28).
+                    .and_then(|()| {
+                        super::schema::mirrors::mirrors(&tool.input_schema)
+                            .map(|_| ())
+                            .map_err(|e| format!("invalid argument mirror: {e}"))
+                    })
             };
             match verdict {
                 Ok(()) => accepted.push(tool.clone()),

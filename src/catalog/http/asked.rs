@@ -124,6 +124,25 @@ impl HttpConn {
 }
 
 impl HttpConn {
+    /// Tells the upstream a request of a session is cancelled (in the background).
+    pub(super) fn send_cancel(&self, id: i64, reason: &str) {
+        let body = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                          "params": {"requestId": id, "reason": reason}});
+        let request = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone());
+        tokio::spawn(async move {
+            let _ = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::ACCEPT, "application/json, text/event-stream")
+                .json(&body)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+        });
+    }
+
     /// Takes what comes on a stream of notifications (a GET stream, a listen stream) until it ends (`true`) or the
     /// session closes or `stop` is cancelled (`false`). Requests on it are tied to no call.
     pub(super) async fn follow(

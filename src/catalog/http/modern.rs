@@ -18,6 +18,7 @@ use super::wire::request_body;
 use crate::catalog::UpstreamError;
 use crate::catalog::client_side::ClientSide;
 use crate::catalog::routing::CallSink;
+use crate::catalog::schema::mirrors::{Mirror, mirrored_value};
 use crate::config::UpstreamProtocol;
 
 /// The modern protocol revision.
@@ -30,6 +31,8 @@ const MAX_ROUNDS: usize = 8;
 /// `resources/read`; read from the params toolgate sends.
 pub(super) trait Named {
     fn named(&self, method: &str) -> Option<&str>;
+    /// A tool call's arguments, for its argument mirrors.
+    fn arguments(&self) -> Option<&rmcp::model::JsonObject>;
 }
 
 impl Named for Value {
@@ -41,12 +44,41 @@ impl Named for Value {
         };
         self.get(field).and_then(Value::as_str)
     }
+
+    fn arguments(&self) -> Option<&rmcp::model::JsonObject> {
+        self.get("arguments").and_then(Value::as_object)
+    }
 }
 
 impl Named for rmcp::model::CallToolRequestParams {
     fn named(&self, method: &str) -> Option<&str> {
         (method == "tools/call").then_some(self.name.as_ref())
     }
+
+    fn arguments(&self) -> Option<&rmcp::model::JsonObject> {
+        self.arguments.as_ref()
+    }
+}
+
+/// The argument mirrors of a modern tool call (`Mcp-Param-{name}`), from the arguments toolgate sends and the
+/// tool's definition as its upstream listed it.
+pub(super) fn mirror_headers(
+    mirrors: &[Mirror],
+    params: &impl Named,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let Some(arguments) = params.arguments() else {
+        return Vec::new();
+    };
+    mirrors
+        .iter()
+        .filter_map(|mirror| {
+            let value = mirrored_value(arguments, &mirror.path)?;
+            let name =
+                HeaderName::from_bytes(format!("mcp-param-{}", mirror.header).as_bytes()).ok()?;
+            let value = HeaderValue::from_str(&crate::names::encode_header_value(&value)).ok()?;
+            Some((name, value))
+        })
+        .collect()
 }
 
 /// A request's params in the modern form: `_meta` says the version, toolgate and the client's side; a retried
@@ -116,6 +148,38 @@ pub(super) fn input_required(result: &Value) -> bool {
 }
 
 impl HttpConn {
+    /// A modern request's headers, from the body toolgate sends: routing (`Mcp-Method`, `Mcp-Name`) and, for a
+    /// tool call, the tool's argument mirrors.
+    pub(super) fn modern_headers(
+        &self,
+        method: &str,
+        params: &impl Named,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        let mut headers = routing_headers(method, params);
+        if let Some(mirrors) = params
+            .named(method)
+            .and_then(|tool| self.mirrored.get(tool))
+        {
+            headers.extend(mirror_headers(&mirrors, params));
+        }
+        headers
+    }
+
+    /// Keeps the argument mirrors of the tools just listed (a modern upstream's calls carry them).
+    pub(super) fn remember_mirrors(&self, tools: &[rmcp::model::Tool]) {
+        if !self.modern {
+            return;
+        }
+        self.mirrored.clear();
+        for tool in tools {
+            if let Ok(mirrors) = crate::catalog::schema::mirrors::mirrors(&tool.input_schema)
+                && !mirrors.is_empty()
+            {
+                self.mirrored.insert(tool.name.to_string(), mirrors.into());
+            }
+        }
+    }
+
     /// Whether to speak 2026-07-28 to the upstream: as `protocol` pins it, else as `server/discover` says (asked
     /// for at most 5 s). Pinned to 2026-07-28, an upstream that does not speak it is not connected.
     pub(super) async fn speaks_modern(
