@@ -178,11 +178,11 @@ async fn drive(state: AppState, headers: &HeaderMap, mut driven: Driven) -> Resp
 
 /// Holds a call whose upstream asked the client something: the answer is `input_required` with the questions and
 /// a state naming the held call, sealed for this caller and tool.
-fn hold(state: &AppState, mut driven: Driven) -> ServerJsonRpcMessage {
+fn hold(state: &AppState, driven: Driven) -> ServerJsonRpcMessage {
     let requests: Map<String, Value> = driven.questions.input_requests();
     let tool = driven.tool.clone().unwrap_or_default();
     let subject = driven.caller.subject_key();
-    driven.cancel.disarm();
+    // Still armed: a held call that is forgotten (nobody came back in time, or too many are held) is cancelled.
     let (caller, id) = (driven.caller.clone(), driven.id.clone());
     let call = HeldCall {
         subject,
