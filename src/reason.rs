@@ -52,6 +52,8 @@ reasons! {
     InputRequired = "input_required",
     /// A retried request's `requestState` is not one toolgate sealed for this caller and request, or it lapsed.
     RequestStateInvalid = "request_state_invalid",
+    /// A method toolgate does not have.
+    UnknownMethod = "unknown_method",
     /// The caller's chain may use the tool, but the token's `scope` leaves it out (step-up).
     InsufficientScope = "insufficient_scope",
     /// The tool's definition awaits an admin's review.

@@ -513,6 +513,14 @@ async fn a_request_state_is_honoured_only_untampered_for_its_caller_and_its_requ
             .as_str()
             .unwrap()
             .to_string();
+        // What the state binds (and the upstream's own state) is not readable by the client: it is encrypted.
+        let opened =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &state)
+                .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&opened).contains("tester"),
+            "{tool}: the state is readable"
+        );
         let key = first["result"]["inputRequests"]
             .as_object()
             .unwrap()
@@ -564,6 +572,14 @@ async fn a_request_state_is_honoured_only_untampered_for_its_caller_and_its_requ
         assert_eq!(
             moved["error"]["data"]["reason"], "request_state_invalid",
             "{tool}: {moved}"
+        );
+        // Answers without a state toolgate sealed are not passed on: the upstream asks again.
+        let mut unasked = params.clone();
+        unasked["inputResponses"] = answers.clone();
+        let (_, asked_again) = modern(url, &tester, "tools/call", unasked, &[]).await;
+        assert_eq!(
+            asked_again["result"]["resultType"], "input_required",
+            "{tool}: {asked_again}"
         );
         // Its own caller, untampered: the call completes.
         let (_, done) = modern(url, &tester, "tools/call", retry(state), &[]).await;

@@ -48,8 +48,8 @@ pub struct HttpConn {
     events: SurfaceEvents,
     /// The upstream speaks protocol 2026-07-28: stateless requests, no session.
     modern: bool,
-    /// A modern upstream's listen streams for subscribed resources, by the upstream's URI.
-    listens: dashmap::DashMap<String, CancellationToken>,
+    /// A modern upstream's listen streams for subscribed resources, by the upstream's URI (with an id of the task).
+    listens: dashmap::DashMap<String, (i64, CancellationToken)>,
     /// The argument mirrors of its tools that have some, by the upstream's tool name (its last listing's).
     mirrored: dashmap::DashMap<String, Arc<[super::schema::mirrors::Mirror]>>,
 }

@@ -6,12 +6,11 @@
 //! caller and request, still fresh; the upstream gets its own state back, and the client's answers as they came.
 //! Nothing is kept between rounds.
 
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
 use rmcp::model::{CallToolResult, ErrorCode, ErrorData, ResultType};
 use serde_json::{Map, Value, json};
-use sha2::Sha256;
 
 use super::CallContext;
 use super::record::Outcome;
@@ -21,32 +20,41 @@ use crate::reason::Reason;
 
 /// How long a sealed state may be presented back.
 const STATE_TTL_SECS: i64 = 600;
-/// Longest sealed state accepted (an upstream's own state is bounded by the answer size; this bounds the check).
+/// Longest sealed state accepted (an upstream's own state is bounded by the answer size; this bounds the work).
 const MAX_STATE: usize = 256 * 1024;
 
-/// Seals and opens `requestState`s.
+/// Seals and opens `requestState`s: AES-256-GCM with a key of this process, so that a client can neither change
+/// nor read what it carries (an upstream's state may hold data the client's clearance would not show).
 pub struct Rounds {
-    key: [u8; 32],
+    key: LessSafeKey,
 }
+
+/// Most input requests one `input_required` result may carry.
+pub(super) const MAX_INPUT_REQUESTS: usize = 32;
 
 impl Rounds {
     /// A fresh key: states do not outlive the process.
     pub fn new() -> Result<Self, getrandom::Error> {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key)?;
-        Ok(Self { key })
+        let key = UnboundKey::new(&AES_256_GCM, &key)
+            .unwrap_or_else(|_| unreachable!("AES-256-GCM takes a 32-byte key"));
+        Ok(Self {
+            key: LessSafeKey::new(key),
+        })
     }
 
-    fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-        mac.update(payload);
-        mac
-    }
-
-    /// The state a client echoes back: the upstream's `state` bound to the caller, method and item.
-    pub fn seal(&self, caller: &Caller, method: &str, item: &str, state: Option<&str>) -> String {
-        self.seal_inner(caller, method, item, json!({"s": state}))
+    /// The state a client echoes back: the upstream's `state` and the keys of the input requests toolgate let
+    /// through, bound to the caller, method and item.
+    pub fn seal(
+        &self,
+        caller: &Caller,
+        method: &str,
+        item: &str,
+        state: Option<&str>,
+        keys: Vec<&String>,
+    ) -> String {
+        self.seal_inner(caller, method, item, json!({"s": state, "k": keys}))
     }
 
     /// The state a client echoes back to continue a call toolgate holds for it (by the held call's id).
@@ -55,26 +63,34 @@ impl Rounds {
     }
 
     fn seal_inner(&self, caller: &Caller, method: &str, item: &str, inner: Value) -> String {
-        let mut nonce = [0u8; 12];
-        let _ = getrandom::fill(&mut nonce);
         let mut payload = json!({
             "who": caller.subject_key(),
             "chain": caller.chain,
             "m": method,
             "n": item,
             "exp": jsonwebtoken::get_current_timestamp() as i64 + STATE_TTL_SECS,
-            "r": URL_SAFE_NO_PAD.encode(nonce),
         });
         if let (Some(payload), Value::Object(inner)) = (payload.as_object_mut(), inner) {
             payload.extend(inner);
         }
-        let payload = serde_json::to_vec(&payload).unwrap_or_default();
-        let tag = self.mac(&payload).finalize().into_bytes();
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(&payload),
-            URL_SAFE_NO_PAD.encode(tag)
-        )
+        let mut sealed = serde_json::to_vec(&payload).unwrap_or_default();
+        let mut nonce = [0u8; NONCE_LEN];
+        // A nonce that cannot be drawn leaves a state that never opens (the retry is refused), never a reused one.
+        if getrandom::fill(&mut nonce).is_err()
+            || self
+                .key
+                .seal_in_place_append_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::empty(),
+                    &mut sealed,
+                )
+                .is_err()
+        {
+            return String::new();
+        }
+        let mut token = nonce.to_vec();
+        token.extend_from_slice(&sealed);
+        URL_SAFE_NO_PAD.encode(token)
     }
 
     /// What a sealed state holds, if toolgate sealed it for this caller, method and item and it has not lapsed;
@@ -89,20 +105,24 @@ impl Rounds {
         if sealed.len() > MAX_STATE {
             return Err("it is longer than any state toolgate hands out");
         }
-        let (payload, tag) = sealed
-            .split_once('.')
-            .ok_or("it is not a state toolgate handed out")?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload)
+        let mut token = URL_SAFE_NO_PAD
+            .decode(sealed)
             .map_err(|_| "it is not a state toolgate handed out")?;
-        let tag = URL_SAFE_NO_PAD
-            .decode(tag)
-            .map_err(|_| "it is not a state toolgate handed out")?;
-        self.mac(&payload)
-            .verify_slice(&tag)
+        if token.len() <= NONCE_LEN {
+            return Err("it is not a state toolgate handed out");
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&token[..NONCE_LEN]);
+        let payload = self
+            .key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut token[NONCE_LEN..],
+            )
             .map_err(|_| "its integrity check failed")?;
-        let payload: Value = serde_json::from_slice(&payload)
-            .map_err(|_| "it is not a state toolgate handed out")?;
+        let payload: Value =
+            serde_json::from_slice(payload).map_err(|_| "it is not a state toolgate handed out")?;
         if payload["who"] != json!(caller.subject_key()) || payload["chain"] != json!(caller.chain)
         {
             return Err("it was handed out to another caller");
@@ -118,7 +138,18 @@ impl Rounds {
         }
         Ok(match payload["h"].as_str() {
             Some(held) => Opened::Held(held.to_string()),
-            None => Opened::Upstream(payload["s"].as_str().map(str::to_string)),
+            None => Opened::Upstream {
+                state: payload["s"].as_str().map(str::to_string),
+                keys: payload["k"]
+                    .as_array()
+                    .map(|keys| {
+                        keys.iter()
+                            .filter_map(Value::as_str)
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
         })
     }
 }
@@ -126,8 +157,12 @@ impl Rounds {
 /// What a sealed `requestState` holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Opened {
-    /// The upstream's own state (if it gave one), to send back with the client's answers.
-    Upstream(Option<String>),
+    /// The upstream's own state (if it gave one), to send back with the client's answers to the input requests
+    /// toolgate let through (`keys`; answers to anything else are not passed on).
+    Upstream {
+        state: Option<String>,
+        keys: Vec<String>,
+    },
     /// The id of a call toolgate holds for the client (its upstream asked with a request of its own).
     Held(String),
 }
@@ -221,11 +256,26 @@ impl super::Gateway {
         result: Value,
         record: &mut DecisionRecord,
     ) -> Result<Value, ErrorData> {
-        let mut requests = match result.get("inputRequests") {
-            Some(Value::Object(requests)) => requests.clone(),
+        // Each input request rebuilt from its method and params alone (nothing else of the upstream's passes).
+        let mut requests: Map<String, Value> = match result.get("inputRequests") {
+            Some(Value::Object(requests)) => requests
+                .iter()
+                .map(|(key, request)| {
+                    let method = request.get("method").cloned().unwrap_or(Value::Null);
+                    let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
+                    (key.clone(), json!({"method": method, "params": params}))
+                })
+                .collect(),
             _ => Map::new(),
         };
         let state = result.get("requestState").and_then(Value::as_str);
+        if requests.len() > MAX_INPUT_REQUESTS {
+            record.outcome = Reason::UpstreamMalformed.into();
+            return Err(ErrorData::internal_error(
+                format!("the upstream asked for more than {MAX_INPUT_REQUESTS} inputs at once"),
+                Some(json!({"reason": Reason::UpstreamMalformed.as_str()})),
+            ));
+        }
         if requests.is_empty() && state.is_none() {
             record.outcome = Reason::UpstreamMalformed.into();
             return Err(ErrorData::internal_error(
@@ -238,7 +288,10 @@ impl super::Gateway {
         record.decision = "allow".into();
         record.outcome = Reason::InputRequired.into();
         record.upstream_outcome = Some(Reason::InputRequired.as_str().into());
-        let sealed = self.rounds.seal(call.caller, method, asker.name(), state);
+        let keys = requests.keys().collect();
+        let sealed = self
+            .rounds
+            .seal(call.caller, method, asker.name(), state, keys);
         Ok(interim(requests, sealed))
     }
 }

@@ -19,6 +19,7 @@ use super::Session;
 use crate::catalog::{CallSink, ClientSide};
 use crate::gateway::{CallContext, Gateway, ItemKind, Opened};
 use crate::identity::Caller;
+use crate::reason::Reason;
 
 /// The legacy protocol versions (sessions opened with `initialize`) toolgate speaks downstream, newest first;
 /// revision 2026-07-28 is spoken beside them (`modern`).
@@ -145,16 +146,26 @@ async fn client_side(
         ),
         _ => return Ok(client),
     };
-    client.input_responses = responses
-        .as_ref()
-        .and_then(|r| serde_json::to_value(r).ok());
+    // Only answers to input requests toolgate let through in the sealed state reach the upstream: none without one.
     if let Some(sealed) = state {
         let call = CallContext::new(caller, &session.id, id);
-        client.request_state = match gateway.open_state(&call, method, name, sealed).await? {
-            Opened::Upstream(state) => state,
+        match gateway.open_state(&call, method, name, sealed).await? {
+            Opened::Upstream { state, keys } => {
+                client.request_state = state;
+                client.input_responses = responses.as_ref().and_then(|responses| {
+                    let responses = serde_json::to_value(responses).ok()?;
+                    let kept: serde_json::Map<String, serde_json::Value> = responses
+                        .as_object()?
+                        .iter()
+                        .filter(|(key, _)| keys.contains(key))
+                        .map(|(key, value)| (key.clone(), value.clone()))
+                        .collect();
+                    Some(serde_json::Value::Object(kept))
+                });
+            }
             // The call it continues would have been found before the request got here.
             Opened::Held(_) => return Err(super::parked::call_gone()),
-        };
+        }
     }
     Ok(client)
 }
@@ -370,6 +381,16 @@ fn method_not_found(method: &str) -> ErrorData {
     ErrorData::new(
         ErrorCode::METHOD_NOT_FOUND,
         format!("method `{method}` is not supported by toolgate"),
-        None,
+        Some(serde_json::json!({"reason": Reason::UnknownMethod.as_str()})),
     )
+}
+
+/// Whether an error is toolgate's own answer for a method it does not have.
+pub fn is_unknown_method(error: &ErrorData) -> bool {
+    error.code == ErrorCode::METHOD_NOT_FOUND
+        && error
+            .data
+            .as_ref()
+            .and_then(|d| d.get("reason"))
+            .is_some_and(|r| r == Reason::UnknownMethod.as_str())
 }

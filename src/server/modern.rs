@@ -103,7 +103,7 @@ pub(super) async fn answer(
                 return calls::resume(state, &headers, caller, id, &held, responses).await;
             }
             // The upstream's own state: opened again on the way to the upstream.
-            Ok(Opened::Upstream(_)) => {}
+            Ok(Opened::Upstream { .. }) => {}
             Err(error) => {
                 let error = ServerJsonRpcMessage::error(error, Some(id));
                 return answer_json(&state, &headers, &finish(error, "tools/call"));
@@ -221,10 +221,20 @@ pub fn finish(message: ServerJsonRpcMessage, method: &str) -> ServerJsonRpcMessa
         ServerJsonRpcMessage::Response(response) => {
             let mut result = serde_json::to_value(&response.result).unwrap_or_else(|_| json!({}));
             if let Some(object) = result.as_object_mut() {
+                // Only these requests may be answered `input_required` (toolgate's own, decided and sealed); every
+                // other answer is complete, whatever an upstream wrote in it.
+                let interim = matches!(method, "tools/call" | "prompts/get" | "resources/read");
                 let kind = object
                     .entry("resultType")
-                    .or_insert_with(|| json!("complete"))
-                    .clone();
+                    .or_insert_with(|| json!("complete"));
+                if !interim {
+                    *kind = json!("complete");
+                }
+                let kind = kind.clone();
+                if !interim {
+                    object.remove("inputRequests");
+                    object.remove("requestState");
+                }
                 if kind == json!("complete") {
                     let ttl = match method {
                         "tools/list"
@@ -265,12 +275,15 @@ pub fn finish(message: ServerJsonRpcMessage, method: &str) -> ServerJsonRpcMessa
     }
 }
 
-/// The HTTP status of a modern answer: 400 for the revision's own refusals, 404 for an unknown method.
+/// The HTTP status of a modern answer: 400 for the revision's own refusals, 404 for a method toolgate does not have
+/// (an upstream's own "method not found", for a method toolgate serves, stays a JSON-RPC error of a 200).
 fn status_of(message: &ServerJsonRpcMessage) -> StatusCode {
     match message {
         ServerJsonRpcMessage::Error(error) => match error.error.code {
             HEADER_MISMATCH | MISSING_CAPABILITY | UNSUPPORTED_VERSION => StatusCode::BAD_REQUEST,
-            ErrorCode::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+            ErrorCode::METHOD_NOT_FOUND if dispatch::is_unknown_method(&error.error) => {
+                StatusCode::NOT_FOUND
+            }
             _ => StatusCode::OK,
         },
         _ => StatusCode::OK,
@@ -308,4 +321,71 @@ pub(super) fn answer_json(
         jsonrpc::to_bytes(message),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::{CustomResult, RequestId, ServerResult};
+
+    fn answer(result: Value) -> Value {
+        serde_json::to_value(ServerJsonRpcMessage::response(
+            ServerResult::CustomResult(CustomResult::new(result)),
+            RequestId::Number(1),
+        ))
+        .unwrap_or_default()
+    }
+
+    /// Only a tool call, a read or a prompt may be answered `input_required` (toolgate's own, decided and sealed);
+    /// an upstream's interim answer to anything else never reaches a client as one.
+    #[test]
+    fn only_requests_that_may_ask_for_input_are_answered_input_required() {
+        let interim = json!({"resultType": "input_required", "inputRequests": {"k": {"method": "sampling/createMessage"}},
+                             "requestState": "s", "completion": {"values": []}});
+        for method in [
+            "completion/complete",
+            "tools/list",
+            "prompts/list",
+            "resources/list",
+            "server/discover",
+        ] {
+            let message = ServerJsonRpcMessage::response(
+                ServerResult::CustomResult(CustomResult::new(interim.clone())),
+                RequestId::Number(1),
+            );
+            let finished = serde_json::to_value(finish(message, method)).unwrap_or_default();
+            assert_eq!(finished["result"]["resultType"], "complete", "{method}");
+            assert!(
+                finished["result"].get("inputRequests").is_none(),
+                "{method}"
+            );
+            assert!(finished["result"].get("requestState").is_none(), "{method}");
+        }
+        for method in ["tools/call", "prompts/get", "resources/read"] {
+            let message = ServerJsonRpcMessage::response(
+                ServerResult::CustomResult(CustomResult::new(interim.clone())),
+                RequestId::Number(1),
+            );
+            let finished = serde_json::to_value(finish(message, method)).unwrap_or_default();
+            assert_eq!(
+                finished["result"]["resultType"], "input_required",
+                "{method}"
+            );
+            assert!(
+                finished["result"].get("ttlMs").is_none(),
+                "{method}: interim answers are not cacheable"
+            );
+        }
+        // Every answer says toolgate.
+        let finished = serde_json::to_value(finish(
+            serde_json::from_value(answer(json!({"tools": []}))).unwrap_or_else(|_| unreachable!()),
+            "tools/list",
+        ))
+        .unwrap_or_default();
+        assert_eq!(
+            finished["result"]["_meta"][META_SERVER_INFO]["name"],
+            "toolgate"
+        );
+        assert_eq!(finished["result"]["cacheScope"], "private");
+    }
 }

@@ -37,7 +37,7 @@ struct Question {
 pub(super) struct Questions {
     /// The call's session (which holds these questions: not kept alive by them).
     session: std::sync::Weak<Session>,
-    waiting: Mutex<BTreeMap<String, Question>>,
+    waiting: Arc<Mutex<BTreeMap<String, Question>>>,
     asked: Notify,
     next: AtomicU64,
     timeout: Duration,
@@ -47,7 +47,7 @@ impl Questions {
     pub(super) fn new(session: &Arc<Session>, timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
             session: Arc::downgrade(session),
-            waiting: Mutex::new(BTreeMap::new()),
+            waiting: Arc::default(),
             asked: Notify::new(),
             next: AtomicU64::new(1),
             timeout,
@@ -116,12 +116,17 @@ impl Asker for Questions {
             );
             self.asked.notify_waiters();
         }
-        let timeout = self.timeout;
+        let (timeout, waiting) = (self.timeout, Arc::clone(&self.waiting));
         Box::pin(async move {
             if let Some(refusal) = missing {
                 return Err(refusal);
             }
-            match tokio::time::timeout(timeout, rx).await {
+            let answer = tokio::time::timeout(timeout, rx).await;
+            // A question nobody answered in time is not asked again.
+            if let Ok(mut waiting) = waiting.lock() {
+                waiting.remove(&key);
+            }
+            match answer {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(_)) => Err(ErrorData::internal_error(
                     "the client did not come back for this call",

@@ -26,6 +26,8 @@ pub(super) const MODERN_VERSION: &str = "2026-07-28";
 
 /// Most rounds of input one request may take when toolgate answers the upstream's input requests itself.
 const MAX_ROUNDS: usize = 8;
+/// Most input requests one `input_required` result may carry.
+const MAX_INPUT_REQUESTS: usize = 32;
 
 /// What a request names for its `Mcp-Name` header: the name of `tools/call` and `prompts/get`, the URI of
 /// `resources/read`; read from the params toolgate sends.
@@ -252,6 +254,21 @@ impl HttpConn {
         if !input_required(&result) {
             return Ok(result);
         }
+        // Only these requests may ask for input (2026-07-28); asking on any other is not an answer.
+        if !matches!(method, "tools/call" | "prompts/get" | "resources/read") {
+            return Err(UpstreamError::Malformed(format!(
+                "`input_required` is not an answer to `{method}`"
+            )));
+        }
+        let count = result
+            .get("inputRequests")
+            .and_then(Value::as_object)
+            .map_or(0, |requests| requests.len());
+        if count > MAX_INPUT_REQUESTS {
+            return Err(UpstreamError::Malformed(format!(
+                "the upstream asked for {count} inputs at once (at most {MAX_INPUT_REQUESTS})"
+            )));
+        }
         if client.modern {
             return Err(UpstreamError::InputRequired(Box::new(result)));
         }
@@ -346,9 +363,18 @@ impl HttpConn {
                     }
                     delay = Duration::from_millis(500);
                 }
-                Ok(r) => {
+                // Not served at all: nothing to listen to. Anything else (busy, failing) is asked again later.
+                Ok(r)
+                    if matches!(
+                        r.status(),
+                        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+                    ) =>
+                {
                     tracing::debug!(upstream = %self.upstream, status = %r.status(), "listen stream refused");
-                    return;
+                    break;
+                }
+                Ok(r) => {
+                    tracing::debug!(upstream = %self.upstream, status = %r.status(), "listen stream refused for now");
                 }
                 Err(e) => {
                     tracing::debug!(upstream = %self.upstream, "listen stream failed: {e}");
@@ -368,15 +394,22 @@ impl HttpConn {
         let uri = params.get("uri").and_then(Value::as_str)?.to_string();
         match method {
             "resources/subscribe" => {
-                if !self.listens.contains_key(&uri) {
-                    let stop = CancellationToken::new();
-                    self.listens.insert(uri.clone(), stop.clone());
-                    tokio::spawn(Arc::clone(self).listen_modern(Some(uri), stop));
+                if let dashmap::Entry::Vacant(slot) = self.listens.entry(uri.clone()) {
+                    let (stop, mine) = (CancellationToken::new(), self.fresh_id());
+                    slot.insert((mine, stop.clone()));
+                    let conn = Arc::clone(self);
+                    tokio::spawn(async move {
+                        Arc::clone(&conn)
+                            .listen_modern(Some(uri.clone()), stop)
+                            .await;
+                        // Ended for good (unsubscribed, or not served): a later subscription starts anew.
+                        conn.listens.remove_if(&uri, |_, (id, _)| *id == mine);
+                    });
                 }
                 Some(json!({}))
             }
             "resources/unsubscribe" => {
-                if let Some((_, stop)) = self.listens.remove(&uri) {
+                if let Some((_, (_, stop))) = self.listens.remove(&uri) {
                     stop.cancel();
                 }
                 Some(json!({}))
