@@ -20,7 +20,7 @@ pub use crate::policy::input::ItemKind;
 pub use subscriptions::Delivery;
 
 pub use refusal::step_up_scope;
-pub use rounds::{Opened, interim_of};
+pub use rounds::{Opened, arguments_digest, interim_of};
 
 use std::sync::Arc;
 

@@ -573,6 +573,17 @@ async fn a_request_state_is_honoured_only_untampered_for_its_caller_and_its_requ
             moved["error"]["data"]["reason"], "request_state_invalid",
             "{tool}: {moved}"
         );
+        // The upstream's own state is bound to the arguments it answered: other arguments are refused (a held call
+        // continues with its own, whatever a retry says).
+        if tool.starts_with("ev__") {
+            let mut changed = retry(state.clone());
+            changed["arguments"] = json!({"message": "something else"});
+            let (_, refused) = modern(url, &tester, "tools/call", changed, &[]).await;
+            assert_eq!(
+                refused["error"]["data"]["reason"], "request_state_invalid",
+                "{tool}: {refused}"
+            );
+        }
         // Answers without a state toolgate sealed are not passed on: the upstream asks again.
         let mut unasked = params.clone();
         unasked["inputResponses"] = answers.clone();

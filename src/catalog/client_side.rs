@@ -21,6 +21,8 @@ pub struct ClientSide {
     pub input_responses: Option<Value>,
     /// A retried request's upstream state, after toolgate checked its own seal around it.
     pub request_state: Option<String>,
+    /// A digest of a modern request's arguments, which a sealed `requestState` is bound to.
+    pub arguments: Option<String>,
 }
 
 tokio::task_local! {

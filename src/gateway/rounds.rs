@@ -54,7 +54,14 @@ impl Rounds {
         state: Option<&str>,
         keys: Vec<&String>,
     ) -> String {
-        self.seal_inner(caller, method, item, json!({"s": state, "k": keys}))
+        // Bound to the arguments of the request it answers, when the client's side names them.
+        let arguments = crate::catalog::ClientSide::current().arguments;
+        self.seal_inner(
+            caller,
+            method,
+            item,
+            json!({"s": state, "k": keys, "a": arguments}),
+        )
     }
 
     /// The state a client echoes back to continue a call toolgate holds for it (by the held call's id).
@@ -101,6 +108,7 @@ impl Rounds {
         method: &str,
         item: &str,
         sealed: &str,
+        arguments: Option<&str>,
     ) -> Result<Opened, &'static str> {
         if sealed.len() > MAX_STATE {
             return Err("it is longer than any state toolgate hands out");
@@ -129,6 +137,11 @@ impl Rounds {
         }
         if payload["m"] != json!(method) || payload["n"] != json!(item) {
             return Err("it was handed out for another request");
+        }
+        if let (Some(sealed_for), Some(given)) = (payload["a"].as_str(), arguments)
+            && sealed_for != given
+        {
+            return Err("it was handed out for other arguments");
         }
         let lapsed = payload["exp"]
             .as_i64()
@@ -165,6 +178,15 @@ pub enum Opened {
     },
     /// The id of a call toolgate holds for the client (its upstream asked with a request of its own).
     Held(String),
+}
+
+/// The digest a sealed state binds a request's arguments by (SHA-256 of their JSON, keys in order).
+pub fn arguments_digest(arguments: Option<&rmcp::model::JsonObject>) -> String {
+    use sha2::Digest as _;
+    let bytes = arguments
+        .map(|a| serde_json::to_vec(a).unwrap_or_default())
+        .unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(&bytes))
 }
 
 /// The refusal of a retry whose state toolgate did not seal for it.
@@ -214,11 +236,13 @@ impl super::Gateway {
     pub async fn open_state(
         &self,
         call: &CallContext<'_>,
-        method: &str,
-        item: &str,
+        (method, item, arguments): (&str, &str, Option<&str>),
         sealed: &str,
     ) -> Result<Opened, ErrorData> {
-        match self.rounds.open(call.caller, method, item, sealed) {
+        match self
+            .rounds
+            .open(call.caller, method, item, sealed, arguments)
+        {
             Ok(state) => Ok(state),
             Err(why) => {
                 let mut record = super::record::caller_record(method, call);

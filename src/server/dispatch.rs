@@ -125,31 +125,39 @@ async fn client_side(
     if !modern {
         return Ok(client);
     }
-    let (method, name, responses, state) = match request {
+    let (method, name, arguments, responses, state) = match request {
         ClientRequest::CallToolRequest(r) => (
             "tools/call",
             r.params.name.as_ref(),
+            r.params.arguments.as_ref(),
             &r.params.input_responses,
             &r.params.request_state,
         ),
         ClientRequest::GetPromptRequest(r) => (
             "prompts/get",
             r.params.name.as_str(),
+            r.params.arguments.as_ref(),
             &r.params.input_responses,
             &r.params.request_state,
         ),
         ClientRequest::ReadResourceRequest(r) => (
             "resources/read",
             r.params.uri.as_str(),
+            None,
             &r.params.input_responses,
             &r.params.request_state,
         ),
         _ => return Ok(client),
     };
+    // A state sealed for this request is bound to its arguments: a retry must send the same.
+    let digest = crate::gateway::arguments_digest(arguments);
     // Only answers to input requests toolgate let through in the sealed state reach the upstream: none without one.
     if let Some(sealed) = state {
         let call = CallContext::new(caller, &session.id, id);
-        match gateway.open_state(&call, method, name, sealed).await? {
+        match gateway
+            .open_state(&call, (method, name, Some(&digest)), sealed)
+            .await?
+        {
             Opened::Upstream { state, keys } => {
                 client.request_state = state;
                 client.input_responses = responses.as_ref().and_then(|responses| {
@@ -167,6 +175,7 @@ async fn client_side(
             Opened::Held(_) => return Err(super::parked::call_gone()),
         }
     }
+    client.arguments = Some(digest);
     Ok(client)
 }
 

@@ -91,7 +91,7 @@ pub(super) async fn answer(
         let context = CallContext::new(&caller, "", &id);
         let opened = state
             .gateway
-            .open_state(&context, "tools/call", &call.params.name, sealed)
+            .open_state(&context, ("tools/call", &call.params.name, None), sealed)
             .await;
         match opened {
             Ok(Opened::Held(held)) => {
