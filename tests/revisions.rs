@@ -802,3 +802,35 @@ async fn a_modern_client_over_stdio_is_answered_statelessly() {
     assert!(greeted.contains("Grace"), "{greeted}");
     assert_eq!(client.service().asked.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_held_call_continues_only_while_its_caller_may_still_use_the_tool() {
+    let (_upstream, gateway) = both_revisions();
+    let url = gateway.url.as_str();
+    let params = json!({"name": "old__test_elicitation", "arguments": {"message": "ok?"}});
+    let (_, first) = modern(url, &tester_token(), "tools/call", params.clone(), &[]).await;
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    let key = first["result"]["inputRequests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let mut retry = params.clone();
+    retry["requestState"] = first["result"]["requestState"].clone();
+    retry["inputResponses"] = json!({key: {"action": "accept", "content": {"response": "yes"}}});
+    // The same caller, now with a token whose scope leaves the tool out: the held call ends there.
+    let narrow = dev_token(None, Some("tester"), &[], Some("old__test_simple_text"));
+    let (_, refused) = modern(url, &narrow, "tools/call", retry.clone(), &[]).await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    assert_eq!(
+        refused["error"]["message"], "Unknown tool: old__test_elicitation",
+        "{refused}"
+    );
+    let (_, gone) = modern(url, &tester_token(), "tools/call", retry, &[]).await;
+    assert_eq!(
+        gone["error"]["data"]["reason"], "request_state_invalid",
+        "{gone}"
+    );
+}

@@ -253,6 +253,36 @@ impl super::Gateway {
         }
     }
 
+    /// Decides again, when a modern client comes back to a call toolgate holds for it, whether the caller may
+    /// still use the tool (its scope, the policy's `list`, the tool's pin): a policy reload or a narrower token
+    /// ends the call there. The refusal is recorded and answered as for a tool the caller cannot see.
+    pub async fn may_continue(&self, call: &CallContext<'_>, tool: &str) -> Result<(), ErrorData> {
+        let visible = self.catalog.resolve(tool).is_some_and(|exposed| {
+            let bundle = self.policy.current();
+            let who = crate::policy::input::CallerInput::new(
+                call.caller,
+                call.session,
+                &super::record::request_id_text(call.request_id),
+            );
+            let listing = bundle.decide(&super::listing::list_input(&who, &bundle, &exposed));
+            call.caller.in_scope(&exposed.name)
+                && listing.error.is_none()
+                && listing.allow
+                && self.pins.approved(&exposed)
+        });
+        if visible {
+            return Ok(());
+        }
+        let mut record = super::record::caller_record("tools/call", call);
+        record.tool = Some(tool.to_string());
+        record.deny(
+            Reason::UnknownTool,
+            vec!["no longer available to the caller when its call was continued".into()],
+        );
+        let refusal = ErrorData::invalid_params(format!("Unknown tool: {tool}"), None);
+        self.commit(record, Err(refusal)).await
+    }
+
     /// A tool call's `input_required` result for a modern client, in the pipeline's result type.
     pub(super) async fn call_input_required(
         &self,

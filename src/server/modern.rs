@@ -95,6 +95,16 @@ pub(super) async fn answer(
             .await;
         match opened {
             Ok(Opened::Held(held)) => {
+                // The caller must still be able to use the tool; if not, the held call ends here.
+                if let Err(error) = state
+                    .gateway
+                    .may_continue(&context, &call.params.name)
+                    .await
+                {
+                    drop(state.held.take(&held, &caller.subject_key()));
+                    let error = ServerJsonRpcMessage::error(error, Some(id));
+                    return answer_json(&state, &headers, &finish(error, "tools/call"));
+                }
                 let responses = call
                     .params
                     .input_responses
