@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::names::validate_upstream_name;
 pub use change::ChangeError;
-pub use client_side::ClientSide;
+pub use client_side::{ClientSide, may_ask_for_input};
 pub use routing::{Asker, CallSink};
 
 use crate::config::{Config, Limits, Timeouts, UpstreamConfig, UpstreamTransport};

@@ -409,27 +409,6 @@ fn everything_gateway() -> Gateway {
     ))
 }
 
-fn revoke(gateway: &Gateway, token: &str) {
-    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(token).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
-        .arg("revoke")
-        .args(["--admin-url", gateway.admin_url.trim_end_matches("/admin")])
-        .args([
-            "--jti",
-            claims["jti"].as_str().unwrap(),
-            "--issuer",
-            "toolgate-dev",
-        ])
-        .env("TOOLGATE_ADMIN_TOKEN", gateway.admin_credential())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 // `resources/subscribe` is the 2025 protocol's way to follow a resource, which this gateway speaks.
 #[allow(deprecated)]
 #[tokio::test]

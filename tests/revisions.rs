@@ -33,6 +33,16 @@ struct Answerer {
     asked: Arc<Mutex<Vec<Value>>>,
 }
 
+impl Answerer {
+    /// Keeps what it was asked.
+    fn keep(&self, params: &impl serde::Serialize) {
+        self.asked
+            .lock()
+            .unwrap()
+            .push(serde_json::to_value(params).unwrap());
+    }
+}
+
 impl ClientHandler for Answerer {
     fn get_info(&self) -> ClientInfo {
         let capabilities =
@@ -45,10 +55,7 @@ impl ClientHandler for Answerer {
         params: CreateMessageRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, ErrorData> {
-        self.asked
-            .lock()
-            .unwrap()
-            .push(serde_json::to_value(&params).unwrap());
+        self.keep(&params);
         Ok(serde_json::from_value(json!({
             "role": "assistant",
             "content": {"type": "text", "text": "Paris"},
@@ -63,10 +70,7 @@ impl ClientHandler for Answerer {
         params: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
-        self.asked
-            .lock()
-            .unwrap()
-            .push(serde_json::to_value(&params).unwrap());
+        self.keep(&params);
         Ok(serde_json::from_value(json!({
             "action": "accept",
             "content": {"name": "Grace", "response": "yes"},
@@ -713,24 +717,7 @@ async fn a_listen_stream_carries_what_it_asked_for_and_ends_with_its_credential(
         seen.last().is_some_and(|m| m.get("result").is_some())
     }));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(&token).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
-        .arg("revoke")
-        .args(["--admin-url", gateway.admin_url.trim_end_matches("/admin")])
-        .args([
-            "--jti",
-            claims["jti"].as_str().unwrap(),
-            "--issuer",
-            "toolgate-dev",
-        ])
-        .env("TOOLGATE_ADMIN_TOKEN", gateway.admin_credential())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    revoke(&gateway, &token);
     let seen = waiter.await.unwrap();
     let last = seen.last().unwrap();
     assert_eq!(last["id"], "watch", "{seen:?}");

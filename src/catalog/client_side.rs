@@ -25,6 +25,11 @@ pub struct ClientSide {
     pub arguments: Option<String>,
 }
 
+/// Whether a request may be answered `input_required` (protocol 2026-07-28): a tool call, a read or a prompt.
+pub fn may_ask_for_input(method: &str) -> bool {
+    matches!(method, "tools/call" | "prompts/get" | "resources/read")
+}
+
 tokio::task_local! {
     static CLIENT: ClientSide;
 }

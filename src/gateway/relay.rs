@@ -73,12 +73,7 @@ impl Gateway {
     ) -> Arc<dyn Asker> {
         Arc::new(Guarded {
             inner,
-            gateway: GatewayParts {
-                policy: Arc::clone(&self.policy),
-                audit: Arc::clone(&self.audit),
-                redactor: Arc::clone(&self.redactor),
-                config: Arc::clone(&self.config),
-            },
+            gateway: self.parts(),
             caller: call.caller.clone(),
             session: call.session.to_string(),
             request_id: call.request_id.clone(),
@@ -107,6 +102,18 @@ impl Relayed<'_> {
         match self {
             Self::Tool(tool) => &tool.upstream,
             Self::Item(item) => &item.upstream.name,
+        }
+    }
+}
+
+impl Gateway {
+    /// What a relayed request's decision needs of the gateway, owned.
+    fn parts(&self) -> GatewayParts {
+        GatewayParts {
+            policy: Arc::clone(&self.policy),
+            audit: Arc::clone(&self.audit),
+            redactor: Arc::clone(&self.redactor),
+            config: Arc::clone(&self.config),
         }
     }
 }
@@ -219,12 +226,7 @@ impl Gateway {
         rules: &Rules,
         requests: &mut Map<String, Value>,
     ) -> Result<(), ErrorData> {
-        let parts = GatewayParts {
-            policy: Arc::clone(&self.policy),
-            audit: Arc::clone(&self.audit),
-            redactor: Arc::clone(&self.redactor),
-            config: Arc::clone(&self.config),
-        };
+        let parts = self.parts();
         for request in requests.values_mut() {
             let method = request
                 .get("method")

@@ -233,7 +233,7 @@ pub fn finish(message: ServerJsonRpcMessage, method: &str) -> ServerJsonRpcMessa
             if let Some(object) = result.as_object_mut() {
                 // Only these requests may be answered `input_required` (toolgate's own, decided and sealed); every
                 // other answer is complete, whatever an upstream wrote in it.
-                let interim = matches!(method, "tools/call" | "prompts/get" | "resources/read");
+                let interim = crate::catalog::may_ask_for_input(method);
                 let kind = object
                     .entry("resultType")
                     .or_insert_with(|| json!("complete"));

@@ -202,13 +202,20 @@ pub(super) enum Next {
 }
 
 /// Waits for what comes next of a running call.
-pub(super) async fn next(running: &mut Running, questions: &Questions) -> Next {
+pub(super) async fn next(running: &mut Running, questions: Option<&Questions>) -> Next {
     let (rx, done) = running;
+    // A request that cannot ask its client anything never is.
+    let asked = async {
+        match questions {
+            Some(questions) => questions.asked().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         biased;
         Some(message) = rx.recv() => Next::Note(message),
         answer = &mut *done => Next::Answer(answer.ok().map(Box::new)),
-        () = questions.asked() => {
+        () = asked => {
             // Questions asked together go back together.
             tokio::time::sleep(Duration::from_millis(5)).await;
             Next::Asked

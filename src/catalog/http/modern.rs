@@ -119,7 +119,7 @@ pub(super) fn modern_params(method: &str, params: Value, client: &ClientSide) ->
             meta.insert("io.modelcontextprotocol/logLevel".into(), json!(level));
         }
     }
-    if matches!(method, "tools/call" | "prompts/get" | "resources/read") {
+    if crate::catalog::may_ask_for_input(method) {
         if let Some(responses) = &client.input_responses {
             params.insert("inputResponses".into(), responses.clone());
         }
@@ -255,7 +255,7 @@ impl HttpConn {
             return Ok(result);
         }
         // Only these requests may ask for input (2026-07-28); asking on any other is not an answer.
-        if !matches!(method, "tools/call" | "prompts/get" | "resources/read") {
+        if !crate::catalog::may_ask_for_input(method) {
             return Err(UpstreamError::Malformed(format!(
                 "`input_required` is not an answer to `{method}`"
             )));

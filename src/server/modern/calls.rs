@@ -47,7 +47,8 @@ impl Drop for CancelOnDrop {
 /// A running modern request and what its answer needs.
 struct Driven {
     running: Running,
-    questions: Arc<Questions>,
+    /// A tool call's questions to its client (the only requests held for input).
+    questions: Option<Arc<Questions>>,
     cancel: CancelOnDrop,
     caller: Caller,
     /// The id the answer goes back under (a retry's, when the call continues).
@@ -66,13 +67,14 @@ pub(super) async fn run(
     request: ClientRequest,
     stream: bool,
 ) -> Response {
-    let questions = Questions::new(&session, state.gateway.config.timeouts.call);
-    let tool = match &request {
+    // Only a tool call's upstream may ask its client something.
+    let (tool, questions) = match &request {
         ClientRequest::CallToolRequest(call) => {
+            let questions = Questions::new(&session, state.gateway.config.timeouts.call);
             session.set_questions(Arc::clone(&questions));
-            Some(call.params.name.to_string())
+            (Some(call.params.name.to_string()), Some(questions))
         }
-        _ => None,
+        _ => (None, None),
     };
     let cancel = CancelOnDrop {
         session: Arc::clone(&session),
@@ -108,23 +110,26 @@ pub(super) async fn resume(
     let HeldCall {
         questions,
         running,
-        mut cancel,
+        cancel,
         tool,
         ..
     } = call;
     if let Some(Value::Object(responses)) = responses {
         questions.answer(&responses);
     }
-    cancel.armed = true;
     let driven = Driven {
         running,
-        questions,
+        questions: Some(questions),
         cancel,
         caller,
         id,
         tool: Some(tool),
     };
-    if !driven.questions.input_requests().is_empty() {
+    if driven
+        .questions
+        .as_ref()
+        .is_some_and(|q| !q.input_requests().is_empty())
+    {
         // Not every question was answered: asked again, as the upstream would.
         let answer = hold(&state, driven);
         return answer_json(&state, headers, &answer);
@@ -134,7 +139,7 @@ pub(super) async fn resume(
 
 /// Drives a running request to its HTTP answer.
 async fn drive(state: AppState, headers: &HeaderMap, mut driven: Driven) -> Response {
-    let first = match parked::next(&mut driven.running, &driven.questions).await {
+    let first = match parked::next(&mut driven.running, driven.questions.as_deref()).await {
         Next::Answer(answer) => {
             driven.cancel.disarm();
             return match answer {
@@ -142,11 +147,10 @@ async fn drive(state: AppState, headers: &HeaderMap, mut driven: Driven) -> Resp
                 None => ended_without_answer(),
             };
         }
-        Next::Asked if driven.tool.is_some() => {
+        Next::Asked => {
             let answer = hold(&state, driven);
             return answer_json(&state, headers, &answer);
         }
-        Next::Asked => return ended_without_answer(),
         Next::Note(first) => first,
     };
     let start = Some((Some(first), driven, state));
@@ -155,7 +159,7 @@ async fn drive(state: AppState, headers: &HeaderMap, mut driven: Driven) -> Resp
         if let Some(first) = first {
             return Some((sse_frame(&first), Some((None, driven, state))));
         }
-        match parked::next(&mut driven.running, &driven.questions).await {
+        match parked::next(&mut driven.running, driven.questions.as_deref()).await {
             Next::Note(message) => Some((sse_frame(&message), Some((None, driven, state)))),
             Next::Answer(answer) => {
                 driven.cancel.disarm();
@@ -179,14 +183,18 @@ async fn drive(state: AppState, headers: &HeaderMap, mut driven: Driven) -> Resp
 /// Holds a call whose upstream asked the client something: the answer is `input_required` with the questions and
 /// a state naming the held call, sealed for this caller and tool.
 fn hold(state: &AppState, driven: Driven) -> ServerJsonRpcMessage {
-    let requests: Map<String, Value> = driven.questions.input_requests();
-    let tool = driven.tool.clone().unwrap_or_default();
-    let subject = driven.caller.subject_key();
-    // Still armed: a held call that is forgotten (nobody came back in time, or too many are held) is cancelled.
     let (caller, id) = (driven.caller.clone(), driven.id.clone());
+    // Only a tool call has questions (and so is ever held).
+    let (Some(tool), Some(questions)) = (driven.tool, driven.questions) else {
+        let error =
+            ErrorData::internal_error("only a tool call waits for its client's input", None);
+        return ServerJsonRpcMessage::error(error, Some(id));
+    };
+    let requests: Map<String, Value> = questions.input_requests();
+    // Still armed: a held call that is forgotten (nobody came back in time, or too many are held) is cancelled.
     let call = HeldCall {
-        subject,
-        questions: driven.questions,
+        subject: caller.subject_key(),
+        questions,
         running: driven.running,
         cancel: driven.cancel,
         tool: tool.clone(),
