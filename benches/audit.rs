@@ -1,5 +1,7 @@
 //! The cost of recording: appending one decision record and waiting for its commit, alone and with 1,000 appends
-//! in flight (group commit), in both durability modes.
+//! in flight (group commit): SQLite in both durability modes, and PostgreSQL (durable commits) when
+//! `TOOLGATE_BENCH_POSTGRES` names a database (`postgres://user@host:port/db`; `scripts/pg-cluster start DIR`
+//! gives a throwaway server).
 //!
 //! `cargo bench --bench audit`
 #![allow(clippy::expect_used)]
@@ -8,7 +10,7 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use toolgate::audit::{Audit, DecisionRecord};
-use toolgate::config::{AuditConfig, Durability};
+use toolgate::config::{AuditConfig, Durability, PostgresConfig, StorageConfig};
 
 fn record() -> DecisionRecord {
     let mut record = DecisionRecord::new("tools/call");
@@ -36,7 +38,19 @@ fn appends(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let mut group = c.benchmark_group("audit_append");
-    for durability in [Durability::Normal, Durability::Full] {
+    let mut stores = vec![
+        ("normal", Durability::Normal, None),
+        ("full", Durability::Full, None),
+    ];
+    if let Ok(url) = std::env::var("TOOLGATE_BENCH_POSTGRES") {
+        let postgres: PostgresConfig = serde_json::from_value(serde_json::json!({
+            "url": url,
+            "replica": format!("bench-{}", std::process::id()),
+        }))
+        .expect("postgres config");
+        stores.push(("postgres", Durability::Full, Some(postgres)));
+    }
+    for (mode, durability, postgres) in stores {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = AuditConfig {
             durability,
@@ -44,13 +58,17 @@ fn appends(c: &mut Criterion) {
             head_file: dir.path().join("audit.head"),
             ..AuditConfig::default()
         };
-        let audit: Arc<Audit> = runtime
-            .block_on(async { Audit::start(&dir.path().join("toolgate.db"), config) })
-            .expect("audit");
-        let mode = match durability {
-            Durability::Normal => "normal",
-            Durability::Full => "full",
+        let storage = StorageConfig {
+            path: dir.path().join("toolgate.db"),
+            postgres,
         };
+        let audit: Arc<Audit> = runtime
+            .block_on(async {
+                // The schema first, as a gateway's start does.
+                toolgate::store::Store::open(&storage).await.expect("store");
+                Audit::start(&storage, config)
+            })
+            .expect("audit");
         group.throughput(Throughput::Elements(1));
         group.bench_function(BenchmarkId::new("one", mode), |b| {
             b.iter(|| runtime.block_on(audit.append(record())).expect("append"))

@@ -6,10 +6,12 @@
 
 mod bound;
 mod chain;
+pub mod postgres;
+mod records;
 mod store;
 pub mod verify;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,6 +22,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 pub use chain::{ChainError, ChainHead, ChainKey};
+pub use records::Records;
 pub use store::{AuditStore, RecordFilter, SqliteAuditStore, StoredRecord, principal_key};
 
 use crate::config::{AuditConfig, Durability};
@@ -164,7 +167,7 @@ struct Job {
 const MAX_FAILURE_BUCKETS: usize = 4096;
 
 /// The store and the chain key, used by whoever commits: the writer thread, or a caller while the writer is idle.
-type Committer = std::sync::Mutex<(SqliteAuditStore, ChainKey)>;
+type Committer = std::sync::Mutex<(Box<dyn AuditStore>, ChainKey)>;
 
 /// The recorder: a handle to the writer thread.
 pub struct Audit {
@@ -183,10 +186,26 @@ pub struct Audit {
 impl Audit {
     /// Opens the store, reads the chain key and starts the writer thread and the periodic tasks (publishing the
     /// chain head, flushing aggregated refusals).
-    pub fn start(database: &Path, config: AuditConfig) -> Result<Arc<Self>, StartError> {
+    pub fn start(
+        storage: &crate::config::StorageConfig,
+        config: AuditConfig,
+    ) -> Result<Arc<Self>, StartError> {
         let key = ChainKey::load_or_create(&config.key_file)?;
-        let store = SqliteAuditStore::open(database, config.durability, config.busy_timeout)?;
-        let head = store.head()?;
+        let database = storage.path.as_path();
+        let (store, head): (Box<dyn AuditStore>, ChainHead) = match &storage.postgres {
+            // The blocking client works on a thread of its own, off the runtime.
+            Some(pg) => postgres::off_runtime(|| {
+                let mut store = postgres::PgAuditStore::open(pg)?;
+                let head = store.head()?;
+                Ok::<_, crate::store::StoreError>((Box::new(store) as Box<dyn AuditStore>, head))
+            })?,
+            None => {
+                let mut store =
+                    SqliteAuditStore::open(database, config.durability, config.busy_timeout)?;
+                let head = store.head()?;
+                (Box::new(store), head)
+            }
+        };
         let committer: Arc<Committer> = Arc::new(std::sync::Mutex::new((store, key)));
         let head = Arc::new(std::sync::Mutex::new(head));
         let healthy = Arc::new(AtomicBool::new(true));
@@ -207,7 +226,8 @@ impl Audit {
         let audit = Arc::new(Self {
             tx,
             committer,
-            inline: config.durability == Durability::Normal,
+            // PostgreSQL commits always go through the writer thread (the blocking client needs it).
+            inline: config.durability == Durability::Normal && storage.postgres.is_none(),
             healthy,
             head,
             head_file: config.head_file.clone(),
@@ -216,7 +236,7 @@ impl Audit {
             config,
         });
         let weak = Arc::downgrade(&audit);
-        if audit.config.durability == Durability::Normal {
+        if audit.config.durability == Durability::Normal && storage.postgres.is_none() {
             let weak = weak.clone();
             let checkpointer = store::Checkpointer::open(database, audit.config.busy_timeout)?;
             std::thread::Builder::new()
@@ -395,7 +415,7 @@ fn writer(
 
 /// Commits `records` in one transaction after the chain head, and moves the head.
 fn commit(
-    store: &mut SqliteAuditStore,
+    store: &mut Box<dyn AuditStore>,
     key: &ChainKey,
     records: &[&DecisionRecord],
     head: &std::sync::Mutex<ChainHead>,

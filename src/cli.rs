@@ -69,6 +69,12 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Apply the store's schema migrations (PostgreSQL or the SQLite file) and exit; a gateway applies them at
+    /// start too, and refuses a schema newer than it knows.
+    Migrate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Decision records: verify the tamper-evident chain.
     Audit {
         #[command(subcommand)]
@@ -206,8 +212,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Approvals { admin, command } => admin::approvals(&admin, command).await,
         Command::Policy { command } => offline::policy(command).await,
         Command::Audit {
-            command: AuditCommand::Verify { config, no_head },
-        } => offline::verify_audit(&config, no_head),
+            command:
+                AuditCommand::Verify {
+                    config,
+                    no_head,
+                    heads,
+                },
+        } => offline::verify_audit(&config, &heads, no_head),
+        Command::Migrate { config } => {
+            let config = Config::load(&config)?;
+            crate::store::Store::open(&config.storage).await?;
+            eprintln!("the store's schema is up to date");
+            Ok(())
+        }
         Command::Report {
             config,
             since,

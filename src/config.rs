@@ -13,15 +13,17 @@ mod auth;
 mod limits;
 mod policy;
 mod redaction;
+mod storage;
 mod telemetry;
 mod upstream;
 
 pub use admin::{AdminConfig, AdminSubject, RegistryConfig};
-pub use audit::{ArgumentsRule, AuditConfig, Durability, StorageConfig};
+pub use audit::{ArgumentsRule, AuditConfig, Durability};
 pub use auth::{AuthConfig, IssuerConfig};
 pub use limits::{Limits, Timeouts};
 pub use policy::{Evaluator, FirstSight, PinningConfig, PolicyConfig};
 pub use redaction::{CustomDetector, RedactionConfig};
+pub use storage::{PostgresConfig, StorageConfig};
 pub use telemetry::{LogFormat, LoggingConfig, OtlpConfig, OtlpProtocol, TracingConfig};
 pub use upstream::{
     HttpUpstream, Naming, RunAs, StdioUpstream, UpstreamConfig, UpstreamProtocol, UpstreamTransport,
@@ -245,6 +247,9 @@ impl Config {
         self.tracing.validate()?;
         self.policy.validate()?;
         self.audit.validate()?;
+        if let Some(postgres) = &self.storage.postgres {
+            postgres.validate()?;
+        }
         if let Some(auth) = &self.auth {
             let loopback = self.listen.ip().is_loopback() && self.admin.listen.ip().is_loopback();
             auth.validate(loopback, &self.admin.audience)?;

@@ -13,6 +13,7 @@ mod refusal;
 mod relay;
 mod requests;
 mod rounds;
+mod shared;
 mod subscriptions;
 mod surface;
 
@@ -110,6 +111,10 @@ pub struct Gateway {
     subscriptions: subscriptions::Subscriptions,
     /// Sealed `requestState`s of multi round-trip requests.
     rounds: rounds::Rounds,
+    /// Seals session ids, so that a session can be resumed on any replica sharing the key.
+    pub sessions: crate::secret::Sealer,
+    /// Registered upstreams as this replica runs them.
+    pub(crate) applied: shared::Applied,
 }
 
 impl Gateway {
@@ -128,9 +133,16 @@ impl Gateway {
             // A log line, so that JSON logs stay JSON; at `warn`, it shows whatever the level.
             tracing::warn!("{banner}");
         }
-        let store = Store::open(&config.storage.path)?;
+        let store = Store::open(&config.storage).await?;
+        // With replicas: the change counters as they stand before anything is read, so that whatever changes
+        // from here on is read again.
+        let seen = match &store {
+            Store::Postgres(pg) => Some(pg.changes().await?.into_iter().collect::<shared::Seen>()),
+            Store::Sqlite(_) => None,
+        };
+        let keys = shared::Keys::of(&store).await?;
         // Records go to the same database, through the writer's own connection.
-        let audit = crate::audit::Audit::start(&config.storage.path, config.audit.clone())?;
+        let audit = crate::audit::Audit::start(&config.storage, config.audit.clone())?;
         let redactor = Arc::new(crate::redact::Redactor::new(&config.redaction)?);
         let pins = Arc::new(
             crate::catalog::pins::Pins::load(store.clone(), config.pinning.first_sight).await?,
@@ -170,6 +182,7 @@ impl Gateway {
                 .map_err(StartError::Allowlist)?,
         );
         // Upstreams registered at run time come back after a restart (checked again against the allowlist).
+        let applied = shared::Applied::default();
         let disabled = store.disabled_upstreams().await?;
         for upstream in store
             .registered_upstreams::<crate::config::UpstreamConfig>()
@@ -184,6 +197,9 @@ impl Gateway {
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
+            if restored.is_ok() {
+                applied.set(&upstream);
+            }
             if let Err(e) = restored {
                 tracing::error!(upstream = %upstream.name, "registered upstream not restored: {e}");
             }
@@ -237,11 +253,16 @@ impl Gateway {
             changes,
             draining: tokio_util::sync::CancellationToken::new(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
-            cursors: listing::Cursors::new().map_err(|e| StartError::Random(e.to_string()))?,
-            rounds: rounds::Rounds::new().map_err(|e| StartError::Random(e.to_string()))?,
+            cursors: listing::Cursors::new(keys.cursors),
+            rounds: rounds::Rounds::new(&keys.rounds),
+            sessions: crate::secret::Sealer::new(&keys.sessions),
             subscriptions: subscriptions::Subscriptions::default(),
+            applied,
         });
         gateway.follow_surface();
+        if let (Some(seen), Some(postgres)) = (seen, &gateway.config.storage.postgres) {
+            gateway.follow_shared(postgres.clone(), seen);
+        }
         Ok(gateway)
     }
 

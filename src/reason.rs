@@ -121,6 +121,8 @@ reasons! {
     TokenClaimMissing = "token_claim_missing",
     TokenScopeInvalid = "token_scope_invalid",
     TokenRevoked = "token_revoked",
+    /// Revocation state shared by replicas could not be confirmed lately: no credential is accepted.
+    RevocationStateUnknown = "revocation_state_unknown",
     /// The JOSE `typ` is not an access token's.
     TokenType = "token_type",
     /// A header marked critical that toolgate does not understand.

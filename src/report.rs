@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::audit::{AuditStore, DecisionRecord, RecordFilter, SqliteAuditStore};
+use crate::audit::{DecisionRecord, RecordFilter, Records};
 use crate::identity::Inventory;
 
 /// The period and tool a report covers.
@@ -129,7 +129,7 @@ pub enum ReportError {
 /// Builds a report from the records in `store`. `inventory` names the agents (owners, scopes) and `known_tools`
 /// is the tool universe for least-privilege hints.
 pub fn build(
-    store: &SqliteAuditStore,
+    store: &mut Records,
     query: &ReportQuery,
     inventory: Option<&Inventory>,
     known_tools: &[String],
@@ -155,7 +155,7 @@ pub fn build(
             ..RecordFilter::default()
         })?;
         let Some(last) = page.last() else { break };
-        after = last.seq;
+        after = last.position;
         for stored in page {
             let record = stored.record;
             if record.kind == "authentication" {
@@ -360,12 +360,13 @@ fn count_column_reads(entry: &mut ToolReport, record: &DecisionRecord) {
     }
 }
 
-/// The report of the gateway configured by `config`, from its database, with its inventory and manifests.
+/// The report of the gateway configured by `config`, from its database, with its inventory and manifests. Blocks:
+/// call it off the async runtime.
 pub fn for_config(
     config: &crate::config::Config,
     query: &ReportQuery,
 ) -> Result<AccessReport, ReportError> {
-    let store = SqliteAuditStore::open_read_only(&config.storage.path)?;
+    let mut store = Records::open(&config.storage)?;
     let inventory = match &config.auth {
         Some(auth) => Some(Inventory::load(&config.base.join(&auth.agents_file))?),
         None => None,
@@ -391,7 +392,7 @@ pub fn for_config(
                 .collect(),
             Err(_) => Vec::new(),
         };
-    build(&store, query, inventory.as_ref(), &known_tools)
+    build(&mut store, query, inventory.as_ref(), &known_tools)
 }
 
 fn time(ms: Option<i64>) -> String {

@@ -104,3 +104,101 @@ pub fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
 pub fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
     std::fs::write(path, format!("{secret}\n"))
 }
+
+/// Seals and opens small payloads (session ids, say): AES-256-GCM, the purpose bound as associated data, so that
+/// what was sealed for one purpose never opens as another. Tokens are URL-safe Base64 (visible ASCII).
+pub struct Sealer {
+    key: aws_lc_rs::aead::LessSafeKey,
+}
+
+impl Sealer {
+    /// A sealer with a random key: what it seals opens in this process only.
+    pub fn random() -> Result<Self, getrandom::Error> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key)?;
+        Ok(Self::new(&key))
+    }
+
+    /// A sealer with a 32-byte key (one shared by replicas, say).
+    pub fn new(key: &[u8; 32]) -> Self {
+        use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+        let key = UnboundKey::new(&AES_256_GCM, key)
+            .unwrap_or_else(|_| unreachable!("AES-256-GCM takes a 32-byte key"));
+        Self {
+            key: LessSafeKey::new(key),
+        }
+    }
+
+    /// `payload` sealed for `purpose`; `None` when no nonce could be drawn.
+    pub fn seal(&self, purpose: &str, payload: &[u8]) -> Option<String> {
+        use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
+        use base64::Engine as _;
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).ok()?;
+        let mut sealed = payload.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(purpose.as_bytes()),
+                &mut sealed,
+            )
+            .ok()?;
+        let mut token = nonce.to_vec();
+        token.extend_from_slice(&sealed);
+        Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token))
+    }
+
+    /// What `token` holds, if this key sealed it for `purpose`.
+    pub fn open(&self, purpose: &str, token: &str) -> Option<Vec<u8>> {
+        use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
+        use base64::Engine as _;
+        let mut token = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
+        if token.len() <= NONCE_LEN {
+            return None;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&token[..NONCE_LEN]);
+        let payload = self
+            .key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(purpose.as_bytes()),
+                &mut token[NONCE_LEN..],
+            )
+            .ok()?;
+        Some(payload.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod sealer_tests {
+    use super::Sealer;
+
+    #[test]
+    fn a_sealed_payload_opens_only_with_its_key_and_purpose() {
+        let key = [7u8; 32];
+        let sealer = Sealer::new(&key);
+        let token = sealer.seal("session", b"payload").expect("sealed");
+        assert_eq!(
+            sealer.open("session", &token).as_deref(),
+            Some(&b"payload"[..])
+        );
+        assert_eq!(
+            Sealer::new(&key).open("session", &token).as_deref(),
+            Some(&b"payload"[..])
+        );
+        assert!(sealer.open("cursor", &token).is_none(), "another purpose");
+        assert!(
+            Sealer::new(&[8u8; 32]).open("session", &token).is_none(),
+            "another key"
+        );
+        let mut bytes = token.into_bytes();
+        let last = bytes.len() - 1;
+        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(bytes).expect("ascii");
+        assert!(sealer.open("session", &tampered).is_none(), "tampered");
+        assert!(sealer.open("session", "not base64 !").is_none());
+    }
+}

@@ -12,8 +12,10 @@ mod post;
 mod probes;
 mod replay;
 mod session;
+mod sessions;
 mod stdio;
 mod stream;
+mod tickets;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,36 +1,29 @@
-//! The embedded store (one SQLite file): revocations, approvals, tool pins, and the upstreams and agents
-//! registered at run time (decision records share the file through their own writer, in `audit`). Writes go
-//! through one connection on a blocking thread; reads at start load the in-memory state. Tables of opaque JSON
-//! take any `Serialize` type, so the store names no type of the steps above it.
+//! The store: revocations, approvals, tool pins, and the upstreams and agents registered at run time (decision
+//! records have their own writer, in `audit`). One interface, two places: the embedded SQLite file (the default,
+//! one gateway) or PostgreSQL (several replicas sharing it). Reads at start load the in-memory state; with
+//! PostgreSQL, [`follow`](crate::gateway) reads it again whenever another replica changes it. Tables of opaque
+//! JSON take any `Serialize` type, so the store names no type of the steps above it.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-
-use rusqlite::{Connection, params};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod approvals;
+pub mod migrate;
+pub mod postgres;
+mod sqlite;
 
 pub use approvals::{Approval, ApprovalStatus, Escalation, Held};
+pub use postgres::{Postgres, Shared};
+pub use sqlite::Sqlite;
 
 /// Errors of the store: it could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 #[error("store: {0}")]
-pub struct StoreError(String);
+pub struct StoreError(pub(crate) String);
 
 impl StoreError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
         Self(message.into())
-    }
-}
-
-/// Now, in Unix seconds.
-use crate::clock::unix_now;
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self(e.to_string())
     }
 }
 
@@ -65,190 +58,113 @@ pub struct Revocation {
     pub created_by: String,
 }
 
-/// The SQLite store.
+impl RevocationTarget {
+    /// As stored: kind and two keys.
+    fn columns(&self) -> (&'static str, String, Option<String>) {
+        match self {
+            Self::Token { jti, issuer } => ("token", jti.clone(), issuer.clone()),
+            Self::Subject { issuer, subject } => ("subject", issuer.clone(), Some(subject.clone())),
+            Self::Agent { agent } => ("agent", agent.clone(), None),
+        }
+    }
+
+    fn from_columns(kind: &str, key1: String, key2: Option<String>) -> Result<Self, StoreError> {
+        Ok(match kind {
+            "token" => Self::Token {
+                jti: key1,
+                issuer: key2,
+            },
+            "subject" => Self::Subject {
+                issuer: key1,
+                subject: key2.unwrap_or_default(),
+            },
+            "agent" => Self::Agent { agent: key1 },
+            other => return Err(StoreError(format!("unknown revocation kind `{other}`"))),
+        })
+    }
+}
+
+/// The store, in one place or the other.
 #[derive(Clone)]
-pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+pub enum Store {
+    Sqlite(Sqlite),
+    Postgres(Postgres),
+}
+
+/// Dispatches a call to the store's place.
+macro_rules! each {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($store) => $call,
+            Store::Postgres($store) => $call,
+        }
+    };
+}
+
+fn body(value: &impl Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError(e.to_string()))
+}
+
+fn parse<T: DeserializeOwned>(
+    rows: Vec<(String, String)>,
+    what: &str,
+) -> Result<Vec<(String, T)>, StoreError> {
+    rows.into_iter()
+        .map(|(key, body)| {
+            let value = serde_json::from_str(&body)
+                .map_err(|e| StoreError(format!("{what} `{key}` is not readable: {e}")))?;
+            Ok((key, value))
+        })
+        .collect()
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `path`, in WAL mode.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(parent) = path.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError(format!("{}: {e}", parent.display())))?;
+    /// Opens the store the config names: PostgreSQL (connecting and migrating; refused when unreachable or of a
+    /// newer schema) or the SQLite file.
+    pub async fn open(config: &crate::config::StorageConfig) -> Result<Self, StoreError> {
+        match &config.postgres {
+            Some(postgres) => Ok(Self::Postgres(Postgres::open(postgres).await?)),
+            None => Ok(Self::Sqlite(Sqlite::open(&config.path)?)),
         }
-        crate::secret::private_database(path)
-            .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        Self::init(conn)
     }
 
     /// A store that lives in memory only (for checks and tests).
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?)
-    }
-
-    fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS revocations (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                kind TEXT NOT NULL,
-                key1 TEXT NOT NULL,
-                key2 TEXT,
-                issued_before INTEGER,
-                reason TEXT,
-                created_at INTEGER NOT NULL,
-                created_by TEXT NOT NULL
-            );
-            CREATE TABLE IF NOT EXISTS approvals (
-                id TEXT PRIMARY KEY,
-                status TEXT NOT NULL,
-                issuer TEXT NOT NULL,
-                subject TEXT NOT NULL,
-                chain TEXT NOT NULL,
-                tool TEXT NOT NULL,
-                pin TEXT,
-                arguments_hash TEXT NOT NULL,
-                reasons TEXT NOT NULL,
-                policy_version TEXT NOT NULL,
-                created_at INTEGER NOT NULL,
-                expires_at INTEGER NOT NULL,
-                decided_by TEXT,
-                decided_at INTEGER,
-                used_at INTEGER,
-                details TEXT
-            );
-            CREATE TABLE IF NOT EXISTS registered_upstreams (
-                name TEXT PRIMARY KEY,
-                body TEXT NOT NULL,
-                created_by TEXT NOT NULL,
-                created_at INTEGER NOT NULL
-            );
-            CREATE TABLE IF NOT EXISTS disabled_upstreams (
-                name TEXT PRIMARY KEY
-            );
-            CREATE TABLE IF NOT EXISTS registered_agents (
-                id TEXT PRIMARY KEY,
-                body TEXT NOT NULL,
-                updated_by TEXT NOT NULL,
-                updated_at INTEGER NOT NULL
-            );
-            CREATE TABLE IF NOT EXISTS pins (
-                tool TEXT PRIMARY KEY,
-                body TEXT NOT NULL
-            );
-            CREATE INDEX IF NOT EXISTS approvals_match
-                ON approvals (issuer, subject, tool, arguments_hash, status);",
-        )?;
-        // Databases made before approvals kept what the approver is shown.
-        let has_details: bool = conn.query_row(
-            "SELECT count(*) FROM pragma_table_info('approvals') WHERE name = 'details'",
-            [],
-            |row| row.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if !has_details {
-            conn.execute_batch("ALTER TABLE approvals ADD COLUMN details TEXT")?;
-        }
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
-    }
-
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let conn = conn
-                .lock()
-                .map_err(|_| StoreError("connection poisoned".into()))?;
-            f(&conn)
-        })
-        .await
-        .map_err(|e| StoreError(e.to_string()))?
+        Ok(Self::Sqlite(Sqlite::in_memory()?))
     }
 
     /// Stores a revocation and returns it with its id.
-    pub async fn add_revocation(
-        &self,
-        mut revocation: Revocation,
-    ) -> Result<Revocation, StoreError> {
-        self.with(move |conn| {
-            let (kind, key1, key2) = match &revocation.target {
-                RevocationTarget::Token { jti, issuer } => ("token", jti.clone(), issuer.clone()),
-                RevocationTarget::Subject { issuer, subject } => ("subject", issuer.clone(), Some(subject.clone())),
-                RevocationTarget::Agent { agent } => ("agent", agent.clone(), None),
-            };
-            conn.execute(
-                "INSERT INTO revocations (kind, key1, key2, issued_before, reason, created_at, created_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    kind,
-                    key1,
-                    key2,
-                    revocation.issued_before,
-                    revocation.reason,
-                    revocation.created_at,
-                    revocation.created_by
-                ],
-            )?;
-            revocation.id = conn.last_insert_rowid();
-            Ok(revocation)
-        })
-        .await
+    pub async fn add_revocation(&self, revocation: Revocation) -> Result<Revocation, StoreError> {
+        each!(self, s => s.add_revocation(revocation).await)
     }
 
     /// Every stored revocation.
     pub async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
-        self.with(|conn| {
-            let mut statement = conn.prepare(
-                "SELECT id, kind, key1, key2, issued_before, reason, created_at, created_by FROM revocations ORDER BY id",
-            )?;
-            let rows = statement.query_map([], |row| {
-                let kind: String = row.get(1)?;
-                let key1: String = row.get(2)?;
-                let key2: Option<String> = row.get(3)?;
-                Ok((row.get::<_, i64>(0)?, kind, key1, key2, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, kind, key1, key2, issued_before, reason, created_at, created_by) = row?;
-                let target = match kind.as_str() {
-                    "token" => RevocationTarget::Token {
-                        jti: key1,
-                        issuer: key2,
-                    },
-                    "subject" => RevocationTarget::Subject {
-                        issuer: key1,
-                        subject: key2.unwrap_or_default(),
-                    },
-                    "agent" => RevocationTarget::Agent { agent: key1 },
-                    other => return Err(StoreError(format!("unknown revocation kind `{other}`"))),
-                };
-                out.push(Revocation {
-                    id,
-                    target,
-                    issued_before,
-                    reason,
-                    created_at,
-                    created_by,
-                });
-            }
-            Ok(out)
-        })
-        .await
+        self.revocations_after(0).await
+    }
+
+    /// Stored revocations of an id above `after`, in id order.
+    pub async fn revocations_after(&self, after: i64) -> Result<Vec<Revocation>, StoreError> {
+        each!(self, s => s.revocations_after(after).await)
+    }
+
+    async fn bodies(
+        &self,
+        sql: &'static str,
+        what: &'static str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.bodies(sql, what).await,
+            Self::Postgres(s) => s.bodies(sql).await,
+        }
     }
 
     /// Every stored pin.
     pub async fn pins<T: DeserializeOwned + Send + 'static>(&self) -> Result<Vec<T>, StoreError> {
-        self.with(|conn| json_bodies(conn, "SELECT body FROM pins ORDER BY tool", "a pin"))
-            .await
+        let rows = self
+            .bodies("SELECT tool, body FROM pins ORDER BY tool", "pin")
+            .await?;
+        Ok(parse(rows, "pin")?.into_iter().map(|(_, v)| v).collect())
     }
 
     /// Stores (or replaces) a tool's pin.
@@ -257,29 +173,24 @@ impl Store {
         tool: String,
         pin: T,
     ) -> Result<(), StoreError> {
-        self.with(move |conn| {
-            let body = serde_json::to_string(&pin).map_err(|e| StoreError(e.to_string()))?;
-            conn.execute(
-                "INSERT INTO pins (tool, body) VALUES (?1, ?2) ON CONFLICT(tool) DO UPDATE SET body = excluded.body",
-                params![tool, body],
-            )?;
-            Ok(())
-        })
-        .await
+        let body = body(&pin)?;
+        each!(self, s => s.put_pin(tool, body).await)
     }
 
     /// Upstreams registered at run time (with their credentials: the store is as sensitive as the config).
     pub async fn registered_upstreams<T: DeserializeOwned + Send + 'static>(
         &self,
     ) -> Result<Vec<T>, StoreError> {
-        self.with(|conn| {
-            json_bodies(
-                conn,
-                "SELECT body FROM registered_upstreams ORDER BY created_at, name",
-                "a registered upstream",
+        let rows = self
+            .bodies(
+                "SELECT name, body FROM registered_upstreams ORDER BY created_at, name",
+                "registered upstream",
             )
-        })
-        .await
+            .await?;
+        Ok(parse(rows, "registered upstream")?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
     }
 
     pub async fn put_upstream<T: Serialize + Send + 'static>(
@@ -288,42 +199,17 @@ impl Store {
         upstream: T,
         by: String,
     ) -> Result<(), StoreError> {
-        self.with(move |conn| {
-            let body = serde_json::to_string(&upstream).map_err(|e| StoreError(e.to_string()))?;
-            conn.execute(
-                "INSERT INTO registered_upstreams (name, body, created_by, created_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(name) DO UPDATE SET body = excluded.body",
-                params![name, body, by, unix_now()],
-            )?;
-            Ok(())
-        })
-        .await
+        let body = body(&upstream)?;
+        each!(self, s => s.put_upstream(name, body, by).await)
     }
 
     pub async fn delete_upstream(&self, name: String) -> Result<(), StoreError> {
-        self.with(move |conn| {
-            conn.execute(
-                "DELETE FROM registered_upstreams WHERE name = ?1",
-                params![name],
-            )?;
-            conn.execute(
-                "DELETE FROM disabled_upstreams WHERE name = ?1",
-                params![name],
-            )?;
-            Ok(())
-        })
-        .await
+        each!(self, s => s.delete_upstream(name).await)
     }
 
     /// Names of registered upstreams an admin disabled.
     pub async fn disabled_upstreams(&self) -> Result<Vec<String>, StoreError> {
-        self.with(|conn| {
-            let mut statement =
-                conn.prepare("SELECT name FROM disabled_upstreams ORDER BY name")?;
-            let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        each!(self, s => s.disabled_upstreams().await)
     }
 
     pub async fn set_upstream_disabled(
@@ -331,43 +217,20 @@ impl Store {
         name: String,
         disabled: bool,
     ) -> Result<(), StoreError> {
-        self.with(move |conn| {
-            if disabled {
-                conn.execute(
-                    "INSERT OR IGNORE INTO disabled_upstreams (name) VALUES (?1)",
-                    params![name],
-                )?;
-            } else {
-                conn.execute(
-                    "DELETE FROM disabled_upstreams WHERE name = ?1",
-                    params![name],
-                )?;
-            }
-            Ok(())
-        })
-        .await
+        each!(self, s => s.set_upstream_disabled(name, disabled).await)
     }
 
     /// Agents registered at run time.
     pub async fn registered_agents<T: DeserializeOwned + Send + 'static>(
         &self,
     ) -> Result<std::collections::BTreeMap<String, T>, StoreError> {
-        self.with(|conn| {
-            let mut statement =
-                conn.prepare("SELECT id, body FROM registered_agents ORDER BY id")?;
-            let rows = statement.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })?;
-            rows.map(|row| {
-                let (id, body) = row?;
-                let spec = serde_json::from_str(&body).map_err(|e| {
-                    StoreError(format!("registered agent `{id}` is not readable: {e}"))
-                })?;
-                Ok((id, spec))
-            })
-            .collect()
-        })
-        .await
+        let rows = self
+            .bodies(
+                "SELECT id, body FROM registered_agents ORDER BY id",
+                "registered agent",
+            )
+            .await?;
+        Ok(parse(rows, "registered agent")?.into_iter().collect())
     }
 
     /// Stores (or replaces) an agent registered at run time; `None` removes it.
@@ -377,37 +240,64 @@ impl Store {
         spec: Option<T>,
         by: String,
     ) -> Result<(), StoreError> {
-        self.with(move |conn| {
-            match spec {
-                Some(spec) => {
-                    let body = serde_json::to_string(&spec).map_err(|e| StoreError(e.to_string()))?;
-                    conn.execute(
-                        "INSERT INTO registered_agents (id, body, updated_by, updated_at) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT(id) DO UPDATE SET body = excluded.body, updated_by = excluded.updated_by,
-                         updated_at = excluded.updated_at",
-                        params![id, body, by, unix_now()],
-                    )?;
-                }
-                None => {
-                    conn.execute("DELETE FROM registered_agents WHERE id = ?1", params![id])?;
-                }
-            }
-            Ok(())
-        })
-        .await
+        let body = spec.as_ref().map(body).transpose()?;
+        each!(self, s => s.put_agent(id, body, by).await)
+    }
+
+    /// For an escalated call: consumes a granted, unexpired approval of this exact request if there is one (once
+    /// only, atomically, wherever it was granted); otherwise returns the pending approval of the same request, or
+    /// stores `request` as a new pending one.
+    pub async fn escalate(
+        &self,
+        request: Approval,
+        now: i64,
+        max_pending: usize,
+    ) -> Result<Escalation, StoreError> {
+        each!(self, s => s.escalate(request, now, max_pending).await)
+    }
+
+    /// Approvals, newest first (at most 1,000), optionally of one status.
+    pub async fn approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        now: i64,
+    ) -> Result<Vec<Approval>, StoreError> {
+        each!(self, s => s.approvals(status, now).await)
+    }
+
+    pub async fn approval(&self, id: String, now: i64) -> Result<Option<Approval>, StoreError> {
+        each!(self, s => s.approval(id, now).await)
+    }
+
+    /// Approves (usable until `usable_until`) or denies (the refusal standing until then) a pending, unexpired
+    /// approval. `None` when there is no such pending approval.
+    pub async fn decide_approval(
+        &self,
+        id: String,
+        approve: bool,
+        by: String,
+        now: i64,
+        usable_until: i64,
+    ) -> Result<Option<Approval>, StoreError> {
+        each!(self, s => s.decide_approval(id, approve, by, now, usable_until).await)
+    }
+
+    /// Remembers that a client ended the session `id` (kept as long as a session can be resumed, a day).
+    pub async fn end_session(&self, id: String) -> Result<(), StoreError> {
+        let key = session_key(&id);
+        let forget_before = crate::clock::unix_now() - 24 * 3600;
+        each!(self, s => s.end_session(key, forget_before).await)
+    }
+
+    /// Whether a client ended the session `id`.
+    pub async fn session_ended(&self, id: String) -> Result<bool, StoreError> {
+        let key = session_key(&id);
+        each!(self, s => s.session_ended(key).await)
     }
 }
 
-/// The `body` column (JSON) of every row `sql` selects, parsed; `what` names a row in errors.
-fn json_bodies<T: DeserializeOwned>(
-    conn: &Connection,
-    sql: &str,
-    what: &str,
-) -> Result<Vec<T>, StoreError> {
-    let mut statement = conn.prepare(sql)?;
-    let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
-    rows.map(|body| {
-        serde_json::from_str(&body?).map_err(|e| StoreError(format!("{what} is not readable: {e}")))
-    })
-    .collect()
+/// What is kept of an ended session's id: its SHA-256.
+fn session_key(id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(id.as_bytes()))
 }

@@ -135,10 +135,10 @@ pub(super) async fn remove_upstream(
 
 /// `GET /admin/agents`: the agent inventory with owners, limits, delegation rights and activity.
 pub(super) async fn list_agents(State(state): State<AdminState>) -> Response {
-    let path = state.gateway.config.storage.path.clone();
+    let storage = state.gateway.config.storage.clone();
     let activity = tokio::task::spawn_blocking(move || {
-        crate::audit::SqliteAuditStore::open_read_only(&path)
-            .and_then(|s| s.agent_activity())
+        crate::audit::Records::open(&storage)
+            .and_then(|mut s| s.agent_activity())
             .unwrap_or_default()
     })
     .await

@@ -43,22 +43,21 @@ pub(super) async fn reload_policy(
     }
 }
 
-/// `GET /admin/records`: decision records in chain order, filtered, paged with `after` (the last `seq` seen).
+/// `GET /admin/records`: decision records in the order stored, filtered, paged with `after` (`next_after` of the
+/// page before).
 pub(super) async fn list_records(
     State(state): State<AdminState>,
     Query(filter): Query<crate::audit::RecordFilter>,
 ) -> Response {
-    let path = state.gateway.config.storage.path.clone();
+    let storage = state.gateway.config.storage.clone();
     let result = tokio::task::spawn_blocking(move || {
-        use crate::audit::AuditStore;
-        let store =
-            crate::audit::SqliteAuditStore::open_read_only(&path).map_err(|e| e.to_string())?;
+        let mut store = crate::audit::Records::open(&storage).map_err(|e| e.to_string())?;
         store.query(&filter).map_err(|e| e.to_string())
     })
     .await;
     match result {
         Ok(Ok(records)) => {
-            let next = records.last().map(|r| r.seq);
+            let next = records.last().map(|r| r.position);
             axum::Json(json!({"records": records, "next_after": next})).into_response()
         }
         Ok(Err(e)) => records_unavailable("records query", &e),

@@ -81,6 +81,7 @@ impl Gateway {
             let _ = self.catalog.remove(&upstream.name);
             return Err(e.into());
         }
+        self.applied.set(&upstream);
         tracing::info!(upstream = %upstream.name, admin = by, tools, "upstream registered");
         Ok(tools)
     }
@@ -116,6 +117,11 @@ impl Gateway {
         self.store
             .set_upstream_disabled(name.to_string(), !enabled)
             .await?;
+        if enabled {
+            self.applied.set(&config);
+        } else {
+            self.applied.forget(name);
+        }
         tracing::info!(
             upstream = name,
             enabled,
@@ -151,6 +157,9 @@ impl Gateway {
         self.store
             .put_upstream(upstream.name.clone(), upstream.clone(), by.to_string())
             .await?;
+        if !disabled.contains(&upstream.name) {
+            self.applied.set(&upstream);
+        }
         tracing::info!(upstream = %upstream.name, admin = by, "upstream updated");
         Ok(tools)
     }
@@ -165,6 +174,7 @@ impl Gateway {
         // Already stopped when disabled.
         let _ = self.catalog.remove(name);
         self.store.delete_upstream(name.to_string()).await?;
+        self.applied.forget(name);
         tracing::info!(upstream = name, admin = by, "upstream removed");
         Ok(())
     }

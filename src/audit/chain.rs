@@ -83,6 +83,9 @@ pub struct ChainHead {
     pub id: String,
     pub mac: String,
     pub time_ms: i64,
+    /// The chain it ends (a replica's, with PostgreSQL); none for the embedded store's one chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
 }
 
 impl ChainHead {

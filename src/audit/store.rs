@@ -15,6 +15,11 @@ pub use crate::store::StoreError;
 /// A record as stored: its place in the chain and its MAC.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredRecord {
+    /// Where it stands among every chain's records: what `after` pages by.
+    pub position: i64,
+    /// The chain it belongs to (a replica's, with PostgreSQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
     pub seq: i64,
     pub mac: String,
     #[serde(flatten)]
@@ -49,9 +54,7 @@ pub trait AuditStore: Send {
         head: &ChainHead,
     ) -> Result<ChainHead, StoreError>;
     /// The last record's place in the chain (seq 0 when empty).
-    fn head(&self) -> Result<ChainHead, StoreError>;
-    /// Records matching `filter`, in chain order.
-    fn query(&self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError>;
+    fn head(&mut self) -> Result<ChainHead, StoreError>;
 }
 
 /// Decision records in SQLite.
@@ -165,6 +168,57 @@ impl SqliteAuditStore {
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
+
+    /// Records matching `filter`, in chain order.
+    pub fn query(&self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError> {
+        let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 10_000));
+        let mut statement = self.conn.prepare_cached(
+            "SELECT seq, body, mac FROM decisions
+             WHERE (?1 IS NULL OR tool = ?1)
+               AND (?2 IS NULL OR principal = ?2)
+               AND (?3 IS NULL OR agent = ?3)
+               AND (?4 IS NULL OR decision = ?4)
+               AND (?5 IS NULL OR kind = ?5)
+               AND (?6 IS NULL OR time_ms >= ?6)
+               AND (?7 IS NULL OR time_ms < ?7)
+               AND seq > ?8
+             ORDER BY seq LIMIT ?9",
+        )?;
+        let rows = statement.query_map(
+            params![
+                filter.tool,
+                filter.principal,
+                filter.agent,
+                filter.decision,
+                filter.kind,
+                filter.since,
+                filter.until,
+                filter.after.unwrap_or(0),
+                limit
+            ],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            },
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body, mac) = row?;
+            let record: DecisionRecord = serde_json::from_str(&body)
+                .map_err(|e| StoreError::new(format!("record {seq} is not readable: {e}")))?;
+            out.push(StoredRecord {
+                position: seq,
+                chain: None,
+                seq,
+                mac,
+                record,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// One stored row, untouched.
@@ -221,6 +275,7 @@ impl AuditStore for SqliteAuditStore {
                     id: record.id.clone(),
                     mac,
                     time_ms: record.time_ms,
+                    chain: None,
                 };
             }
         }
@@ -228,7 +283,7 @@ impl AuditStore for SqliteAuditStore {
         Ok(current)
     }
 
-    fn head(&self) -> Result<ChainHead, StoreError> {
+    fn head(&mut self) -> Result<ChainHead, StoreError> {
         Ok(self
             .conn
             .query_row(
@@ -240,55 +295,12 @@ impl AuditStore for SqliteAuditStore {
                         id: row.get(1)?,
                         mac: row.get(2)?,
                         time_ms: row.get(3)?,
+                        chain: None,
                     })
                 },
             )
             .optional()?
             .unwrap_or_default())
-    }
-
-    fn query(&self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError> {
-        let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 10_000));
-        let mut statement = self.conn.prepare_cached(
-            "SELECT seq, body, mac FROM decisions
-             WHERE (?1 IS NULL OR tool = ?1)
-               AND (?2 IS NULL OR principal = ?2)
-               AND (?3 IS NULL OR agent = ?3)
-               AND (?4 IS NULL OR decision = ?4)
-               AND (?5 IS NULL OR kind = ?5)
-               AND (?6 IS NULL OR time_ms >= ?6)
-               AND (?7 IS NULL OR time_ms < ?7)
-               AND seq > ?8
-             ORDER BY seq LIMIT ?9",
-        )?;
-        let rows = statement.query_map(
-            params![
-                filter.tool,
-                filter.principal,
-                filter.agent,
-                filter.decision,
-                filter.kind,
-                filter.since,
-                filter.until,
-                filter.after.unwrap_or(0),
-                limit
-            ],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                ))
-            },
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, body, mac) = row?;
-            let record: DecisionRecord = serde_json::from_str(&body)
-                .map_err(|e| StoreError::new(format!("record {seq} is not readable: {e}")))?;
-            out.push(StoredRecord { seq, mac, record });
-        }
-        Ok(out)
     }
 }
 

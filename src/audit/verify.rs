@@ -2,12 +2,12 @@
 //! record's sealed content, and compares the end of the chain with the last published head. Names the first
 //! record that was altered, removed, inserted or cut off.
 
-use std::path::Path;
-
 use serde::Serialize;
 
-use super::store::{RawRow, SqliteAuditStore, principal_key};
+use super::Records;
+use super::store::{RawRow, principal_key};
 use super::{ChainHead, ChainKey, DecisionRecord};
+use crate::config::StorageConfig;
 
 /// What is wrong with the chain, first problem only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -110,16 +110,36 @@ fn columns_match(row: &RawRow) -> bool {
         && record.outcome == row.outcome
 }
 
-/// Verifies the chain in `database` with `key` against the published `head` (if any).
+/// One chain's verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainReport {
+    /// The chain (a replica's, with PostgreSQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+    #[serde(flatten)]
+    pub report: Report,
+}
+
+/// Verifies every chain of the store with `key`, each against its published head among `heads` (the one of the
+/// same chain). Blocks: call it off the async runtime.
 pub fn verify(
-    database: &Path,
+    storage: &StorageConfig,
     key: &ChainKey,
-    head: Option<&ChainHead>,
+    heads: &[ChainHead],
     require_head: bool,
-) -> Result<Report, crate::store::StoreError> {
-    let store = SqliteAuditStore::open_read_only(database)?;
-    let rows = store.raw_rows()?;
-    Ok(check(&rows, key, head, require_head))
+) -> Result<Vec<ChainReport>, crate::store::StoreError> {
+    let mut store = Records::open(storage)?;
+    Ok(store
+        .chains()?
+        .into_iter()
+        .map(|(chain, rows)| {
+            let head = heads.iter().find(|h| h.chain == chain);
+            ChainReport {
+                report: check(&rows, key, head, require_head),
+                chain,
+            }
+        })
+        .collect())
 }
 
 fn check(rows: &[RawRow], key: &ChainKey, head: Option<&ChainHead>, require_head: bool) -> Report {

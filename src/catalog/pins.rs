@@ -78,6 +78,24 @@ impl Pins {
         })
     }
 
+    /// Reads every pin again (another replica decided or observed some); returns whether any changed.
+    pub async fn reload(&self) -> Result<bool, StoreError> {
+        let stored = self.store.pins::<Pin>().await?;
+        let mut changed = self.pins.len() != stored.len();
+        self.pins
+            .retain(|tool, _| stored.iter().any(|p| &p.tool == tool));
+        for pin in stored {
+            let same = self.pins.get(&pin.tool).is_some_and(|p| {
+                serde_json::to_string(&*p).ok() == serde_json::to_string(&pin).ok()
+            });
+            if !same {
+                changed = true;
+                self.pins.insert(pin.tool.clone(), pin);
+            }
+        }
+        Ok(changed)
+    }
+
     /// Whether this definition of the tool may be listed and called.
     pub fn approved(&self, tool: &ExposedTool) -> bool {
         match self.pins.get(tool.name.as_ref()) {

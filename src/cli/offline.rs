@@ -60,6 +60,10 @@ pub enum AuditCommand {
         /// whether the chain's tail was cut off cannot be checked, and the output says so.
         #[arg(long)]
         no_head: bool,
+        /// A head file published by another replica (repeatable): with PostgreSQL, each replica's chain is
+        /// checked against its own head.
+        #[arg(long = "head")]
+        heads: Vec<PathBuf>,
     },
 }
 
@@ -113,26 +117,68 @@ pub enum PolicyCommand {
     },
 }
 
-/// `toolgate audit verify`: the chain of decision records, checked against its key and published head.
-pub fn verify_audit(config: &Path, no_head: bool) -> anyhow::Result<()> {
+/// `toolgate audit verify`: every chain of decision records, checked against its key and published head (the
+/// config's head file, and the head files of other replicas given with `--head`).
+pub fn verify_audit(config: &Path, heads: &[PathBuf], no_head: bool) -> anyhow::Result<()> {
     let config = Config::load(config)?;
     let key = crate::audit::ChainKey::load(&config.audit.key_file)?;
-    let head = crate::audit::ChainHead::read(&config.audit.head_file)?;
-    let report = crate::audit::verify::verify(&config.storage.path, &key, head.as_ref(), !no_head)?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    if let Some(problem) = &report.problem {
-        anyhow::bail!("chain does not verify: {problem}");
+    let mut published = Vec::new();
+    for path in std::iter::once(&config.audit.head_file).chain(heads) {
+        if let Some(head) = crate::audit::ChainHead::read(path)? {
+            published.push(head);
+        }
     }
-    match report.unverifiable_tail {
-        Some((first, last)) => eprintln!(
-            "chain verified link by link: {} records; records {first} to {last} come after the published head, so \
-             whether the tail was cut off is unverifiable (--no-head)",
-            report.records
-        ),
-        None => eprintln!(
-            "chain verified: {} records, up to and through the published head",
-            report.records
-        ),
+    let reports = crate::audit::postgres::off_runtime(|| {
+        crate::audit::verify::verify(&config.storage, &key, &published, !no_head)
+    })?;
+    // The embedded store's one chain prints as it always has; replicas' chains as a list.
+    match reports.as_slice() {
+        [only] if only.chain.is_none() => {
+            println!("{}", serde_json::to_string_pretty(&only.report)?)
+        }
+        _ => println!("{}", serde_json::to_string_pretty(&reports)?),
+    }
+    let mut failed = Vec::new();
+    for chain in &reports {
+        let name = chain
+            .chain
+            .as_deref()
+            .map_or_else(|| "chain".to_string(), |c| format!("chain `{c}`"));
+        let report = &chain.report;
+        if let Some(problem) = &report.problem {
+            eprintln!("{name} does not verify: {problem}");
+            failed.push(format!("{name}: {problem}"));
+            continue;
+        }
+        match report.unverifiable_tail {
+            Some((first, last)) => eprintln!(
+                "{name} verified link by link: {} records; records {first} to {last} come after the published \
+                 head, so whether the tail was cut off is unverifiable (--no-head)",
+                report.records
+            ),
+            None => eprintln!(
+                "{name} verified: {} records, up to and through the published head",
+                report.records
+            ),
+        }
+    }
+    if let Some(first) = failed.first() {
+        if failed.len() == 1 && reports.len() == 1 && reports[0].chain.is_none() {
+            anyhow::bail!(
+                "chain does not verify: {}",
+                reports[0]
+                    .report
+                    .problem
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            );
+        }
+        anyhow::bail!(
+            "{} of {} chains do not verify; first: {first}",
+            failed.len(),
+            reports.len()
+        );
     }
     Ok(())
 }
@@ -152,7 +198,8 @@ pub fn report(
         until: until.as_deref().map(point_in_time).transpose()?,
         tool,
     };
-    let report = crate::report::for_config(&config, &query)?;
+    let report =
+        crate::audit::postgres::off_runtime(|| crate::report::for_config(&config, &query))?;
     let text = match format {
         ReportFormat::Json => report.to_json(),
         ReportFormat::Csv => report.to_csv()?,

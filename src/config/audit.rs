@@ -5,22 +5,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Where the embedded store lives.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
-    /// SQLite file, relative to the config file.
-    pub path: PathBuf,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            path: PathBuf::from("toolgate.db"),
-        }
-    }
-}
-
 /// How hard a committed decision record is to lose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

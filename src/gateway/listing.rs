@@ -47,11 +47,9 @@ const CURSOR_TAG: usize = 16;
 pub(super) const TOOLS_LIST: &str = "tools/list";
 
 impl Cursors {
-    /// A fresh key: cursors do not outlive the process.
-    pub fn new() -> Result<Self, getrandom::Error> {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key)?;
-        Ok(Self { key })
+    /// Cursors signed with `key`: the process's own, or the one replicas share.
+    pub fn new(key: [u8; 32]) -> Self {
+        Self { key }
     }
 
     fn mac(&self, listing: &str, caller: &Caller, name: &str) -> Hmac<Sha256> {
@@ -236,13 +234,19 @@ mod fuzz {
         }
     }
 
+    fn rand_key() -> [u8; 32] {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).unwrap();
+        key
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(
             std::env::var("FUZZ_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(512)))]
 
         #[test]
         fn made_up_cursors_are_refused(cursor in ".{0,200}", dotted in "[A-Za-z0-9_-]{0,40}\\.[A-Za-z0-9_-]{0,40}") {
-            let cursors = Cursors::new().unwrap();
+            let cursors = Cursors::new(rand_key());
             let me = caller("alice", &["assistant"]);
             prop_assert_eq!(cursors.decode("tools/list", &me, &cursor), None);
             prop_assert_eq!(cursors.decode("tools/list", &me, &dotted), None);
@@ -250,7 +254,7 @@ mod fuzz {
 
         #[test]
         fn cursors_belong_to_their_caller_and_listing(name in ".{0,100}", flip in any::<prop::sample::Index>(), bit in 0u8..8) {
-            let cursors = Cursors::new().unwrap();
+            let cursors = Cursors::new(rand_key());
             let me = caller("alice", &["assistant"]);
             let cursor = cursors.encode("tools/list", &me, &name);
             prop_assert_eq!(cursors.decode("tools/list", &me, &cursor), Some(name.clone()));
@@ -258,7 +262,7 @@ mod fuzz {
             prop_assert_eq!(cursors.decode("tools/list", &caller("bob", &["assistant"]), &cursor), None);
             prop_assert_eq!(cursors.decode("tools/list", &caller("alice", &["assistant", "summarizer"]), &cursor), None);
             // Another process's key.
-            prop_assert_eq!(Cursors::new().unwrap().decode("tools/list", &me, &cursor), None);
+            prop_assert_eq!(Cursors::new(rand_key()).decode("tools/list", &me, &cursor), None);
             // Any one bit changed.
             let mut bytes = cursor.into_bytes();
             let at = flip.index(bytes.len());

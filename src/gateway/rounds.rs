@@ -1,7 +1,7 @@
 //! Multi round-trip requests (protocol 2026-07-28) between a modern client and a modern upstream. An upstream's
 //! `input_required` result goes back to the client with each input request decided (`sample`, `elicit`, `roots`,
 //! as requests relayed during a call are) and redacted by the request's rules, and with toolgate's own
-//! `requestState`: the upstream's state sealed with an HMAC (a key of this process) together with the caller, the
+//! `requestState`: the upstream's state sealed (AES-256-GCM, a key of this process, or of every replica) together with the caller, the
 //! method, the item and an expiry. The client's retry is honoured only with a state toolgate sealed for this very
 //! caller and request, still fresh; the upstream gets its own state back, and the client's answers as they came.
 //! Nothing is kept between rounds.
@@ -33,15 +33,13 @@ pub struct Rounds {
 pub(super) const MAX_INPUT_REQUESTS: usize = 32;
 
 impl Rounds {
-    /// A fresh key: states do not outlive the process.
-    pub fn new() -> Result<Self, getrandom::Error> {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key)?;
-        let key = UnboundKey::new(&AES_256_GCM, &key)
+    /// States sealed with `key`: the process's own, or the one replicas share (a retry may reach any of them).
+    pub fn new(key: &[u8; 32]) -> Self {
+        let key = UnboundKey::new(&AES_256_GCM, key)
             .unwrap_or_else(|_| unreachable!("AES-256-GCM takes a 32-byte key"));
-        Ok(Self {
+        Self {
             key: LessSafeKey::new(key),
-        })
+        }
     }
 
     /// The state a client echoes back: the upstream's `state` and the keys of the input requests toolgate let

@@ -55,6 +55,11 @@ pub enum AuthError {
     SessionSubject,
     #[error("credential revoked: {0}")]
     Revoked(String),
+    #[error(
+        "revocations cannot be confirmed (the shared store has not answered for {0} ms): every credential is \
+         refused until it does"
+    )]
+    RevocationStateUnknown(u64),
     #[error("`{0}` is an agent and cannot be the human principal of a delegation")]
     PrincipalIsAgent(String),
     #[error("the token's type `{0}` is not an access token (`at+jwt`)")]
@@ -119,6 +124,7 @@ impl AuthError {
             Self::BadScope => Reason::TokenScopeInvalid,
             Self::SessionSubject => Reason::SessionSubjectMismatch,
             Self::Revoked(_) => Reason::TokenRevoked,
+            Self::RevocationStateUnknown(_) => Reason::RevocationStateUnknown,
             Self::PrincipalIsAgent(_) => Reason::PrincipalIsAgent,
             Self::TokenType(_) => Reason::TokenType,
             Self::Critical(_) => Reason::TokenCritical,

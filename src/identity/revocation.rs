@@ -1,7 +1,8 @@
 //! Revoked credentials: by token id, by `(iss, sub)`, by agent, optionally only for tokens issued before a time.
 //! The store keeps them across restarts; this index answers on every request without touching the disk.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
@@ -16,6 +17,14 @@ pub struct Revocations {
     subjects: DashMap<(String, String), Option<i64>>,
     agents: DashMap<String, Option<i64>>,
     presented: AtomicU64,
+    /// The highest id indexed: a replica reads those above it when another changes them.
+    last_id: AtomicI64,
+    /// With revocations shared by replicas: how long they may go unconfirmed before every credential is refused,
+    /// and when they were last confirmed (Unix ms).
+    stale_after_ms: OnceLock<u64>,
+    confirmed_ms: AtomicI64,
+    /// Woken whenever a revocation is indexed: open streams check their caller at once.
+    indexed: tokio::sync::Notify,
 }
 
 /// `None` (everything) wins over any time; a later cut-off wins over an earlier one.
@@ -40,6 +49,10 @@ impl Revocations {
             subjects: DashMap::new(),
             agents: DashMap::new(),
             presented: AtomicU64::new(0),
+            last_id: AtomicI64::new(0),
+            stale_after_ms: OnceLock::new(),
+            confirmed_ms: AtomicI64::new(crate::clock::now_ms()),
+            indexed: tokio::sync::Notify::new(),
         };
         for revocation in revocations.store.revocations().await? {
             revocations.index(&revocation);
@@ -48,6 +61,7 @@ impl Revocations {
     }
 
     fn index(&self, revocation: &Revocation) {
+        self.last_id.fetch_max(revocation.id, Ordering::AcqRel);
         let cut = revocation.issued_before;
         match &revocation.target {
             RevocationTarget::Token { jti, issuer } => {
@@ -71,7 +85,35 @@ impl Revocations {
     pub async fn revoke(&self, revocation: Revocation) -> Result<Revocation, StoreError> {
         let stored = self.store.add_revocation(revocation).await?;
         self.index(&stored);
+        self.indexed.notify_waiters();
         Ok(stored)
+    }
+
+    /// Reads the revocations stored since the last one indexed (by another replica) and applies them; on
+    /// success, the state counts as confirmed now. Returns how many were new.
+    pub async fn catch_up(&self) -> Result<usize, StoreError> {
+        let after = self.last_id.load(Ordering::Acquire);
+        let new = self.store.revocations_after(after).await?;
+        for revocation in &new {
+            self.index(revocation);
+        }
+        self.confirmed_ms
+            .store(crate::clock::now_ms(), Ordering::Release);
+        if !new.is_empty() {
+            self.indexed.notify_waiters();
+        }
+        Ok(new.len())
+    }
+
+    /// From now on, revocations unconfirmed for longer than `stale_after` refuse every credential.
+    pub fn require_confirmation(&self, stale_after: std::time::Duration) {
+        let ms = u64::try_from(stale_after.as_millis()).unwrap_or(u64::MAX);
+        let _ = self.stale_after_ms.set(ms);
+    }
+
+    /// Resolves at the next revocation indexed after this call (registered at once, before being awaited).
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.indexed.notified()
     }
 
     pub async fn list(&self) -> Result<Vec<Revocation>, StoreError> {
@@ -103,6 +145,14 @@ impl Revocations {
         issued: i64,
         chain: &[String],
     ) -> Result<(), AuthError> {
+        if let Some(&stale) = self.stale_after_ms.get() {
+            let unconfirmed = crate::clock::now_ms() - self.confirmed_ms.load(Ordering::Acquire);
+            if u64::try_from(unconfirmed).unwrap_or(0) > stale {
+                return Err(AuthError::RevocationStateUnknown(
+                    u64::try_from(unconfirmed).unwrap_or(0),
+                ));
+            }
+        }
         let token_revoked = |jti: &str| {
             [issuer, ""].iter().any(|i| {
                 self.tokens

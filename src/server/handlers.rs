@@ -151,7 +151,7 @@ pub(super) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
 }
 
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself
-pub(super) fn session_of(
+pub(super) async fn session_of(
     state: &AppState,
     headers: &HeaderMap,
     caller: &Caller,
@@ -163,13 +163,24 @@ pub(super) fn session_of(
             "missing Mcp-Session-Id header; send initialize first",
         ));
     };
-    let session = state.sessions.get(id).ok_or_else(|| {
-        http_error(
-            StatusCode::NOT_FOUND,
-            ErrorCode::INVALID_REQUEST,
-            "unknown or expired session",
-        )
-    })?;
+    let session = match state.sessions.get(id) {
+        Some(session) => session,
+        // Opened on another replica, or on this one before it restarted: resumed from its sealed id.
+        None => match super::tickets::resume(state, id, caller).await {
+            Ok(session) => session,
+            Err(super::tickets::NotResumed::OtherSubject) => {
+                return Err(auth_refusal(state, &AuthError::SessionSubject, headers));
+            }
+            Err(super::tickets::NotResumed::Limit(limit)) => return Err(session_limit(limit)),
+            Err(super::tickets::NotResumed::Unknown) => {
+                return Err(http_error(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::INVALID_REQUEST,
+                    "unknown or expired session",
+                ));
+            }
+        },
+    };
     // A session belongs to the subject that opened it.
     if session.subject != caller.subject_key() {
         return Err(auth_refusal(state, &AuthError::SessionSubject, headers));

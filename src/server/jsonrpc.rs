@@ -135,9 +135,11 @@ pub fn to_bytes(message: &ServerJsonRpcMessage) -> Vec<u8> {
 }
 
 /// The HTTP status of refused credentials: 403 for a valid credential that may not use the gateway this way,
-/// 401 for a bad one.
+/// 401 for a bad one, 503 while revocations cannot be confirmed.
 pub fn auth_status(error: &crate::identity::AuthError) -> http::StatusCode {
-    if error.is_forbidden() {
+    if matches!(error, crate::identity::AuthError::RevocationStateUnknown(_)) {
+        http::StatusCode::SERVICE_UNAVAILABLE
+    } else if error.is_forbidden() {
         http::StatusCode::FORBIDDEN
     } else {
         http::StatusCode::UNAUTHORIZED

@@ -143,7 +143,7 @@ pub(super) async fn answer_post(
             if let Err(response) = check_version(&headers) {
                 return response;
             }
-            match session_of(&state, &headers, &caller) {
+            match session_of(&state, &headers, &caller).await {
                 Ok(session) => {
                     dispatch::handle_notification(&session, notification.notification);
                     StatusCode::ACCEPTED.into_response()
@@ -152,7 +152,7 @@ pub(super) async fn answer_post(
             }
         }
         ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_) => {
-            match session_of(&state, &headers, &caller) {
+            match session_of(&state, &headers, &caller).await {
                 Ok(session) => {
                     // An answer to a request relayed to this client; one nobody waits for is dropped.
                     dispatch::handle_answer(&session, message);
@@ -173,12 +173,12 @@ pub(super) async fn answer_request(
 ) -> Response {
     if let ClientRequest::InitializeRequest(init) = &request.request {
         let result = dispatch::initialize(&init.params);
-        let session = Session::new(
+        let session = super::tickets::open(
+            &state,
             result.protocol_version.to_string(),
-            caller.subject_key(),
-            caller.actor.clone(),
+            &caller,
+            serde_json::to_value(&init.params.capabilities).unwrap_or_default(),
         );
-        session.set_client_capabilities(&init.params.capabilities);
         let session = match state.sessions.insert(session) {
             Ok(session) => session,
             Err(limit) => return session_limit(limit),
@@ -200,7 +200,7 @@ pub(super) async fn answer_request(
     if let Err(response) = check_version(&headers) {
         return response;
     }
-    let session = match session_of(&state, &headers, &caller) {
+    let session = match session_of(&state, &headers, &caller).await {
         Ok(s) => s,
         Err(response) => return response,
     };

@@ -55,8 +55,19 @@ const MAX_ASKED: usize = 64;
 impl Session {
     /// A new session with a random, unguessable id.
     pub fn new(protocol_version: String, subject: String, agent: String) -> Arc<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Self::with_id(id, protocol_version, subject, agent)
+    }
+
+    /// A session of that id (one toolgate sealed: see `tickets`).
+    pub fn with_id(
+        id: String,
+        protocol_version: String,
+        subject: String,
+        agent: String,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            id: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+            id: Arc::from(id),
             protocol_version,
             subject,
             agent,
@@ -319,167 +330,4 @@ impl Drop for CallGuard<'_> {
     }
 }
 
-/// Why a session or a GET stream was not opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SessionLimit {
-    #[error("too many sessions")]
-    Full,
-    #[error(
-        "this caller already holds {0} sessions (limits.max_sessions_per_subject); close one (DELETE /mcp) or \
-         let one expire"
-    )]
-    Subject(usize),
-    #[error(
-        "{0} sessions are already open through this agent (limits.max_sessions_per_agent); close one (DELETE \
-         /mcp) or let one expire"
-    )]
-    Agent(usize),
-    #[error(
-        "this caller already holds {0} GET streams (limits.max_streams_per_subject); close one before opening \
-         another"
-    )]
-    Streams(usize),
-}
-
-/// Every open session, bounded in number (in all, per caller, per agent) and expired when idle.
-pub struct Sessions {
-    map: DashMap<Arc<str>, Arc<Session>>,
-    max: usize,
-    per_subject: Counted,
-    per_agent: Counted,
-    streams: Counted,
-}
-
-/// Counts per key, each at most `max`.
-struct Counted {
-    counts: DashMap<String, usize>,
-    max: usize,
-}
-
-impl Counted {
-    fn new(max: usize) -> Self {
-        Self {
-            counts: DashMap::new(),
-            max,
-        }
-    }
-
-    /// Counts one more for `key`, unless it holds `max` already.
-    fn take(&self, key: &str) -> bool {
-        let mut count = self.counts.entry(key.to_string()).or_insert(0);
-        if *count >= self.max {
-            return false;
-        }
-        *count += 1;
-        true
-    }
-
-    fn give(&self, key: &str) {
-        if let Some(mut count) = self.counts.get_mut(key) {
-            *count = count.saturating_sub(1);
-        }
-        self.counts.remove_if(key, |_, count| *count == 0);
-    }
-}
-
-/// A GET stream counted against its caller; dropping it (the stream ended) gives the place back.
-pub struct StreamPermit {
-    sessions: Arc<Sessions>,
-    subject: String,
-}
-
-impl Drop for StreamPermit {
-    fn drop(&mut self) {
-        self.sessions.streams.give(&self.subject);
-    }
-}
-
-impl Sessions {
-    pub fn new(limits: &crate::config::Limits) -> Arc<Self> {
-        Arc::new(Self {
-            map: DashMap::new(),
-            max: limits.max_sessions,
-            per_subject: Counted::new(limits.max_sessions_per_subject),
-            per_agent: Counted::new(limits.max_sessions_per_agent),
-            streams: Counted::new(limits.max_streams_per_subject),
-        })
-    }
-
-    /// Adds a session, within the limits: in all, for its caller, through its agent.
-    pub fn insert(&self, session: Arc<Session>) -> Result<Arc<Session>, SessionLimit> {
-        if self.map.len() >= self.max {
-            return Err(SessionLimit::Full);
-        }
-        if !self.per_subject.take(&session.subject) {
-            return Err(SessionLimit::Subject(self.per_subject.max));
-        }
-        if !self.per_agent.take(&session.agent) {
-            self.per_subject.give(&session.subject);
-            return Err(SessionLimit::Agent(self.per_agent.max));
-        }
-        session.touch();
-        self.map
-            .insert(Arc::clone(&session.id), Arc::clone(&session));
-        Ok(session)
-    }
-
-    /// A place for one more GET stream of `subject`.
-    pub fn stream_permit(self: &Arc<Self>, subject: &str) -> Result<StreamPermit, SessionLimit> {
-        if !self.streams.take(subject) {
-            return Err(SessionLimit::Streams(self.streams.max));
-        }
-        Ok(StreamPermit {
-            sessions: Arc::clone(self),
-            subject: subject.to_string(),
-        })
-    }
-
-    /// The session, without counting the lookup as its client's activity.
-    pub fn peek(&self, id: &str) -> Option<Arc<Session>> {
-        self.map.get(id).map(|s| Arc::clone(&s))
-    }
-
-    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        let session = self.map.get(id).map(|s| Arc::clone(&s))?;
-        session.touch();
-        Some(session)
-    }
-
-    pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
-        let (_, session) = self.map.remove(id)?;
-        self.per_subject.give(&session.subject);
-        self.per_agent.give(&session.agent);
-        session.close();
-        Some(session)
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// Calls `f` for every session.
-    pub fn for_each(&self, mut f: impl FnMut(&Session)) {
-        for entry in self.map.iter() {
-            f(entry.value());
-        }
-    }
-
-    /// Closes sessions idle for longer than `idle`; returns their ids.
-    pub fn expire(&self, idle: Duration) -> Vec<Arc<str>> {
-        let stale: Vec<Arc<str>> = self
-            .map
-            .iter()
-            .filter(|e| e.value().idle() > idle && !e.value().has_stream())
-            .map(|e| Arc::clone(e.key()))
-            .collect();
-        for id in &stale {
-            tracing::debug!(session = %id, "session expired");
-            self.remove(id);
-        }
-        stale
-    }
-}
+pub use super::sessions::{SessionLimit, Sessions};

@@ -77,7 +77,7 @@ pub(super) async fn get_stream(
         ));
     }
     check_version(&headers)?;
-    let session = session_of(&state, &headers, &caller)?;
+    let session = session_of(&state, &headers, &caller).await?;
     // Counted against the caller while the stream lasts; given back when the stream ends, however it ends.
     let permit = state
         .sessions
@@ -153,12 +153,17 @@ pub(super) async fn get_stream(
 /// Resolves when the caller's token expires or one of its credentials is revoked.
 pub(super) async fn credential_lapses(identity: Arc<Identity>, caller: Caller) {
     loop {
+        // Armed before the check, so that a revocation indexed in between is not missed.
+        let revoked = identity.revocations().changed();
         let now = jsonwebtoken::get_current_timestamp() as i64;
         if now >= caller.expires_at || identity.revocations().check(&caller).is_err() {
             return;
         }
         let until_expiry = Duration::from_secs(caller.expires_at.saturating_sub(now).max(0) as u64);
-        tokio::time::sleep(until_expiry.min(Duration::from_secs(2))).await;
+        tokio::select! {
+            () = revoked => {}
+            () = tokio::time::sleep(until_expiry.min(Duration::from_secs(2))) => {}
+        }
     }
 }
 
@@ -173,7 +178,7 @@ pub(super) async fn delete_session(
     headers: HeaderMap,
 ) -> Result<Response, Response> {
     let caller = authenticate(&state, &headers, &http::Method::DELETE, &uri, peer)?;
-    session_of(&state, &headers, &caller)?;
+    session_of(&state, &headers, &caller).await?;
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
         return Err(http_error(
             StatusCode::BAD_REQUEST,
@@ -184,6 +189,7 @@ pub(super) async fn delete_session(
     match state.sessions.remove(id) {
         Some(session) => {
             tracing::info!(session = %session.id, "session closed by client");
+            super::tickets::ended(&state, &session.id).await;
             state.gateway.forget_session(&session.id);
             Ok(StatusCode::NO_CONTENT.into_response())
         }

@@ -3,9 +3,10 @@
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
+use super::StoreError;
+use super::sqlite::Sqlite;
 
-const APPROVAL_COLUMNS: &str = "id, status, issuer, subject, chain, tool, pin, arguments_hash, reasons, policy_version, created_at, expires_at, decided_by, decided_at, used_at, details";
+pub(super) const APPROVAL_COLUMNS: &str = "id, status, issuer, subject, chain, tool, pin, arguments_hash, reasons, policy_version, created_at, expires_at, decided_by, decided_at, used_at, details";
 
 /// Where an approval stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +24,7 @@ pub enum ApprovalStatus {
 }
 
 impl ApprovalStatus {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Approved => "approved",
@@ -120,7 +121,7 @@ fn approval_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Approval, String, 
     ))
 }
 
-fn finish_approval(
+pub(super) fn finish_approval(
     (mut approval, status, chain, reasons): (Approval, String, String, String),
     now: i64,
 ) -> Result<Approval, StoreError> {
@@ -137,7 +138,7 @@ fn finish_approval(
     Ok(approval)
 }
 
-impl Store {
+impl Sqlite {
     /// For an escalated call: consumes a granted, unexpired approval of this exact request if there is one (once
     /// only, atomically); otherwise returns the pending approval of the same request, or stores `request` as a new
     /// pending one.

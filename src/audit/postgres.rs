@@ -1,0 +1,337 @@
+//! Decision records in PostgreSQL: one chain per replica (named by `storage.postgres.replica`), so that replicas
+//! never wait for each other's chain head. The writer's connection holds a lock on its chain: a second running
+//! replica of the same name is refused rather than forking the chain. Each batch is one statement, durable when
+//! it returns (`synchronous_commit` as the server has it; on by default).
+
+use postgres::{Client, NoTls};
+
+use super::store::{AuditStore, RawRow, RecordFilter, StoredRecord, principal_key};
+use super::{ChainHead, ChainKey, DecisionRecord};
+use crate::config::PostgresConfig;
+use crate::store::StoreError;
+
+fn pg(e: postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::new(format!("postgres: {}", db.message())),
+        None => StoreError::new(format!("postgres: {e}")),
+    }
+}
+
+/// Connects (a blocking client: call off the async runtime).
+pub fn connect(config: &PostgresConfig) -> Result<Client, StoreError> {
+    let pg_config = crate::store::postgres::connection_config(config)?;
+    let mut sync = postgres::Config::from(pg_config);
+    sync.connect_timeout(config.connect_timeout);
+    sync.connect(NoTls).map_err(pg)
+}
+
+/// Runs `f` on a thread of its own: the blocking client must not run on the async runtime's threads.
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// The writer's side: appends to this replica's chain.
+pub struct PgAuditStore {
+    config: PostgresConfig,
+    chain: String,
+    client: Option<Client>,
+    /// After reconnecting: the head as the database has it (a batch may have committed before its answer was
+    /// lost), used instead of the one the caller knows.
+    resync: Option<ChainHead>,
+}
+
+impl PgAuditStore {
+    /// Connects, takes this replica's chain (refused while another running replica holds it) and reads its head.
+    pub fn open(config: &PostgresConfig) -> Result<Self, StoreError> {
+        let mut store = Self {
+            config: config.clone(),
+            chain: config.replica_name(),
+            client: None,
+            resync: None,
+        };
+        store.reconnect()?;
+        Ok(store)
+    }
+
+    pub fn chain(&self) -> &str {
+        &self.chain
+    }
+
+    fn reconnect(&mut self) -> Result<&mut Client, StoreError> {
+        self.client = None;
+        let mut client = connect(&self.config)?;
+        // A replica killed a moment ago may still hold its lock until the server sees its connection gone.
+        let deadline = std::time::Instant::now() + self.config.connect_timeout;
+        loop {
+            let locked: bool = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock(hashtextextended('toolgate chain ' || $1, 0))",
+                    &[&self.chain],
+                )
+                .map_err(pg)?
+                .get(0);
+            if locked {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(StoreError::new(format!(
+                    "decision-record chain `{}` is being written by another running replica: give each replica \
+                     its own storage.postgres.replica",
+                    self.chain
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        client
+            .execute(
+                "INSERT INTO chains (chain, replica, started_ms) VALUES ($1, $1, $2) ON CONFLICT (chain) DO NOTHING",
+                &[&self.chain, &crate::clock::now_ms()],
+            )
+            .map_err(pg)?;
+        self.resync = Some(head_of(&mut client, &self.chain)?);
+        Ok(self.client.insert(client))
+    }
+
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        match self.client.take() {
+            Some(client) if !client.is_closed() => Ok(self.client.insert(client)),
+            _ => self.reconnect(),
+        }
+    }
+}
+
+/// The blocking client closes its connection on a runtime of its own, which cannot start on the async runtime's
+/// threads: it is dropped on a thread of its own.
+impl Drop for PgAuditStore {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = std::thread::Builder::new()
+                .name("toolgate-audit-close".into())
+                .spawn(move || drop(client));
+        }
+    }
+}
+
+fn head_of(client: &mut Client, chain: &str) -> Result<ChainHead, StoreError> {
+    Ok(client
+        .query_opt(
+            "SELECT seq, id, mac, time_ms FROM decisions WHERE chain = $1 ORDER BY seq DESC LIMIT 1",
+            &[&chain],
+        )
+        .map_err(pg)?
+        .map(|row| ChainHead {
+            seq: row.get(0),
+            id: row.get(1),
+            mac: row.get(2),
+            time_ms: row.get(3),
+            chain: Some(chain.to_string()),
+        })
+        .unwrap_or_else(|| ChainHead {
+            chain: Some(chain.to_string()),
+            ..ChainHead::default()
+        }))
+}
+
+impl AuditStore for PgAuditStore {
+    fn append(
+        &mut self,
+        records: &[&DecisionRecord],
+        key: &ChainKey,
+        head: &ChainHead,
+    ) -> Result<ChainHead, StoreError> {
+        let chain = self.chain.clone();
+        self.client()?;
+        let mut current = self.resync.take().unwrap_or_else(|| head.clone());
+        current.chain = Some(chain.clone());
+        let n = records.len();
+        let (mut seqs, mut ids, mut times, mut kinds) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut tools, mut principals, mut agents) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut decisions, mut outcomes, mut bodies, mut macs) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for record in records {
+            // Sealed exactly as stored: verification never re-serializes.
+            let body = serde_json::to_string(record).map_err(|e| StoreError::new(e.to_string()))?;
+            let seq = current.seq + 1;
+            let mac = key.seal(&current.mac, seq, &body);
+            seqs.push(seq);
+            ids.push(record.id.as_str());
+            times.push(record.time_ms);
+            kinds.push(record.kind.as_str());
+            tools.push(record.tool.as_deref());
+            principals.push(principal_key(record));
+            agents.push(record.agent.as_deref());
+            decisions.push(record.decision.as_str());
+            outcomes.push(record.outcome.as_str());
+            bodies.push(body);
+            current = ChainHead {
+                seq,
+                id: record.id.clone(),
+                mac: mac.clone(),
+                time_ms: record.time_ms,
+                chain: Some(chain.clone()),
+            };
+            macs.push(mac);
+        }
+        let chains = vec![chain.as_str(); n];
+        let result = self.client()?.execute(
+            "INSERT INTO decisions (chain, seq, id, time_ms, kind, tool, principal, agent, decision, outcome, body, mac)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[],
+                                  $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])",
+            &[
+                &chains, &seqs, &ids, &times, &kinds, &tools, &principals, &agents, &decisions, &outcomes, &bodies,
+                &macs,
+            ],
+        );
+        match result {
+            Ok(_) => Ok(current),
+            Err(e) => {
+                // Whether it committed is unknown: the next batch starts from the head the database has.
+                self.client = None;
+                self.resync = None;
+                Err(pg(e))
+            }
+        }
+    }
+
+    fn head(&mut self) -> Result<ChainHead, StoreError> {
+        let chain = self.chain.clone();
+        head_of(self.client()?, &chain)
+    }
+}
+
+/// The reading side: reports, the admin API, verification.
+pub struct PgRecords {
+    client: Client,
+}
+
+impl PgRecords {
+    pub fn open(config: &PostgresConfig) -> Result<Self, StoreError> {
+        Ok(Self {
+            client: connect(config)?,
+        })
+    }
+
+    /// Records matching `filter`, in the order they were stored across chains; `after` pages by `position`.
+    pub fn query(&mut self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError> {
+        let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 10_000));
+        let rows = self
+            .client
+            .query(
+                "SELECT position, chain, seq, body, mac FROM decisions
+                 WHERE ($1::text IS NULL OR tool = $1)
+                   AND ($2::text IS NULL OR principal = $2)
+                   AND ($3::text IS NULL OR agent = $3)
+                   AND ($4::text IS NULL OR decision = $4)
+                   AND ($5::text IS NULL OR kind = $5)
+                   AND ($6::bigint IS NULL OR time_ms >= $6)
+                   AND ($7::bigint IS NULL OR time_ms < $7)
+                   AND position > $8
+                 ORDER BY position LIMIT $9",
+                &[
+                    &filter.tool,
+                    &filter.principal,
+                    &filter.agent,
+                    &filter.decision,
+                    &filter.kind,
+                    &filter.since,
+                    &filter.until,
+                    &filter.after.unwrap_or(0),
+                    &limit,
+                ],
+            )
+            .map_err(pg)?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.get(2);
+                let body: &str = row.get(3);
+                let record: DecisionRecord = serde_json::from_str(body)
+                    .map_err(|e| StoreError::new(format!("record {seq} is not readable: {e}")))?;
+                Ok(StoredRecord {
+                    position: row.get(0),
+                    chain: Some(row.get(1)),
+                    seq,
+                    mac: row.get(4),
+                    record,
+                })
+            })
+            .collect()
+    }
+
+    /// Every chain's rows, each in sequence order.
+    pub fn chains(&mut self) -> Result<Vec<(String, Vec<RawRow>)>, StoreError> {
+        let names: Vec<String> = self
+            .client
+            .query(
+                "SELECT chain FROM chains UNION SELECT DISTINCT chain FROM decisions ORDER BY 1",
+                &[],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut out = Vec::with_capacity(names.len());
+        for chain in names {
+            let rows = self
+                .client
+                .query(
+                    "SELECT seq, id, time_ms, kind, tool, principal, agent, decision, outcome, body, mac
+                     FROM decisions WHERE chain = $1 ORDER BY seq",
+                    &[&chain],
+                )
+                .map_err(pg)?
+                .iter()
+                .map(|row| RawRow {
+                    seq: row.get(0),
+                    id: row.get(1),
+                    time_ms: row.get(2),
+                    kind: row.get(3),
+                    tool: row.get(4),
+                    principal: row.get(5),
+                    agent: row.get(6),
+                    decision: row.get(7),
+                    outcome: row.get(8),
+                    body: row.get(9),
+                    mac: row.get(10),
+                })
+                .collect();
+            out.push((chain, rows));
+        }
+        Ok(out)
+    }
+
+    pub fn agent_activity(
+        &mut self,
+    ) -> Result<std::collections::HashMap<String, (u64, i64)>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT agent, count(*), max(time_ms) FROM decisions
+                 WHERE kind = 'tools/call' AND agent IS NOT NULL GROUP BY agent",
+                &[],
+            )
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let count: i64 = r.get(1);
+                (r.get(0), (u64::try_from(count).unwrap_or(0), r.get(2)))
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,58 @@
+//! Reading decision records wherever they are kept: reports, the admin API, verification. Reading PostgreSQL
+//! blocks: call these off the async runtime (`spawn_blocking`, or [`off_runtime`](super::postgres::off_runtime)).
+
+use super::postgres::PgRecords;
+use super::store::{RawRow, RecordFilter, SqliteAuditStore, StoredRecord};
+use crate::config::StorageConfig;
+use crate::store::StoreError;
+
+/// One chain's rows: its name (none for the embedded store's one chain) and its rows in sequence order.
+pub type Chain = (Option<String>, Vec<RawRow>);
+
+/// The records of one store.
+pub enum Records {
+    Sqlite(SqliteAuditStore),
+    Postgres(PgRecords),
+}
+
+impl Records {
+    /// Opens the records the config names, to read only.
+    pub fn open(storage: &StorageConfig) -> Result<Self, StoreError> {
+        match &storage.postgres {
+            Some(postgres) => Ok(Self::Postgres(PgRecords::open(postgres)?)),
+            None => Ok(Self::Sqlite(SqliteAuditStore::open_read_only(
+                &storage.path,
+            )?)),
+        }
+    }
+
+    /// Records matching `filter`; `after` pages by [`StoredRecord::position`].
+    pub fn query(&mut self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.query(filter),
+            Self::Postgres(s) => s.query(filter),
+        }
+    }
+
+    /// Every chain's rows in sequence order (the embedded store has one chain, unnamed).
+    pub fn chains(&mut self) -> Result<Vec<Chain>, StoreError> {
+        match self {
+            Self::Sqlite(s) => Ok(vec![(None, s.raw_rows()?)]),
+            Self::Postgres(s) => Ok(s
+                .chains()?
+                .into_iter()
+                .map(|(chain, rows)| (Some(chain), rows))
+                .collect()),
+        }
+    }
+
+    /// Per agent: calls recorded and the time of the last one (Unix ms).
+    pub fn agent_activity(
+        &mut self,
+    ) -> Result<std::collections::HashMap<String, (u64, i64)>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.agent_activity(),
+            Self::Postgres(s) => s.agent_activity(),
+        }
+    }
+}
