@@ -501,6 +501,32 @@ async fn audit_verify_checks_every_replicas_chain_against_its_head() {
                 .unwrap();
         }
     }
+    // Either replica's admin API reads the records and the report of both chains.
+    let records = b.admin_json("/records?kind=tools/call&limit=100").await;
+    let chains: std::collections::BTreeSet<&str> = records["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["chain_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(chains, ["a", "b"].into_iter().collect(), "{records}");
+    let page = a.admin_json("/records?kind=tools/call&limit=4").await;
+    let next = page["next_after"].as_i64().unwrap();
+    let rest = a
+        .admin_json(&format!("/records?kind=tools/call&limit=100&after={next}"))
+        .await;
+    assert_eq!(
+        page["records"].as_array().unwrap().len() + rest["records"].as_array().unwrap().len(),
+        10
+    );
+    let report = a.admin_json("/reports").await;
+    let lookups = report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tool"] == "hr__lookup_employee")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(lookups["calls"], 10, "{report}");
     // Stopped cleanly, each publishes its head.
     for gateway in [&a, &b] {
         gateway.signal("TERM");
@@ -635,7 +661,12 @@ async fn a_replica_refuses_to_start_without_a_store_it_knows() {
         "",
     ));
     assert!(!ok);
-    assert!(stderr.contains("postgres"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach postgres at 127.0.0.1:{port}/nowhere"
+        )),
+        "{stderr}"
+    );
 
     // A second running replica of the same name would fork its chain.
     let _a = world.replica("a", "", "");
@@ -658,6 +689,31 @@ async fn a_replica_refuses_to_start_without_a_store_it_knows() {
     let (ok, stderr) = start(world.yaml("c", &world.database, "", ""));
     assert!(!ok);
     assert!(stderr.contains("schema is version 99"), "{stderr}");
+    // `toolgate migrate` says the same, and applies nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("toolgate.yaml");
+    std::fs::write(&config, world.yaml("c", &world.database, "", "")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("schema is version 99"));
+    // On an empty database it applies every migration, once.
+    std::fs::write(&config, world.yaml("c", &world.server.database(), "", "")).unwrap();
+    for _ in 0..2 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+            .args(["migrate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let _ = &world.server;
 }
 

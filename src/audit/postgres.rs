@@ -11,18 +11,21 @@ use crate::config::PostgresConfig;
 use crate::store::StoreError;
 
 fn pg(e: postgres::Error) -> StoreError {
-    match e.as_db_error() {
-        Some(db) => StoreError::new(format!("postgres: {}", db.message())),
-        None => StoreError::new(format!("postgres: {e}")),
-    }
+    StoreError::from(e)
 }
 
 /// Connects (a blocking client: call off the async runtime).
 pub fn connect(config: &PostgresConfig) -> Result<Client, StoreError> {
     let pg_config = crate::store::postgres::connection_config(config)?;
+    let at = crate::store::postgres::describe(&pg_config);
     let mut sync = postgres::Config::from(pg_config);
     sync.connect_timeout(config.connect_timeout);
-    sync.connect(NoTls).map_err(pg)
+    sync.connect(NoTls).map_err(|e| {
+        StoreError::new(format!(
+            "cannot reach postgres at {at}: {}",
+            crate::store::postgres::cause(&e)
+        ))
+    })
 }
 
 /// Runs `f` on a thread of its own: the blocking client must not run on the async runtime's threads.
@@ -264,7 +267,7 @@ impl PgRecords {
                     .map_err(|e| StoreError::new(format!("record {seq} is not readable: {e}")))?;
                 Ok(StoredRecord {
                     position: row.get(0),
-                    chain: Some(row.get(1)),
+                    chain_id: Some(row.get(1)),
                     seq,
                     mac: row.get(4),
                     record,

@@ -17,9 +17,9 @@ pub use crate::store::StoreError;
 pub struct StoredRecord {
     /// Where it stands among every chain's records: what `after` pages by.
     pub position: i64,
-    /// The chain it belongs to (a replica's, with PostgreSQL).
+    /// The record chain it belongs to (a replica's, with PostgreSQL); `chain` is the record's delegation chain.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub chain: Option<String>,
+    pub chain_id: Option<String>,
     pub seq: i64,
     pub mac: String,
     #[serde(flatten)]
@@ -211,7 +211,7 @@ impl SqliteAuditStore {
                 .map_err(|e| StoreError::new(format!("record {seq} is not readable: {e}")))?;
             out.push(StoredRecord {
                 position: seq,
-                chain: None,
+                chain_id: None,
                 seq,
                 mac,
                 record,

@@ -6,7 +6,7 @@
 //! caller and request, still fresh; the upstream gets its own state back, and the client's answers as they came.
 //! Nothing is kept between rounds.
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::aead::NONCE_LEN;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rmcp::model::{CallToolResult, ErrorCode, ErrorData, ResultType};
@@ -26,8 +26,11 @@ const MAX_STATE: usize = 256 * 1024;
 /// Seals and opens `requestState`s: AES-256-GCM with a key of this process, so that a client can neither change
 /// nor read what it carries (an upstream's state may hold data the client's clearance would not show).
 pub struct Rounds {
-    key: LessSafeKey,
+    sealer: crate::secret::Sealer,
 }
+
+/// What a `requestState` is sealed for (bound as associated data).
+const PURPOSE: &str = "toolgate requestState";
 
 /// Most input requests one `input_required` result may carry.
 pub(super) const MAX_INPUT_REQUESTS: usize = 32;
@@ -35,10 +38,8 @@ pub(super) const MAX_INPUT_REQUESTS: usize = 32;
 impl Rounds {
     /// States sealed with `key`: the process's own, or the one replicas share (a retry may reach any of them).
     pub fn new(key: &[u8; 32]) -> Self {
-        let key = UnboundKey::new(&AES_256_GCM, key)
-            .unwrap_or_else(|_| unreachable!("AES-256-GCM takes a 32-byte key"));
         Self {
-            key: LessSafeKey::new(key),
+            sealer: crate::secret::Sealer::new(key),
         }
     }
 
@@ -78,24 +79,10 @@ impl Rounds {
         if let (Some(payload), Value::Object(inner)) = (payload.as_object_mut(), inner) {
             payload.extend(inner);
         }
-        let mut sealed = serde_json::to_vec(&payload).unwrap_or_default();
-        let mut nonce = [0u8; NONCE_LEN];
         // A nonce that cannot be drawn leaves a state that never opens (the retry is refused), never a reused one.
-        if getrandom::fill(&mut nonce).is_err()
-            || self
-                .key
-                .seal_in_place_append_tag(
-                    Nonce::assume_unique_for_key(nonce),
-                    Aad::empty(),
-                    &mut sealed,
-                )
-                .is_err()
-        {
-            return String::new();
-        }
-        let mut token = nonce.to_vec();
-        token.extend_from_slice(&sealed);
-        URL_SAFE_NO_PAD.encode(token)
+        self.sealer
+            .seal(PURPOSE, &serde_json::to_vec(&payload).unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// What a sealed state holds, if toolgate sealed it for this caller, method and item and it has not lapsed;
@@ -111,24 +98,18 @@ impl Rounds {
         if sealed.len() > MAX_STATE {
             return Err("it is longer than any state toolgate hands out");
         }
-        let mut token = URL_SAFE_NO_PAD
+        if URL_SAFE_NO_PAD
             .decode(sealed)
-            .map_err(|_| "it is not a state toolgate handed out")?;
-        if token.len() <= NONCE_LEN {
+            .map_or(true, |t| t.len() <= NONCE_LEN)
+        {
             return Err("it is not a state toolgate handed out");
         }
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&token[..NONCE_LEN]);
         let payload = self
-            .key
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::empty(),
-                &mut token[NONCE_LEN..],
-            )
-            .map_err(|_| "its integrity check failed")?;
-        let payload: Value =
-            serde_json::from_slice(payload).map_err(|_| "it is not a state toolgate handed out")?;
+            .sealer
+            .open(PURPOSE, sealed)
+            .ok_or("its integrity check failed")?;
+        let payload: Value = serde_json::from_slice(&payload)
+            .map_err(|_| "it is not a state toolgate handed out")?;
         if payload["who"] != json!(caller.subject_key()) || payload["chain"] != json!(caller.chain)
         {
             return Err("it was handed out to another caller");

@@ -11,13 +11,19 @@ use super::{Revocation, RevocationTarget, StoreError, migrate};
 use crate::clock::unix_now;
 use crate::config::PostgresConfig;
 
+/// What went wrong: the server's own message when it sent one; else the client's, with its cause (connection
+/// refused, a bad password …), which says what to fix where the summary alone does not.
+pub fn cause(e: &tokio_postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => db.message().to_string(),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        // The server's own message, when there is one, says more than the client's summary.
-        match e.as_db_error() {
-            Some(db) => Self(format!("postgres: {}", db.message())),
-            None => Self(format!("postgres: {e}")),
-        }
+        Self(format!("postgres: {}", cause(&e)))
     }
 }
 
@@ -65,12 +71,26 @@ pub fn connection_config(config: &PostgresConfig) -> Result<tokio_postgres::Conf
     Ok(pg)
 }
 
+/// Where `pg` connects, for messages (never its password): `host:port/database`.
+pub fn describe(pg: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = match pg.get_hosts().first() {
+        Some(Host::Tcp(host)) => host.clone(),
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", pg.get_dbname().unwrap_or(""))
+}
+
 /// One connection of its own (the listener's, the record writer's), its driver spawned on the runtime.
 pub async fn connect(config: &PostgresConfig) -> Result<tokio_postgres::Client, StoreError> {
     let pg = connection_config(config)?;
+    let at = describe(&pg);
     let (client, connection) = tokio::time::timeout(config.connect_timeout, pg.connect(NoTls))
         .await
-        .map_err(|_| StoreError("postgres: connecting timed out".into()))??;
+        .map_err(|_| StoreError(format!("postgres at {at}: connecting timed out")))?
+        .map_err(|e| StoreError(format!("cannot reach postgres at {at}: {}", cause(&e))))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!("postgres connection ended: {e}");
