@@ -140,7 +140,12 @@ impl Gateway {
             Store::Postgres(pg) => Some(pg.changes().await?.into_iter().collect::<shared::Seen>()),
             Store::Sqlite(_) => None,
         };
-        let keys = shared::Keys::of(&store).await?;
+        let keys = shared::Keys::of(
+            &store,
+            &crate::audit::ChainKey::load_or_create(&config.audit.key_file)
+                .map_err(crate::audit::StartError::from)?,
+        )
+        .await?;
         // Records go to the same database, through the writer's own connection.
         let audit = crate::audit::Audit::start(&config.storage, config.audit.clone())?;
         let redactor = Arc::new(crate::redact::Redactor::new(&config.redaction)?);

@@ -505,7 +505,7 @@ async fn audit_verify_checks_every_replicas_chain_against_its_head() {
     let records = b.admin_json("/records?kind=tools/call&limit=100").await;
     let chains: std::collections::BTreeSet<&str> = records["records"]
         .as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("{records}"))
         .iter()
         .map(|r| r["chain_id"].as_str().unwrap())
         .collect();
@@ -574,6 +574,24 @@ async fn audit_verify_checks_every_replicas_chain_against_its_head() {
         "{stderr}"
     );
     assert!(stderr.contains("chain `a` verified"), "{stderr}");
+    // Chain A removed whole: its published head still names it.
+    let database = world.database.clone();
+    tokio::task::spawn_blocking(move || {
+        pg::connect(&database)
+            .batch_execute(
+                "DELETE FROM decisions WHERE chain = 'a'; DELETE FROM chains WHERE chain = 'a'",
+            )
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let out = verify(&config, std::slice::from_ref(&b_head), false);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("chain `a` does not verify") && stderr.contains("cut off"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

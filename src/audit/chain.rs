@@ -61,6 +61,20 @@ impl ChainKey {
         Ok(Self(Arc::from(key)))
     }
 
+    /// A key for another purpose derived from this one (HMAC-SHA256 of the label and `material`): what replicas
+    /// seal for clients is keyed by a secret outside the database, which the database alone cannot forge.
+    pub fn derive(&self, label: &str, material: &[u8]) -> [u8; 32] {
+        use hmac::{KeyInit, Mac};
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0) else {
+            unreachable!("HMAC takes a key of any length")
+        };
+        mac.update(b"toolgate derived key\n");
+        mac.update(label.as_bytes());
+        mac.update(b"\n");
+        mac.update(material);
+        mac.finalize().into_bytes().into()
+    }
+
     /// HMAC-SHA256 over the previous record's MAC, this record's sequence number and its JSON as stored.
     pub fn seal(&self, previous: &str, seq: i64, body: &str) -> String {
         use hmac::{KeyInit, Mac};
@@ -74,6 +88,12 @@ impl ChainKey {
         mac.update(body.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
+}
+
+/// What the first record of `chain` is sealed after: nothing for the embedded store's one chain; the chain's name
+/// for a replica's, so that no record moves to another chain unseen.
+pub fn genesis(chain: Option<&str>) -> String {
+    chain.map(|c| format!("chain {c}")).unwrap_or_default()
 }
 
 /// The last record of the chain, as published.

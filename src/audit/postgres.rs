@@ -133,6 +133,7 @@ fn head_of(client: &mut Client, chain: &str) -> Result<ChainHead, StoreError> {
             chain: Some(chain.to_string()),
         })
         .unwrap_or_else(|| ChainHead {
+            mac: super::chain::genesis(Some(chain)),
             chain: Some(chain.to_string()),
             ..ChainHead::default()
         }))
@@ -147,7 +148,20 @@ impl AuditStore for PgAuditStore {
     ) -> Result<ChainHead, StoreError> {
         let chain = self.chain.clone();
         self.client()?;
-        let mut current = self.resync.take().unwrap_or_else(|| head.clone());
+        let mut current = match self.resync.take() {
+            Some(stored) => {
+                if stored.seq < head.seq {
+                    tracing::error!(
+                        chain = %chain, stored = stored.seq, committed = head.seq,
+                        "the database's chain ends before records this replica committed: they were lost (a \
+                         failover?); the chain goes on from the database's head, and audit verify will report the gap \
+                         against the published head"
+                    );
+                }
+                stored
+            }
+            None => head.clone(),
+        };
         current.chain = Some(chain.clone());
         let n = records.len();
         let (mut seqs, mut ids, mut times, mut kinds) = (
@@ -230,7 +244,9 @@ impl PgRecords {
         })
     }
 
-    /// Records matching `filter`, in the order they were stored across chains; `after` pages by `position`.
+    /// Records matching `filter`, across chains, in the order their transactions began (then position); `after`
+    /// pages by `position`. Replicas commit concurrently, so a record whose transaction is older than one still
+    /// in flight waits until that one ends: a page never skips a record that commits after it was read.
     pub fn query(&mut self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError> {
         let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 10_000));
         let rows = self
@@ -244,8 +260,9 @@ impl PgRecords {
                    AND ($5::text IS NULL OR kind = $5)
                    AND ($6::bigint IS NULL OR time_ms >= $6)
                    AND ($7::bigint IS NULL OR time_ms < $7)
-                   AND position > $8
-                 ORDER BY position LIMIT $9",
+                   AND tx < pg_snapshot_xmin(pg_current_snapshot())
+                   AND ($8::bigint = 0 OR (tx, position) > (SELECT tx, position FROM decisions WHERE position = $8::bigint))
+                 ORDER BY tx, position LIMIT $9",
                 &[
                     &filter.tool,
                     &filter.principal,

@@ -129,20 +129,33 @@ pub fn verify(
     require_head: bool,
 ) -> Result<Vec<ChainReport>, crate::store::StoreError> {
     let mut store = Records::open(storage)?;
-    Ok(store
-        .chains()?
+    let mut chains = store.chains()?;
+    // A chain a published head names but the store no longer has was removed whole: checked as an empty chain,
+    // it is cut off before its head.
+    for head in heads {
+        if head.chain.is_some() && !chains.iter().any(|(chain, _)| *chain == head.chain) {
+            chains.push((head.chain.clone(), Vec::new()));
+        }
+    }
+    Ok(chains
         .into_iter()
         .map(|(chain, rows)| {
             let head = heads.iter().find(|h| h.chain == chain);
             ChainReport {
-                report: check(&rows, key, head, require_head),
+                report: check(&rows, key, chain.as_deref(), head, require_head),
                 chain,
             }
         })
         .collect())
 }
 
-fn check(rows: &[RawRow], key: &ChainKey, head: Option<&ChainHead>, require_head: bool) -> Report {
+fn check(
+    rows: &[RawRow],
+    key: &ChainKey,
+    chain: Option<&str>,
+    head: Option<&ChainHead>,
+    require_head: bool,
+) -> Report {
     let report = |verified: usize, problem: Option<Problem>| Report {
         records: rows.len(),
         verified,
@@ -150,7 +163,7 @@ fn check(rows: &[RawRow], key: &ChainKey, head: Option<&ChainHead>, require_head
         problem,
         unverifiable_tail: None,
     };
-    let mut previous = String::new();
+    let mut previous = super::chain::genesis(chain);
     let mut expected = 1i64;
     for (i, row) in rows.iter().enumerate() {
         if row.seq != expected {

@@ -49,7 +49,7 @@ impl Applied {
 }
 
 /// Keys of what toolgate seals for clients to bring back (listing cursors, `requestState`s, session ids): with
-/// PostgreSQL, the keys every replica shares (whichever replica the client reaches next can open them); else
+/// PostgreSQL, keys every replica derives alike (whichever replica the client reaches next can open them); else
 /// this process's own.
 pub struct Keys {
     pub cursors: [u8; 32],
@@ -58,18 +58,29 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub async fn of(store: &crate::store::Store) -> Result<Self, super::StartError> {
+    pub async fn of(
+        store: &crate::store::Store,
+        chain_key: &crate::audit::ChainKey,
+    ) -> Result<Self, super::StartError> {
         let key = |bytes: Vec<u8>| -> Result<[u8; 32], super::StartError> {
             bytes
                 .try_into()
                 .map_err(|_| super::StartError::Random("a shared key is not 32 bytes".into()))
         };
         match store {
-            crate::store::Store::Postgres(pg) => Ok(Self {
-                cursors: key(pg.shared_key("cursors").await?)?,
-                rounds: key(pg.shared_key("request-state").await?)?,
-                sessions: key(pg.shared_key("sessions").await?)?,
-            }),
+            // The database's random material, keyed by the chain key every replica has (never in the database):
+            // reading the database is not enough to forge a session id, a cursor or a `requestState`.
+            crate::store::Store::Postgres(pg) => {
+                let derive = async |name: &str| -> Result<[u8; 32], super::StartError> {
+                    let material = key(pg.shared_key(name).await?)?;
+                    Ok(chain_key.derive(name, &material))
+                };
+                Ok(Self {
+                    cursors: derive("cursors").await?,
+                    rounds: derive("request-state").await?,
+                    sessions: derive("sessions").await?,
+                })
+            }
             crate::store::Store::Sqlite(_) => {
                 let mut keys = [[0u8; 32]; 3];
                 for k in &mut keys {
@@ -140,9 +151,22 @@ impl Gateway {
                     let Some(this) = gateway.upgrade() else {
                         return;
                     };
-                    if let Err(e) = this.catch_up(&client, &mut seen).await {
-                        tracing::error!("cannot read shared changes: {e}");
-                        break;
+                    // A connection that hangs (half open, a stalled server) is dropped and made again.
+                    match tokio::time::timeout(
+                        config.stale_after,
+                        this.catch_up(&client, &mut seen),
+                    )
+                    .await
+                    {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!("cannot read shared changes: {e}");
+                            break;
+                        }
+                        Err(_) => {
+                            tracing::error!("reading shared changes hangs: connecting again");
+                            break;
+                        }
                     }
                     drop(this);
                     tokio::select! {
@@ -155,7 +179,10 @@ impl Gateway {
         });
     }
 
-    /// Reads every change counter and whatever moved since `seen`.
+    /// Reads every change counter and whatever moved since `seen`. Each kind on its own: one that cannot be
+    /// read again (a row this build cannot parse, agents that do not load) keeps its old count and is tried again
+    /// next round, without holding up the others. Fails only when revocations cannot be read, which is what leaves
+    /// them unconfirmed.
     async fn catch_up(
         &self,
         client: &tokio_postgres::Client,
@@ -170,16 +197,21 @@ impl Gateway {
             else {
                 continue;
             };
-            let moved = seen.get(kind.as_str()) != Some(&n);
             // Revocations are read at every round: a successful read is what confirms them.
             if kind == Shared::Revocations {
                 let new = self.identity.revocations().catch_up().await?;
                 if new > 0 {
-                    tracing::info!(new, "revocations made through another replica are in force");
+                    tracing::info!(new, "revocations read from the shared store are in force");
                     self.announce_change();
                 }
-            } else if moved {
-                self.reread(kind).await?;
+            } else if seen.get(kind.as_str()) != Some(&n)
+                && let Err(e) = self.reread(kind).await
+            {
+                tracing::error!(
+                    what = kind.as_str(),
+                    "a shared change is not in force here yet: {e}"
+                );
+                continue;
             }
             seen.insert(kind.as_str().to_string(), n);
         }
@@ -204,18 +236,23 @@ impl Gateway {
                     })
                     .unwrap_or(false);
                 if !same {
-                    if let Ok(mut map) = agents.write() {
-                        *map = registered;
-                    }
+                    let previous = agents
+                        .write()
+                        .ok()
+                        .map(|mut map| std::mem::replace(&mut *map, registered));
                     let policy = Arc::clone(&self.policy);
                     let reloaded = tokio::task::spawn_blocking(move || {
                         policy.reload("agent inventory change")
                     })
                     .await;
                     if !matches!(reloaded, Ok(Ok(_))) {
-                        tracing::error!(
-                            "agents changed through another replica could not be put in force"
-                        );
+                        // As before, so that the next round finds them different and tries again.
+                        if let (Some(previous), Ok(mut map)) = (previous, agents.write()) {
+                            *map = previous;
+                        }
+                        return Err(StoreError::new(
+                            "the agents changed through another replica do not load with the inventory file",
+                        ));
                     }
                 }
             }

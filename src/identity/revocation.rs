@@ -17,12 +17,15 @@ pub struct Revocations {
     subjects: DashMap<(String, String), Option<i64>>,
     agents: DashMap<String, Option<i64>>,
     presented: AtomicU64,
-    /// The highest id indexed: a replica reads those above it when another changes them.
+    /// The highest id read from the store: a replica reads those above it when another changes them. Moved only
+    /// by reading the store in id order, never by a revocation made here (one made elsewhere may have a lower id
+    /// and not be read yet).
     last_id: AtomicI64,
     /// With revocations shared by replicas: how long they may go unconfirmed before every credential is refused,
-    /// and when they were last confirmed (Unix ms).
+    /// and when they were last confirmed (ms since `epoch`: a monotonic clock, which no clock step moves).
     stale_after_ms: OnceLock<u64>,
-    confirmed_ms: AtomicI64,
+    epoch: std::time::Instant,
+    confirmed_ms: AtomicU64,
     /// Woken whenever a revocation is indexed: open streams check their caller at once.
     indexed: tokio::sync::Notify,
 }
@@ -51,17 +54,20 @@ impl Revocations {
             presented: AtomicU64::new(0),
             last_id: AtomicI64::new(0),
             stale_after_ms: OnceLock::new(),
-            confirmed_ms: AtomicI64::new(crate::clock::now_ms()),
+            epoch: std::time::Instant::now(),
+            confirmed_ms: AtomicU64::new(0),
             indexed: tokio::sync::Notify::new(),
         };
         for revocation in revocations.store.revocations().await? {
+            revocations
+                .last_id
+                .fetch_max(revocation.id, Ordering::AcqRel);
             revocations.index(&revocation);
         }
         Ok(revocations)
     }
 
     fn index(&self, revocation: &Revocation) {
-        self.last_id.fetch_max(revocation.id, Ordering::AcqRel);
         let cut = revocation.issued_before;
         match &revocation.target {
             RevocationTarget::Token { jti, issuer } => {
@@ -95,14 +101,19 @@ impl Revocations {
         let after = self.last_id.load(Ordering::Acquire);
         let new = self.store.revocations_after(after).await?;
         for revocation in &new {
+            self.last_id.fetch_max(revocation.id, Ordering::AcqRel);
             self.index(revocation);
         }
         self.confirmed_ms
-            .store(crate::clock::now_ms(), Ordering::Release);
+            .store(self.elapsed_ms(), Ordering::Release);
         if !new.is_empty() {
             self.indexed.notify_waiters();
         }
         Ok(new.len())
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// From now on, revocations unconfirmed for longer than `stale_after` refuse every credential.
@@ -146,11 +157,11 @@ impl Revocations {
         chain: &[String],
     ) -> Result<(), AuthError> {
         if let Some(&stale) = self.stale_after_ms.get() {
-            let unconfirmed = crate::clock::now_ms() - self.confirmed_ms.load(Ordering::Acquire);
-            if u64::try_from(unconfirmed).unwrap_or(0) > stale {
-                return Err(AuthError::RevocationStateUnknown(
-                    u64::try_from(unconfirmed).unwrap_or(0),
-                ));
+            let unconfirmed = self
+                .elapsed_ms()
+                .saturating_sub(self.confirmed_ms.load(Ordering::Acquire));
+            if unconfirmed > stale {
+                return Err(AuthError::RevocationStateUnknown(unconfirmed));
             }
         }
         let token_revoked = |jti: &str| {
@@ -187,5 +198,60 @@ impl Revocations {
                 Err(AuthError::Revoked(what))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn revocation(agent: &str) -> Revocation {
+        Revocation {
+            id: 0,
+            target: RevocationTarget::Agent {
+                agent: agent.into(),
+            },
+            issued_before: None,
+            reason: None,
+            created_at: 0,
+            created_by: "admin".into(),
+        }
+    }
+
+    /// Another replica's revocation, stored before one made here but not read yet, is read at the next catch-up:
+    /// one made here never moves past it.
+    #[tokio::test]
+    async fn a_revocation_made_here_never_hides_one_made_elsewhere() {
+        let store = Store::in_memory().unwrap();
+        let revocations = Revocations::load(store.clone()).await.unwrap();
+        let elsewhere = store.add_revocation(revocation("scout")).await.unwrap();
+        let here = revocations.revoke(revocation("helper")).await.unwrap();
+        assert!(elsewhere.id < here.id);
+        let agent_revoked = |agent: &str| {
+            revocations
+                .check_parts("iss", "sub", None, 0, &[agent.to_string()])
+                .is_err()
+        };
+        assert!(agent_revoked("helper"));
+        assert!(!agent_revoked("scout"), "not read yet");
+        assert_eq!(revocations.catch_up().await.unwrap(), 2);
+        assert!(agent_revoked("scout"));
+    }
+
+    #[tokio::test]
+    async fn unconfirmed_revocations_refuse_every_credential() {
+        let revocations = Revocations::load(Store::in_memory().unwrap())
+            .await
+            .unwrap();
+        revocations.require_confirmation(std::time::Duration::from_millis(50));
+        revocations.catch_up().await.unwrap();
+        assert!(revocations.check_parts("iss", "sub", None, 0, &[]).is_ok());
+        tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+        assert!(matches!(
+            revocations.check_parts("iss", "sub", None, 0, &[]),
+            Err(AuthError::RevocationStateUnknown(_))
+        ));
+        revocations.catch_up().await.unwrap();
+        assert!(revocations.check_parts("iss", "sub", None, 0, &[]).is_ok());
     }
 }

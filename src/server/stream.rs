@@ -186,10 +186,18 @@ pub(super) async fn delete_session(
             "missing Mcp-Session-Id header",
         ));
     };
+    // Remembered as ended before it is closed: a session no replica may resume, or none closed at all.
+    if let Err(e) = super::tickets::ended(&state, id).await {
+        tracing::warn!("session not closed: {e}");
+        return Err(http_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::INTERNAL_ERROR,
+            "the session cannot be closed now (the shared store does not answer); try again",
+        ));
+    }
     match state.sessions.remove(id) {
         Some(session) => {
             tracing::info!(session = %session.id, "session closed by client");
-            super::tickets::ended(&state, &session.id).await;
             state.gateway.forget_session(&session.id);
             Ok(StatusCode::NO_CONTENT.into_response())
         }

@@ -17,6 +17,8 @@ use crate::identity::Caller;
 const PURPOSE: &str = "toolgate session";
 /// Longest sealed content of an id: what does not fit gets a plain random id (not resumable elsewhere).
 const MAX_TICKET: usize = 2048;
+/// Longest id opened: what a sealed ticket can be (Base64 of nonce, content and tag), no more.
+const MAX_ID: usize = (MAX_TICKET + 28) * 4 / 3 + 4;
 /// How long after `initialize` a session may still be resumed.
 pub const MAX_AGE_SECS: i64 = 24 * 3600;
 
@@ -67,7 +69,7 @@ pub(super) fn open(
 pub(super) enum NotResumed {
     /// Not a ticket toolgate sealed, lapsed, or ended by its client.
     Unknown,
-    /// Another subject's session.
+    /// Another subject's session, or another agent's.
     OtherSubject,
     /// The session table or the caller's share of it is full.
     Limit(super::session::SessionLimit),
@@ -79,7 +81,7 @@ pub(super) async fn resume(
     id: &str,
     caller: &Caller,
 ) -> Result<Arc<Session>, NotResumed> {
-    if state.sessions.lapsed(id) {
+    if id.len() > MAX_ID || state.sessions.lapsed(id) {
         return Err(NotResumed::Unknown);
     }
     let ticket: Ticket = state
@@ -91,7 +93,8 @@ pub(super) async fn resume(
     if crate::clock::unix_now() - ticket.t > MAX_AGE_SECS {
         return Err(NotResumed::Unknown);
     }
-    if ticket.s != caller.subject_key() {
+    // The same subject through the same agent: another agent of the same person gets its own session.
+    if ticket.s != caller.subject_key() || ticket.a != caller.actor {
         return Err(NotResumed::OtherSubject);
     }
     // Fails closed: a store that cannot say whether the client ended it resumes nothing.
@@ -111,9 +114,11 @@ pub(super) async fn resume(
     Ok(session)
 }
 
-/// Remembers that the client ended the session, so that no replica resumes it.
-pub(super) async fn ended(state: &AppState, id: &str) {
-    if let Err(e) = state.gateway.store.end_session(id.to_string()).await {
-        tracing::warn!("cannot remember the ended session: {e}");
+/// Remembers that the client ended the session, so that no replica resumes it (with replicas only: a single
+/// gateway's plain ids resume nowhere).
+pub(super) async fn ended(state: &AppState, id: &str) -> Result<(), crate::store::StoreError> {
+    if state.gateway.config.storage.postgres.is_none() {
+        return Ok(());
     }
+    state.gateway.store.end_session(id.to_string()).await
 }

@@ -135,6 +135,7 @@ const POSTGRES: &[&str] = &["CREATE TABLE revocations (
     CREATE TABLE chains (chain TEXT PRIMARY KEY, replica TEXT NOT NULL, started_ms BIGINT NOT NULL);
     CREATE TABLE decisions (
         position BIGINT GENERATED ALWAYS AS IDENTITY,
+        tx xid8 NOT NULL DEFAULT pg_current_xact_id(),
         chain TEXT NOT NULL,
         seq BIGINT NOT NULL,
         id TEXT NOT NULL,
@@ -150,6 +151,7 @@ const POSTGRES: &[&str] = &["CREATE TABLE revocations (
         PRIMARY KEY (chain, seq)
     );
     CREATE UNIQUE INDEX decisions_position ON decisions (position);
+    CREATE INDEX decisions_order ON decisions (tx, position);
     CREATE INDEX decisions_time ON decisions (time_ms);
     CREATE INDEX decisions_tool ON decisions (tool, time_ms);
     CREATE INDEX decisions_agent ON decisions (agent, time_ms);"];

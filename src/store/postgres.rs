@@ -65,6 +65,16 @@ pub fn connection_config(config: &PostgresConfig) -> Result<tokio_postgres::Conf
         .parse()
         .map_err(|e| StoreError(format!("storage.postgres.url is not a PostgreSQL URL: {e}")))?;
     pg.connect_timeout(config.connect_timeout);
+    // A peer gone without a word is noticed in seconds, not when TCP gives up (hours); no statement or lock wait
+    // holds a caller for long. Options the URL sets itself are kept.
+    pg.keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(30));
+    if pg.get_options().is_none() {
+        pg.options("-c statement_timeout=30000 -c lock_timeout=10000");
+    }
     if pg.get_application_name().is_none() {
         pg.application_name(format!("toolgate {}", config.replica_name()));
     }
