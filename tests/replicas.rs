@@ -783,3 +783,46 @@ async fn a_pin_decided_through_one_replica_applies_on_the_other() {
         "{names:?}"
     );
 }
+
+#[tokio::test]
+async fn a_resumed_session_stays_its_agents() {
+    let world = World::new();
+    // The quickstart's agents: alice through the assistant, and through the assistant's summarizer.
+    let auth = test_auth(&quickstart_agents());
+    let a = world.replica("a", "", &auth);
+    let b = world.replica("b", "", &auth);
+    let assistant = user_token("alice", &["hr"], "assistant", &[]);
+    let summarizer = user_token("alice", &["hr"], "assistant", &["summarizer"]);
+    let session = raw_session(&a.url, &assistant).await;
+    let ping = |token: String| {
+        let (url, session) = (b.url.clone(), session.clone());
+        async move {
+            reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(&token)
+                .header("Accept", "application/json, text/event-stream")
+                .header("Mcp-Session-Id", &session)
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // The same person through another agent does not take it over on another replica.
+    assert_eq!(ping(summarizer).await, 403);
+    assert_eq!(ping(assistant).await, 200);
+    // A made-up id as long as any header, and one sealed by no replica: unknown.
+    let long = "A".repeat(8192);
+    let response = reqwest::Client::new()
+        .post(&b.url)
+        .bearer_auth(user_token("alice", &["hr"], "assistant", &[]))
+        .header("Accept", "application/json, text/event-stream")
+        .header("Mcp-Session-Id", &long)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
