@@ -59,10 +59,19 @@ pub(super) fn discover_tests(engine: &mut Engine) -> Result<Vec<RegoTest>, Strin
     Ok(tests)
 }
 
+/// Longest one Rego test of the bundle may run.
+const TEST_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Bundle {
     /// Runs every `test_*` rule of the `*_test.rego` files; a test passes when its rule is `true`.
     pub fn run_tests(&self) -> Vec<TestOutcome> {
         let mut engine = self.template.clone();
+        // A test is a check of the bundle, not a decision on a request's path: its time limit only stops one that
+        // never ends, and a busy host (replicas starting together, a loaded CI machine) must not fail it.
+        engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+            limit: TEST_TIME_LIMIT.max(self.timer.limit),
+            ..self.timer
+        });
         engine.set_input(Value::new_object());
         self.tests
             .iter()
