@@ -48,21 +48,42 @@ impl World {
     }
 }
 
-/// `POST /mcp` of a request naming a session nobody has: 404 once the credential is accepted, 401 once it is
-/// revoked (the credential is checked first, and nothing is created).
-async fn probe(http: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
+/// `POST /mcp` of `body` in `session`: the status and the answer's text; `None` when the request failed (a
+/// replica killed meanwhile).
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    session: &str,
+    body: &Value,
+) -> Option<(u16, String)> {
     let response = http
         .post(url)
         .bearer_auth(token)
         .header("Accept", "application/json, text/event-stream")
-        .header("Content-Type", "application/json")
-        .header("Mcp-Session-Id", "no-such-session")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .header("Mcp-Session-Id", session)
+        .json(body)
         .send()
         .await
-        .unwrap();
+        .ok()?;
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    Some((status, response.text().await.ok()?))
+}
+
+/// A call of the HR lookup, as JSON-RPC request `id`.
+fn lookup(id: u64) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "hr__lookup_employee", "arguments": {"id_or_email": "E1001"}}})
+}
+
+/// `POST /mcp` of a request naming a session nobody has: 404 once the credential is accepted, 401 once it is
+/// revoked (the credential is checked first, and nothing is created).
+async fn probe(http: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let (status, text) = post(http, url, token, "no-such-session", &body)
+        .await
+        .unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 async fn admin_post(gateway: &Gateway, path: &str, body: Value) -> (u16, Value) {
@@ -75,6 +96,32 @@ async fn admin_post(gateway: &Gateway, path: &str, body: Value) -> (u16, Value) 
         .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until `tool` is listed to `client`.
+async fn listed(client: &Client, tool: &str) {
+    eventually(10, || async {
+        client
+            .tool_names()
+            .await
+            .iter()
+            .any(|n| n == tool)
+            .then_some(())
+    })
+    .await;
+}
+
+/// Waits until no tool named with `prefix` is listed to `client`.
+async fn no_tools_of(client: &Client, prefix: &str) {
+    eventually(10, || async {
+        (!client
+            .tool_names()
+            .await
+            .iter()
+            .any(|n| n.starts_with(prefix)))
+        .then_some(())
+    })
+    .await;
 }
 
 fn jti(token: &str) -> String {
@@ -295,36 +342,16 @@ async fn upstreams_and_agents_changed_through_one_replica_reach_the_other() {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    eventually(10, || async {
-        on_b.tool_names()
-            .await
-            .contains(&"tb__echo".to_string())
-            .then_some(())
-    })
-    .await;
+    listed(&on_b, "tb__echo").await;
     let echoed = on_b.call("tb__echo", json!({"text": "hi"})).await.unwrap();
     assert_eq!(text(&echoed), "hi");
 
     let (status, body) = admin_post(&a, "/upstreams/tb/disable", json!({})).await;
     assert_eq!(status, 200, "{body}");
-    eventually(10, || async {
-        (!on_b
-            .tool_names()
-            .await
-            .iter()
-            .any(|n| n.starts_with("tb__")))
-        .then_some(())
-    })
-    .await;
+    no_tools_of(&on_b, "tb__").await;
     let (status, body) = admin_post(&a, "/upstreams/tb/enable", json!({})).await;
     assert_eq!(status, 200, "{body}");
-    eventually(10, || async {
-        on_b.tool_names()
-            .await
-            .contains(&"tb__echo".to_string())
-            .then_some(())
-    })
-    .await;
+    listed(&on_b, "tb__echo").await;
     let removed = reqwest::Client::new()
         .delete(format!("{}/upstreams/tb", a.admin_url))
         .bearer_auth(a.admin_credential())
@@ -332,15 +359,7 @@ async fn upstreams_and_agents_changed_through_one_replica_reach_the_other() {
         .await
         .unwrap();
     assert_eq!(removed.status(), 200);
-    eventually(10, || async {
-        (!on_b
-            .tool_names()
-            .await
-            .iter()
-            .any(|n| n.starts_with("tb__")))
-        .then_some(())
-    })
-    .await;
+    no_tools_of(&on_b, "tb__").await;
 
     // An agent put through A: B accepts its tokens (and refused them before).
     let scout = dev_token(None, Some("scout"), &[], None);
@@ -409,17 +428,7 @@ async fn a_replica_killed_under_load_loses_no_answered_record() {
             let token = tester_token();
             let session = raw_session(&url, &token).await;
             for n in 1.. {
-                let sent = http
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("Accept", "application/json, text/event-stream")
-                    .header("Mcp-Session-Id", &session)
-                    .json(&json!({"jsonrpc": "2.0", "id": n, "method": "tools/call",
-                        "params": {"name": "hr__lookup_employee", "arguments": {"id_or_email": "E1001"}}}))
-                    .send()
-                    .await;
-                let Ok(response) = sent else { return };
-                let Ok(text) = response.text().await else {
+                let Some((_, text)) = post(&http, &url, &token, &session, &lookup(n)).await else {
                     return;
                 };
                 if text.contains("\"result\"") {
@@ -605,17 +614,9 @@ async fn a_session_continues_on_another_replica() {
     let call = |url: String, token: String, session: String| {
         let http = http.clone();
         async move {
-            let response = http
-                .post(&url)
-                .bearer_auth(&token)
-                .header("Accept", "application/json, text/event-stream")
-                .header("Mcp-Session-Id", &session)
-                .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                    "params": {"name": "hr__lookup_employee", "arguments": {"id_or_email": "E1001"}}}))
-                .send()
+            post(&http, &url, &token, &session, &lookup(7))
                 .await
-                .unwrap();
-            (response.status().as_u16(), response.text().await.unwrap())
+                .unwrap()
         }
     };
     a.signal("KILL");
@@ -759,13 +760,7 @@ async fn a_pin_decided_through_one_replica_applies_on_the_other() {
     assert!(!on_b.tool_names().await.contains(&"tb__echo".to_string()));
     let (status, body) = admin_post(&a, "/pins/tb__echo/approve", json!({})).await;
     assert_eq!(status, 200, "{body}");
-    eventually(10, || async {
-        on_b.tool_names()
-            .await
-            .contains(&"tb__echo".to_string())
-            .then_some(())
-    })
-    .await;
+    listed(&on_b, "tb__echo").await;
     let echoed = on_b.call("tb__echo", json!({"text": "hi"})).await.unwrap();
     assert_eq!(text(&echoed), "hi");
     // Another tool rejected through B: rejected on A too, and never listed there.
@@ -794,35 +789,15 @@ async fn a_resumed_session_stays_its_agents() {
     let assistant = user_token("alice", &["hr"], "assistant", &[]);
     let summarizer = user_token("alice", &["hr"], "assistant", &["summarizer"]);
     let session = raw_session(&a.url, &assistant).await;
-    let ping = |token: String| {
-        let (url, session) = (b.url.clone(), session.clone());
-        async move {
-            reqwest::Client::new()
-                .post(&url)
-                .bearer_auth(&token)
-                .header("Accept", "application/json, text/event-stream")
-                .header("Mcp-Session-Id", &session)
-                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
+    let http = reqwest::Client::new();
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let ping = |token: String, session: String| {
+        let (http, url, ping) = (http.clone(), b.url.clone(), ping.clone());
+        async move { post(&http, &url, &token, &session, &ping).await.unwrap().0 }
     };
     // The same person through another agent does not take it over on another replica.
-    assert_eq!(ping(summarizer).await, 403);
-    assert_eq!(ping(assistant).await, 200);
+    assert_eq!(ping(summarizer, session.clone()).await, 403);
+    assert_eq!(ping(assistant.clone(), session).await, 200);
     // A made-up id as long as any header, and one sealed by no replica: unknown.
-    let long = "A".repeat(8192);
-    let response = reqwest::Client::new()
-        .post(&b.url)
-        .bearer_auth(user_token("alice", &["hr"], "assistant", &[]))
-        .header("Accept", "application/json, text/event-stream")
-        .header("Mcp-Session-Id", &long)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404);
+    assert_eq!(ping(assistant, "A".repeat(8192)).await, 404);
 }
