@@ -801,3 +801,145 @@ async fn a_resumed_session_stays_its_agents() {
     // A made-up id as long as any header, and one sealed by no replica: unknown.
     assert_eq!(ping(assistant, "A".repeat(8192)).await, 404);
 }
+
+/// A certificate authority and a server certificate for 127.0.0.1 (openssl), in `dir`.
+fn certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=toolgate test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
+#[tokio::test]
+async fn a_replica_reaches_postgresql_over_verified_tls() {
+    let server = pg::Server::start_own();
+    let data = server.data_dir();
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    // The server's key and certificate, the cluster owner's alone.
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&data).unwrap());
+    for file in ["server.key", "server.pem"] {
+        std::fs::copy(certs.path().join(file), data.join(file)).unwrap();
+        std::os::unix::fs::chown(data.join(file), Some(owner), None).unwrap();
+        std::fs::set_permissions(
+            data.join(file),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+    }
+    server.execute(&[
+        "ALTER SYSTEM SET ssl = on",
+        "ALTER SYSTEM SET ssl_cert_file = 'server.pem'",
+        "ALTER SYSTEM SET ssl_key_file = 'server.key'",
+        "SELECT pg_reload_conf()",
+    ]);
+    let database = format!("{}?sslmode=require", server.database());
+    let shared = tempfile::tempdir().unwrap();
+    let yaml = |ca: &str| {
+        format!(
+            "listen: 127.0.0.1:0\nupstreams:\n{}storage:\n  postgres:\n    url: \"{database}\"\n    replica: a\n{ca}audit:\n  key_file: \"{}\"\n",
+            stdio_upstream("hr", "hr_directory", &[]),
+            shared.path().join("audit.key").display()
+        )
+    };
+    // Without the authority that signed the server's certificate: refused, and said why.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("agents.yaml"), TEST_AGENTS).unwrap();
+    let config = dir.path().join("toolgate.yaml");
+    std::fs::write(
+        &config,
+        format!("{}{}{}", yaml(""), test_auth("agents.yaml"), open_policy()),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("certificate"), "{stderr}");
+    // With it: the replica serves, and every connection it holds is encrypted.
+    let ca = format!(
+        "    ca_file: \"{}\"\n",
+        certs.path().join("ca.pem").display()
+    );
+    let a = Gateway::start(&yaml(&ca));
+    let client = a.client().await;
+    let result = client
+        .call("hr__lookup_employee", json!({"id_or_email": "E1001"}))
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    let url = server.url.clone();
+    let (plain, encrypted) = tokio::task::spawn_blocking(move || {
+        let row = pg::connect(&url)
+            .query_one(
+                "SELECT count(*) FILTER (WHERE NOT s.ssl), count(*) FILTER (WHERE s.ssl)
+                 FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name LIKE 'toolgate%'",
+                &[],
+            )
+            .unwrap();
+        (row.get::<_, i64>(0), row.get::<_, i64>(1))
+    })
+    .await
+    .unwrap();
+    assert_eq!(plain, 0);
+    assert!(
+        encrypted >= 2,
+        "the writer's and the listener's at least: {encrypted}"
+    );
+}

@@ -3,7 +3,7 @@
 //! replica of the same name is refused rather than forking the chain. Each batch is one statement, durable when
 //! it returns (`synchronous_commit` as the server has it; on by default).
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use super::store::{AuditStore, RawRow, RecordFilter, StoredRecord, principal_key};
 use super::{ChainHead, ChainKey, DecisionRecord};
@@ -20,12 +20,13 @@ pub fn connect(config: &PostgresConfig) -> Result<Client, StoreError> {
     let at = crate::store::postgres::describe(&pg_config);
     let mut sync = postgres::Config::from(pg_config);
     sync.connect_timeout(config.connect_timeout);
-    sync.connect(NoTls).map_err(|e| {
-        StoreError::new(format!(
-            "cannot reach postgres at {at}: {}",
-            crate::store::postgres::cause(&e)
-        ))
-    })
+    sync.connect(crate::store::postgres::tls(config)?)
+        .map_err(|e| {
+            StoreError::new(format!(
+                "cannot reach postgres at {at}: {}",
+                crate::store::postgres::cause(&e)
+            ))
+        })
 }
 
 /// Runs `f` on a thread of its own: the blocking client must not run on the async runtime's threads.

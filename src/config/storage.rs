@@ -43,6 +43,10 @@ pub struct PostgresConfig {
     /// credential is refused: a revocation made meanwhile could not be known.
     #[serde(default = "default_stale_after", with = "humantime_serde")]
     pub stale_after: Duration,
+    /// PEM file of the certificate authorities that may sign the server's certificate, besides the system's (TLS:
+    /// see `sslmode` in the URL). Relative to the config file.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// How long connecting may take.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,

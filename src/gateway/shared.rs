@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::Gateway;
 use crate::config::{PostgresConfig, UpstreamConfig};
@@ -102,7 +102,8 @@ async fn listen(
     config: &PostgresConfig,
 ) -> Result<(tokio_postgres::Client, tokio::sync::mpsc::Receiver<()>), StoreError> {
     let pg = crate::store::postgres::connection_config(config)?;
-    let (client, mut connection) = tokio::time::timeout(config.connect_timeout, pg.connect(NoTls))
+    let tls = crate::store::postgres::tls(config)?;
+    let (client, mut connection) = tokio::time::timeout(config.connect_timeout, pg.connect(tls))
         .await
         .map_err(|_| StoreError::new("postgres: connecting timed out"))??;
     let (tx, rx) = tokio::sync::mpsc::channel(1);

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Revocation, RevocationTarget, StoreError, migrate};
 use crate::clock::unix_now;
@@ -93,14 +93,58 @@ pub fn describe(pg: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{}", pg.get_dbname().unwrap_or(""))
 }
 
+/// TLS toward the server: used whenever the server offers it (`sslmode=prefer`, the URL's default), required with
+/// `sslmode=require`, never with `sslmode=disable`; the server's certificate is always verified, against the
+/// system's certificate authorities and those of `ca_file`, and must name the host of the URL.
+pub fn tls(config: &PostgresConfig) -> Result<MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    // The system's store may be missing or partly unreadable: what it has is used.
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = &config.ca_file {
+        let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect())
+            .map_err(|e| {
+                StoreError(format!(
+                    "storage.postgres.ca_file `{}`: {e}",
+                    path.display()
+                ))
+            })?;
+        if certificates.is_empty() {
+            return Err(StoreError(format!(
+                "storage.postgres.ca_file `{}` holds no certificate",
+                path.display()
+            )));
+        }
+        for certificate in certificates {
+            roots.add(certificate).map_err(|e| {
+                StoreError(format!(
+                    "storage.postgres.ca_file `{}`: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(client))
+}
+
 /// One connection of its own (the listener's, the record writer's), its driver spawned on the runtime.
 pub async fn connect(config: &PostgresConfig) -> Result<tokio_postgres::Client, StoreError> {
     let pg = connection_config(config)?;
     let at = describe(&pg);
-    let (client, connection) = tokio::time::timeout(config.connect_timeout, pg.connect(NoTls))
-        .await
-        .map_err(|_| StoreError(format!("postgres at {at}: connecting timed out")))?
-        .map_err(|e| StoreError(format!("cannot reach postgres at {at}: {}", cause(&e))))?;
+    let (client, connection) =
+        tokio::time::timeout(config.connect_timeout, pg.connect(tls(config)?))
+            .await
+            .map_err(|_| StoreError(format!("postgres at {at}: connecting timed out")))?
+            .map_err(|e| StoreError(format!("cannot reach postgres at {at}: {}", cause(&e))))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!("postgres connection ended: {e}");
@@ -122,7 +166,7 @@ impl Postgres {
         migrate::postgres(&mut client).await?;
         let manager = Manager::from_config(
             connection_config(config)?,
-            NoTls,
+            tls(config)?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -34,6 +34,11 @@ impl Server {
         {
             return Self { url, started: None };
         }
+        Self::start_own()
+    }
+
+    /// A throwaway cluster of this test's own, whatever `TOOLGATE_TEST_POSTGRES` says.
+    pub fn start_own() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let out = std::process::Command::new(script())
             .args(["start", dir.path().join("pg").to_str().unwrap()])
@@ -50,6 +55,23 @@ impl Server {
             url,
             started: Some(dir),
         }
+    }
+
+    /// The data folder of a cluster this process started.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.started.as_ref().unwrap().path().join("pg")
+    }
+
+    /// Runs each statement as the cluster's superuser, one at a time (off the async runtime).
+    pub fn execute(&self, statements: &[&str]) {
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut client = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
+                for sql in statements {
+                    client.batch_execute(sql).unwrap();
+                }
+            });
+        });
     }
 
     /// A new, empty database; its URL.
