@@ -62,6 +62,11 @@ struct Args {
     /// Durability of decision records: normal (the default) or full.
     #[arg(long, default_value = "normal")]
     durability: String,
+    /// Keep toolgate's state and decision records in PostgreSQL (`storage.postgres`): a server URL
+    /// (`postgres://user@host:port/db`, for instance from `scripts/pg-cluster start DIR`); each gateway started gets
+    /// a database of its own there.
+    #[arg(long)]
+    postgres: Option<String>,
     /// Export toolgate's spans over OTLP to a collector this program runs (counting what arrives).
     #[arg(long)]
     traces: bool,
@@ -150,8 +155,16 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
         );
     }
     println!(
-        "sessions {}, calls per measurement {}, tools {}, record durability {}\n",
-        args.sessions, args.calls, args.tools, args.durability
+        "sessions {}, calls per measurement {}, tools {}, record durability {}, store {}\n",
+        args.sessions,
+        args.calls,
+        args.tools,
+        args.durability,
+        if args.postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
     );
 
     let named = |name: &str| args.series.iter().any(|s| s == name);
@@ -844,11 +857,29 @@ impl World {
             manifests.join("agents.yaml"),
             "agents:\n  assistant:\n    owner: it-platform\n    description: Assistant acting for employees.\n    scope: [\"bench__*\"]\n    max_classification: confidential\n    acts_for_humans: true\n    delegates_to: [researcher]\n  researcher:\n    owner: it-platform\n    description: Sub-agent that looks records up.\n    scope: [\"bench__*\"]\n    max_classification: internal\n",
         )?;
+        let storage = match &args.postgres {
+            Some(server) => {
+                let database = format!("bench_{}", uuid::Uuid::new_v4().simple());
+                let (client, connection) =
+                    tokio_postgres::connect(server, tokio_postgres::NoTls).await?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("CREATE DATABASE {database}"))
+                    .await?;
+                let (base, _) = server
+                    .rsplit_once('/')
+                    .context("--postgres: a URL naming a database")?;
+                format!(
+                    "storage:\n  postgres:\n    url: \"{base}/{database}\"\n    replica: bench\n"
+                )
+            }
+            None => String::new(),
+        };
         let config = dir.path().join("toolgate.yaml");
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:0\nupstreams:\n  - name: bench\n    http:\n      url: \"{upstream_url}\"\n{}auth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n      roles_claim: roles\n  agents_file: manifests/agents.yaml\npolicy:\n  dir: policies\n  manifests: manifests\naudit:\n  durability: {durability}\n{tracing}",
+                "listen: 127.0.0.1:0\nupstreams:\n  - name: bench\n    http:\n      url: \"{upstream_url}\"\n{}auth:\n  issuers:\n    - issuer: toolgate-dev\n      audience: toolgate\n      jwks_file: \"{}\"\n      dev: true\n      roles_claim: roles\n  agents_file: manifests/agents.yaml\npolicy:\n  dir: policies\n  manifests: manifests\naudit:\n  durability: {durability}\n{tracing}{storage}",
                 // Written only when pinned: a build without the setting runs the same config.
                 match args.upstream_protocol.as_str() {
                     "auto" => String::new(),
