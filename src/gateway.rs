@@ -115,6 +115,8 @@ pub struct Gateway {
     pub sessions: crate::secret::Sealer,
     /// Registered upstreams as this replica runs them.
     pub(crate) applied: shared::Applied,
+    /// Held by every change of registered upstreams and agents, made here or read from other replicas.
+    pub(crate) registry_lock: tokio::sync::Mutex<()>,
 }
 
 impl Gateway {
@@ -263,6 +265,7 @@ impl Gateway {
             sessions: crate::secret::Sealer::new(&keys.sessions),
             subscriptions: subscriptions::Subscriptions::default(),
             applied,
+            registry_lock: tokio::sync::Mutex::new(()),
         });
         gateway.follow_surface();
         if let (Some(seen), Some(postgres)) = (seen, &gateway.config.storage.postgres) {

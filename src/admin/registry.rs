@@ -70,6 +70,8 @@ impl Gateway {
         upstream: UpstreamConfig,
         by: &str,
     ) -> Result<usize, RegistryError> {
+        // One registry change at a time on this replica, and none while changes from others are applied.
+        let _registry = self.registry_lock.lock().await;
         crate::names::validate_upstream_name(&upstream.name)?;
         let client = self.allowlist.client_for(&upstream)?;
         let tools = self.catalog.add(&upstream, client).await?;
@@ -103,6 +105,8 @@ impl Gateway {
         enabled: bool,
         by: &str,
     ) -> Result<(), RegistryError> {
+        // One registry change at a time on this replica, and none while changes from others are applied.
+        let _registry = self.registry_lock.lock().await;
         let config = self.registered(name).await?;
         let disabled = self.store.disabled_upstreams().await?;
         let is_disabled = disabled.iter().any(|d| d == name);
@@ -138,6 +142,8 @@ impl Gateway {
         upstream: UpstreamConfig,
         by: &str,
     ) -> Result<usize, RegistryError> {
+        // One registry change at a time on this replica, and none while changes from others are applied.
+        let _registry = self.registry_lock.lock().await;
         let old = self.registered(&upstream.name).await?;
         let client = self.allowlist.client_for(&upstream)?;
         let disabled = self.store.disabled_upstreams().await?;
@@ -166,6 +172,8 @@ impl Gateway {
 
     /// Removes an upstream registered at run time.
     pub async fn remove_upstream(&self, name: &str, by: &str) -> Result<(), RegistryError> {
+        // One registry change at a time on this replica, and none while changes from others are applied.
+        let _registry = self.registry_lock.lock().await;
         if let Err(e) = self.registered(name).await {
             // A config-file upstream says it is read-only.
             self.catalog.remove(name)?;
@@ -187,6 +195,8 @@ impl Gateway {
         spec: Option<AgentSpec>,
         by: &str,
     ) -> Result<(), RegistryError> {
+        // One registry change at a time on this replica, and none while changes from others are applied.
+        let _registry = self.registry_lock.lock().await;
         let agents = Arc::clone(self.policy.registered_agents());
         let previous = {
             let mut map = agents.write().map_err(|_| RegistryError::Unavailable)?;

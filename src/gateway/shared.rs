@@ -220,6 +220,19 @@ impl Gateway {
     }
 
     async fn reread(&self, kind: Shared) -> Result<(), StoreError> {
+        // Never between a change made here and its being stored (what is read is what was stored last), and
+        // never waiting for one: a registration may take as long as its upstream does, while this loop confirms
+        // revocations. Busy: read again next round.
+        let _registry = match kind {
+            Shared::Upstreams | Shared::Agents => {
+                Some(self.registry_lock.try_lock().map_err(|_| {
+                    StoreError::new(
+                        "a registry change is under way on this replica; read again next round",
+                    )
+                })?)
+            }
+            Shared::Revocations | Shared::Pins => None,
+        };
         match kind {
             Shared::Revocations => {}
             Shared::Pins => {
