@@ -203,13 +203,11 @@ impl Config {
     fn resolve(&mut self, base: &Path) -> Result<(), String> {
         self.base = base.to_path_buf();
         self.storage.path = base.join(&self.storage.path);
-        if let Some(ca) = self
-            .storage
-            .postgres
-            .as_mut()
-            .and_then(|pg| pg.ca_file.as_mut())
-        {
-            *ca = base.join(&*ca);
+        if let Some(pg) = self.storage.postgres.as_mut() {
+            pg.url = expand_env(&pg.url).map_err(|e| format!("storage.postgres.url: {e}"))?;
+            if let Some(ca) = pg.ca_file.as_mut() {
+                *ca = base.join(&*ca);
+            }
         }
         self.admin.bootstrap_token_file = base.join(&self.admin.bootstrap_token_file);
         self.admin.scrape_token_file = base.join(&self.admin.scrape_token_file);

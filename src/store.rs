@@ -148,23 +148,22 @@ impl Store {
         each!(self, s => s.revocations_after(after).await)
     }
 
-    async fn bodies(
+    /// `(key, body)` of every row `sql` selects, each body parsed; `what` names a row in errors.
+    async fn rows<T: DeserializeOwned>(
         &self,
         sql: &'static str,
-        what: &'static str,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.bodies(sql, what).await,
-            Self::Postgres(s) => s.bodies(sql).await,
-        }
+        what: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let rows = each!(self, s => s.bodies(sql).await)?;
+        parse(rows, what)
     }
 
     /// Every stored pin.
     pub async fn pins<T: DeserializeOwned + Send + 'static>(&self) -> Result<Vec<T>, StoreError> {
         let rows = self
-            .bodies("SELECT tool, body FROM pins ORDER BY tool", "pin")
+            .rows("SELECT tool, body FROM pins ORDER BY tool", "pin")
             .await?;
-        Ok(parse(rows, "pin")?.into_iter().map(|(_, v)| v).collect())
+        Ok(rows.into_iter().map(|(_, v)| v).collect())
     }
 
     /// Stores (or replaces) a tool's pin.
@@ -182,15 +181,12 @@ impl Store {
         &self,
     ) -> Result<Vec<T>, StoreError> {
         let rows = self
-            .bodies(
+            .rows(
                 "SELECT name, body FROM registered_upstreams ORDER BY created_at, name",
                 "registered upstream",
             )
             .await?;
-        Ok(parse(rows, "registered upstream")?
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect())
+        Ok(rows.into_iter().map(|(_, v)| v).collect())
     }
 
     pub async fn put_upstream<T: Serialize + Send + 'static>(
@@ -225,12 +221,12 @@ impl Store {
         &self,
     ) -> Result<std::collections::BTreeMap<String, T>, StoreError> {
         let rows = self
-            .bodies(
+            .rows(
                 "SELECT id, body FROM registered_agents ORDER BY id",
                 "registered agent",
             )
             .await?;
-        Ok(parse(rows, "registered agent")?.into_iter().collect())
+        Ok(rows.into_iter().collect())
     }
 
     /// Stores (or replaces) an agent registered at run time; `None` removes it.

@@ -124,11 +124,6 @@ async fn no_tools_of(client: &Client, prefix: &str) {
     .await;
 }
 
-fn jti(token: &str) -> String {
-    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(token).unwrap();
-    claims["jti"].as_str().unwrap().to_string()
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index]
@@ -381,6 +376,15 @@ async fn upstreams_and_agents_changed_through_one_replica_reach_the_other() {
     .await;
 }
 
+/// `toolgate migrate --config CONFIG`.
+fn migrate(config: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["migrate", "--config"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 /// Records of `chain` in the database, as `(session, request id)`.
 fn recorded_calls(database: &str, chain: &str) -> std::collections::HashSet<(String, String)> {
     let mut client = pg::connect(database);
@@ -564,17 +568,11 @@ async fn audit_verify_checks_every_replicas_chain_against_its_head() {
         String::from_utf8_lossy(&out.stderr)
     );
     // One record of B's chain altered: named.
-    let database = world.database.clone();
-    tokio::task::spawn_blocking(move || {
-        pg::connect(&database)
-            .execute(
-                "UPDATE decisions SET body = body || ' ' WHERE chain = 'b' AND seq = 3",
-                &[],
-            )
-            .unwrap();
-    })
-    .await
-    .unwrap();
+    pg::execute(
+        &world.database,
+        "UPDATE decisions SET body = body || ' ' WHERE chain = 'b' AND seq = 3",
+    )
+    .await;
     let out = verify(&config, std::slice::from_ref(&b_head), false);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -584,16 +582,11 @@ async fn audit_verify_checks_every_replicas_chain_against_its_head() {
     );
     assert!(stderr.contains("chain `a` verified"), "{stderr}");
     // Chain A removed whole: its published head still names it.
-    let database = world.database.clone();
-    tokio::task::spawn_blocking(move || {
-        pg::connect(&database)
-            .batch_execute(
-                "DELETE FROM decisions WHERE chain = 'a'; DELETE FROM chains WHERE chain = 'a'",
-            )
-            .unwrap();
-    })
-    .await
-    .unwrap();
+    pg::execute(
+        &world.database,
+        "DELETE FROM decisions WHERE chain = 'a'; DELETE FROM chains WHERE chain = 'a'",
+    )
+    .await;
     let out = verify(&config, std::slice::from_ref(&b_head), false);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -694,17 +687,11 @@ async fn a_replica_refuses_to_start_without_a_store_it_knows() {
     assert!(stderr.contains("another running replica"), "{stderr}");
 
     // A schema newer than this build knows.
-    let database = world.database.clone();
-    tokio::task::spawn_blocking(move || {
-        pg::connect(&database)
-            .execute(
-                "INSERT INTO toolgate_schema (version, applied_at) VALUES (99, 0)",
-                &[],
-            )
-            .unwrap();
-    })
-    .await
-    .unwrap();
+    pg::execute(
+        &world.database,
+        "INSERT INTO toolgate_schema (version, applied_at) VALUES (99, 0)",
+    )
+    .await;
     let (ok, stderr) = start(world.yaml("c", &world.database, "", ""));
     assert!(!ok);
     assert!(stderr.contains("schema is version 99"), "{stderr}");
@@ -712,21 +699,13 @@ async fn a_replica_refuses_to_start_without_a_store_it_knows() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("toolgate.yaml");
     std::fs::write(&config, world.yaml("c", &world.database, "", "")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
-        .args(["migrate", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = migrate(&config);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("schema is version 99"));
     // On an empty database it applies every migration, once.
     std::fs::write(&config, world.yaml("c", &world.server.database(), "", "")).unwrap();
     for _ in 0..2 {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
-            .args(["migrate", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
+        let out = migrate(&config);
         assert!(
             out.status.success(),
             "{}",
@@ -904,11 +883,7 @@ async fn a_replica_reaches_postgresql_over_verified_tls() {
         format!("{}{}{}", yaml(""), test_auth("agents.yaml"), open_policy()),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
-        .args(["migrate", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = migrate(&config);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("certificate"), "{stderr}");

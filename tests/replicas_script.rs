@@ -115,12 +115,10 @@ async fn the_replica_topology_serves_through_its_balancer_without_stickiness() {
 
     // Revoked through replica A's admin API: refused through the balancer, whichever replica answers.
     let admin = std::fs::read_to_string(topology.get("ADMIN_TOKEN_FILE")).unwrap();
-    let claims: serde_json::Value =
-        jsonwebtoken::dangerous::insecure_decode_claims(&alice).unwrap();
     let revoked = reqwest::Client::new()
         .post(format!("{}/admin/revocations", topology.get("A_ADMIN")))
         .bearer_auth(admin.trim())
-        .json(&json!({"kind": "token", "jti": claims["jti"], "issuer": "toolgate-dev"}))
+        .json(&json!({"kind": "token", "jti": jti(&alice), "issuer": "toolgate-dev"}))
         .send()
         .await
         .unwrap();

@@ -5,14 +5,10 @@
 
 use postgres::Client;
 
-use super::store::{AuditStore, RawRow, RecordFilter, StoredRecord, principal_key};
+use super::store::{AuditStore, RawRow, RecordFilter, Sealed, StoredRecord, principal_key, seal};
 use super::{ChainHead, ChainKey, DecisionRecord};
 use crate::config::PostgresConfig;
 use crate::store::StoreError;
-
-fn pg(e: postgres::Error) -> StoreError {
-    StoreError::from(e)
-}
 
 /// Connects (a blocking client: call off the async runtime).
 pub fn connect(config: &PostgresConfig) -> Result<Client, StoreError> {
@@ -74,8 +70,7 @@ impl PgAuditStore {
                 .query_one(
                     "SELECT pg_try_advisory_lock(hashtextextended('toolgate chain ' || $1, 0))",
                     &[&self.chain],
-                )
-                .map_err(pg)?
+                )?
                 .get(0);
             if locked {
                 break;
@@ -94,7 +89,7 @@ impl PgAuditStore {
                 "INSERT INTO chains (chain, replica, started_ms) VALUES ($1, $1, $2) ON CONFLICT (chain) DO NOTHING",
                 &[&self.chain, &crate::clock::now_ms()],
             )
-            .map_err(pg)?;
+            ?;
         self.resync = Some(head_of(&mut client, &self.chain)?);
         Ok(self.client.insert(client))
     }
@@ -125,7 +120,7 @@ fn head_of(client: &mut Client, chain: &str) -> Result<ChainHead, StoreError> {
             "SELECT seq, id, mac, time_ms FROM decisions WHERE chain = $1 ORDER BY seq DESC LIMIT 1",
             &[&chain],
         )
-        .map_err(pg)?
+        ?
         .map(|row| ChainHead {
             seq: row.get(0),
             id: row.get(1),
@@ -164,48 +159,23 @@ impl AuditStore for PgAuditStore {
             None => head.clone(),
         };
         current.chain = Some(chain.clone());
-        let n = records.len();
-        let (mut seqs, mut ids, mut times, mut kinds) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut tools, mut principals, mut agents) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut decisions, mut outcomes, mut bodies, mut macs) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for record in records {
-            // Sealed exactly as stored: verification never re-serializes.
-            let body = serde_json::to_string(record).map_err(|e| StoreError::new(e.to_string()))?;
-            let seq = current.seq + 1;
-            let mac = key.seal(&current.mac, seq, &body);
-            seqs.push(seq);
-            ids.push(record.id.as_str());
-            times.push(record.time_ms);
-            kinds.push(record.kind.as_str());
-            tools.push(record.tool.as_deref());
-            principals.push(principal_key(record));
-            agents.push(record.agent.as_deref());
-            decisions.push(record.decision.as_str());
-            outcomes.push(record.outcome.as_str());
-            bodies.push(body);
-            current = ChainHead {
-                seq,
-                id: record.id.clone(),
-                mac: mac.clone(),
-                time_ms: record.time_ms,
-                chain: Some(chain.clone()),
-            };
-            macs.push(mac);
-        }
+        let (sealed, new_head) = seal(records, key, &current)?;
+        let column = |f: for<'s> fn(&'s Sealed<'_>) -> Option<&'s str>| {
+            sealed.iter().map(f).collect::<Vec<_>>()
+        };
+        let seqs: Vec<i64> = sealed.iter().map(|s| s.seq).collect();
+        let times: Vec<i64> = sealed.iter().map(|s| s.record.time_ms).collect();
+        let principals: Vec<Option<String>> =
+            sealed.iter().map(|s| principal_key(s.record)).collect();
+        let ids = column(|s| Some(&s.record.id));
+        let kinds = column(|s| Some(&s.record.kind));
+        let tools = column(|s| s.record.tool.as_deref());
+        let agents = column(|s| s.record.agent.as_deref());
+        let decisions = column(|s| Some(&s.record.decision));
+        let outcomes = column(|s| Some(&s.record.outcome));
+        let bodies = column(|s| Some(&s.body));
+        let macs = column(|s| Some(&s.mac));
+        let n = sealed.len();
         let chains = vec![chain.as_str(); n];
         let result = self.client()?.execute(
             "INSERT INTO decisions (chain, seq, id, time_ms, kind, tool, principal, agent, decision, outcome, body, mac)
@@ -217,12 +187,12 @@ impl AuditStore for PgAuditStore {
             ],
         );
         match result {
-            Ok(_) => Ok(current),
+            Ok(_) => Ok(new_head),
             Err(e) => {
                 // Whether it committed is unknown: the next batch starts from the head the database has.
                 self.client = None;
                 self.resync = None;
-                Err(pg(e))
+                Err(e.into())
             }
         }
     }
@@ -276,7 +246,7 @@ impl PgRecords {
                     &limit,
                 ],
             )
-            .map_err(pg)?;
+            ?;
         rows.iter()
             .map(|row| {
                 let seq: i64 = row.get(2);
@@ -301,8 +271,7 @@ impl PgRecords {
             .query(
                 "SELECT chain FROM chains UNION SELECT DISTINCT chain FROM decisions ORDER BY 1",
                 &[],
-            )
-            .map_err(pg)?
+            )?
             .iter()
             .map(|r| r.get(0))
             .collect();
@@ -315,7 +284,7 @@ impl PgRecords {
                      FROM decisions WHERE chain = $1 ORDER BY seq",
                     &[&chain],
                 )
-                .map_err(pg)?
+                ?
                 .iter()
                 .map(|row| RawRow {
                     seq: row.get(0),
@@ -339,14 +308,11 @@ impl PgRecords {
     pub fn agent_activity(
         &mut self,
     ) -> Result<std::collections::HashMap<String, (u64, i64)>, StoreError> {
-        let rows = self
-            .client
-            .query(
-                "SELECT agent, count(*), max(time_ms) FROM decisions
+        let rows = self.client.query(
+            "SELECT agent, count(*), max(time_ms) FROM decisions
                  WHERE kind = 'tools/call' AND agent IS NOT NULL GROUP BY agent",
-                &[],
-            )
-            .map_err(pg)?;
+            &[],
+        )?;
         Ok(rows
             .iter()
             .map(|r| {

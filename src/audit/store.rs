@@ -237,6 +237,44 @@ pub struct RawRow {
     pub mac: String,
 }
 
+/// A record sealed into its chain: its place, its JSON exactly as stored, its MAC.
+pub(super) struct Sealed<'a> {
+    pub record: &'a DecisionRecord,
+    pub seq: i64,
+    pub body: String,
+    pub mac: String,
+}
+
+/// Seals `records` in order after `head`, each over the one before; returns them and the new head (of `head`'s
+/// chain). Whatever stores them stores exactly these bodies: verification never re-serializes.
+pub(super) fn seal<'a>(
+    records: &[&'a DecisionRecord],
+    key: &ChainKey,
+    head: &ChainHead,
+) -> Result<(Vec<Sealed<'a>>, ChainHead), StoreError> {
+    let mut current = head.clone();
+    let mut sealed = Vec::with_capacity(records.len());
+    for record in records {
+        let body = serde_json::to_string(record).map_err(|e| StoreError::new(e.to_string()))?;
+        let seq = current.seq + 1;
+        let mac = key.seal(&current.mac, seq, &body);
+        current = ChainHead {
+            seq,
+            id: record.id.clone(),
+            mac: mac.clone(),
+            time_ms: record.time_ms,
+            chain: current.chain,
+        };
+        sealed.push(Sealed {
+            record,
+            seq,
+            body,
+            mac,
+        });
+    }
+    Ok((sealed, current))
+}
+
 impl AuditStore for SqliteAuditStore {
     fn append(
         &mut self,
@@ -244,19 +282,20 @@ impl AuditStore for SqliteAuditStore {
         key: &ChainKey,
         head: &ChainHead,
     ) -> Result<ChainHead, StoreError> {
+        let (sealed, new_head) = seal(records, key, head)?;
         let tx = self.conn.transaction()?;
-        let mut current = head.clone();
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO decisions (seq, id, time_ms, kind, tool, principal, agent, decision, outcome, body, mac)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
-            for record in records {
-                // Sealed exactly as stored: verification never re-serializes.
-                let body =
-                    serde_json::to_string(record).map_err(|e| StoreError::new(e.to_string()))?;
-                let seq = current.seq + 1;
-                let mac = key.seal(&current.mac, seq, &body);
+            for Sealed {
+                record,
+                seq,
+                body,
+                mac,
+            } in &sealed
+            {
                 insert.execute(params![
                     seq,
                     record.id,
@@ -270,17 +309,10 @@ impl AuditStore for SqliteAuditStore {
                     body,
                     mac
                 ])?;
-                current = ChainHead {
-                    seq,
-                    id: record.id.clone(),
-                    mac,
-                    time_ms: record.time_ms,
-                    chain: None,
-                };
             }
         }
         tx.commit()?;
-        Ok(current)
+        Ok(new_head)
     }
 
     fn head(&mut self) -> Result<ChainHead, StoreError> {

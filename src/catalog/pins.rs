@@ -85,9 +85,7 @@ impl Pins {
         self.pins
             .retain(|tool, _| stored.iter().any(|p| &p.tool == tool));
         for pin in stored {
-            let same = self.pins.get(&pin.tool).is_some_and(|p| {
-                serde_json::to_string(&*p).ok() == serde_json::to_string(&pin).ok()
-            });
+            let same = self.pins.get(&pin.tool).is_some_and(|p| *p == pin);
             if !same {
                 changed = true;
                 self.pins.insert(pin.tool.clone(), pin);

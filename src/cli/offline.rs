@@ -146,8 +146,9 @@ pub fn verify_audit(config: &Path, heads: &[PathBuf], no_head: bool) -> anyhow::
             .map_or_else(|| "chain".to_string(), |c| format!("chain `{c}`"));
         let report = &chain.report;
         if let Some(problem) = &report.problem {
-            eprintln!("{name} does not verify: {problem}");
-            failed.push(format!("{name}: {problem}"));
+            let failure = format!("{name} does not verify: {problem}");
+            eprintln!("{failure}");
+            failed.push(failure);
             continue;
         }
         match report.unverifiable_tail {
@@ -162,25 +163,15 @@ pub fn verify_audit(config: &Path, heads: &[PathBuf], no_head: bool) -> anyhow::
             ),
         }
     }
-    if let Some(first) = failed.first() {
-        if failed.len() == 1 && reports.len() == 1 && reports[0].chain.is_none() {
-            anyhow::bail!(
-                "chain does not verify: {}",
-                reports[0]
-                    .report
-                    .problem
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            );
-        }
-        anyhow::bail!(
+    match failed.as_slice() {
+        [] => Ok(()),
+        [only] => anyhow::bail!("{only}"),
+        [first, ..] => anyhow::bail!(
             "{} of {} chains do not verify; first: {first}",
             failed.len(),
             reports.len()
-        );
+        ),
     }
-    Ok(())
 }
 
 /// `toolgate report`: the access report of a gateway's records, as JSON, CSV or HTML.

@@ -28,7 +28,8 @@ impl Default for StorageConfig {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
-    /// `postgres://user[:password]@host[:port]/database[?options]`; `${VAR}` is read from the environment.
+    /// `postgres://user[:password]@host[:port]/database[?options]`; `${VAR}` is read from the environment when the
+    /// config is loaded.
     pub url: String,
     /// Connections of the store's pool (the record writer and the change listener have one each besides).
     #[serde(default = "default_pool")]
@@ -82,27 +83,6 @@ fn default_connect_timeout() -> Duration {
 }
 
 impl PostgresConfig {
-    /// The URL with `${VAR}` replaced from the environment.
-    pub fn resolved_url(&self) -> Result<String, String> {
-        let mut out = String::with_capacity(self.url.len());
-        let mut rest = self.url.as_str();
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let end = after
-                .find('}')
-                .ok_or_else(|| "storage.postgres.url: `${` without `}`".to_string())?;
-            let name = &after[..end];
-            let value = std::env::var(name).map_err(|_| {
-                format!("storage.postgres.url: environment variable `{name}` is not set")
-            })?;
-            out.push_str(&value);
-            rest = &after[end + 1..];
-        }
-        out.push_str(rest);
-        Ok(out)
-    }
-
     /// This replica's name.
     pub fn replica_name(&self) -> String {
         self.replica.clone().unwrap_or_else(|| {

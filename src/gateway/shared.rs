@@ -101,11 +101,7 @@ impl Keys {
 async fn listen(
     config: &PostgresConfig,
 ) -> Result<(tokio_postgres::Client, tokio::sync::mpsc::Receiver<()>), StoreError> {
-    let pg = crate::store::postgres::connection_config(config)?;
-    let tls = crate::store::postgres::tls(config)?;
-    let (client, mut connection) = tokio::time::timeout(config.connect_timeout, pg.connect(tls))
-        .await
-        .map_err(|_| StoreError::new("postgres: connecting timed out"))??;
+    let (client, mut connection) = crate::store::postgres::connection(config).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -243,12 +239,7 @@ impl Gateway {
             Shared::Agents => {
                 let registered = self.store.registered_agents().await?;
                 let agents = Arc::clone(self.policy.registered_agents());
-                let same = agents
-                    .read()
-                    .map(|a| {
-                        serde_json::to_string(&*a).ok() == serde_json::to_string(&registered).ok()
-                    })
-                    .unwrap_or(false);
+                let same = agents.read().map(|a| *a == registered).unwrap_or(false);
                 if !same {
                     let previous = agents
                         .write()

@@ -9,7 +9,7 @@ use super::scope::Scope;
 use crate::classification::Classification;
 
 /// Which issuer and subject (or client id) may assert an agent acting alone.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Binding {
     pub issuer: String,
@@ -20,7 +20,7 @@ pub struct Binding {
 }
 
 /// One registered agent.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
     /// Accountable owner (a team or person).

@@ -58,12 +58,7 @@ impl Revocations {
             confirmed_ms: AtomicU64::new(0),
             indexed: tokio::sync::Notify::new(),
         };
-        for revocation in revocations.store.revocations().await? {
-            revocations
-                .last_id
-                .fetch_max(revocation.id, Ordering::AcqRel);
-            revocations.index(&revocation);
-        }
+        revocations.catch_up().await?;
         Ok(revocations)
     }
 

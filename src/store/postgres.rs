@@ -60,8 +60,8 @@ impl Shared {
 
 /// Connection settings parsed from the config.
 pub fn connection_config(config: &PostgresConfig) -> Result<tokio_postgres::Config, StoreError> {
-    let url = config.resolved_url().map_err(StoreError)?;
-    let mut pg: tokio_postgres::Config = url
+    let mut pg: tokio_postgres::Config = config
+        .url
         .parse()
         .map_err(|e| StoreError(format!("storage.postgres.url is not a PostgreSQL URL: {e}")))?;
     pg.connect_timeout(config.connect_timeout);
@@ -136,15 +136,27 @@ pub fn tls(config: &PostgresConfig) -> Result<MakeRustlsConnect, StoreError> {
     Ok(MakeRustlsConnect::new(client))
 }
 
-/// One connection of its own (the listener's, the record writer's), its driver spawned on the runtime.
-pub async fn connect(config: &PostgresConfig) -> Result<tokio_postgres::Client, StoreError> {
+/// A connection's driving half: what reads the server's messages (notifications among them).
+pub type Connection = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+>;
+
+/// A connection of its own: its client, and its driving half for the caller to spawn or poll.
+pub async fn connection(
+    config: &PostgresConfig,
+) -> Result<(tokio_postgres::Client, Connection), StoreError> {
     let pg = connection_config(config)?;
     let at = describe(&pg);
-    let (client, connection) =
-        tokio::time::timeout(config.connect_timeout, pg.connect(tls(config)?))
-            .await
-            .map_err(|_| StoreError(format!("postgres at {at}: connecting timed out")))?
-            .map_err(|e| StoreError(format!("cannot reach postgres at {at}: {}", cause(&e))))?;
+    tokio::time::timeout(config.connect_timeout, pg.connect(tls(config)?))
+        .await
+        .map_err(|_| StoreError(format!("postgres at {at}: connecting timed out")))?
+        .map_err(|e| StoreError(format!("cannot reach postgres at {at}: {}", cause(&e))))
+}
+
+/// A connection of its own (the migration's), its driver spawned on the runtime.
+pub async fn connect(config: &PostgresConfig) -> Result<tokio_postgres::Client, StoreError> {
+    let (client, connection) = connection(config).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!("postgres connection ended: {e}");
@@ -265,6 +277,7 @@ impl Postgres {
             .collect()
     }
 
+    /// `(key, body)` of every row `sql` selects.
     pub async fn bodies(&self, sql: &'static str) -> Result<Vec<(String, String)>, StoreError> {
         let client = self.client().await?;
         let rows = client.query(sql, &[]).await?;

@@ -123,12 +123,8 @@ impl Sqlite {
         .await
     }
 
-    pub async fn bodies(
-        &self,
-        sql: &'static str,
-        what: &'static str,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let _ = what;
+    /// `(key, body)` of every row `sql` selects.
+    pub async fn bodies(&self, sql: &'static str) -> Result<Vec<(String, String)>, StoreError> {
         self.with(move |conn| {
             let mut statement = conn.prepare(sql)?;
             let rows = statement.query_map([], |row| {

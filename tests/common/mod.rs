@@ -756,18 +756,18 @@ pub fn write_minimal_config(dir: &Path) -> PathBuf {
     config
 }
 
+/// A token's `jti` claim (read, not verified).
+pub fn jti(token: &str) -> String {
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(token).unwrap();
+    claims["jti"].as_str().unwrap().to_string()
+}
+
 /// Revokes a development token's `jti` in the running gateway, with the `toolgate revoke` command.
 pub fn revoke(gateway: &Gateway, token: &str) {
-    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(token).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
         .arg("revoke")
         .args(["--admin-url", gateway.admin_url.trim_end_matches("/admin")])
-        .args([
-            "--jti",
-            claims["jti"].as_str().unwrap(),
-            "--issuer",
-            "toolgate-dev",
-        ])
+        .args(["--jti", &jti(token), "--issuer", "toolgate-dev"])
         .env("TOOLGATE_ADMIN_TOKEN", gateway.admin_credential())
         .output()
         .unwrap();

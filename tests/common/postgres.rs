@@ -91,6 +91,14 @@ impl Server {
     }
 }
 
+/// Runs `sql` (one or more statements) in the database at `url`, off the async runtime.
+pub async fn execute(url: &str, sql: &str) {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    tokio::task::spawn_blocking(move || connect(&url).batch_execute(&sql).unwrap())
+        .await
+        .unwrap();
+}
+
 /// A blocking client of a database (call off the async runtime, or with `spawn_blocking`).
 pub fn connect(url: &str) -> postgres::Client {
     postgres::Client::connect(url, postgres::NoTls).unwrap()
