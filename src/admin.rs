@@ -2,6 +2,7 @@
 //! the holder of the bootstrap credential or an admin token — a JWT of a trusted issuer for the admin audience
 //! whose `(iss, sub)` is listed in config. A user or agent token is never an admin token.
 
+mod console;
 mod inventory;
 mod records;
 mod registry;
@@ -20,6 +21,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::config::AdminRole;
 use crate::gateway::Gateway;
 use crate::identity::Identity;
 use inventory::{
@@ -37,6 +39,8 @@ pub(super) struct AdminState {
     scrape: Arc<str>,
     /// Downstream sessions open now (the transport's count).
     sessions: Arc<dyn Fn() -> usize + Send + Sync>,
+    /// Admins signed in to the web console.
+    console: Arc<console::ConsoleSessions>,
 }
 
 /// The admin listener's two credentials, read (or created) at start.
@@ -47,14 +51,19 @@ pub struct Credentials {
     pub scrape: String,
 }
 
-/// Who an admin request came from: a label for records, and the `(iss, sub)` of an admin token.
+/// Who an admin request came from.
 #[derive(Clone, Debug)]
-pub(super) struct Admin(
-    String,
-    Option<(String, String)>,
+pub(super) struct Admin {
+    /// For records and logs: `bootstrap`, `metrics-scraper` or `issuer/subject`.
+    label: String,
+    /// The `(iss, sub)` of an admin token.
+    token: Option<(String, String)>,
     /// Highest class this admin sees in held calls' arguments.
-    crate::classification::Classification,
-);
+    clearance: crate::classification::Classification,
+    role: AdminRole,
+    /// The admin token's `jti`, `iat` and `exp`: a console session re-checks revocations and ends with the token.
+    claims: Option<(Option<String>, i64, i64)>,
+}
 
 /// The bootstrap credential's file cannot be read or created.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +106,7 @@ pub fn router(
         bootstrap: Arc::from(credentials.bootstrap),
         scrape: Arc::from(credentials.scrape),
         sessions,
+        console: Arc::default(),
     };
     Router::new()
         .route("/admin/revocations", get(list_revocations).post(revoke))
@@ -127,6 +137,7 @@ pub fn router(
         .route("/admin/metrics", get(metrics))
         .route("/admin/readyz", get(readiness))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .merge(console::router(state.clone()))
         .with_state(state)
 }
 
@@ -165,7 +176,15 @@ pub(super) fn registry_refusal(
         return refusal(StatusCode::SERVICE_UNAVAILABLE, reason, &error.public());
     }
     tracing::warn!(admin, reason, "registry change refused: {story}");
-    refusal(status, reason, &error.public())
+    let mut response = refusal(status, reason, &error.public());
+    if let Some(field) = error.field() {
+        response = (
+            status,
+            axum::Json(json!({"error": error.public(), "reason": reason, "field": field})),
+        )
+            .into_response();
+    }
+    response
 }
 
 async fn authenticate(
@@ -177,45 +196,17 @@ async fn authenticate(
     match admin_of(&state, request.headers(), request.uri().query(), metrics) {
         Ok(admin) => {
             let action = format!("{} {}", request.method(), request.uri().path());
-            let changes_state = request.method() != http::Method::GET;
+            let reads = request.method() == http::Method::GET;
+            if !admin.may(reads, request.uri().path()) {
+                tracing::warn!(admin = %admin.label, %action, "refused: a reviewer changes nothing");
+                return refusal(
+                    StatusCode::FORBIDDEN,
+                    "reviewer_read_only",
+                    "a reviewer reads decision records and access reports and changes nothing",
+                );
+            }
             request.extensions_mut().insert(admin.clone());
-            let started = std::time::Instant::now();
-            let admin_record = |decision: &str, outcome: String| {
-                let mut record = crate::audit::DecisionRecord::new("admin");
-                record.subject = Some(admin.0.clone());
-                if let Some((issuer, subject)) = &admin.1 {
-                    record.issuer = Some(issuer.clone());
-                    record.subject = Some(subject.clone());
-                }
-                record.source = Some("admin".into());
-                record.decision = decision.into();
-                record.outcome = outcome;
-                record.reasons = vec![action.clone()];
-                record
-            };
-            // Every admin action (anything but a read) is recorded before it takes effect; one that cannot be
-            // recorded is not carried out.
-            if changes_state {
-                let requested = admin_record("allow", "requested".into());
-                if let Err(e) = state.gateway.audit.append(requested).await {
-                    tracing::error!(admin = %admin.0, %action, "admin action refused: {e}");
-                    return refusal(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "audit_unavailable",
-                        "decision records cannot be written, so the admin action was not carried out",
-                    );
-                }
-            }
-            let response = next.run(request).await;
-            // And its outcome after.
-            if changes_state {
-                let status = response.status();
-                let decision = if status.is_success() { "allow" } else { "deny" };
-                let mut record = admin_record(decision, format!("http_{}", status.as_u16()));
-                record.latency.total_us = crate::gateway::elapsed_us(started);
-                state.gateway.audit.append_detached(record);
-            }
-            response
+            recorded(&state, &admin, action, !reads, next.run(request)).await
         }
         Err((reason, message)) => {
             tracing::warn!(reason, "admin request refused");
@@ -228,6 +219,70 @@ async fn authenticate(
             );
             response
         }
+    }
+}
+
+/// What an admin's response adds to the record of its action (an approver's comment).
+#[derive(Clone, Debug)]
+pub(super) struct ActionNote(pub String);
+
+/// Carries out an admin action (the API's or the console's). A change (`changes_state`) is recorded before it
+/// takes effect, and one that cannot be recorded is not carried out; its outcome is recorded after.
+pub(super) async fn recorded(
+    state: &AdminState,
+    admin: &Admin,
+    action: String,
+    changes_state: bool,
+    run: impl std::future::Future<Output = Response>,
+) -> Response {
+    let started = std::time::Instant::now();
+    let admin_record = |decision: &str, outcome: String| {
+        let mut record = crate::audit::DecisionRecord::new("admin");
+        record.subject = Some(admin.label.clone());
+        if let Some((issuer, subject)) = &admin.token {
+            record.issuer = Some(issuer.clone());
+            record.subject = Some(subject.clone());
+        }
+        record.source = Some("admin".into());
+        record.decision = decision.into();
+        record.outcome = outcome;
+        record.reasons = vec![action.clone()];
+        record
+    };
+    if changes_state {
+        let requested = admin_record("allow", "requested".into());
+        if let Err(e) = state.gateway.audit.append(requested).await {
+            tracing::error!(admin = %admin.label, %action, "admin action refused: {e}");
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "decision records cannot be written, so the admin action was not carried out",
+            );
+        }
+    }
+    let response = run.await;
+    if changes_state {
+        let status = response.status();
+        let decision = if status.is_success() || status.is_redirection() {
+            "allow"
+        } else {
+            "deny"
+        };
+        let mut record = admin_record(decision, format!("http_{}", status.as_u16()));
+        if let Some(ActionNote(note)) = response.extensions().get::<ActionNote>() {
+            record.reasons.push(note.clone());
+        }
+        record.latency.total_us = crate::gateway::elapsed_us(started);
+        state.gateway.audit.append_detached(record);
+    }
+    response
+}
+
+impl Admin {
+    /// Whether this admin may do a request: an admin anything, a reviewer reads records, reports and metrics.
+    fn may(&self, reads: bool, path: &str) -> bool {
+        self.role == AdminRole::Admin
+            || (reads && matches!(path, "/admin/records" | "/admin/reports" | "/admin/metrics"))
     }
 }
 
@@ -245,19 +300,23 @@ fn admin_of(
     let token = Identity::bearer(authorization, query)
         .map_err(|e| (e.reason_id().as_str(), e.to_string()))?;
     if bool::from(token.as_bytes().ct_eq(state.bootstrap.as_bytes())) {
-        return Ok(Admin(
-            "bootstrap".into(),
-            None,
-            state.gateway.config.admin.approver_clearance,
-        ));
+        return Ok(Admin {
+            label: "bootstrap".into(),
+            token: None,
+            clearance: state.gateway.config.admin.approver_clearance,
+            role: AdminRole::Admin,
+            claims: None,
+        });
     }
     if bool::from(token.as_bytes().ct_eq(state.scrape.as_bytes())) {
         if metrics {
-            return Ok(Admin(
-                "metrics-scraper".into(),
-                None,
-                crate::classification::Classification::Public,
-            ));
+            return Ok(Admin {
+                label: "metrics-scraper".into(),
+                token: None,
+                clearance: crate::classification::Classification::Public,
+                role: AdminRole::Reviewer,
+                claims: None,
+            });
         }
         return Err((
             "scrape_credential",
@@ -294,11 +353,13 @@ fn admin_of(
             &[],
         )
         .map_err(|e| (e.reason_id().as_str(), e.to_string()))?;
-    Ok(Admin(
-        format!("{}/{}", claims.iss, claims.sub),
-        Some((claims.iss.clone(), claims.sub.clone())),
+    Ok(Admin {
+        label: format!("{}/{}", claims.iss, claims.sub),
+        token: Some((claims.iss.clone(), claims.sub.clone())),
         clearance,
-    ))
+        role: listed.role,
+        claims: Some((claims.jti.clone(), claims.iat, claims.exp)),
+    })
 }
 
 pub(super) fn store_unavailable(error: &crate::store::StoreError) -> Response {

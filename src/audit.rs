@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use chain::{ChainError, ChainHead, ChainKey};
 pub use records::Records;
-pub use store::{AuditStore, RecordFilter, SqliteAuditStore, StoredRecord, principal_key};
+pub use store::{AuditStore, Order, RecordFilter, SqliteAuditStore, StoredRecord, principal_key};
 
 use crate::config::{AuditConfig, Durability};
 

@@ -17,7 +17,7 @@ mod storage;
 mod telemetry;
 mod upstream;
 
-pub use admin::{AdminConfig, AdminSubject, RegistryConfig};
+pub use admin::{AdminConfig, AdminRole, AdminSubject, RegistryConfig};
 pub use audit::{ArgumentsRule, AuditConfig, Durability};
 pub use auth::{AuthConfig, IssuerConfig};
 pub use limits::{Limits, Timeouts};

@@ -1,6 +1,7 @@
 //! Access reports for compliance, built from decision records: per tool, per agent (the non-human identity
 //! inventory) and per principal, as JSON, CSV or one self-contained HTML file.
 
+pub mod chart;
 mod csv;
 mod html;
 

@@ -46,13 +46,13 @@ pub(super) async fn update_upstream(
             "the body names another upstream",
         );
     }
-    match state.gateway.update_upstream(upstream, &admin.0).await {
+    match state.gateway.update_upstream(upstream, &admin.label).await {
         Ok(tools) => {
             state.gateway.announce_change();
             axum::Json(json!({"name": name, "tools": tools})).into_response()
         }
         Err(e) => registry_refusal(
-            &admin.0,
+            &admin.label,
             StatusCode::UNPROCESSABLE_ENTITY,
             "upstream_refused",
             &e,
@@ -72,7 +72,7 @@ pub(super) async fn switch_upstream(
     };
     match state
         .gateway
-        .set_upstream_enabled(&name, enable, &admin.0)
+        .set_upstream_enabled(&name, enable, &admin.label)
         .await
     {
         Ok(()) => {
@@ -80,7 +80,7 @@ pub(super) async fn switch_upstream(
             axum::Json(json!({"name": name, "enabled": enable})).into_response()
         }
         Err(e) => registry_refusal(
-            &admin.0,
+            &admin.label,
             StatusCode::UNPROCESSABLE_ENTITY,
             "upstream_refused",
             &e,
@@ -100,7 +100,11 @@ pub(super) async fn register_upstream(
         Err(response) => return *response,
     };
     let name = upstream.name.clone();
-    match state.gateway.register_upstream(upstream, &admin.0).await {
+    match state
+        .gateway
+        .register_upstream(upstream, &admin.label)
+        .await
+    {
         Ok(tools) => {
             state.gateway.announce_change();
             (
@@ -110,7 +114,7 @@ pub(super) async fn register_upstream(
                 .into_response()
         }
         Err(e) => registry_refusal(
-            &admin.0,
+            &admin.label,
             StatusCode::UNPROCESSABLE_ENTITY,
             "upstream_refused",
             &e,
@@ -124,12 +128,17 @@ pub(super) async fn remove_upstream(
     axum::Extension(admin): axum::Extension<Admin>,
     UrlPath(name): UrlPath<String>,
 ) -> Response {
-    match state.gateway.remove_upstream(&name, &admin.0).await {
+    match state.gateway.remove_upstream(&name, &admin.label).await {
         Ok(()) => {
             state.gateway.announce_change();
             axum::Json(json!({"removed": name})).into_response()
         }
-        Err(e) => registry_refusal(&admin.0, StatusCode::CONFLICT, "upstream_not_removed", &e),
+        Err(e) => registry_refusal(
+            &admin.label,
+            StatusCode::CONFLICT,
+            "upstream_not_removed",
+            &e,
+        ),
     }
 }
 
@@ -192,11 +201,11 @@ pub(super) async fn put_agent(
             );
         }
     };
-    match state.gateway.put_agent(&id, Some(spec), &admin.0).await {
+    match state.gateway.put_agent(&id, Some(spec), &admin.label).await {
         Ok(()) => axum::Json(json!({"agent": id, "policy": state.gateway.policy.status()}))
             .into_response(),
         Err(e) => registry_refusal(
-            &admin.0,
+            &admin.label,
             StatusCode::UNPROCESSABLE_ENTITY,
             "agent_refused",
             &e,
@@ -210,9 +219,9 @@ pub(super) async fn delete_agent(
     axum::Extension(admin): axum::Extension<Admin>,
     UrlPath(id): UrlPath<String>,
 ) -> Response {
-    match state.gateway.put_agent(&id, None, &admin.0).await {
+    match state.gateway.put_agent(&id, None, &admin.label).await {
         Ok(()) => axum::Json(json!({"removed": id})).into_response(),
-        Err(e) => registry_refusal(&admin.0, StatusCode::CONFLICT, "agent_not_removed", &e),
+        Err(e) => registry_refusal(&admin.label, StatusCode::CONFLICT, "agent_not_removed", &e),
     }
 }
 

@@ -22,7 +22,7 @@ pub(super) async fn reload_policy(
     let result = tokio::task::spawn_blocking(move || policy.reload("admin API")).await;
     match result {
         Ok(Ok(version)) => {
-            tracing::info!(admin = %admin.0, %version, "policy reloaded from the admin API");
+            tracing::info!(admin = %admin.label, %version, "policy reloaded from the admin API");
             axum::Json(json!({"version": version, "status": state.gateway.policy.status()}))
                 .into_response()
         }

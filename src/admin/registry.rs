@@ -53,6 +53,18 @@ impl RegistryError {
         }
     }
 
+    /// The part of the request refused: `name`, `url` (the address, by the allowlist), `connection` (the
+    /// upstream could not be reached or listed), or none.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Name(_) | Self::NotRegistered(_) | Self::NoAgent(_) => Some("name"),
+            Self::Url(_) => Some("url"),
+            Self::Catalog(ChangeError::Exists(_) | ChangeError::Unknown(_)) => Some("name"),
+            Self::Catalog(_) => Some("connection"),
+            _ => None,
+        }
+    }
+
     /// Whether the gateway failed, rather than the request being wrong.
     pub fn is_internal(&self) -> bool {
         matches!(

@@ -11,13 +11,13 @@ use crate::store::{Approval, ApprovalStatus};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct ApprovalFilter {
-    status: Option<ApprovalStatus>,
+    pub(super) status: Option<ApprovalStatus>,
 }
 
 /// An approval as an approver sees it: the held arguments redacted to the approver's clearance (withheld when
 /// they cannot be redacted), and the clearance they were shown at.
 fn as_seen_by(state: &AdminState, admin: &Admin, mut approval: Approval) -> serde_json::Value {
-    let clearance = admin.2;
+    let clearance = admin.clearance;
     if let Some(arguments) = approval.held.as_mut().and_then(|h| h.arguments.as_mut()) {
         let rules = crate::redact::Rules::plain(clearance);
         if state
@@ -79,13 +79,59 @@ pub(super) async fn show_approval(
     }
 }
 
-/// `POST /admin/approvals/{id}/approve` or `/deny`. The caller of a held call can never grant it.
+/// The optional body of a decision on an approval.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Comment {
+    comment: Option<String>,
+}
+
+/// The longest comment kept with a decision on an approval (longer ones are cut).
+pub(super) const MAX_COMMENT: usize = 1000;
+
+/// `POST /admin/approvals/{id}/approve` or `/deny`, optionally with `{"comment": "…"}` (kept in the decision
+/// record of the action). The caller of a held call can never grant it.
 pub(super) async fn decide_approval(
     State(state): State<AdminState>,
     axum::Extension(admin): axum::Extension<Admin>,
     UrlPath((id, verdict)): UrlPath<(String, String)>,
+    body: axum::body::Bytes,
 ) -> Response {
-    let approve = match either(&verdict, "approve", "deny", "unknown_verdict") {
+    let comment = if body.is_empty() {
+        Comment::default()
+    } else {
+        match serde_json::from_slice::<Comment>(&body) {
+            Ok(c) => c,
+            Err(e) => {
+                return refusal(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!("invalid decision: {e}"),
+                );
+            }
+        }
+    };
+    let comment = comment
+        .comment
+        .map(|c| c.trim().chars().take(MAX_COMMENT).collect::<String>())
+        .filter(|c| !c.is_empty());
+    let mut response = decide(&state, &admin, id, &verdict).await;
+    if let Some(comment) = comment {
+        response
+            .extensions_mut()
+            .insert(super::ActionNote(format!("comment: {comment}")));
+    }
+    response
+}
+
+/// Decides an approval for `admin` (the API's and the console's).
+pub(super) async fn decide(
+    state: &AdminState,
+    admin: &Admin,
+    id: String,
+    verdict: &str,
+) -> Response {
+    let approve = match either(verdict, "approve", "deny", "unknown_verdict") {
         Ok(b) => b,
         Err(response) => return *response,
     };
@@ -112,10 +158,10 @@ pub(super) async fn decide_approval(
                 .bound_agent(issuer, subject, Some(subject))
                 .is_some_and(|agent| approval.chain.contains(&agent.id))
     };
-    if let Some((issuer, subject)) = &admin.1
+    if let Some((issuer, subject)) = &admin.token
         && is_party(issuer, subject)
     {
-        tracing::warn!(admin = %admin.0, approval = %id, "refused: a caller cannot approve its own call");
+        tracing::warn!(admin = %admin.label, approval = %id, "refused: a caller cannot approve its own call");
         return refusal(
             StatusCode::FORBIDDEN,
             "self_approval",
@@ -134,15 +180,15 @@ pub(super) async fn decide_approval(
         .decide_approval(
             id.clone(),
             approve,
-            admin.0.clone(),
+            admin.label.clone(),
             now,
             now.saturating_add(ttl),
         )
         .await
     {
         Ok(Some(decided)) => {
-            tracing::info!(admin = %admin.0, approval = %id, approve, tool = %decided.tool, "approval decided");
-            axum::Json(as_seen_by(&state, &admin, decided)).into_response()
+            tracing::info!(admin = %admin.label, approval = %id, approve, tool = %decided.tool, "approval decided");
+            axum::Json(as_seen_by(state, admin, decided)).into_response()
         }
         Ok(None) => refusal(
             StatusCode::CONFLICT,
@@ -163,7 +209,7 @@ pub(super) struct PinFilter {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PinReview {
-    hash: Option<String>,
+    pub(super) hash: Option<String>,
 }
 
 /// `GET /admin/pins`: every pinned tool, optionally of one status.
@@ -215,11 +261,11 @@ pub(super) async fn decide_pin(
     match state
         .gateway
         .pins
-        .decide(&tool, approve, &admin.0, review.hash.as_deref())
+        .decide(&tool, approve, &admin.label, review.hash.as_deref())
         .await
     {
         Ok(Some(pin)) => {
-            tracing::info!(admin = %admin.0, %tool, approve, "tool definition reviewed");
+            tracing::info!(admin = %admin.label, %tool, approve, "tool definition reviewed");
             state.gateway.announce_change();
             axum::Json(pin).into_response()
         }

@@ -66,7 +66,7 @@ pub(super) async fn revoke(
         issued_before: request.issued_before,
         reason: request.reason,
         created_at: jsonwebtoken::get_current_timestamp() as i64,
-        created_by: admin.0.clone(),
+        created_by: admin.label.clone(),
     };
     match state
         .gateway
@@ -76,7 +76,7 @@ pub(super) async fn revoke(
         .await
     {
         Ok(stored) => {
-            tracing::info!(admin = %admin.0, revocation = ?stored.target, "credential revoked");
+            tracing::info!(admin = %admin.label, revocation = ?stored.target, "credential revoked");
             // What some connected callers may see has changed.
             state.gateway.announce_change();
             (StatusCode::CREATED, axum::Json(stored)).into_response()

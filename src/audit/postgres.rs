@@ -219,11 +219,15 @@ impl PgRecords {
     /// pages by `position`. Replicas commit concurrently, so a record whose transaction is older than one still
     /// in flight waits until that one ends: a page never skips a record that commits after it was read.
     pub fn query(&mut self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError> {
-        let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 10_000));
+        let (cursor, order, from) = if filter.newest() {
+            ("<", "DESC", filter.before.unwrap_or(0))
+        } else {
+            (">", "ASC", filter.after.unwrap_or(0))
+        };
         let rows = self
             .client
             .query(
-                "SELECT position, chain, seq, body, mac FROM decisions
+                &format!("SELECT position, chain, seq, body, mac FROM decisions
                  WHERE ($1::text IS NULL OR tool = $1)
                    AND ($2::text IS NULL OR principal = $2)
                    AND ($3::text IS NULL OR agent = $3)
@@ -232,8 +236,10 @@ impl PgRecords {
                    AND ($6::bigint IS NULL OR time_ms >= $6)
                    AND ($7::bigint IS NULL OR time_ms < $7)
                    AND tx < pg_snapshot_xmin(pg_current_snapshot())
-                   AND ($8::bigint = 0 OR (tx, position) > (SELECT tx, position FROM decisions WHERE position = $8::bigint))
-                 ORDER BY tx, position LIMIT $9",
+                   AND ($8::bigint = 0 OR (tx, position) {cursor} (SELECT tx, position FROM decisions WHERE position = $8::bigint))
+                   AND ($10::text IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(body::jsonb -> 'reasons') r
+                        WHERE strpos(r, $10) > 0))
+                 ORDER BY tx {order}, position {order} LIMIT $9"),
                 &[
                     &filter.tool,
                     &filter.principal,
@@ -242,8 +248,9 @@ impl PgRecords {
                     &filter.kind,
                     &filter.since,
                     &filter.until,
-                    &filter.after.unwrap_or(0),
-                    &limit,
+                    &from,
+                    &filter.limit(),
+                    &filter.reason,
                 ],
             )
             ?;
@@ -286,23 +293,66 @@ impl PgRecords {
                 )
                 ?
                 .iter()
-                .map(|row| RawRow {
-                    seq: row.get(0),
-                    id: row.get(1),
-                    time_ms: row.get(2),
-                    kind: row.get(3),
-                    tool: row.get(4),
-                    principal: row.get(5),
-                    agent: row.get(6),
-                    decision: row.get(7),
-                    outcome: row.get(8),
-                    body: row.get(9),
-                    mac: row.get(10),
-                })
+                .map(raw_row)
                 .collect();
             out.push((chain, rows));
         }
         Ok(out)
+    }
+
+    /// Per agent: the tools it called (whatever was decided).
+    pub fn agent_tools(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.client.query(
+            "SELECT DISTINCT agent, tool FROM decisions
+             WHERE kind = 'tools/call' AND agent IS NOT NULL AND tool IS NOT NULL",
+            &[],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Records per minute (Unix minute) and decision since `since_ms`, every chain's.
+    pub fn per_minute(&mut self, since_ms: i64) -> Result<Vec<(i64, String, u64)>, StoreError> {
+        let rows = self.client.query(
+            "SELECT time_ms / 60000, decision, count(*) FROM decisions WHERE time_ms >= $1 GROUP BY 1, 2",
+            &[&since_ms],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let count: i64 = r.get(2);
+                (r.get(0), r.get(1), u64::try_from(count).unwrap_or(0))
+            })
+            .collect())
+    }
+
+    /// The row at `position`, its chain, and the MAC of the one before it in that chain (the chain's start for
+    /// the first).
+    pub fn row_at(
+        &mut self,
+        position: i64,
+    ) -> Result<Option<(String, RawRow, String)>, StoreError> {
+        let Some(row) = self.client.query_opt(
+            "SELECT seq, id, time_ms, kind, tool, principal, agent, decision, outcome, body, mac, chain
+             FROM decisions WHERE position = $1",
+            &[&position],
+        )?
+        else {
+            return Ok(None);
+        };
+        let chain: String = row.get(11);
+        let raw = raw_row(&row);
+        let previous = if raw.seq <= 1 {
+            super::chain::genesis(Some(&chain))
+        } else {
+            self.client
+                .query_opt(
+                    "SELECT mac FROM decisions WHERE chain = $1 AND seq = $2",
+                    &[&chain, &(raw.seq - 1)],
+                )?
+                .map(|r| r.get(0))
+                .unwrap_or_default()
+        };
+        Ok(Some((chain, raw, previous)))
     }
 
     pub fn agent_activity(
@@ -320,5 +370,22 @@ impl PgRecords {
                 (r.get(0), (u64::try_from(count).unwrap_or(0), r.get(2)))
             })
             .collect())
+    }
+}
+
+/// A row of `seq, id, time_ms, kind, tool, principal, agent, decision, outcome, body, mac`.
+fn raw_row(row: &postgres::Row) -> RawRow {
+    RawRow {
+        seq: row.get(0),
+        id: row.get(1),
+        time_ms: row.get(2),
+        kind: row.get(3),
+        tool: row.get(4),
+        principal: row.get(5),
+        agent: row.get(6),
+        decision: row.get(7),
+        outcome: row.get(8),
+        body: row.get(9),
+        mac: row.get(10),
     }
 }

@@ -46,6 +46,38 @@ impl Records {
         }
     }
 
+    /// `(agent, tool)` of every tool an agent called (whatever was decided).
+    pub fn agent_tools(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.agent_tools(),
+            Self::Postgres(s) => s.agent_tools(),
+        }
+    }
+
+    /// Records per minute (Unix minute) and decision since `since_ms`.
+    pub fn per_minute(&mut self, since_ms: i64) -> Result<Vec<(i64, String, u64)>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.per_minute(since_ms),
+            Self::Postgres(s) => s.per_minute(since_ms),
+        }
+    }
+
+    /// The row at `position` (as [`StoredRecord::position`] says), its chain's name, and the MAC of the row before
+    /// it in that chain: what checking its seal needs.
+    pub fn row_at(
+        &mut self,
+        position: i64,
+    ) -> Result<Option<(Option<String>, RawRow, String)>, StoreError> {
+        match self {
+            Self::Sqlite(s) => Ok(s
+                .row_at(position)?
+                .map(|(row, previous)| (None, row, previous))),
+            Self::Postgres(s) => Ok(s
+                .row_at(position)?
+                .map(|(chain, row, previous)| (Some(chain), row, previous))),
+        }
+    }
+
     /// Per agent: calls recorded and the time of the last one (Unix ms).
     pub fn agent_activity(
         &mut self,

@@ -42,6 +42,30 @@ pub struct RecordFilter {
     pub until: Option<i64>,
     pub after: Option<i64>,
     pub limit: Option<u32>,
+    /// Only records one of whose reasons contains this text.
+    pub reason: Option<String>,
+    /// `newest`: newest first, paged with `before` (the last `position` of the page before) instead of `after`.
+    pub order: Option<Order>,
+    pub before: Option<i64>,
+}
+
+/// The order records are read in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    #[default]
+    Oldest,
+    Newest,
+}
+
+impl RecordFilter {
+    pub(super) fn newest(&self) -> bool {
+        self.order == Some(Order::Newest)
+    }
+
+    pub(super) fn limit(&self) -> i64 {
+        i64::from(self.limit.unwrap_or(100).clamp(1, 10_000))
+    }
 }
 
 /// Storage of decision records.
@@ -145,34 +169,65 @@ impl SqliteAuditStore {
             .map_err(StoreError::from)
     }
 
+    /// Per agent: the tools it called (whatever was decided).
+    pub fn agent_tools(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT DISTINCT agent, tool FROM decisions
+             WHERE kind = 'tools/call' AND agent IS NOT NULL AND tool IS NOT NULL",
+        )?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records per minute (Unix minute) and decision since `since_ms`.
+    pub fn per_minute(&self, since_ms: i64) -> Result<Vec<(i64, String, u64)>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT time_ms / 60000, decision, count(*) FROM decisions WHERE time_ms >= ?1 GROUP BY 1, 2",
+        )?;
+        let rows = statement.query_map([since_ms], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get::<_, i64>(2)?))
+        })?;
+        rows.map(|r| r.map(|(m, d, n)| (m, d, u64::try_from(n).unwrap_or(0))))
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::from)
+    }
+
+    /// The row at `seq` and the MAC of the one before it (the chain's start for the first).
+    pub fn row_at(&self, seq: i64) -> Result<Option<(RawRow, String)>, StoreError> {
+        let mut statement = self.conn.prepare_cached(&format!("{RAW} WHERE seq = ?1"))?;
+        let Some(row) = statement.query_map([seq], raw_row)?.next().transpose()? else {
+            return Ok(None);
+        };
+        let previous = if seq <= 1 {
+            super::chain::genesis(None)
+        } else {
+            let mut statement = self
+                .conn
+                .prepare_cached("SELECT mac FROM decisions WHERE seq = ?1")?;
+            statement
+                .query_map([seq - 1], |row| row.get::<_, String>(0))?
+                .next()
+                .transpose()?
+                .unwrap_or_default()
+        };
+        Ok(Some((row, previous)))
+    }
+
     /// Every row in sequence order, as stored (for verification): `(seq, id column, body, mac)`.
     pub fn raw_rows(&self) -> Result<Vec<RawRow>, StoreError> {
-        let mut statement = self.conn.prepare(
-            "SELECT seq, id, time_ms, kind, tool, principal, agent, decision, outcome, body, mac
-             FROM decisions ORDER BY seq",
-        )?;
-        let rows = statement.query_map([], |row| {
-            Ok(RawRow {
-                seq: row.get(0)?,
-                id: row.get(1)?,
-                time_ms: row.get(2)?,
-                kind: row.get(3)?,
-                tool: row.get(4)?,
-                principal: row.get(5)?,
-                agent: row.get(6)?,
-                decision: row.get(7)?,
-                outcome: row.get(8)?,
-                body: row.get(9)?,
-                mac: row.get(10)?,
-            })
-        })?;
+        let mut statement = self.conn.prepare(&format!("{RAW} ORDER BY seq"))?;
+        let rows = statement.query_map([], raw_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Records matching `filter`, in chain order.
     pub fn query(&self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError> {
-        let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 10_000));
-        let mut statement = self.conn.prepare_cached(
+        let (cursor, order, from) = if filter.newest() {
+            ("seq < ?8", "DESC", filter.before.unwrap_or(i64::MAX))
+        } else {
+            ("seq > ?8", "ASC", filter.after.unwrap_or(0))
+        };
+        let mut statement = self.conn.prepare_cached(&format!(
             "SELECT seq, body, mac FROM decisions
              WHERE (?1 IS NULL OR tool = ?1)
                AND (?2 IS NULL OR principal = ?2)
@@ -181,9 +236,11 @@ impl SqliteAuditStore {
                AND (?5 IS NULL OR kind = ?5)
                AND (?6 IS NULL OR time_ms >= ?6)
                AND (?7 IS NULL OR time_ms < ?7)
-               AND seq > ?8
-             ORDER BY seq LIMIT ?9",
-        )?;
+               AND {cursor}
+               AND (?10 IS NULL OR EXISTS
+                    (SELECT 1 FROM json_each(body, '$.reasons') WHERE instr(value, ?10) > 0))
+             ORDER BY seq {order} LIMIT ?9"
+        ))?;
         let rows = statement.query_map(
             params![
                 filter.tool,
@@ -193,8 +250,9 @@ impl SqliteAuditStore {
                 filter.kind,
                 filter.since,
                 filter.until,
-                filter.after.unwrap_or(0),
-                limit
+                from,
+                filter.limit(),
+                filter.reason
             ],
             |row| {
                 Ok((
@@ -219,6 +277,26 @@ impl SqliteAuditStore {
         }
         Ok(out)
     }
+}
+
+const RAW: &str =
+    "SELECT seq, id, time_ms, kind, tool, principal, agent, decision, outcome, body, mac
+     FROM decisions";
+
+fn raw_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok(RawRow {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        time_ms: row.get(2)?,
+        kind: row.get(3)?,
+        tool: row.get(4)?,
+        principal: row.get(5)?,
+        agent: row.get(6)?,
+        decision: row.get(7)?,
+        outcome: row.get(8)?,
+        body: row.get(9)?,
+        mac: row.get(10)?,
+    })
 }
 
 /// One stored row, untouched.

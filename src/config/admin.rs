@@ -25,6 +25,12 @@ pub struct AdminConfig {
     /// Highest class an approver sees in the arguments of a held call (above it, values are redacted) when the
     /// admin's own entry sets none; the bootstrap credential always sees at this class.
     pub approver_clearance: Classification,
+    /// How long a console sign-in lasts (never beyond the admin token's own expiry).
+    #[serde(with = "humantime_serde")]
+    pub console_session_ttl: std::time::Duration,
+    /// Mark the console's cookie `Secure` even when the request did not say it came over HTTPS
+    /// (`X-Forwarded-Proto: https` from a TLS-terminating proxy always does).
+    pub console_secure_cookie: bool,
 }
 
 /// One admin identity.
@@ -36,6 +42,20 @@ pub struct AdminSubject {
     /// This admin's clearance as an approver (default `admin.approver_clearance`).
     #[serde(default)]
     pub clearance: Option<Classification>,
+    /// `admin` (the default) changes and reads everything; `reviewer` reads decision records and access reports
+    /// and changes nothing.
+    #[serde(default)]
+    pub role: AdminRole,
+}
+
+/// What an admin identity may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminRole {
+    #[default]
+    Admin,
+    /// Reads decision records and access reports; changes nothing.
+    Reviewer,
 }
 
 impl Default for AdminConfig {
@@ -47,6 +67,8 @@ impl Default for AdminConfig {
             bootstrap_token_file: PathBuf::from("admin.token"),
             scrape_token_file: PathBuf::from("scrape.token"),
             approver_clearance: Classification::Internal,
+            console_session_ttl: std::time::Duration::from_secs(15 * 60),
+            console_secure_cookie: false,
         }
     }
 }

@@ -13,61 +13,7 @@ fn esc(text: &str) -> String {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#1d2330;max-width:72rem}\
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ccd;padding-bottom:.3rem}\
 table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{border:1px solid #dde;padding:.3rem .5rem;text-align:left;vertical-align:top}\
-th{background:#f2f4f8}td.n{text-align:right}.muted{color:#667}.legend span{display:inline-block;margin-right:1rem}\
-.sw{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}";
-
-const COLORS: [(&str, &str); 4] = [
-    ("allowed", "#2e7d32"),
-    ("denied", "#c62828"),
-    ("escalated", "#ef8f00"),
-    ("errors", "#78909c"),
-];
-
-/// Horizontal stacked bars, one per row: `(label, [allowed, denied, escalated, errors])`.
-fn stacked_bars(rows: &[(String, [u64; 4])]) -> String {
-    let max = rows
-        .iter()
-        .map(|(_, v)| v.iter().sum::<u64>())
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let (label_w, bar_w, row_h) = (220u64, 480u64, 22u64);
-    let height = row_h * rows.len() as u64 + 10;
-    let mut svg = format!(
-        "<svg role=\"img\" width=\"{}\" height=\"{height}\" class=\"chart\">",
-        label_w + bar_w + 60
-    );
-    for (i, (label, values)) in rows.iter().enumerate() {
-        let y = i as u64 * row_h + 5;
-        let _ = write!(
-            svg,
-            "<text x=\"0\" y=\"{}\" font-size=\"12\">{}</text>",
-            y + 14,
-            esc(label)
-        );
-        let mut x = label_w;
-        for (value, (name, color)) in values.iter().zip(COLORS) {
-            let w = value * bar_w / max;
-            if w > 0 {
-                let _ = write!(
-                    svg,
-                    "<rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{}\" fill=\"{color}\"><title>{name}: {value}</title></rect>",
-                    row_h - 6
-                );
-            }
-            x += w;
-        }
-        let _ = write!(
-            svg,
-            "<text x=\"{}\" y=\"{}\" font-size=\"12\">{}</text>",
-            x + 6,
-            y + 14,
-            values.iter().sum::<u64>()
-        );
-    }
-    svg.push_str("</svg>");
-    svg
-}
+th{background:#f2f4f8}td.n{text-align:right}.muted{color:#667}svg.chart{max-width:760px;font-size:12px}";
 
 pub(super) fn render(report: &AccessReport) -> String {
     let mut page = String::new();
@@ -103,14 +49,6 @@ pub(super) fn render(report: &AccessReport) -> String {
             .unwrap_or_default()
     );
     page.push_str("<p>Every call an AI agent made through toolgate is recorded with who asked (the person), which agent acted, the decision and why. <b>Allowed</b> calls reached the tool; <b>denied</b> ones were refused by policy; <b>escalated</b> ones waited for a human approver; <b>errors</b> are calls that failed.</p>");
-    page.push_str("<p class=\"legend\">");
-    for (name, color) in COLORS {
-        let _ = write!(
-            page,
-            "<span><i class=\"sw\" style=\"background:{color}\"></i>{name}</span>"
-        );
-    }
-    page.push_str("</p>");
 
     page.push_str("<h2>Calls per tool</h2>");
     let rows: Vec<(String, [u64; 4])> = report
@@ -118,7 +56,7 @@ pub(super) fn render(report: &AccessReport) -> String {
         .iter()
         .map(|t| (t.tool.clone(), [t.allowed, t.denied, t.escalated, t.errors]))
         .collect();
-    page.push_str(&stacked_bars(&rows));
+    page.push_str(&super::chart::bars("Calls per tool by outcome", &rows));
     page.push_str("<table><tr><th>Tool</th><th>Calls</th><th>Allowed</th><th>Denied</th><th>Escalated</th><th>Errors</th><th>People</th><th>Agents</th><th>Top refusal reasons</th><th>First access</th><th>Last access</th></tr>");
     for t in &report.tools {
         let reasons: Vec<String> = t
@@ -168,7 +106,7 @@ pub(super) fn render(report: &AccessReport) -> String {
         .iter()
         .map(|a| (a.agent.clone(), [a.calls, 0, 0, 0]))
         .collect();
-    page.push_str(&stacked_bars(&rows));
+    page.push_str(&super::chart::bars("Calls per agent", &rows));
     page.push_str("<table><tr><th>Agent</th><th>Accountable owner</th><th>Calls</th><th>Tools used</th><th>Last activity</th><th>In scope but never used (consider removing)</th></tr>");
     for a in &report.agents {
         let _ = write!(
