@@ -372,6 +372,7 @@ struct Report {
     until: String,
     tool: String,
     report: AccessReport,
+    generated: String,
     chart: String,
     exports: Vec<(&'static str, String)>,
     error: Option<String>,
@@ -407,6 +408,7 @@ pub(in crate::admin) async fn report(
             ("JSON", form.export("json")),
             ("HTML", form.export("html")),
         ],
+        generated: forms::time(report.generated_at_ms),
         report,
         error,
     })

@@ -30,6 +30,30 @@ pub(in crate::admin) struct Registration {
     args: String,
 }
 
+impl Registration {
+    /// The upstream's configuration as the admin API takes it.
+    fn upstream(&self, name: &str) -> axum::body::Bytes {
+        let mut body = json!({"name": name});
+        body[self.transport_key()] = if self.transport == "stdio" {
+            json!({
+                "command": self.command.trim(),
+                "args": self.args.lines().map(str::trim).filter(|a| !a.is_empty()).collect::<Vec<_>>(),
+            })
+        } else {
+            json!({"url": self.url.trim()})
+        };
+        axum::body::Bytes::from(body.to_string())
+    }
+
+    fn transport_key(&self) -> &'static str {
+        if self.transport == "stdio" {
+            "stdio"
+        } else {
+            "http"
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "upstreams.html")]
 struct Upstreams {
@@ -39,6 +63,12 @@ struct Upstreams {
     /// Which field a refusal names (`name`, `url`, `command`), and what was refused.
     field: String,
     refused: Option<String>,
+}
+
+impl Upstreams {
+    fn any_registered(&self) -> bool {
+        self.upstreams.iter().any(|u| u.registered)
+    }
 }
 
 async fn upstreams_page(
@@ -86,22 +116,10 @@ pub(in crate::admin) async fn register(
     axum::Form(form): axum::Form<Registration>,
 ) -> Response {
     let name = form.name.trim().to_string();
-    let transport = if form.transport == "stdio" {
-        json!({"stdio": {
-            "command": form.command.trim(),
-            "args": form.args.lines().map(str::trim).filter(|a| !a.is_empty()).collect::<Vec<_>>(),
-        }})
-    } else {
-        json!({"http": {"url": form.url.trim()}})
-    };
-    let mut body = json!({"name": name});
-    if let (Some(body), Some(transport)) = (body.as_object_mut(), transport.as_object()) {
-        body.extend(transport.clone());
-    }
     let answer = inventory::register_upstream(
         State(state.clone()),
         axum::Extension(signed.admin.clone()),
-        axum::body::Bytes::from(body.to_string()),
+        form.upstream(&name),
     )
     .await;
     match api(answer).await {
@@ -118,16 +136,41 @@ pub(in crate::admin) async fn register(
     }
 }
 
-/// `enable`, `disable` or `remove` a registered upstream.
+/// `update` (its connection replaced by the form's), `enable`, `disable` or `remove` a registered upstream.
 pub(in crate::admin) async fn change(
     State(state): State<AdminState>,
     axum::Extension(signed): axum::Extension<Signed>,
     UrlPath((name, action)): UrlPath<(String, String)>,
+    axum::Form(form): axum::Form<Registration>,
 ) -> Response {
     let admin = axum::Extension(signed.admin.clone());
     let answer = match action.as_str() {
         "remove" => {
             inventory::remove_upstream(State(state.clone()), admin, UrlPath(name.clone())).await
+        }
+        "update" => {
+            let body = form.upstream(&name);
+            let answer = inventory::update_upstream(
+                State(state.clone()),
+                admin,
+                UrlPath(name.clone()),
+                body,
+            )
+            .await;
+            return match api(answer).await {
+                Ok(_) => done(
+                    &state,
+                    &signed,
+                    "/console/upstreams",
+                    format!("Upstream `{name}` updated."),
+                ),
+                Err(refused) => done(
+                    &state,
+                    &signed,
+                    "/console/upstreams",
+                    format!("Upstream `{name}`: update refused: {}", refused.message),
+                ),
+            };
         }
         _ => {
             inventory::switch_upstream(
