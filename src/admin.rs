@@ -236,19 +236,8 @@ pub(super) async fn recorded(
     run: impl std::future::Future<Output = Response>,
 ) -> Response {
     let started = std::time::Instant::now();
-    let admin_record = |decision: &str, outcome: String| {
-        let mut record = crate::audit::DecisionRecord::new("admin");
-        record.subject = Some(admin.label.clone());
-        if let Some((issuer, subject)) = &admin.token {
-            record.issuer = Some(issuer.clone());
-            record.subject = Some(subject.clone());
-        }
-        record.source = Some("admin".into());
-        record.decision = decision.into();
-        record.outcome = outcome;
-        record.reasons = vec![action.clone()];
-        record
-    };
+    let admin_record =
+        |decision: &str, outcome: String| action_record(admin, &action, decision, outcome);
     if changes_state {
         let requested = admin_record("allow", "requested".into());
         if let Err(e) = state.gateway.audit.append(requested).await {
@@ -276,6 +265,26 @@ pub(super) async fn recorded(
         state.gateway.audit.append_detached(record);
     }
     response
+}
+
+/// The record of an admin's action `action` (`METHOD /path`).
+pub(super) fn action_record(
+    admin: &Admin,
+    action: &str,
+    decision: &str,
+    outcome: String,
+) -> crate::audit::DecisionRecord {
+    let mut record = crate::audit::DecisionRecord::new("admin");
+    record.subject = Some(admin.label.clone());
+    if let Some((issuer, subject)) = &admin.token {
+        record.issuer = Some(issuer.clone());
+        record.subject = Some(subject.clone());
+    }
+    record.source = Some("admin".into());
+    record.decision = decision.into();
+    record.outcome = outcome;
+    record.reasons = vec![action.to_string()];
+    record
 }
 
 impl Admin {

@@ -228,35 +228,14 @@ async fn the_approver_sees_what_they_approve_redacted_to_their_clearance() {
     let agents = dir.path().join("agents.yaml");
     std::fs::write(&agents, TEST_AGENTS).unwrap();
     // A second, non-development issuer for an admin cleared for confidential data.
-    let auth = test_auth(agents.to_str().unwrap()).replace(
-        "  agents_file:",
-        &format!(
-            "    - issuer: https://idp.example\n      audience: toolgate\n      jwks_file: \"{}\"\n  agents_file:",
-            other_jwks()
-        ),
-    );
+    let auth = test_auth_with_other_issuer(agents.to_str().unwrap());
     let gateway = Gateway::start(&format!(
         "listen: 127.0.0.1:0\nupstreams:\n{}{auth}policy:\n  dir: \"{}\"\n  manifests: \"{}\"\nadmin:\n  listen: 127.0.0.1:0\n  subjects:\n    - {{issuer: https://idp.example, subject: ops, clearance: confidential}}\n",
         stdio_upstream("tb", "testbed", &[]),
         root.join("tests/fixtures/policy-escalate").display(),
         root.join("tests/fixtures/manifests-empty").display(),
     ));
-    let mut claims = toolgate::identity::token::claims(
-        &toolgate::identity::token::TokenRequest {
-            subject: Some("ops".into()),
-            roles: Vec::new(),
-            agent: None,
-            via: Vec::new(),
-            scope: None,
-            audience: "toolgate-admin".into(),
-            ttl: std::time::Duration::from_secs(600),
-        },
-        jsonwebtoken::get_current_timestamp() as i64,
-    )
-    .unwrap();
-    claims.insert("iss".into(), json!("https://idp.example"));
-    claims.remove("act");
-    let ops = sign_other(&claims);
+    let ops = other_admin_token("ops");
 
     let client = gateway.client().await;
     let said = "mail ada.lovelace@example.com; ssn 123-45-6789; plan: ship it";

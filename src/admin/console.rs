@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use subtle::ConstantTimeEq;
 
-use super::{AdminState, admin_of, recorded};
+use super::{AdminState, action_record, admin_of, recorded};
 use crate::config::AdminRole;
 pub(super) use session::ConsoleSessions;
 use session::Signed;
@@ -79,7 +79,7 @@ async fn hardened(request: Request, next: Next) -> Response {
         ),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
@@ -143,12 +143,23 @@ async fn signed_in(State(state): State<AdminState>, request: Request, next: Next
         if reads {
             return Redirect::to("/console/sign-in").into_response();
         }
+        // Counted like refused admin credentials.
+        state
+            .gateway
+            .audit
+            .count_auth_failure("admin", "console_session_missing");
         return plain(
             StatusCode::UNAUTHORIZED,
             "not signed in (or the session has ended): sign in again",
         );
     };
+    let action = format!("{} {path} (console)", request.method());
+    let refused = |outcome: &str| {
+        let record = action_record(&signed.admin, &action, "deny", outcome.to_string());
+        state.gateway.audit.append_detached(record);
+    };
     if signed.admin.role == AdminRole::Reviewer && !for_reviewers(&path) {
+        refused("reviewer_read_only");
         return plain(
             StatusCode::FORBIDDEN,
             "a reviewer reads decision records and access reports and changes nothing",
@@ -160,6 +171,7 @@ async fn signed_in(State(state): State<AdminState>, request: Request, next: Next
         return next.run(request).await;
     }
     if !same_origin(request.headers()) {
+        refused("cross_origin_refused");
         return plain(StatusCode::FORBIDDEN, "cross-origin form refused");
     }
     let (parts, body) = request.into_parts();
@@ -172,6 +184,7 @@ async fn signed_in(State(state): State<AdminState>, request: Request, next: Next
         .unwrap_or_default();
     if !bool::from(token.as_bytes().ct_eq(signed.csrf.as_bytes())) {
         tracing::warn!(admin = %signed.admin.label, %path, "console form refused: CSRF token missing or wrong");
+        refused("csrf_refused");
         return plain(
             StatusCode::FORBIDDEN,
             "the form's CSRF token is missing or wrong: reload the page and try again",
@@ -179,7 +192,6 @@ async fn signed_in(State(state): State<AdminState>, request: Request, next: Next
     }
     let mut request = Request::from_parts(parts, Body::from(bytes));
     request.extensions_mut().insert(signed.clone());
-    let action = format!("POST {path} (console)");
     recorded(&state, &signed.admin, action, true, next.run(request)).await
 }
 

@@ -236,11 +236,28 @@ pub(super) fn parse_upstream(body: &[u8]) -> Result<crate::config::UpstreamConfi
     })?;
     // Settings that cannot work are refused as the registry refuses an upstream it cannot use.
     upstream.validate().map_err(|e| {
-        Box::new(refusal(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "upstream_refused",
-            &format!("invalid upstream: {e}"),
-        ))
+        // The part refused, for a form to show the message beside it.
+        let field = if crate::names::validate_upstream_name(&upstream.name).is_err() {
+            "name"
+        } else if matches!(
+            upstream.transport,
+            crate::config::UpstreamTransport::Stdio(_)
+        ) {
+            "command"
+        } else {
+            "url"
+        };
+        Box::new(
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(json!({
+                    "error": format!("invalid upstream: {e}"),
+                    "reason": "upstream_refused",
+                    "field": field,
+                })),
+            )
+                .into_response(),
+        )
     })?;
     Ok(upstream)
 }

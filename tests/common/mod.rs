@@ -564,6 +564,38 @@ pub fn sign_other(claims: &Map<String, Value>) -> String {
 
 /// The claims of Alice (role `hr`) acting through the `assistant` agent, from the development issuer, for tokens
 /// shaped by hand.
+/// [`test_auth`] with a second, non-development issuer, `https://idp.example` (its tokens signed with
+/// [`sign_other`]).
+pub fn test_auth_with_other_issuer(agents_file: &str) -> String {
+    test_auth(agents_file).replace(
+        "  agents_file:",
+        &format!(
+            "    - issuer: https://idp.example\n      audience: toolgate\n      jwks_file: \"{}\"\n  agents_file:",
+            other_jwks()
+        ),
+    )
+}
+
+/// An admin-audience token of `subject` at `https://idp.example` (signed with [`sign_other`]), valid an hour.
+pub fn other_admin_token(subject: &str) -> String {
+    let mut claims = toolgate::identity::token::claims(
+        &toolgate::identity::token::TokenRequest {
+            subject: Some(subject.into()),
+            roles: Vec::new(),
+            agent: None,
+            via: Vec::new(),
+            scope: None,
+            audience: "toolgate-admin".into(),
+            ttl: std::time::Duration::from_secs(3600),
+        },
+        jsonwebtoken::get_current_timestamp() as i64,
+    )
+    .unwrap();
+    claims.insert("iss".into(), serde_json::json!("https://idp.example"));
+    claims.remove("act");
+    sign_other(&claims)
+}
+
 pub fn alice_claims() -> Map<String, Value> {
     let request = toolgate::identity::token::TokenRequest {
         subject: Some("alice".into()),

@@ -154,7 +154,7 @@ pub(in crate::admin) async fn revoke_agent(
     UrlPath(id): UrlPath<String>,
     axum::Form(form): axum::Form<Reason>,
 ) -> Response {
-    let target = json!({"agent": id, "reason": given(&form.reason)});
+    let target = json!({"kind": "agent", "agent": id, "reason": given(&form.reason)});
     revoke(&state, &signed, target, format!("Agent `{id}`")).await
 }
 
@@ -171,7 +171,7 @@ pub(in crate::admin) async fn revoke_credential(
             "Revocation refused: give the token id (jti) to revoke.".into(),
         );
     };
-    let target = json!({"jti": jti, "reason": given(&form.reason)});
+    let target = json!({"kind": "token", "jti": jti, "reason": given(&form.reason)});
     revoke(&state, &signed, target, format!("Token `{jti}`")).await
 }
 
