@@ -222,6 +222,11 @@ async fn authenticate(
     }
 }
 
+/// The status of an action the console carried out through the admin API, when its own answer (a redirect back
+/// to the page) does not say it: what the action's record says.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ActionStatus(pub StatusCode);
+
 /// What an admin's response adds to the record of its action (an approver's comment).
 #[derive(Clone, Debug)]
 pub(super) struct ActionNote(pub String);
@@ -251,7 +256,10 @@ pub(super) async fn recorded(
     }
     let response = run.await;
     if changes_state {
-        let status = response.status();
+        let status = response
+            .extensions()
+            .get::<ActionStatus>()
+            .map_or(response.status(), |s| s.0);
         let decision = if status.is_success() || status.is_redirection() {
             "allow"
         } else {

@@ -76,6 +76,7 @@ async fn the_web_console_works_in_a_browser() {
     let gateway = Gateway::start(&format!(
         "listen: 127.0.0.1:0\nupstreams:\n{}{auth}policy:\n  dir: \"{}\"\n  manifests: \"{}\"\n\
          registry:\n  allowed_networks: [\"127.0.0.0/8\"]\n\
+         audit:\n  arguments: full\n\
          admin:\n  listen: 127.0.0.1:0\n  subjects:\n    - {{issuer: https://idp.example, subject: auditor, role: reviewer}}\n",
         stdio_upstream("tb", "testbed", &[]),
         root.join("tests/fixtures/policy-escalate").display(),
@@ -157,6 +158,22 @@ async fn the_web_console_works_in_a_browser() {
         "{records:?}"
     );
     assert!(with("POST /console/upstreams", "http_303"), "{records:?}");
+    assert!(with("POST /console/upstreams", "http_422"), "{records:?}");
+    assert!(
+        with("POST /console/agents/helper/revoke", "cross_origin_refused"),
+        "{records:?}"
+    );
+    // Refused by the admin API, though the browser is sent back to the page: recorded as refused.
+    assert!(
+        records.iter().any(|r| {
+            r["reasons"][0]
+                .as_str()
+                .is_some_and(|a| a.starts_with("POST /console/agents/nobody/revoke"))
+                && r["outcome"] == "http_400"
+                && r["decision"] == "deny"
+        }),
+        "{records:?}"
+    );
     assert!(
         records.iter().any(|r| {
             r["reasons"][0].as_str().is_some_and(|a| {

@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use subtle::ConstantTimeEq;
 
-use super::{AdminState, action_record, admin_of, recorded};
+use super::{ActionStatus, AdminState, action_record, admin_of, recorded};
 use crate::config::AdminRole;
 pub(super) use session::ConsoleSessions;
 use session::Signed;
@@ -291,6 +291,20 @@ fn done(state: &AdminState, signed: &Signed, to: &str, message: String) -> Respo
     Redirect::to(to).into_response()
 }
 
+/// After an action the admin API answered with `status`: like [`done`], and its record says what the API said
+/// (a refusal is recorded as one, though the browser is sent back to the page).
+fn answered(
+    state: &AdminState,
+    signed: &Signed,
+    to: &str,
+    message: String,
+    status: StatusCode,
+) -> Response {
+    let mut response = done(state, signed, to, message);
+    response.extensions_mut().insert(ActionStatus(status));
+    response
+}
+
 async fn home(request: Request) -> Response {
     let to = match request.extensions().get::<Signed>() {
         Some(s) if s.admin.role == AdminRole::Reviewer => "/console/decisions",
@@ -358,6 +372,10 @@ async fn sign_in(
             );
         }
     };
+    // A new sign-in ends the session this browser had.
+    if let Some(old) = cookie(&headers) {
+        state.console.end(old);
+    }
     let ttl = state.gateway.config.admin.console_session_ttl;
     let exp = admin.claims.as_ref().map(|(_, _, exp)| *exp);
     let Some(signed) = state.console.start(admin.clone(), ttl, exp) else {

@@ -43,12 +43,42 @@ pub(super) async fn reload_policy(
     }
 }
 
+/// A call's arguments and their facts (of a record, which keeps what `audit.arguments` says, or of a held call)
+/// as `clearance` may see them; what cannot be redacted is withheld.
+pub(super) fn to_clearance(
+    state: &AdminState,
+    clearance: crate::classification::Classification,
+    values: [Option<&mut serde_json::Value>; 2],
+) {
+    let rules = crate::redact::Rules::plain(clearance);
+    for value in values.into_iter().flatten() {
+        if state.gateway.redactor.redact_value(value, &rules).is_err() {
+            *value = json!({"withheld": "this could not be redacted"});
+        }
+    }
+}
+
+/// The longest text a record search looks for in reasons.
+pub(super) const MAX_REASON_SEARCH: usize = 200;
+
 /// `GET /admin/records`: decision records in the order stored, filtered, paged with `after` (`next_after` of the
-/// page before).
+/// page before); arguments and facts as the admin's clearance may see them.
 pub(super) async fn list_records(
     State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
     Query(filter): Query<crate::audit::RecordFilter>,
 ) -> Response {
+    if filter
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON_SEARCH)
+    {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("`reason` is longer than {MAX_REASON_SEARCH} characters"),
+        );
+    }
     let storage = state.gateway.config.storage.clone();
     let result = tokio::task::spawn_blocking(move || {
         let mut store = crate::audit::Records::open(&storage).map_err(|e| e.to_string())?;
@@ -56,7 +86,15 @@ pub(super) async fn list_records(
     })
     .await;
     match result {
-        Ok(Ok(records)) => {
+        Ok(Ok(mut records)) => {
+            for stored in &mut records {
+                let record = &mut stored.record;
+                to_clearance(
+                    &state,
+                    admin.clearance,
+                    [record.arguments.as_mut(), record.facts.as_mut()],
+                );
+            }
             let next = records.last().map(|r| r.position);
             axum::Json(json!({"records": records, "next_after": next})).into_response()
         }

@@ -18,16 +18,12 @@ pub(super) struct ApprovalFilter {
 /// they cannot be redacted), and the clearance they were shown at.
 fn as_seen_by(state: &AdminState, admin: &Admin, mut approval: Approval) -> serde_json::Value {
     let clearance = admin.clearance;
-    if let Some(arguments) = approval.held.as_mut().and_then(|h| h.arguments.as_mut()) {
-        let rules = crate::redact::Rules::plain(clearance);
-        if state
-            .gateway
-            .redactor
-            .redact_value(arguments, &rules)
-            .is_err()
-        {
-            *arguments = json!({"withheld": "the arguments could not be redacted"});
-        }
+    if let Some(held) = approval.held.as_mut() {
+        super::records::to_clearance(
+            state,
+            clearance,
+            [held.arguments.as_mut(), held.facts.as_mut()],
+        );
     }
     let mut view = serde_json::to_value(&approval).unwrap_or_default();
     if approval.held.is_some() {
@@ -116,7 +112,7 @@ pub(super) async fn decide_approval(
         .map(|c| c.trim().chars().take(MAX_COMMENT).collect::<String>())
         .filter(|c| !c.is_empty());
     let mut response = decide(&state, &admin, id, &verdict).await;
-    if let Some(comment) = comment {
+    if let Some(comment) = comment.filter(|_| response.status().is_success()) {
         response
             .extensions_mut()
             .insert(super::ActionNote(format!("comment: {comment}")));

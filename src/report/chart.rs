@@ -91,7 +91,7 @@ pub fn columns(label: &str, columns: &[(String, Counts)], label_every: usize) ->
     legend(&mut svg, height - 16);
     let text = summary(label, &total);
     format!(
-        r#"<svg role="img" aria-label="{}" viewBox="0 0 {width} {height}" class="chart" xmlns="http://www.w3.org/2000/svg"><title>{}</title>{svg}</svg>"#,
+        r#"<svg role="img" aria-label="{}" viewBox="0 0 {width} {height}" class="chart"><title>{}</title>{svg}</svg>"#,
         escape(&text),
         escape(&text)
     )
@@ -144,7 +144,7 @@ pub fn bars(label: &str, bars: &[(String, Counts)]) -> String {
     legend(&mut svg, height - 18);
     let text = summary(label, &total);
     format!(
-        r#"<svg role="img" aria-label="{}" viewBox="0 0 {width} {height}" class="chart" xmlns="http://www.w3.org/2000/svg"><title>{}</title>{svg}</svg>"#,
+        r#"<svg role="img" aria-label="{}" viewBox="0 0 {width} {height}" class="chart"><title>{}</title>{svg}</svg>"#,
         escape(&text),
         escape(&text)
     )

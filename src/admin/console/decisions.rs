@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::forms::{self, given};
 use super::session::Signed;
-use super::{Frame, done, plain, render, render_with};
+use super::{Frame, answered, done, plain, render, render_with};
 use crate::admin::AdminState;
 use crate::audit::{DecisionRecord, RecordFilter, Records, StoredRecord, principal_key};
 use crate::report::chart::{self, Counts};
@@ -17,6 +17,9 @@ use crate::report::{AccessReport, ReportQuery};
 
 /// Records per page.
 const PAGE: u32 = 50;
+
+/// Said when the reads of every record already running keep a request waiting too long.
+pub(super) const BUSY: &str = "the console is busy reading decision records; try again shortly";
 
 /// The search form, as sent and as shown again.
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +113,19 @@ pub(in crate::admin) async fn search(
         limit: Some(PAGE + 1),
         ..RecordFilter::default()
     };
+    if filter
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > crate::admin::records::MAX_REASON_SEARCH)
+    {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "the reason to look for is too long (at most 200 characters)",
+        );
+    }
+    let Some(_turn) = state.console.heavy.turn().await else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, BUSY);
+    };
     let storage = state.gateway.config.storage.clone();
     let found = tokio::task::spawn_blocking(move || Records::open(&storage)?.query(&filter)).await;
     let (rows, older, error) = match found {
@@ -183,6 +199,8 @@ struct Detail {
     obligations: String,
     redactions: String,
     arguments: String,
+    /// The viewer's clearance, which arguments and facts are shown at.
+    clearance: String,
     /// Whether the record's seal holds, in words.
     seal: String,
     sealed: bool,
@@ -229,7 +247,7 @@ pub(in crate::admin) async fn detail(
             );
         }
     };
-    let Ok(record) = serde_json::from_str::<DecisionRecord>(&row.body) else {
+    let Ok(mut record) = serde_json::from_str::<DecisionRecord>(&row.body) else {
         return plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the record's content is not readable",
@@ -246,7 +264,14 @@ pub(in crate::admin) async fn detail(
             row.seq
         )
     };
+    // Arguments and facts as the viewer's clearance may see them, as held calls are shown.
+    crate::admin::records::to_clearance(
+        &state,
+        signed.admin.clearance,
+        [record.arguments.as_mut(), record.facts.as_mut()],
+    );
     render(&Detail {
+        clearance: format!("{:?}", signed.admin.clearance).to_lowercase(),
         frame: Frame::new(
             &state,
             &signed,
@@ -274,6 +299,16 @@ pub(in crate::admin) async fn verify(
     State(state): State<AdminState>,
     axum::Extension(signed): axum::Extension<Signed>,
 ) -> Response {
+    // One verification at a time: each reads every chain.
+    let Ok(_running) = state.console.verifying.try_lock() else {
+        return answered(
+            &state,
+            &signed,
+            "/console/decisions",
+            "A verification of the chains is running already; try again when it is done.".into(),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    };
     let config = std::sync::Arc::clone(&state.gateway.config);
     let outcome = tokio::task::spawn_blocking(move || {
         let key =
@@ -286,7 +321,7 @@ pub(in crate::admin) async fn verify(
             .map_err(|e| e.to_string())
     })
     .await;
-    let message = match outcome {
+    let (message, status) = match outcome {
         Ok(Ok(reports)) => {
             let problems: Vec<String> = reports
                 .iter()
@@ -299,19 +334,32 @@ pub(in crate::admin) async fn verify(
                 })
                 .collect();
             let records: usize = reports.iter().map(|c| c.report.records).sum();
-            if problems.is_empty() {
+            let message = if problems.is_empty() {
                 format!(
                     "Chain verified: {records} records in {} chain(s), every link checked.",
                     reports.len()
                 )
             } else {
                 format!("Chain verification failed: {}", problems.join("; "))
-            }
+            };
+            (message, StatusCode::OK)
         }
-        Ok(Err(e)) => format!("The chains could not be verified: {e}"),
-        Err(e) => format!("The chains could not be verified: {e}"),
+        Ok(Err(e)) => {
+            tracing::error!("console chain verification: {e}");
+            (
+                "The chains could not be verified right now (see the gateway log).".into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+        }
+        Err(e) => {
+            tracing::error!("console chain verification: {e}");
+            (
+                "The chains could not be verified (see the gateway log).".into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            )
+        }
     };
-    done(&state, &signed, "/console/decisions", message)
+    answered(&state, &signed, "/console/decisions", message, status)
 }
 
 /// The report's filters, as sent and as shown again.
@@ -350,6 +398,9 @@ impl ReportForm {
 }
 
 async fn build(state: &AdminState, query: ReportQuery) -> Result<AccessReport, String> {
+    let Some(_turn) = state.console.heavy.turn().await else {
+        return Err(BUSY.into());
+    };
     let config = std::sync::Arc::clone(&state.gateway.config);
     match tokio::task::spawn_blocking(move || crate::report::for_config(&config, &query)).await {
         Ok(Ok(report)) => Ok(report),

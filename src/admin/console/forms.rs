@@ -89,6 +89,32 @@ pub(super) fn pretty(value: Option<&Value>) -> String {
     }
 }
 
+/// An error text as the console shows it: any URL in it without its user part, query and fragment, where
+/// credentials travel.
+pub(super) fn scrubbed(text: &str) -> String {
+    static URL: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(?i)\b([a-z][a-z0-9+.-]*://)(?:[^/\s@]*@)?([^\s?#"'`]*)(?:[?#][^\s"'`]*)?"#,
+        )
+        .ok()
+    });
+    match URL.as_ref() {
+        Some(url) => url.replace_all(text, "$1$2").into_owned(),
+        // Unreachable with the pattern above; nothing is shown rather than something unscrubbed.
+        None => String::from("(not shown)"),
+    }
+}
+
+/// Each upstream's status as the console shows it.
+pub(super) fn statuses(state: &crate::admin::AdminState) -> Vec<crate::catalog::UpstreamStatus> {
+    let mut statuses = state.gateway.catalog.statuses();
+    for status in &mut statuses {
+        status.last_error = status.last_error.as_deref().map(scrubbed);
+    }
+    statuses.sort_by(|a, b| a.name.cmp(&b.name));
+    statuses
+}
+
 /// A form's optional text field: trimmed, empty is none.
 pub(super) fn given(value: &Option<String>) -> Option<String> {
     value
@@ -101,6 +127,15 @@ pub(super) fn given(value: &Option<String>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_in_errors_lose_their_credentials() {
+        assert_eq!(
+            scrubbed("cannot reach https://user:secret@api.example/mcp?token=abc#x (refused)"),
+            "cannot reach https://api.example/mcp (refused)"
+        );
+        assert_eq!(scrubbed("exit status 1"), "exit status 1");
+    }
 
     #[test]
     fn times_read_back_as_written() {

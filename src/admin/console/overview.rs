@@ -72,7 +72,7 @@ pub(in crate::admin) async fn page(
     let policy = gateway.policy.status();
     render(&Overview {
         frame: Frame::new(&state, &signed, "/console/overview", "Overview".into()),
-        upstreams: gateway.catalog.statuses(),
+        upstreams: forms::statuses(&state),
         loaded_at: forms::time_s(i64::try_from(policy.loaded_at).unwrap_or(0)),
         policy,
         pending,

@@ -3,12 +3,13 @@
 use askama::Template;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::response::Response;
+use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::forms::{self, api, given};
 use super::session::Signed;
-use super::{Frame, done, render};
+use super::{Frame, answered, done, render};
 use crate::admin::{ActionNote, AdminState, inventory, reviews, revocations};
 
 /// One agent as the agents page lists it.
@@ -45,6 +46,9 @@ pub(in crate::admin) async fn agents(
     State(state): State<AdminState>,
     axum::Extension(signed): axum::Extension<Signed>,
 ) -> Response {
+    let Some(_turn) = state.console.heavy.turn().await else {
+        return super::plain(StatusCode::SERVICE_UNAVAILABLE, super::decisions::BUSY);
+    };
     let listed = api(inventory::list_agents(State(state.clone())).await)
         .await
         .unwrap_or(Value::Null);
@@ -141,11 +145,17 @@ async fn revoke(state: &AdminState, signed: &Signed, target: Value, what: String
         axum::body::Bytes::from(target.to_string()),
     )
     .await;
-    let message = match api(answer).await {
-        Ok(_) => format!("{what} revoked: refused from the next request on."),
-        Err(refused) => format!("{what}: revocation refused: {}", refused.message),
+    let (message, status) = match api(answer).await {
+        Ok(_) => (
+            format!("{what} revoked: refused from the next request on."),
+            StatusCode::CREATED,
+        ),
+        Err(refused) => (
+            format!("{what}: revocation refused: {}", refused.message),
+            refused.status,
+        ),
     };
-    done(state, signed, "/console/agents", message)
+    answered(state, signed, "/console/agents", message, status)
 }
 
 pub(in crate::admin) async fn revoke_agent(
@@ -164,11 +174,12 @@ pub(in crate::admin) async fn revoke_credential(
     axum::Form(form): axum::Form<Reason>,
 ) -> Response {
     let Some(jti) = given(&form.jti) else {
-        return done(
+        return answered(
             &state,
             &signed,
             "/console/agents",
             "Revocation refused: give the token id (jti) to revoke.".into(),
+            StatusCode::BAD_REQUEST,
         );
     };
     let target = json!({"kind": "token", "jti": jti, "reason": given(&form.reason)});
@@ -314,12 +325,15 @@ pub(in crate::admin) async fn decide(
                 format!("The call of `{tool}` is {word}."),
             )
         }
-        Err(refused) => done(
-            &state,
-            &signed,
-            "/console/approvals",
-            format!("Approval `{id}`: {verdict} refused: {}", refused.message),
-        ),
+        Err(refused) => {
+            return answered(
+                &state,
+                &signed,
+                "/console/approvals",
+                format!("Approval `{id}`: {verdict} refused: {}", refused.message),
+                refused.status,
+            );
+        }
     };
     if let Some(comment) = comment {
         response

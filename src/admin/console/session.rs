@@ -24,10 +24,36 @@ pub(in crate::admin) struct Signed {
     flash: Option<String>,
 }
 
-/// The console's sessions.
+/// At most this many sessions of one admin identity; signing in again beyond them ends its oldest.
+pub(super) const MAX_PER_ADMIN: usize = 8;
+
+/// The console's sessions, and the work that only a few of them may do at a time.
 #[derive(Default)]
 pub(in crate::admin) struct ConsoleSessions {
     sessions: DashMap<[u8; 32], Signed>,
+    /// Held while the chains are verified (each verification reads every chain).
+    pub verifying: tokio::sync::Mutex<()>,
+    /// Reports, exports and searches that may read every record: a few at a time.
+    pub heavy: HeavyWork,
+}
+
+/// A bound on the console's reads of every record at once.
+pub(in crate::admin) struct HeavyWork(tokio::sync::Semaphore);
+
+impl Default for HeavyWork {
+    fn default() -> Self {
+        Self(tokio::sync::Semaphore::new(2))
+    }
+}
+
+impl HeavyWork {
+    /// Waits (up to 30 s) for a turn; none when the gateway is that busy.
+    pub async fn turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        tokio::time::timeout(Duration::from_secs(30), self.0.acquire())
+            .await
+            .ok()?
+            .ok()
+    }
 }
 
 fn key(id: &str) -> [u8; 32] {
@@ -50,6 +76,18 @@ impl ConsoleSessions {
     pub fn start(&self, admin: Admin, ttl: Duration, token_exp: Option<i64>) -> Option<Signed> {
         let now = Instant::now();
         self.sessions.retain(|_, s| s.ends > now);
+        // One identity cannot fill the table: beyond its share, its oldest session ends.
+        let mut own: Vec<([u8; 32], Instant)> = self
+            .sessions
+            .iter()
+            .filter(|s| s.admin.label == admin.label)
+            .map(|s| (*s.key(), s.ends))
+            .collect();
+        own.sort_by_key(|(_, ends)| *ends);
+        let beyond = (own.len() + 1).saturating_sub(MAX_PER_ADMIN);
+        for (key, _) in own.into_iter().take(beyond) {
+            self.sessions.remove(&key);
+        }
         if self.sessions.len() >= MAX_SESSIONS {
             return None;
         }
@@ -157,18 +195,38 @@ mod tests {
     }
 
     #[test]
-    fn sessions_are_bounded() {
+    fn sessions_are_bounded_per_admin_and_in_all() {
         let sessions = ConsoleSessions::default();
-        for _ in 0..MAX_SESSIONS {
-            assert!(
-                sessions
-                    .start(admin(), Duration::from_secs(60), None)
-                    .is_some()
-            );
-        }
-        assert!(
+        let first = sessions
+            .start(admin(), Duration::from_secs(60), None)
+            .unwrap();
+        for _ in 1..MAX_PER_ADMIN {
             sessions
                 .start(admin(), Duration::from_secs(60), None)
+                .unwrap();
+        }
+        assert!(sessions.get(&first.id).is_some());
+        // One more of the same admin ends its oldest.
+        sessions
+            .start(admin(), Duration::from_secs(60), None)
+            .unwrap();
+        assert!(sessions.get(&first.id).is_none());
+        assert_eq!(sessions.sessions.len(), MAX_PER_ADMIN);
+        // Many admins together still meet the overall bound.
+        let mut n = 0;
+        while sessions.sessions.len() < MAX_SESSIONS {
+            let mut other = admin();
+            other.label = format!("admin-{}", n / MAX_PER_ADMIN);
+            sessions
+                .start(other, Duration::from_secs(60), None)
+                .unwrap();
+            n += 1;
+        }
+        let mut late = admin();
+        late.label = "late".into();
+        assert!(
+            sessions
+                .start(late, Duration::from_secs(60), None)
                 .is_none()
         );
     }

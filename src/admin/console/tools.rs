@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::forms::{self, Refused, api};
 use super::session::Signed;
-use super::{Frame, done, render, render_with};
+use super::{Frame, answered, done, render, render_with};
 use crate::admin::{AdminState, inventory, reviews};
 use crate::catalog::UpstreamStatus;
 use crate::catalog::pins::{Pin, PinStatus};
@@ -88,8 +88,7 @@ async fn upstreams_page(
         None => "",
     }
     .to_string();
-    let mut upstreams = state.gateway.catalog.statuses();
-    upstreams.sort_by(|a, b| a.name.cmp(&b.name));
+    let upstreams = forms::statuses(state);
     render_with(
         status,
         &Upstreams {
@@ -164,11 +163,12 @@ pub(in crate::admin) async fn change(
                     "/console/upstreams",
                     format!("Upstream `{name}` updated."),
                 ),
-                Err(refused) => done(
+                Err(refused) => answered(
                     &state,
                     &signed,
                     "/console/upstreams",
                     format!("Upstream `{name}`: update refused: {}", refused.message),
+                    refused.status,
                 ),
             };
         }
@@ -181,11 +181,14 @@ pub(in crate::admin) async fn change(
             .await
         }
     };
-    let message = match api(answer).await {
-        Ok(_) => format!("Upstream `{name}`: {action} done."),
-        Err(refused) => format!("Upstream `{name}`: {action} refused: {}", refused.message),
+    let (message, status) = match api(answer).await {
+        Ok(_) => (format!("Upstream `{name}`: {action} done."), StatusCode::OK),
+        Err(refused) => (
+            format!("Upstream `{name}`: {action} refused: {}", refused.message),
+            refused.status,
+        ),
     };
-    done(&state, &signed, "/console/upstreams", message)
+    answered(&state, &signed, "/console/upstreams", message, status)
 }
 
 /// One exposed tool as the tools page lists it.
@@ -342,12 +345,19 @@ pub(in crate::admin) async fn decide(
         axum::extract::Query(reviews::PinReview { hash: form.hash }),
     )
     .await;
-    let message = match api(answer).await {
-        Ok(_) if verdict == "approve" => {
-            format!("The reported definition of `{tool}` is approved.")
-        }
-        Ok(_) => format!("The reported definition of `{tool}` is rejected; the tool stays hidden."),
-        Err(refused) => format!("`{tool}`: {verdict} refused: {}", refused.message),
+    let (message, status) = match api(answer).await {
+        Ok(_) if verdict == "approve" => (
+            format!("The reported definition of `{tool}` is approved."),
+            StatusCode::OK,
+        ),
+        Ok(_) => (
+            format!("The reported definition of `{tool}` is rejected; the tool stays hidden."),
+            StatusCode::OK,
+        ),
+        Err(refused) => (
+            format!("`{tool}`: {verdict} refused: {}", refused.message),
+            refused.status,
+        ),
     };
-    done(&state, &signed, "/console/tools", message)
+    answered(&state, &signed, "/console/tools", message, status)
 }
