@@ -495,6 +495,21 @@ test('the web console, in a browser', { timeout: 10 * 60_000 }, async (t) => {
       assert.ok(await page.locator('[role="alert"]').count(), 'a summary of the errors, as an alert');
       await audit(page, 'upstreams-refused', { h1: 'Upstreams' });
 
+      // Refused by the allowlist: the message is next to the URL, and the credentials the URL carried are not
+      // rendered back.
+      await page.getByLabel('Name', { exact: true }).fill('private');
+      await page.getByLabel('Transport', { exact: true }).selectOption({ label: 'HTTP' });
+      await page.getByLabel('URL', { exact: true }).fill('http://user:s3cret-pass@10.9.8.7:9/mcp?token=t0ken-value');
+      const private_ = await submit(page, page.getByRole('button', { name: 'Register', exact: true }));
+      assert.equal(private_?.status(), 422, 'a registration outside the allowlist is answered 422');
+      assert.ok(await page.locator('#url-error').isVisible(), 'the URL error is shown');
+      assert.equal(await page.getByLabel('URL', { exact: true }).getAttribute('aria-invalid'), 'true');
+      const html = await page.content();
+      for (const secret of ['s3cret-pass', 't0ken-value']) {
+        assert.ok(!html.includes(secret), `the refused form does not render ${secret}`);
+      }
+      assert.equal(await page.getByLabel('URL', { exact: true }).inputValue(), 'http://10.9.8.7:9/mcp');
+
       await name.fill('web');
       await page.getByLabel('Transport', { exact: true }).selectOption({ label: 'HTTP' });
       await page.getByLabel('URL', { exact: true }).fill(REGISTER_URL);

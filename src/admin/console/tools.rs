@@ -74,9 +74,11 @@ impl Upstreams {
 async fn upstreams_page(
     state: &AdminState,
     signed: &Signed,
-    form: Registration,
+    mut form: Registration,
     refused: Option<Refused>,
 ) -> Response {
+    // A refused form comes back without the credentials a URL may carry (its user part, query and fragment).
+    form.url = forms::scrubbed(&form.url);
     let status = refused.as_ref().map_or(StatusCode::OK, |r| match r.status {
         s if s.is_server_error() => s,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
@@ -96,7 +98,7 @@ async fn upstreams_page(
             upstreams,
             form,
             field,
-            refused: refused.map(|r| r.message),
+            refused: refused.map(|r| forms::scrubbed(&r.message)),
         },
     )
 }
@@ -167,7 +169,10 @@ pub(in crate::admin) async fn change(
                     &state,
                     &signed,
                     "/console/upstreams",
-                    format!("Upstream `{name}`: update refused: {}", refused.message),
+                    format!(
+                        "Upstream `{name}`: update refused: {}",
+                        forms::scrubbed(&refused.message)
+                    ),
                     refused.status,
                 ),
             };
