@@ -116,14 +116,13 @@ fn never_used(
     tools: &[String],
     used: &[(String, String)],
 ) -> String {
+    // The gateway's own matching; a scope that does not parse reaches nothing.
+    let Ok(scope) = crate::identity::Scope::parse(scope) else {
+        return String::new();
+    };
     let in_scope: Vec<&str> = tools
         .iter()
-        .filter(|t| {
-            scope.iter().any(|s| match s.strip_suffix('*') {
-                Some(prefix) => t.starts_with(prefix),
-                None => s == *t,
-            })
-        })
+        .filter(|t| scope.allows(t))
         .filter(|t| !used.iter().any(|(a, u)| a == agent && u == *t))
         .map(String::as_str)
         .collect();
@@ -341,4 +340,29 @@ pub(in crate::admin) async fn decide(
             .insert(ActionNote(format!("comment: {comment}")));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::never_used;
+
+    #[test]
+    fn tools_in_scope_never_called_are_named() {
+        let scope = ["tb__*".to_string(), "other__x".to_string()];
+        let tools: Vec<String> = ["tb__echo", "tb__add", "other__x", "other__y"]
+            .map(String::from)
+            .to_vec();
+        let used = [
+            ("helper".to_string(), "tb__echo".to_string()),
+            ("someone".to_string(), "tb__add".to_string()),
+        ];
+        assert_eq!(
+            never_used("helper", &scope, &tools, &used),
+            "tb__add, other__x"
+        );
+        assert_eq!(
+            never_used("helper", &["bad pattern".into()], &tools, &used),
+            ""
+        );
+    }
 }
