@@ -148,7 +148,7 @@ fn pages(c: &mut Criterion) {
         b.iter(|| records.per_minute(hour_ago).expect("per minute"))
     });
     group.bench_function("tools_used_per_agent", |b| {
-        b.iter(|| records.agent_tools().expect("agent tools"))
+        b.iter(|| records.agent_usage().expect("agent usage"))
     });
     let day = ReportQuery {
         since: Some(toolgate::clock::now_ms() - DAY_MS),

@@ -142,11 +142,21 @@ pub fn router(
 }
 
 pub(super) fn refusal(status: StatusCode, reason: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": message, "reason": reason})),
-    )
-        .into_response()
+    refusal_at(status, reason, message, None)
+}
+
+/// A refusal that names the part of the request refused (`field`), for a form to show the message beside it.
+pub(super) fn refusal_at(
+    status: StatusCode,
+    reason: &str,
+    message: &str,
+    field: Option<&str>,
+) -> Response {
+    let mut body = json!({"error": message, "reason": reason});
+    if let Some(field) = field {
+        body["field"] = json!(field);
+    }
+    (status, axum::Json(body)).into_response()
 }
 
 /// The decision records cannot be read: the admin is told so, the log says why.
@@ -176,15 +186,7 @@ pub(super) fn registry_refusal(
         return refusal(StatusCode::SERVICE_UNAVAILABLE, reason, &error.public());
     }
     tracing::warn!(admin, reason, "registry change refused: {story}");
-    let mut response = refusal(status, reason, &error.public());
-    if let Some(field) = error.field() {
-        response = (
-            status,
-            axum::Json(json!({"error": error.public(), "reason": reason, "field": field})),
-        )
-            .into_response();
-    }
-    response
+    refusal_at(status, reason, &error.public(), error.field())
 }
 
 async fn authenticate(

@@ -22,8 +22,10 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 pub use chain::{ChainError, ChainHead, ChainKey};
-pub use records::Records;
-pub use store::{AuditStore, Order, RecordFilter, SqliteAuditStore, StoredRecord, principal_key};
+pub use records::{Records, agent_activity};
+pub use store::{
+    AgentUse, AuditStore, Order, RecordFilter, SqliteAuditStore, StoredRecord, principal_key,
+};
 
 use crate::config::{AuditConfig, Durability};
 

@@ -233,13 +233,7 @@ pub fn build(
             a.registered = registered.is_some();
             a.owner = registered.map(|r| r.spec.owner.clone());
             a.unused_tools_in_scope = registered
-                .map(|r| {
-                    known_tools
-                        .iter()
-                        .filter(|t| r.scope.allows(t) && !used.contains(*t))
-                        .cloned()
-                        .collect()
-                })
+                .map(|r| r.unused_tools(known_tools, &used))
                 .unwrap_or_default();
             a.tools_used = used.into_iter().collect();
             a.active = a.calls > 0;

@@ -247,17 +247,12 @@ pub(super) fn parse_upstream(body: &[u8]) -> Result<crate::config::UpstreamConfi
         } else {
             "url"
         };
-        Box::new(
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                axum::Json(json!({
-                    "error": format!("invalid upstream: {e}"),
-                    "reason": "upstream_refused",
-                    "field": field,
-                })),
-            )
-                .into_response(),
-        )
+        Box::new(super::refusal_at(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "upstream_refused",
+            &format!("invalid upstream: {e}"),
+            Some(field),
+        ))
     })?;
     Ok(upstream)
 }

@@ -58,9 +58,6 @@ pub(super) fn to_clearance(
     }
 }
 
-/// The longest text a record search looks for in reasons.
-pub(super) const MAX_REASON_SEARCH: usize = 200;
-
 /// `GET /admin/records`: decision records in the order stored, filtered, paged with `after` (`next_after` of the
 /// page before); arguments and facts as the admin's clearance may see them.
 pub(super) async fn list_records(
@@ -68,15 +65,14 @@ pub(super) async fn list_records(
     axum::Extension(admin): axum::Extension<Admin>,
     Query(filter): Query<crate::audit::RecordFilter>,
 ) -> Response {
-    if filter
-        .reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > MAX_REASON_SEARCH)
-    {
+    if filter.reason_too_long() {
         return refusal(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            &format!("`reason` is longer than {MAX_REASON_SEARCH} characters"),
+            &format!(
+                "`reason` is longer than {} characters",
+                crate::audit::RecordFilter::MAX_REASON
+            ),
         );
     }
     let storage = state.gateway.config.storage.clone();

@@ -5,7 +5,10 @@
 
 use postgres::Client;
 
-use super::store::{AuditStore, RawRow, RecordFilter, Sealed, StoredRecord, principal_key, seal};
+use super::store::{
+    AGENT_USAGE, AgentUse, AuditStore, RawRow, RecordFilter, Sealed, StoredRecord, principal_key,
+    seal,
+};
 use super::{ChainHead, ChainKey, DecisionRecord};
 use crate::config::PostgresConfig;
 use crate::store::StoreError;
@@ -300,14 +303,18 @@ impl PgRecords {
         Ok(out)
     }
 
-    /// Per agent: the tools it called (whatever was decided).
-    pub fn agent_tools(&mut self) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = self.client.query(
-            "SELECT DISTINCT agent, tool FROM decisions
-             WHERE kind = 'tools/call' AND agent IS NOT NULL AND tool IS NOT NULL",
-            &[],
-        )?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    /// Per agent and tool: the calls recorded and the time of the last one (see the SQLite store's).
+    pub fn agent_usage(&mut self) -> Result<Vec<AgentUse>, StoreError> {
+        let rows = self.client.query(AGENT_USAGE, &[])?;
+        Ok(rows
+            .iter()
+            .map(|r| AgentUse {
+                agent: r.get(0),
+                tool: r.get(1),
+                calls: u64::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+                last_ms: r.get(3),
+            })
+            .collect())
     }
 
     /// Records per minute (Unix minute) and decision since `since_ms`, every chain's.
@@ -353,23 +360,6 @@ impl PgRecords {
                 .unwrap_or_default()
         };
         Ok(Some((chain, raw, previous)))
-    }
-
-    pub fn agent_activity(
-        &mut self,
-    ) -> Result<std::collections::HashMap<String, (u64, i64)>, StoreError> {
-        let rows = self.client.query(
-            "SELECT agent, count(*), max(time_ms) FROM decisions
-                 WHERE kind = 'tools/call' AND agent IS NOT NULL GROUP BY agent",
-            &[],
-        )?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let count: i64 = r.get(1);
-                (r.get(0), (u64::try_from(count).unwrap_or(0), r.get(2)))
-            })
-            .collect())
     }
 }
 

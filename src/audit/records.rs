@@ -2,7 +2,7 @@
 //! blocks: call these off the async runtime (`spawn_blocking`, or [`off_runtime`](super::postgres::off_runtime)).
 
 use super::postgres::PgRecords;
-use super::store::{RawRow, RecordFilter, SqliteAuditStore, StoredRecord};
+use super::store::{AgentUse, RawRow, RecordFilter, SqliteAuditStore, StoredRecord};
 use crate::config::StorageConfig;
 use crate::store::StoreError;
 
@@ -46,11 +46,11 @@ impl Records {
         }
     }
 
-    /// `(agent, tool)` of every tool an agent called (whatever was decided).
-    pub fn agent_tools(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+    /// Per agent and tool: the tool calls recorded (whatever was decided) and the time of the last one.
+    pub fn agent_usage(&mut self) -> Result<Vec<AgentUse>, StoreError> {
         match self {
-            Self::Sqlite(s) => s.agent_tools(),
-            Self::Postgres(s) => s.agent_tools(),
+            Self::Sqlite(s) => s.agent_usage(),
+            Self::Postgres(s) => s.agent_usage(),
         }
     }
 
@@ -82,9 +82,17 @@ impl Records {
     pub fn agent_activity(
         &mut self,
     ) -> Result<std::collections::HashMap<String, (u64, i64)>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.agent_activity(),
-            Self::Postgres(s) => s.agent_activity(),
-        }
+        Ok(agent_activity(&self.agent_usage()?))
     }
+}
+
+/// Per agent: the calls in `usage` and the time of the last one (Unix ms).
+pub fn agent_activity(usage: &[AgentUse]) -> std::collections::HashMap<String, (u64, i64)> {
+    let mut activity = std::collections::HashMap::<String, (u64, i64)>::new();
+    for used in usage {
+        let (calls, last) = activity.entry(used.agent.clone()).or_default();
+        *calls += used.calls;
+        *last = (*last).max(used.last_ms);
+    }
+    activity
 }

@@ -59,6 +59,16 @@ pub enum Order {
 }
 
 impl RecordFilter {
+    /// The longest text a search looks for in reasons (each search by reason reads every record's reasons).
+    pub const MAX_REASON: usize = 200;
+
+    /// Whether the reason to look for is longer than [`Self::MAX_REASON`] characters.
+    pub fn reason_too_long(&self) -> bool {
+        self.reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > Self::MAX_REASON)
+    }
+
     pub(super) fn newest(&self) -> bool {
         self.order == Some(Order::Newest)
     }
@@ -150,32 +160,18 @@ impl SqliteAuditStore {
         Ok(Self { conn })
     }
 
-    /// Per agent: calls recorded and the time of the last one (Unix ms).
-    pub fn agent_activity(
-        &self,
-    ) -> Result<std::collections::HashMap<String, (u64, i64)>, StoreError> {
-        let mut statement = self.conn.prepare(
-            "SELECT agent, count(*), max(time_ms) FROM decisions
-             WHERE kind = 'tools/call' AND agent IS NOT NULL GROUP BY agent",
-        )?;
+    /// Per agent and tool (`None` for a call that named none): the calls recorded and the time of the last one
+    /// (Unix ms). One read of the records serves activity and the tools used.
+    pub fn agent_usage(&self) -> Result<Vec<AgentUse>, StoreError> {
+        let mut statement = self.conn.prepare(AGENT_USAGE)?;
         let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                (row.get::<_, i64>(1)?, row.get::<_, i64>(2)?),
-            ))
+            Ok(AgentUse {
+                agent: row.get(0)?,
+                tool: row.get(1)?,
+                calls: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                last_ms: row.get(3)?,
+            })
         })?;
-        rows.map(|r| r.map(|(a, (n, t))| (a, (u64::try_from(n).unwrap_or(0), t))))
-            .collect::<Result<_, _>>()
-            .map_err(StoreError::from)
-    }
-
-    /// Per agent: the tools it called (whatever was decided).
-    pub fn agent_tools(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let mut statement = self.conn.prepare(
-            "SELECT DISTINCT agent, tool FROM decisions
-             WHERE kind = 'tools/call' AND agent IS NOT NULL AND tool IS NOT NULL",
-        )?;
-        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -277,6 +273,19 @@ impl SqliteAuditStore {
         }
         Ok(out)
     }
+}
+
+/// Tool calls per agent and tool, with the last one's time: the same SQL for both stores.
+pub(super) const AGENT_USAGE: &str = "SELECT agent, tool, count(*), max(time_ms) FROM decisions
+     WHERE kind = 'tools/call' AND agent IS NOT NULL GROUP BY agent, tool";
+
+/// One agent's calls of one tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentUse {
+    pub agent: String,
+    pub tool: Option<String>,
+    pub calls: u64,
+    pub last_ms: i64,
 }
 
 const RAW: &str =

@@ -75,6 +75,21 @@ pub struct Agent {
     pub scope: Scope,
 }
 
+impl Agent {
+    /// The tools of `known` this agent's scope reaches that `used` does not name: least-privilege hints.
+    pub fn unused_tools(
+        &self,
+        known: &[String],
+        used: &std::collections::BTreeSet<String>,
+    ) -> Vec<String> {
+        known
+            .iter()
+            .filter(|t| self.scope.allows(t) && !used.contains(*t))
+            .cloned()
+            .collect()
+    }
+}
+
 /// Every registered agent, by id.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
@@ -219,6 +234,18 @@ mod tests {
                 .to_string()
                 .contains("owner")
         );
+    }
+
+    #[test]
+    fn tools_in_scope_never_called_are_named() {
+        let yaml = "agents:\n  helper:\n    owner: qa\n    description: d\n    scope: ['tb__*', other__x]\n    max_classification: public\n";
+        let inventory = Inventory::from_yaml(yaml).unwrap();
+        let helper = inventory.get("helper").unwrap();
+        let tools: Vec<String> = ["tb__echo", "tb__add", "other__x", "other__y"]
+            .map(String::from)
+            .to_vec();
+        let used = std::collections::BTreeSet::from(["tb__echo".to_string()]);
+        assert_eq!(helper.unused_tools(&tools, &used), ["tb__add", "other__x"]);
     }
 
     #[test]

@@ -29,6 +29,23 @@ fn legend(svg: &mut String, y: u32) {
     }
 }
 
+/// The largest total of one column or bar: the top of the scale (at least 1).
+fn largest(rows: &[(String, Counts)]) -> u64 {
+    rows.iter()
+        .map(|(_, c)| c.iter().sum::<u64>())
+        .max()
+        .unwrap_or(0)
+        .max(1)
+}
+
+/// The finished chart: `svg` drawn in a `width` × `height` image labelled with the summary of `total`.
+fn image(label: &str, total: &Counts, (width, height): (u32, u32), svg: &str) -> String {
+    let text = escape(&summary(label, total));
+    format!(
+        r#"<svg role="img" aria-label="{text}" viewBox="0 0 {width} {height}" class="chart"><title>{text}</title>{svg}</svg>"#
+    )
+}
+
 fn summary(label: &str, total: &Counts) -> String {
     let parts: Vec<String> = OUTCOMES
         .iter()
@@ -41,12 +58,7 @@ fn summary(label: &str, total: &Counts) -> String {
 /// Columns over time (one per entry of `columns`, labelled every `label_every`), stacked by outcome.
 pub fn columns(label: &str, columns: &[(String, Counts)], label_every: usize) -> String {
     let (width, height, top, bottom) = (720u32, 220u32, 24u32, 40u32);
-    let max = columns
-        .iter()
-        .map(|(_, c)| c.iter().sum::<u64>())
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    let max = largest(columns);
     let mut total: Counts = [0; 4];
     let n = u32::try_from(columns.len().max(1)).unwrap_or(1);
     let step = (width - 40) / n;
@@ -89,12 +101,7 @@ pub fn columns(label: &str, columns: &[(String, Counts)], label_every: usize) ->
         top + plot
     );
     legend(&mut svg, height - 16);
-    let text = summary(label, &total);
-    format!(
-        r#"<svg role="img" aria-label="{}" viewBox="0 0 {width} {height}" class="chart"><title>{}</title>{svg}</svg>"#,
-        escape(&text),
-        escape(&text)
-    )
+    image(label, &total, (width, height), &svg)
 }
 
 /// One horizontal bar per entry of `bars`, stacked by outcome.
@@ -102,12 +109,7 @@ pub fn bars(label: &str, bars: &[(String, Counts)]) -> String {
     let (width, row, label_width) = (720u32, 22u32, 220u32);
     let n = u32::try_from(bars.len()).unwrap_or(0);
     let height = 12 + row * n + 30;
-    let max = bars
-        .iter()
-        .map(|(_, c)| c.iter().sum::<u64>())
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    let max = largest(bars);
     let span = width - label_width - 60;
     let mut total: Counts = [0; 4];
     let mut svg = String::new();
@@ -142,12 +144,7 @@ pub fn bars(label: &str, bars: &[(String, Counts)]) -> String {
         );
     }
     legend(&mut svg, height - 18);
-    let text = summary(label, &total);
-    format!(
-        r#"<svg role="img" aria-label="{}" viewBox="0 0 {width} {height}" class="chart"><title>{}</title>{svg}</svg>"#,
-        escape(&text),
-        escape(&text)
-    )
+    image(label, &total, (width, height), &svg)
 }
 
 #[cfg(test)]

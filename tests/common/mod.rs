@@ -562,8 +562,6 @@ pub fn sign_other(claims: &Map<String, Value>) -> String {
     jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
 
-/// The claims of Alice (role `hr`) acting through the `assistant` agent, from the development issuer, for tokens
-/// shaped by hand.
 /// [`test_auth`] with a second, non-development issuer, `https://idp.example` (its tokens signed with
 /// [`sign_other`]).
 pub fn test_auth_with_other_issuer(agents_file: &str) -> String {
@@ -596,6 +594,8 @@ pub fn other_admin_token(subject: &str) -> String {
     sign_other(&claims)
 }
 
+/// The claims of Alice (role `hr`) acting through the `assistant` agent, from the development issuer, for tokens
+/// shaped by hand.
 pub fn alice_claims() -> Map<String, Value> {
     let request = toolgate::identity::token::TokenRequest {
         subject: Some("alice".into()),

@@ -113,14 +113,13 @@ pub(in crate::admin) async fn search(
         limit: Some(PAGE + 1),
         ..RecordFilter::default()
     };
-    if filter
-        .reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > crate::admin::records::MAX_REASON_SEARCH)
-    {
+    if filter.reason_too_long() {
         return plain(
             StatusCode::BAD_REQUEST,
-            "the reason to look for is too long (at most 200 characters)",
+            &format!(
+                "the reason to look for is too long (at most {} characters)",
+                RecordFilter::MAX_REASON
+            ),
         );
     }
     let Some(_turn) = state.console.heavy.turn().await else {

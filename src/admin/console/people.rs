@@ -6,11 +6,12 @@ use axum::response::Response;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 
 use super::forms::{self, api, given};
 use super::session::Signed;
 use super::{Frame, answered, done, render};
-use crate::admin::{ActionNote, AdminState, inventory, reviews, revocations};
+use crate::admin::{ActionNote, AdminState, reviews, revocations};
 
 /// One agent as the agents page lists it.
 struct AgentRow {
@@ -49,9 +50,6 @@ pub(in crate::admin) async fn agents(
     let Some(_turn) = state.console.heavy.turn().await else {
         return super::plain(StatusCode::SERVICE_UNAVAILABLE, super::decisions::BUSY);
     };
-    let listed = api(inventory::list_agents(State(state.clone())).await)
-        .await
-        .unwrap_or(Value::Null);
     let revocations = api(revocations::list_revocations(State(state.clone())).await)
         .await
         .unwrap_or(Value::Null);
@@ -59,18 +57,20 @@ pub(in crate::admin) async fn agents(
         .as_array()
         .map(|list| list.iter().filter_map(|r| r["agent"].as_str()).collect())
         .unwrap_or_default();
+    // One read of the records: calls, last activity and the tools used, per agent.
     let storage = state.gateway.config.storage.clone();
-    let used = tokio::task::spawn_blocking(move || {
-        crate::audit::Records::open(&storage).and_then(|mut r| r.agent_tools())
+    let usage = tokio::task::spawn_blocking(move || {
+        crate::audit::Records::open(&storage).and_then(|mut r| r.agent_usage())
     })
     .await;
-    let used: Vec<(String, String)> = match used {
-        Ok(Ok(used)) => used,
+    let usage = match usage {
+        Ok(Ok(usage)) => usage,
         _ => {
             tracing::error!("console agents: the decision records cannot be read");
             Vec::new()
         }
     };
+    let activity = crate::audit::agent_activity(&usage);
     let tools: Vec<String> = state
         .gateway
         .catalog
@@ -78,28 +78,31 @@ pub(in crate::admin) async fn agents(
         .iter()
         .map(|t| t.name.to_string())
         .collect();
-    let mut agents: Vec<AgentRow> = listed["agents"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
+    let inventory = state.gateway.identity.inventory();
+    let agents: Vec<AgentRow> = inventory
+        .agents()
         .map(|agent| {
-            let id = agent["id"].as_str().unwrap_or_default().to_string();
-            let scope = strings(&agent["scope"]);
+            let used: BTreeSet<String> = usage
+                .iter()
+                .filter(|u| u.agent == agent.id)
+                .filter_map(|u| u.tool.clone())
+                .collect();
+            let (calls, last) = activity.get(&agent.id).copied().unwrap_or((0, 0));
             AgentRow {
-                never_used: never_used(&id, &scope, &tools, &used),
-                revoked: revoked.contains(&id.as_str()),
-                owner: agent["owner"].as_str().unwrap_or_default().to_string(),
-                scope: scope.join(", "),
-                calls: agent["calls"].as_u64().unwrap_or(0),
-                last_activity: agent["last_activity_ms"]
-                    .as_i64()
-                    .map_or_else(|| "never".into(), forms::time),
-                id,
+                never_used: agent.unused_tools(&tools, &used).join(", "),
+                revoked: revoked.contains(&agent.id.as_str()),
+                owner: agent.spec.owner.clone(),
+                scope: agent.spec.scope.join(", "),
+                calls,
+                last_activity: if last > 0 {
+                    forms::time(last)
+                } else {
+                    "never".into()
+                },
+                id: agent.id.clone(),
             }
         })
         .collect();
-    agents.sort_by(|a, b| a.id.cmp(&b.id));
     render(&Agents {
         frame: Frame::new(&state, &signed, "/console/agents", "Agents".into()),
         agents,
@@ -107,26 +110,6 @@ pub(in crate::admin) async fn agents(
             .as_u64()
             .unwrap_or(0),
     })
-}
-
-/// Tools of the catalog in an agent's scope that it has never called: least-privilege hints.
-fn never_used(
-    agent: &str,
-    scope: &[String],
-    tools: &[String],
-    used: &[(String, String)],
-) -> String {
-    // The gateway's own matching; a scope that does not parse reaches nothing.
-    let Ok(scope) = crate::identity::Scope::parse(scope) else {
-        return String::new();
-    };
-    let in_scope: Vec<&str> = tools
-        .iter()
-        .filter(|t| scope.allows(t))
-        .filter(|t| !used.iter().any(|(a, u)| a == agent && u == *t))
-        .map(String::as_str)
-        .collect();
-    in_scope.join(", ")
 }
 
 #[derive(Debug, Deserialize)]
@@ -340,29 +323,4 @@ pub(in crate::admin) async fn decide(
             .insert(ActionNote(format!("comment: {comment}")));
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::never_used;
-
-    #[test]
-    fn tools_in_scope_never_called_are_named() {
-        let scope = ["tb__*".to_string(), "other__x".to_string()];
-        let tools: Vec<String> = ["tb__echo", "tb__add", "other__x", "other__y"]
-            .map(String::from)
-            .to_vec();
-        let used = [
-            ("helper".to_string(), "tb__echo".to_string()),
-            ("someone".to_string(), "tb__add".to_string()),
-        ];
-        assert_eq!(
-            never_used("helper", &scope, &tools, &used),
-            "tb__add, other__x"
-        );
-        assert_eq!(
-            never_used("helper", &["bad pattern".into()], &tools, &used),
-            ""
-        );
-    }
 }
