@@ -150,6 +150,9 @@ fn pages(c: &mut Criterion) {
     group.bench_function("tools_used_per_agent", |b| {
         b.iter(|| records.agent_usage().expect("agent usage"))
     });
+    group.bench_function("agent_activity", |b| {
+        b.iter(|| records.agent_activity().expect("agent activity"))
+    });
     let day = ReportQuery {
         since: Some(toolgate::clock::now_ms() - DAY_MS),
         ..ReportQuery::default()

@@ -22,7 +22,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 pub use chain::{ChainError, ChainHead, ChainKey};
-pub use records::{Records, agent_activity};
+pub use records::Records;
 pub use store::{
     AgentUse, AuditStore, Order, RecordFilter, SqliteAuditStore, StoredRecord, principal_key,
 };

@@ -332,6 +332,23 @@ impl PgRecords {
             .collect())
     }
 
+    pub fn agent_activity(
+        &mut self,
+    ) -> Result<std::collections::HashMap<String, (u64, i64)>, StoreError> {
+        let rows = self.client.query(
+            "SELECT agent, count(*), max(time_ms) FROM decisions
+                 WHERE kind = 'tools/call' AND agent IS NOT NULL GROUP BY agent",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let count: i64 = r.get(1);
+                (r.get(0), (u64::try_from(count).unwrap_or(0), r.get(2)))
+            })
+            .collect())
+    }
+
     /// The row at `position`, its chain, and the MAC of the one before it in that chain (the chain's start for
     /// the first).
     pub fn row_at(

@@ -82,17 +82,9 @@ impl Records {
     pub fn agent_activity(
         &mut self,
     ) -> Result<std::collections::HashMap<String, (u64, i64)>, StoreError> {
-        Ok(agent_activity(&self.agent_usage()?))
+        match self {
+            Self::Sqlite(s) => s.agent_activity(),
+            Self::Postgres(s) => s.agent_activity(),
+        }
     }
-}
-
-/// Per agent: the calls in `usage` and the time of the last one (Unix ms).
-pub fn agent_activity(usage: &[AgentUse]) -> std::collections::HashMap<String, (u64, i64)> {
-    let mut activity = std::collections::HashMap::<String, (u64, i64)>::new();
-    for used in usage {
-        let (calls, last) = activity.entry(used.agent.clone()).or_default();
-        *calls += used.calls;
-        *last = (*last).max(used.last_ms);
-    }
-    activity
 }

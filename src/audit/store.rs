@@ -160,8 +160,27 @@ impl SqliteAuditStore {
         Ok(Self { conn })
     }
 
+    /// Per agent: calls recorded and the time of the last one (Unix ms).
+    pub fn agent_activity(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (u64, i64)>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT agent, count(*), max(time_ms) FROM decisions
+             WHERE kind = 'tools/call' AND agent IS NOT NULL GROUP BY agent",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                (row.get::<_, i64>(1)?, row.get::<_, i64>(2)?),
+            ))
+        })?;
+        rows.map(|r| r.map(|(a, (n, t))| (a, (u64::try_from(n).unwrap_or(0), t))))
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::from)
+    }
+
     /// Per agent and tool (`None` for a call that named none): the calls recorded and the time of the last one
-    /// (Unix ms). One read of the records serves activity and the tools used.
+    /// (Unix ms): what the console's agents page shows, in one read of the records.
     pub fn agent_usage(&self) -> Result<Vec<AgentUse>, StoreError> {
         let mut statement = self.conn.prepare(AGENT_USAGE)?;
         let rows = statement.query_map([], |row| {

@@ -70,7 +70,6 @@ pub(in crate::admin) async fn agents(
             Vec::new()
         }
     };
-    let activity = crate::audit::agent_activity(&usage);
     let tools: Vec<String> = state
         .gateway
         .catalog
@@ -82,12 +81,12 @@ pub(in crate::admin) async fn agents(
     let agents: Vec<AgentRow> = inventory
         .agents()
         .map(|agent| {
-            let used: BTreeSet<String> = usage
-                .iter()
-                .filter(|u| u.agent == agent.id)
-                .filter_map(|u| u.tool.clone())
-                .collect();
-            let (calls, last) = activity.get(&agent.id).copied().unwrap_or((0, 0));
+            let (mut used, mut calls, mut last) = (BTreeSet::new(), 0, 0);
+            for row in usage.iter().filter(|u| u.agent == agent.id) {
+                used.extend(row.tool.clone());
+                calls += row.calls;
+                last = last.max(row.last_ms);
+            }
             AgentRow {
                 never_used: agent.unused_tools(&tools, &used).join(", "),
                 revoked: revoked.contains(&agent.id.as_str()),
