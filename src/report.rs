@@ -391,14 +391,14 @@ pub fn for_config(
 }
 
 fn time(ms: Option<i64>) -> String {
-    ms.and_then(|ms| u64::try_from(ms).ok())
-        .map(|ms| {
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-            )
-            .to_string()
-        })
-        .unwrap_or_default()
+    ms.and_then(rfc3339).unwrap_or_default()
+}
+
+/// Unix milliseconds as RFC 3339 to the second (`2026-11-30T23:40:12Z`); none before 1970.
+pub fn rfc3339(ms: i64) -> Option<String> {
+    let ms = u64::try_from(ms).ok()?;
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    Some(humantime::format_rfc3339_seconds(at).to_string())
 }
 
 impl AccessReport {

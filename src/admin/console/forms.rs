@@ -42,11 +42,9 @@ pub(super) async fn api(response: Response) -> Result<Value, Refused> {
 
 /// Unix milliseconds as `2026-11-30 23:40:12 UTC`.
 pub(super) fn time(ms: i64) -> String {
-    let Ok(ms) = u64::try_from(ms) else {
+    let Some(text) = crate::report::rfc3339(ms) else {
         return ms.to_string();
     };
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    let text = humantime::format_rfc3339_seconds(at).to_string();
     format!("{} UTC", text.trim_end_matches('Z').replacen('T', " ", 1))
 }
 
